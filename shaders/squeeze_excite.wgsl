@@ -1,0 +1,72 @@
+// Squeeze-and-excite: per-channel mean, the gate (two small fully connected layers), and the
+// channel scale. The mean kernel also serves the classifier's global pooling.
+
+struct SeParams {
+    channels: u32, pixels: u32, squeeze: u32, reduce_act: u32,
+    reduce_cap: f32, gate_add: f32, gate_max: f32, gate_mul: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: SeParams;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+// channel_mean: unused. se_gate: [squeeze][channels] reduce weights, squeeze biases,
+// [channels][squeeze] expand weights, channels biases. channel_scale: the gates.
+@group(0) @binding(2) var<storage, read> aux: array<f32>;
+@group(0) @binding(3) var<storage, read_write> output: array<f32>;
+
+var<workgroup> partial: array<f32, 256>;
+
+// One workgroup per channel: output[c] = mean of input[c][..].
+@compute @workgroup_size(256)
+fn channel_mean(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let c = wid.x;
+    var sum = 0.0;
+    for (var i = lid.x; i < p.pixels; i += 256u) {
+        sum += input[c * p.pixels + i];
+    }
+    partial[lid.x] = sum;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+        if lid.x < stride {
+            partial[lid.x] += partial[lid.x + stride];
+        }
+        workgroupBarrier();
+    }
+    if lid.x == 0u {
+        output[c] = partial[0] / f32(p.pixels);
+    }
+}
+
+// A single workgroup: input = channel means, output = gates.
+@compute @workgroup_size(256)
+fn se_gate(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let c_n = p.channels;
+    let s_n = p.squeeze;
+    let reduce_bias = s_n * c_n;
+    let expand_w = reduce_bias + s_n;
+    let expand_bias = expand_w + c_n * s_n;
+    for (var s = lid.x; s < s_n; s += 256u) {
+        var acc = aux[reduce_bias + s];
+        for (var c = 0u; c < c_n; c++) {
+            acc += aux[s * c_n + c] * input[c];
+        }
+        partial[s] = activate(acc, p.reduce_act, p.reduce_cap);
+    }
+    workgroupBarrier();
+    for (var c = lid.x; c < c_n; c += 256u) {
+        var acc = aux[expand_bias + c];
+        for (var s = 0u; s < s_n; s++) {
+            acc += aux[expand_w + c * s_n + s] * partial[s];
+        }
+        output[c] = clamp(acc + p.gate_add, 0.0, p.gate_max) * p.gate_mul;
+    }
+}
+
+// output[c][n] = input[c][n] · gate[c]; x over pixels, y over channels.
+@compute @workgroup_size(256)
+fn channel_scale(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if gid.x >= p.pixels || gid.y >= p.channels {
+        return;
+    }
+    let idx = gid.y * p.pixels + gid.x;
+    output[idx] = input[idx] * aux[gid.y];
+}

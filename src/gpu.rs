@@ -1,0 +1,261 @@
+//! GPU context: picks an adapter, creates a device with the limits the kernels need, and offers
+//! the few helpers every kernel wrapper uses (buffer creation, one-submit execution, readback).
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use wgpu::util::DeviceExt;
+
+/// Which graphics API to run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// Vulkan (Linux, Windows, Android).
+    Vulkan,
+    /// Metal (macOS, iOS).
+    Metal,
+    /// Direct3D 12 (Windows).
+    Dx12,
+    /// OpenGL / OpenGL ES.
+    Gl,
+}
+
+impl BackendChoice {
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            BackendChoice::Vulkan => wgpu::Backends::VULKAN,
+            BackendChoice::Metal => wgpu::Backends::METAL,
+            BackendChoice::Dx12 => wgpu::Backends::DX12,
+            BackendChoice::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+/// How to choose the device.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceRequest {
+    /// Restrict to one graphics API; `None` tries every API compiled in.
+    pub backend: Option<BackendChoice>,
+    /// Pick the first adapter whose name contains this (case-insensitive).
+    pub adapter: Option<String>,
+    /// Create the device with exactly `wgpu::Limits::downlevel_defaults()` (used by tests to prove
+    /// the kernels fit the most restrictive devices). Otherwise the downlevel limits are raised
+    /// only for buffer sizes, to what the adapter offers, so large images fit.
+    pub strict_downlevel_limits: bool,
+}
+
+/// One adapter as listed by `neural-style devices`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterSummary {
+    /// Adapter name as reported by the driver.
+    pub name: String,
+    /// Graphics API.
+    pub backend: String,
+    /// Discrete, integrated, virtual, CPU or other.
+    pub device_type: String,
+    /// Driver name and version.
+    pub driver: String,
+    /// Largest buffer the adapter can create, in bytes.
+    pub max_buffer_size: u64,
+    /// Largest storage buffer binding, in bytes.
+    pub max_storage_buffer_binding_size: u64,
+    /// Storage buffers a compute shader may bind.
+    pub max_storage_buffers_per_shader_stage: u32,
+    /// Invocations per workgroup.
+    pub max_compute_invocations_per_workgroup: u32,
+    /// Workgroup shared memory, in bytes.
+    pub max_compute_workgroup_storage_size: u32,
+}
+
+fn instance(backend: Option<BackendChoice>) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backend.map_or(wgpu::Backends::PRIMARY, BackendChoice::backends);
+    wgpu::Instance::new(desc)
+}
+
+fn no_adapter_message() -> &'static str {
+    "no GPU adapter found: install a Vulkan driver (on Debian/Ubuntu without a GPU: \
+     `apt-get install mesa-vulkan-drivers` for the lavapipe software rasterizer), \
+     or pick another --backend"
+}
+
+/// Lists every adapter visible for the given backend choice.
+pub fn list_adapters(backend: Option<BackendChoice>) -> Vec<AdapterSummary> {
+    let instance = instance(backend);
+    let adapters = pollster::block_on(
+        instance.enumerate_adapters(backend.map_or(wgpu::Backends::PRIMARY, BackendChoice::backends)),
+    );
+    adapters
+        .iter()
+        .map(|a| {
+            let info = a.get_info();
+            let limits = a.limits();
+            AdapterSummary {
+                name: info.name,
+                backend: format!("{:?}", info.backend).to_lowercase(),
+                device_type: format!("{:?}", info.device_type),
+                driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+                max_buffer_size: limits.max_buffer_size,
+                max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+                max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
+                max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+                max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+            }
+        })
+        .collect()
+}
+
+/// The device, its queue, and the error state shared with wgpu's callbacks.
+pub struct GpuContext {
+    /// The logical device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// What the adapter says about itself.
+    pub info: wgpu::AdapterInfo,
+    /// The limits the device was created with.
+    pub limits: wgpu::Limits,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl GpuContext {
+    /// Opens a device as requested. Fails with a one-line message when no adapter matches.
+    pub fn new(request: &DeviceRequest) -> Result<Self> {
+        let instance = instance(request.backend);
+        let adapter = match &request.adapter {
+            Some(needle) => {
+                let needle_lc = needle.to_lowercase();
+                let all = pollster::block_on(instance.enumerate_adapters(
+                    request.backend.map_or(wgpu::Backends::PRIMARY, BackendChoice::backends),
+                ));
+                if all.is_empty() {
+                    bail!(no_adapter_message());
+                }
+                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+                all.into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&needle_lc))
+                    .with_context(|| {
+                        format!("no adapter name contains {needle:?}; available: {}", names.join(", "))
+                    })?
+            }
+            None => pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                ..Default::default()
+            }))
+            .map_err(|_| anyhow::anyhow!(no_adapter_message()))?,
+        };
+        let info = adapter.get_info();
+        let adapter_limits = adapter.limits();
+        let mut limits = wgpu::Limits::downlevel_defaults();
+        if !request.strict_downlevel_limits {
+            limits.max_buffer_size = adapter_limits.max_buffer_size;
+            limits.max_storage_buffer_binding_size = adapter_limits.max_storage_buffer_binding_size;
+        }
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("neural-style"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .with_context(|| format!("could not open device {:?}", info.name))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(first_line(&e.to_string()));
+        }));
+        let lost = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if reason != wgpu::DeviceLostReason::Destroyed {
+                lost.lock().unwrap().push(format!("GPU device lost: {msg}"));
+            }
+        });
+        Ok(Self { device, queue, info, limits, errors })
+    }
+
+    /// Returns the first GPU error reported since the last check, as an `Err`.
+    pub fn check_errors(&self) -> Result<()> {
+        let mut errors = self.errors.lock().unwrap();
+        if let Some(first) = errors.first() {
+            let msg = format!("GPU error: {first}");
+            errors.clear();
+            bail!(msg);
+        }
+        Ok(())
+    }
+
+    /// Creates a storage buffer holding `data`.
+    pub fn storage_buffer(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// Creates a zero-filled storage buffer of `len` floats (at least one, wgpu rejects empty bindings).
+    pub fn zeroed_buffer(&self, label: &str, len: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (len.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Creates a uniform buffer from a plain-old-data value.
+    pub fn uniform_buffer<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// Copies `len` floats out of a storage buffer (blocking).
+    pub fn read_buffer(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let bytes = (len * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow::anyhow!("GPU wait failed: {e}"))?;
+        self.check_errors()?;
+        rx.recv()
+            .context("GPU readback was dropped")?
+            .map_err(|e| anyhow::anyhow!("GPU readback failed: {e}"))?;
+        let view = staging.get_mapped_range(..).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let out = bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec();
+        Ok(out)
+    }
+
+    /// Waits until the queue is idle and reports any GPU error.
+    pub fn finish(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow::anyhow!("GPU wait failed: {e}"))?;
+        self.check_errors()
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// Whether GPU tests must fail instead of skipping when no adapter exists (`NEURAL_STYLE_REQUIRE_GPU=1`).
+pub fn gpu_required() -> bool {
+    std::env::var("NEURAL_STYLE_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}

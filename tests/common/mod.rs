@@ -1,0 +1,84 @@
+//! Helpers shared by the integration tests: the GPU (or a skip), shared data paths, fixtures.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use neural_style::gpu::{DeviceRequest, GpuContext, gpu_required};
+
+/// Opens the default device. Without an adapter the test is skipped (returns `None`), unless
+/// `NEURAL_STYLE_REQUIRE_GPU=1`, in which case it fails.
+pub fn gpu_with(request: DeviceRequest) -> Option<GpuContext> {
+    match GpuContext::new(&request) {
+        Ok(ctx) => Some(ctx),
+        Err(e) if !gpu_required() => {
+            eprintln!("skipping GPU test: {e}");
+            None
+        }
+        Err(e) => panic!("NEURAL_STYLE_REQUIRE_GPU=1 but no GPU: {e}"),
+    }
+}
+
+/// The default device.
+pub fn gpu() -> Option<GpuContext> {
+    gpu_with(DeviceRequest::default())
+}
+
+/// `../shared` next to the repository.
+pub fn shared() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
+
+/// The default model: `$NEURAL_STYLE_WEIGHTS` or the shared int8 file.
+pub fn default_weights() -> PathBuf {
+    std::env::var_os("NEURAL_STYLE_WEIGHTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| shared().join("weights/mobilenet_v3_small_100_224_int8.tflite"))
+}
+
+/// The shared uint8 release.
+pub fn uint8_weights() -> PathBuf {
+    shared().join("weights/v3-small_224_1.0_uint8.tflite")
+}
+
+/// A file under `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// A fixture's tensors: name → (shape, values).
+pub fn read_fixture(name: &str) -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(fixture(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"));
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(n, t)| {
+            let v = t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            (n, (t.shape().to_vec(), v))
+        })
+        .collect()
+}
+
+/// Relative L2 error of f32 data against f64 or f32 truth.
+pub fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    let a: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+    let b: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+    neural_style::reference::relative_l2(&a, &b)
+}
+
+/// Deterministic pseudo-random numbers in [-1, 1) (xorshift), for kernel inputs.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.next() * scale).collect()
+    }
+}

@@ -1,0 +1,58 @@
+//! The whole network against the independent Python reference (tools/reference.py fixtures), and
+//! classification of real photos with the shared weights.
+
+mod common;
+
+use common::*;
+use neural_style::engine::{FeatureNet, ForwardPlan};
+use neural_style::gpu::DeviceRequest;
+use neural_style::reference::{self, Tensor};
+use neural_style::weights;
+
+/// Runs the GPU forward pass on the fixture's input and compares stem, every block, head and
+/// (when present) the logits; the CPU reference is checked against the same fixture.
+fn compare_with_fixture(weights_path: &std::path::Path, fixture_name: &str, request: DeviceRequest) {
+    let Some(ctx) = gpu_with(request) else { return };
+    let fx = read_fixture(fixture_name);
+    let (shape, input) = &fx["input"];
+    let (h, w) = (shape[1], shape[2]);
+    let net = weights::load(weights_path).unwrap_or_else(|e| panic!("{e:#}"));
+    let cpu = reference::forward(&net, &Tensor::from_f32(3, h, w, input));
+    let fnet = FeatureNet::new(&ctx, net);
+    let plan = ForwardPlan::new(&ctx, &fnet, w, h, true).unwrap();
+    plan.run(&ctx, input).unwrap();
+    let mut compared = 0;
+    for (name, cpu_out) in &cpu {
+        let Some((_, want)) = fx.get(name) else { continue };
+        let got = if name == "logits" { plan.read_logits(&ctx).unwrap() } else { plan.read_layer(&ctx, name).unwrap() };
+        let gpu_err = rel_l2(&got, want);
+        let cpu_f32: Vec<f32> = cpu_out.data.iter().map(|&v| v as f32).collect();
+        let cpu_err = rel_l2(&cpu_f32, want);
+        eprintln!("{fixture_name} {name}: GPU rel L2 {gpu_err:.2e}, CPU reference rel L2 {cpu_err:.2e}");
+        assert!(gpu_err <= 1e-4, "{fixture_name} {name}: GPU relative L2 error {gpu_err:e} > 1e-4");
+        assert!(cpu_err <= 1e-5, "{fixture_name} {name}: CPU reference relative L2 error {cpu_err:e} > 1e-5");
+        compared += 1;
+    }
+    assert!(compared >= 14, "only {compared} layers compared");
+}
+
+#[test]
+fn int8_model_matches_python_reference_at_37x23() {
+    compare_with_fixture(&default_weights(), "tflite_int8_37x23.safetensors", DeviceRequest::default());
+}
+
+#[test]
+fn int8_model_matches_python_reference_at_64x48() {
+    compare_with_fixture(&default_weights(), "tflite_int8_64x48.safetensors", DeviceRequest::default());
+}
+
+#[test]
+fn uint8_model_with_implicit_relu_clamps_matches_python_reference() {
+    compare_with_fixture(&uint8_weights(), "tflite_uint8_37x23.safetensors", DeviceRequest::default());
+}
+
+#[test]
+fn full_forward_pass_runs_under_downlevel_default_limits() {
+    let request = DeviceRequest { strict_downlevel_limits: true, ..Default::default() };
+    compare_with_fixture(&default_weights(), "tflite_int8_37x23.safetensors", request);
+}
