@@ -7,8 +7,8 @@ use anyhow::{Result, bail};
 use crate::arch::{self, LayerInfo};
 use crate::gpu::GpuContext;
 use crate::kernels::{
-    self, BoundOp, ConvParams, DepthwiseParams, Kernels, POINTWISE_TILE, PointwiseParams, SeParams, WORKGROUP,
-    activation_code,
+    self, BoundOp, ConvParams, DepthwiseParams, Kernels, POINTWISE_TILE, PointwiseParams, SeParams,
+    WORKGROUP, activation_code,
 };
 use crate::model::{Conv, Network, SqueezeExcite};
 
@@ -54,9 +54,15 @@ impl FeatureNet {
             .iter()
             .enumerate()
             .map(|(i, b)| BlockWeights {
-                expand: b.expand.as_ref().map(|c| conv_buffer(ctx, &format!("block{i}.expand"), c)),
+                expand: b
+                    .expand
+                    .as_ref()
+                    .map(|c| conv_buffer(ctx, &format!("block{i}.expand"), c)),
                 depthwise: conv_buffer(ctx, &format!("block{i}.depthwise"), &b.depthwise),
-                se: b.se.as_ref().map(|s| se_buffer(ctx, &format!("block{i}.se"), s)),
+                se: b
+                    .se
+                    .as_ref()
+                    .map(|s| se_buffer(ctx, &format!("block{i}.se"), s)),
                 project: conv_buffer(ctx, &format!("block{i}.project"), &b.project),
             })
             .collect();
@@ -64,10 +70,12 @@ impl FeatureNet {
             kernels: Kernels::new(ctx),
             stem: conv_buffer(ctx, "stem", &net.stem),
             head: conv_buffer(ctx, "head", &net.head),
-            classifier: net
-                .classifier
-                .as_ref()
-                .map(|c| (conv_buffer(ctx, "classifier.hidden", &c.hidden), conv_buffer(ctx, "classifier.logits", &c.logits))),
+            classifier: net.classifier.as_ref().map(|c| {
+                (
+                    conv_buffer(ctx, "classifier.hidden", &c.hidden),
+                    conv_buffer(ctx, "classifier.logits", &c.logits),
+                )
+            }),
             blocks,
             net,
         }
@@ -96,9 +104,18 @@ pub struct ForwardPlan {
 }
 
 /// Checks a buffer of `floats` values fits the device, naming the layer when it does not.
-fn check_fits(ctx: &GpuContext, what: &str, floats: usize, width: usize, height: usize) -> Result<()> {
+fn check_fits(
+    ctx: &GpuContext,
+    what: &str,
+    floats: usize,
+    width: usize,
+    height: usize,
+) -> Result<()> {
     let bytes = floats as u64 * 4;
-    let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    let limit = ctx
+        .limits
+        .max_storage_buffer_binding_size
+        .min(ctx.limits.max_buffer_size);
     if bytes > limit {
         bail!(
             "image {width}x{height} is too large for this device: {what} needs a {} MiB buffer, the limit is {} MiB \
@@ -116,7 +133,13 @@ fn groups(n: usize, per: u32) -> u32 {
 
 impl ForwardPlan {
     /// Plans the forward pass for a `width`×`height` image; `classify` adds the classifier.
-    pub fn new(ctx: &GpuContext, fnet: &FeatureNet, width: usize, height: usize, classify: bool) -> Result<Self> {
+    pub fn new(
+        ctx: &GpuContext,
+        fnet: &FeatureNet,
+        width: usize,
+        height: usize,
+        classify: bool,
+    ) -> Result<Self> {
         if width == 0 || height == 0 {
             bail!("image has no pixels");
         }
@@ -126,7 +149,13 @@ impl ForwardPlan {
         let infos = fnet.layers(width, height);
         let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
         for info in &infos {
-            check_fits(ctx, &format!("layer {}", info.name), info.channels * info.height * info.width, width, height)?;
+            check_fits(
+                ctx,
+                &format!("layer {}", info.name),
+                info.channels * info.height * info.width,
+                width,
+                height,
+            )?;
             let pixel_groups = groups(info.height * info.width, WORKGROUP);
             if pixel_groups > max_groups {
                 bail!(
@@ -142,18 +171,39 @@ impl ForwardPlan {
         let mut layers: Vec<Activation> = Vec::with_capacity(infos.len());
         for info in infos {
             // Without a residual, `blockN` is `blockN.project`: they share one buffer.
-            let alias = net.blocks.iter().enumerate().find(|(i, b)| !b.residual && info.name == format!("block{i}"));
+            let alias = net
+                .blocks
+                .iter()
+                .enumerate()
+                .find(|(i, b)| !b.residual && info.name == format!("block{i}"));
             let buffer = match alias {
                 Some((i, _)) => {
                     let project = format!("block{i}.project");
-                    layers.iter().find(|l| l.info.name == project).expect("project precedes block").buffer.clone()
+                    layers
+                        .iter()
+                        .find(|l| l.info.name == project)
+                        .expect("project precedes block")
+                        .buffer
+                        .clone()
                 }
                 None => ctx.zeroed_buffer(&info.name, info.channels * info.height * info.width),
             };
             layers.push(Activation { info, buffer });
         }
-        let buf = |name: &str| -> &wgpu::Buffer { &layers.iter().find(|l| l.info.name == name).expect("planned layer").buffer };
-        let info = |name: &str| -> &LayerInfo { &layers.iter().find(|l| l.info.name == name).expect("planned layer").info };
+        let buf = |name: &str| -> &wgpu::Buffer {
+            &layers
+                .iter()
+                .find(|l| l.info.name == name)
+                .expect("planned layer")
+                .buffer
+        };
+        let info = |name: &str| -> &LayerInfo {
+            &layers
+                .iter()
+                .find(|l| l.info.name == name)
+                .expect("planned layer")
+                .info
+        };
 
         let mut ops = Vec::new();
         // Stem.
@@ -174,14 +224,28 @@ impl ForwardPlan {
             pad_x: pad_x as u32,
             act: activation_code(s.activation),
             cap: s.cap,
-            scale: [net.input_scale[0], net.input_scale[1], net.input_scale[2], 0.0],
-            shift: [net.input_shift[0], net.input_shift[1], net.input_shift[2], 0.0],
+            scale: [
+                net.input_scale[0],
+                net.input_scale[1],
+                net.input_scale[2],
+                0.0,
+            ],
+            shift: [
+                net.input_shift[0],
+                net.input_shift[1],
+                net.input_shift[2],
+                0.0,
+            ],
         };
         ops.push(k.conv.bind(
             ctx,
             &params,
             &[&input, &fnet.stem, buf("stem")],
-            [groups(stem.height * stem.width, WORKGROUP), s.out_channels as u32, 1],
+            [
+                groups(stem.height * stem.width, WORKGROUP),
+                s.out_channels as u32,
+                1,
+            ],
         ));
 
         let mut current = "stem".to_string();
@@ -189,29 +253,83 @@ impl ForwardPlan {
             let block_input = current.clone();
             if let (Some(conv), Some(w)) = (&block.expand, &weights.expand) {
                 let name = format!("block{i}.expand");
-                ops.push(pointwise_op(ctx, k, conv, w, buf(&current), buf(&name), None, info(&name)));
+                ops.push(pointwise_op(
+                    ctx,
+                    k,
+                    conv,
+                    w,
+                    buf(&current),
+                    buf(&name),
+                    None,
+                    info(&name),
+                ));
                 current = name;
             }
             let name = format!("block{i}.depthwise");
-            ops.push(depthwise_op(ctx, k, net, &block.depthwise, &weights.depthwise, info(&current), buf(&current), info(&name), buf(&name)));
+            ops.push(depthwise_op(
+                ctx,
+                k,
+                net,
+                &block.depthwise,
+                &weights.depthwise,
+                info(&current),
+                buf(&current),
+                info(&name),
+                buf(&name),
+            ));
             current = name;
             if let (Some(se), Some(w)) = (&block.se, &weights.se) {
                 let name = format!("block{i}.se");
-                ops.extend(se_ops(ctx, k, se, w, info(&current), buf(&current), buf(&name)));
+                ops.extend(se_ops(
+                    ctx,
+                    k,
+                    se,
+                    w,
+                    info(&current),
+                    buf(&current),
+                    buf(&name),
+                ));
                 current = name;
             }
             let project = format!("block{i}.project");
-            ops.push(pointwise_op(ctx, k, &block.project, &weights.project, buf(&current), buf(&project), None, info(&project)));
+            ops.push(pointwise_op(
+                ctx,
+                k,
+                &block.project,
+                &weights.project,
+                buf(&current),
+                buf(&project),
+                None,
+                info(&project),
+            ));
             let out = format!("block{i}");
             if block.residual {
                 // The residual add is fused into a second product that writes `blockN`; the plain
                 // projection above keeps `blockN.project` available as a feature.
                 let residual = Some(buf(&block_input));
-                ops.push(pointwise_op(ctx, k, &block.project, &weights.project, buf(&current), buf(&out), residual, info(&out)));
+                ops.push(pointwise_op(
+                    ctx,
+                    k,
+                    &block.project,
+                    &weights.project,
+                    buf(&current),
+                    buf(&out),
+                    residual,
+                    info(&out),
+                ));
             }
             current = out;
         }
-        ops.push(pointwise_op(ctx, k, &net.head, &fnet.head, buf(&current), buf("head"), None, info("head")));
+        ops.push(pointwise_op(
+            ctx,
+            k,
+            &net.head,
+            &fnet.head,
+            buf(&current),
+            buf("head"),
+            None,
+            info("head"),
+        ));
 
         let logits = match (&net.classifier, &fnet.classifier, classify) {
             (Some(cls), Some((hidden_w, logits_w)), true) => {
@@ -219,25 +337,69 @@ impl ForwardPlan {
                 let pooled = ctx.zeroed_buffer("pooled", head.channels);
                 let hidden = ctx.zeroed_buffer("hidden", cls.hidden.out_channels);
                 let logits = ctx.zeroed_buffer("logits", cls.logits.out_channels);
-                let params = SeParams { channels: head.channels as u32, pixels: (head.height * head.width) as u32, ..Default::default() };
-                ops.push(k.channel_mean.bind(ctx, &params, &[buf("head"), buf("head"), &pooled], [head.channels as u32, 1, 1]));
-                let unit = |c: usize| LayerInfo { name: String::new(), channels: c, height: 1, width: 1 };
-                ops.push(pointwise_op(ctx, k, &cls.hidden, hidden_w, &pooled, &hidden, None, &unit(cls.hidden.out_channels)));
-                ops.push(pointwise_op(ctx, k, &cls.logits, logits_w, &hidden, &logits, None, &unit(cls.logits.out_channels)));
+                let params = SeParams {
+                    channels: head.channels as u32,
+                    pixels: (head.height * head.width) as u32,
+                    ..Default::default()
+                };
+                ops.push(k.channel_mean.bind(
+                    ctx,
+                    &params,
+                    &[buf("head"), buf("head"), &pooled],
+                    [head.channels as u32, 1, 1],
+                ));
+                let unit = |c: usize| LayerInfo {
+                    name: String::new(),
+                    channels: c,
+                    height: 1,
+                    width: 1,
+                };
+                ops.push(pointwise_op(
+                    ctx,
+                    k,
+                    &cls.hidden,
+                    hidden_w,
+                    &pooled,
+                    &hidden,
+                    None,
+                    &unit(cls.hidden.out_channels),
+                ));
+                ops.push(pointwise_op(
+                    ctx,
+                    k,
+                    &cls.logits,
+                    logits_w,
+                    &hidden,
+                    &logits,
+                    None,
+                    &unit(cls.logits.out_channels),
+                ));
                 Some((logits, cls.logits.out_channels))
             }
             (_, _, true) => bail!("these weights have no classifier"),
             _ => None,
         };
-        Ok(Self { width, height, input, layers, logits, ops })
+        Ok(Self {
+            width,
+            height,
+            input,
+            layers,
+            logits,
+            ops,
+        })
     }
 
     /// Uploads an RGB image (CHW, values in [0, 1]) and runs the whole pass: one submit.
     pub fn run(&self, ctx: &GpuContext, image_chw: &[f32]) -> Result<()> {
         if image_chw.len() != 3 * self.width * self.height {
-            bail!("image has {} values, the plan expects {}", image_chw.len(), 3 * self.width * self.height);
+            bail!(
+                "image has {} values, the plan expects {}",
+                image_chw.len(),
+                3 * self.width * self.height
+            );
         }
-        ctx.queue.write_buffer(&self.input, 0, bytemuck::cast_slice(image_chw));
+        ctx.queue
+            .write_buffer(&self.input, 0, bytemuck::cast_slice(image_chw));
         kernels::run(ctx, &self.ops)
     }
 
@@ -249,13 +411,20 @@ impl ForwardPlan {
     /// Reads a layer's activations back (CHW).
     pub fn read_layer(&self, ctx: &GpuContext, name: &str) -> Result<Vec<f32>> {
         let layer = self.layers.iter().find(|l| l.info.name == name);
-        let Some(layer) = layer else { bail!("unknown layer {name:?}") };
-        ctx.read_buffer(&layer.buffer, layer.info.channels * layer.info.height * layer.info.width)
+        let Some(layer) = layer else {
+            bail!("unknown layer {name:?}")
+        };
+        ctx.read_buffer(
+            &layer.buffer,
+            layer.info.channels * layer.info.height * layer.info.width,
+        )
     }
 
     /// Reads the classifier's logits back.
     pub fn read_logits(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
-        let Some((buffer, n)) = &self.logits else { bail!("the plan has no classifier") };
+        let Some((buffer, n)) = &self.logits else {
+            bail!("the plan has no classifier")
+        };
         ctx.read_buffer(buffer, *n)
     }
 
@@ -286,10 +455,18 @@ fn pointwise_op(
         cap: conv.cap,
         _pad: [0; 3],
     };
-    let wg = [groups(pixels, POINTWISE_TILE), groups(conv.out_channels, POINTWISE_TILE), 1];
+    let wg = [
+        groups(pixels, POINTWISE_TILE),
+        groups(conv.out_channels, POINTWISE_TILE),
+        1,
+    ];
     match residual {
-        Some(r) => k.pointwise_residual.bind(ctx, &params, &[input, weights, output, r], wg),
-        None => k.pointwise.bind(ctx, &params, &[input, weights, output], wg),
+        Some(r) => k
+            .pointwise_residual
+            .bind(ctx, &params, &[input, weights, output, r], wg),
+        None => k
+            .pointwise
+            .bind(ctx, &params, &[input, weights, output], wg),
     }
 }
 
@@ -321,7 +498,16 @@ fn depthwise_op(
         cap: conv.cap,
         _pad: 0,
     };
-    k.depthwise.bind(ctx, &params, &[input, weights, output], [groups(out.height * out.width, WORKGROUP), out.channels as u32, 1])
+    k.depthwise.bind(
+        ctx,
+        &params,
+        &[input, weights, output],
+        [
+            groups(out.height * out.width, WORKGROUP),
+            out.channels as u32,
+            1,
+        ],
+    )
 }
 
 /// Squeeze-excite: mean, gate, scale.
@@ -349,8 +535,19 @@ fn se_ops(
         gate_mul: se.gate_mul,
     };
     vec![
-        k.channel_mean.bind(ctx, &params, &[input, input, &means], [channels as u32, 1, 1]),
-        k.se_gate.bind(ctx, &params, &[&means, weights, &gates], [1, 1, 1]),
-        k.channel_scale.bind(ctx, &params, &[input, &gates, output], [groups(pixels, WORKGROUP), channels as u32, 1]),
+        k.channel_mean.bind(
+            ctx,
+            &params,
+            &[input, input, &means],
+            [channels as u32, 1, 1],
+        ),
+        k.se_gate
+            .bind(ctx, &params, &[&means, weights, &gates], [1, 1, 1]),
+        k.channel_scale.bind(
+            ctx,
+            &params,
+            &[input, &gates, output],
+            [groups(pixels, WORKGROUP), channels as u32, 1],
+        ),
     ]
 }

@@ -125,10 +125,11 @@ impl Kernels {
     pub fn new(ctx: &GpuContext) -> Self {
         use Access::*;
         let module = |label: &str, src: &str| {
-            ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(label),
-                source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{src}").into()),
-            })
+            ctx.device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(label),
+                    source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{src}").into()),
+                })
         };
         let conv = module("conv.wgsl", CONV);
         let depthwise = module("depthwise.wgsl", DEPTHWISE);
@@ -136,9 +137,24 @@ impl Kernels {
         let se = module("squeeze_excite.wgsl", SQUEEZE_EXCITE);
         Self {
             conv: Kernel::new(ctx, &conv, "conv_forward", &[Read, Read, ReadWrite]),
-            depthwise: Kernel::new(ctx, &depthwise, "depthwise_forward", &[Read, Read, ReadWrite]),
-            pointwise: Kernel::new(ctx, &pointwise, "pointwise_forward", &[Read, Read, ReadWrite]),
-            pointwise_residual: Kernel::new(ctx, &pointwise, "pointwise_residual_forward", &[Read, Read, ReadWrite, Read]),
+            depthwise: Kernel::new(
+                ctx,
+                &depthwise,
+                "depthwise_forward",
+                &[Read, Read, ReadWrite],
+            ),
+            pointwise: Kernel::new(
+                ctx,
+                &pointwise,
+                "pointwise_forward",
+                &[Read, Read, ReadWrite],
+            ),
+            pointwise_residual: Kernel::new(
+                ctx,
+                &pointwise,
+                "pointwise_residual_forward",
+                &[Read, Read, ReadWrite, Read],
+            ),
             channel_mean: Kernel::new(ctx, &se, "channel_mean", &[Read, Read, ReadWrite]),
             se_gate: Kernel::new(ctx, &se, "se_gate", &[Read, Read, ReadWrite]),
             channel_scale: Kernel::new(ctx, &se, "channel_scale", &[Read, Read, ReadWrite]),
@@ -147,7 +163,12 @@ impl Kernels {
 }
 
 impl Kernel {
-    fn new(ctx: &GpuContext, module: &wgpu::ShaderModule, entry: &'static str, storage: &[Access]) -> Self {
+    fn new(
+        ctx: &GpuContext,
+        module: &wgpu::ShaderModule,
+        entry: &'static str,
+        storage: &[Access],
+    ) -> Self {
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -163,31 +184,43 @@ impl Kernel {
                 binding: i as u32 + 1,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: matches!(access, Access::Read) },
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: matches!(access, Access::Read),
+                    },
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
                 count: None,
             });
         }
-        let layout = ctx.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(entry),
-            entries: &entries,
-        });
-        let pipeline_layout = ctx.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(entry),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: Some(&pipeline_layout),
-            module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        Self { pipeline, layout, name: entry }
+        let layout = ctx
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(entry),
+                entries: &entries,
+            });
+        let pipeline_layout = ctx
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(entry),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = ctx
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&pipeline_layout),
+                module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        Self {
+            pipeline,
+            layout,
+            name: entry,
+        }
     }
 
     /// Binds a uniform block and storage buffers (in binding order) for a dispatch of
@@ -200,16 +233,27 @@ impl Kernel {
         workgroups: [u32; 3],
     ) -> BoundOp {
         let uniform = ctx.uniform_buffer(self.name, params);
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
         for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            });
         }
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(self.name),
             layout: &self.layout,
             entries: &entries,
         });
-        BoundOp { pipeline: self.pipeline.clone(), bind_group, workgroups, _uniform: uniform }
+        BoundOp {
+            pipeline: self.pipeline.clone(),
+            bind_group,
+            workgroups,
+            _uniform: uniform,
+        }
     }
 }
 
@@ -230,7 +274,10 @@ impl BoundOp {
 
 /// Records `ops` in order into one compute pass.
 pub fn record(encoder: &mut wgpu::CommandEncoder, ops: &[BoundOp]) {
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some("forward"),
+        timestamp_writes: None,
+    });
     for op in ops {
         pass.set_pipeline(&op.pipeline);
         pass.set_bind_group(0, &op.bind_group, &[]);

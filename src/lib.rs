@@ -5,6 +5,7 @@
 //! forward pass ([`engine`]), and the f64 CPU reference it is tested against ([`reference`]).
 
 pub mod arch;
+pub mod atomic;
 pub mod engine;
 pub mod gpu;
 pub mod image_io;

@@ -1,1 +1,31 @@
-fn main() {}
+//! The `neural-style` command: parses arguments, runs one command, reports any error once, in one
+//! line, with a non-zero exit.
+
+mod cli;
+mod commands;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    quiet_headless_vulkan_layers();
+    match commands::run(cli.command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Mesa's device-select Vulkan layer tries to reach a Wayland display and prints errors when there
+/// is none (headless machines, CI). It only reorders adapters, which wgpu does itself, so it is
+/// turned off when no display session exists.
+fn quiet_headless_vulkan_layers() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none()
+        && std::env::var_os("NODEVICE_SELECT").is_none()
+    {
+        // SAFETY: called first thing in main, before any other thread exists.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}

@@ -22,13 +22,23 @@ pub struct Tensor {
 impl Tensor {
     /// A zero tensor.
     pub fn zeros(c: usize, h: usize, w: usize) -> Self {
-        Self { c, h, w, data: vec![0.0; c * h * w] }
+        Self {
+            c,
+            h,
+            w,
+            data: vec![0.0; c * h * w],
+        }
     }
 
     /// Wraps f32 data.
     pub fn from_f32(c: usize, h: usize, w: usize, data: &[f32]) -> Self {
         assert_eq!(data.len(), c * h * w);
-        Self { c, h, w, data: data.iter().map(|&v| v as f64).collect() }
+        Self {
+            c,
+            h,
+            w,
+            data: data.iter().map(|&v| v as f64).collect(),
+        }
     }
 
     fn at(&self, c: usize, y: usize, x: usize) -> f64 {
@@ -48,7 +58,13 @@ pub fn activate(x: f64, activation: Activation, cap: f32) -> f64 {
 
 /// Full convolution (the stem), with per-channel input normalization `x·scale + shift` applied
 /// before zero padding, then bias and activation.
-pub fn conv2d(input: &Tensor, conv: &Conv, padding: Padding, scale: [f32; 3], shift: [f32; 3]) -> Tensor {
+pub fn conv2d(
+    input: &Tensor,
+    conv: &Conv,
+    padding: Padding,
+    scale: [f32; 3],
+    shift: [f32; 3],
+) -> Tensor {
     let k = conv.kernel;
     let (oh, pad_y) = padding.geometry(input.h, k, conv.stride);
     let (ow, pad_x) = padding.geometry(input.w, k, conv.stride);
@@ -62,11 +78,15 @@ pub fn conv2d(input: &Tensor, conv: &Conv, padding: Padding, scale: [f32; 3], sh
                         for kx in 0..k {
                             let iy = (y * conv.stride + ky) as isize - pad_y as isize;
                             let ix = (x * conv.stride + kx) as isize - pad_x as isize;
-                            if iy < 0 || ix < 0 || iy >= input.h as isize || ix >= input.w as isize {
+                            if iy < 0 || ix < 0 || iy >= input.h as isize || ix >= input.w as isize
+                            {
                                 continue;
                             }
-                            let v = input.at(i, iy as usize, ix as usize) * scale[i % 3] as f64 + shift[i % 3] as f64;
-                            acc += conv.weight[((o * conv.in_channels + i) * k + ky) * k + kx] as f64 * v;
+                            let v = input.at(i, iy as usize, ix as usize) * scale[i % 3] as f64
+                                + shift[i % 3] as f64;
+                            acc += conv.weight[((o * conv.in_channels + i) * k + ky) * k + kx]
+                                as f64
+                                * v;
                         }
                     }
                 }
@@ -94,7 +114,8 @@ pub fn depthwise(input: &Tensor, conv: &Conv, padding: Padding) -> Tensor {
                         if iy < 0 || ix < 0 || iy >= input.h as isize || ix >= input.w as isize {
                             continue;
                         }
-                        acc += conv.weight[(c * k + ky) * k + kx] as f64 * input.at(c, iy as usize, ix as usize);
+                        acc += conv.weight[(c * k + ky) * k + kx] as f64
+                            * input.at(c, iy as usize, ix as usize);
                     }
                 }
                 out.data[(c * oh + y) * ow + x] = activate(acc, conv.activation, conv.cap);
@@ -127,7 +148,9 @@ pub fn pointwise(input: &Tensor, conv: &Conv, residual: Option<&Tensor>) -> Tens
 /// Mean of each channel.
 pub fn channel_mean(input: &Tensor) -> Vec<f64> {
     let hw = input.h * input.w;
-    (0..input.c).map(|c| input.data[c * hw..(c + 1) * hw].iter().sum::<f64>() / hw as f64).collect()
+    (0..input.c)
+        .map(|c| input.data[c * hw..(c + 1) * hw].iter().sum::<f64>() / hw as f64)
+        .collect()
 }
 
 /// The squeeze-excite gate of each channel from the channel means.
@@ -136,7 +159,9 @@ pub fn se_gate(means: &[f64], se: &SqueezeExcite) -> Vec<f64> {
         (0..conv.out_channels)
             .map(|o| {
                 let acc = conv.bias[o] as f64
-                    + (0..conv.in_channels).map(|i| conv.weight[o * conv.in_channels + i] as f64 * x[i]).sum::<f64>();
+                    + (0..conv.in_channels)
+                        .map(|i| conv.weight[o * conv.in_channels + i] as f64 * x[i])
+                        .sum::<f64>();
                 activate(acc, conv.activation, conv.cap)
             })
             .collect()
@@ -162,7 +187,13 @@ pub fn channel_scale(input: &Tensor, gate: &[f64]) -> Tensor {
 /// [`crate::arch::layers`]) in order, plus `logits` when the network has a classifier.
 pub fn forward(net: &Network, image: &Tensor) -> Vec<(String, Tensor)> {
     let mut out = Vec::new();
-    let mut x = conv2d(image, &net.stem, net.padding, net.input_scale, net.input_shift);
+    let mut x = conv2d(
+        image,
+        &net.stem,
+        net.padding,
+        net.input_scale,
+        net.input_shift,
+    );
     out.push(("stem".to_string(), x.clone()));
     for (i, block) in net.blocks.iter().enumerate() {
         let input = x.clone();
@@ -178,13 +209,22 @@ pub fn forward(net: &Network, image: &Tensor) -> Vec<(String, Tensor)> {
         }
         let projected = pointwise(&x, &block.project, None);
         out.push((format!("block{i}.project"), projected.clone()));
-        x = if block.residual { pointwise(&x, &block.project, Some(&input)) } else { projected };
+        x = if block.residual {
+            pointwise(&x, &block.project, Some(&input))
+        } else {
+            projected
+        };
         out.push((format!("block{i}"), x.clone()));
     }
     x = pointwise(&x, &net.head, None);
     out.push(("head".to_string(), x.clone()));
     if let Some(cls) = &net.classifier {
-        let pooled = Tensor { c: x.c, h: 1, w: 1, data: channel_mean(&x) };
+        let pooled = Tensor {
+            c: x.c,
+            h: 1,
+            w: 1,
+            data: channel_mean(&x),
+        };
         let hidden = pointwise(&pooled, &cls.hidden, None);
         out.push(("logits".to_string(), pointwise(&hidden, &cls.logits, None)));
     }

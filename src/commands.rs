@@ -1,0 +1,237 @@
+//! The subcommands, each reading its arguments and printing text or JSON.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use neural_style::arch::{self, LayerInfo, Padding};
+use neural_style::engine::{FeatureNet, ForwardPlan};
+use neural_style::gpu::{self, DeviceRequest, GpuContext};
+use neural_style::{atomic, image_io, weights};
+use serde_json::json;
+
+use crate::cli::{Command, CommonArgs};
+
+/// Side of the square the classifier's input is resized to.
+const CLASSIFY_SIZE: u32 = 224;
+
+/// Runs one command.
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Devices { backend, json } => devices(backend, json),
+        Command::Classify {
+            images,
+            top,
+            labels,
+            common,
+        } => classify(&images, top, labels.as_deref(), &common),
+        Command::Features {
+            image,
+            layers,
+            out,
+            size,
+            common,
+        } => features(&image, &layers, &out, size, &common),
+        Command::Layers {
+            size,
+            arch,
+            weights,
+            json,
+        } => layers(&size, arch, weights.as_deref(), json),
+    }
+}
+
+fn devices(backend: Option<gpu::BackendChoice>, json: bool) -> Result<()> {
+    let adapters = gpu::list_adapters(backend);
+    if json {
+        println!("{}", serde_json::to_string(&adapters)?);
+        return Ok(());
+    }
+    if adapters.is_empty() {
+        bail!(
+            "no GPU adapter found: install a Vulkan driver (e.g. `apt-get install mesa-vulkan-drivers`)"
+        );
+    }
+    for a in adapters {
+        println!(
+            "{} ({}, {}, {})",
+            a.name, a.backend, a.device_type, a.driver
+        );
+        println!(
+            "    max buffer {} MiB, max storage binding {} MiB, {} storage buffers/stage, {} invocations/workgroup, {} KiB workgroup memory",
+            a.max_buffer_size >> 20,
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_storage_buffers_per_shader_stage,
+            a.max_compute_invocations_per_workgroup,
+            a.max_compute_workgroup_storage_size >> 10
+        );
+    }
+    Ok(())
+}
+
+/// Loads the weights and opens the device.
+fn open(common: &CommonArgs) -> Result<(GpuContext, FeatureNet, PathBuf)> {
+    let path = weights::resolve_path(common.weights.as_deref())?;
+    let net = weights::load(&path)?;
+    let ctx = GpuContext::new(&DeviceRequest {
+        backend: common.backend,
+        adapter: common.adapter.clone(),
+        strict_downlevel_limits: false,
+    })?;
+    let fnet = FeatureNet::new(&ctx, net);
+    Ok((ctx, fnet, path))
+}
+
+fn classify(
+    images: &[PathBuf],
+    top: usize,
+    labels: Option<&Path>,
+    common: &CommonArgs,
+) -> Result<()> {
+    let (ctx, fnet, weights_path) = open(common)?;
+    let labels = match labels
+        .map(Path::to_path_buf)
+        .or_else(|| weights::default_labels_path(&weights_path))
+    {
+        Some(p) => weights::read_labels(&p)?,
+        None => Vec::new(),
+    };
+    let side = CLASSIFY_SIZE as usize;
+    let plan = ForwardPlan::new(&ctx, &fnet, side, side, true)?;
+    for path in images {
+        let img = image_io::resize_exact(&image_io::load_rgb(path)?, CLASSIFY_SIZE, CLASSIFY_SIZE);
+        plan.run(&ctx, &image_io::to_chw(&img))?;
+        let logits = plan.read_logits(&ctx)?;
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        let best: Vec<_> = order
+            .iter()
+            .take(top)
+            .map(|&i| json!({"index": i, "label": labels.get(i).cloned().unwrap_or_default(), "score": logits[i]}))
+            .collect();
+        if common.json {
+            println!("{}", json!({"image": path, "top": best}));
+        } else {
+            println!("{}", path.display());
+            for b in &best {
+                println!(
+                    "  {:>5}  {:>8.3}  {}",
+                    b["index"],
+                    b["score"].as_f64().unwrap_or(f64::NAN),
+                    b["label"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn features(
+    image: &Path,
+    names: &[String],
+    out: &Path,
+    size: Option<u32>,
+    common: &CommonArgs,
+) -> Result<()> {
+    let (ctx, fnet, _) = open(common)?;
+    arch::check_layer_names(fnet.net.arch, names)?;
+    if out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        bail!("--out must name a .safetensors file, got {}", out.display());
+    }
+    // Plan from the header's size first, so an image too large for the device fails before decoding.
+    let (w, h) = image_io::dimensions(image)?;
+    let (w, h) = match size {
+        Some(0) => bail!("--size must be at least 1"),
+        Some(n) => image_io::scaled_size(w, h, n),
+        None => (w, h),
+    };
+    let plan = ForwardPlan::new(&ctx, &fnet, w as usize, h as usize, false)?;
+    let img = image_io::load_rgb(image)?;
+    let img = image_io::resize_exact(&img, w, h);
+    plan.run(&ctx, &image_io::to_chw(&img))?;
+    let infos: Vec<LayerInfo> = plan.layers().cloned().collect();
+    let mut tensors = Vec::new();
+    for name in names {
+        let info = infos
+            .iter()
+            .find(|l| &l.name == name)
+            .context("planned layer")?;
+        let data = plan.read_layer(&ctx, name)?;
+        tensors.push((
+            info.clone(),
+            bytemuck::cast_slice::<f32, u8>(&data).to_vec(),
+        ));
+    }
+    let views = tensors
+        .iter()
+        .map(|(info, bytes)| {
+            let shape = vec![1, info.channels, info.height, info.width];
+            Ok((
+                info.name.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::serialize(views, None)?;
+    atomic::write(out, &bytes)?;
+    if common.json {
+        let layers: Vec<_> = tensors
+            .iter()
+            .map(|(i, _)| json!({"name": i.name, "shape": [1, i.channels, i.height, i.width]}))
+            .collect();
+        println!(
+            "{}",
+            json!({"image": image, "output": out, "width": w, "height": h, "layers": layers})
+        );
+    } else {
+        println!(
+            "wrote {} layer(s) of {} ({}x{}) to {}",
+            tensors.len(),
+            image.display(),
+            w,
+            h,
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let parse = |v: &str| v.trim().parse::<usize>().ok().filter(|&n| n > 0);
+    let parsed = match s.split_once(['x', 'X']) {
+        Some((w, h)) => parse(w).zip(parse(h)),
+        None => parse(s).map(|n| (n, n)),
+    };
+    parsed.with_context(|| format!("invalid size {s:?}: expected WxH, e.g. 224x224"))
+}
+
+fn layers(
+    size: &str,
+    arch: Option<arch::Arch>,
+    weights_path: Option<&Path>,
+    json: bool,
+) -> Result<()> {
+    let (w, h) = parse_size(size)?;
+    let (arch, padding) = match (weights::resolve_path(weights_path), arch) {
+        (Ok(path), _) if weights_path.is_some() || arch.is_none() => {
+            let net = weights::load(&path)?;
+            (net.arch, net.padding)
+        }
+        (_, a) => (a.unwrap_or(arch::Arch::Small), Padding::TfSame),
+    };
+    let layers = arch::layers(arch, padding, w, h);
+    if json {
+        println!(
+            "{}",
+            json!({"arch": arch, "padding": padding, "width": w, "height": h, "layers": layers})
+        );
+    } else {
+        println!("{} ({:?} padding), input {}x{}", arch.name(), padding, w, h);
+        for l in layers {
+            println!(
+                "  {:<18} {:>4} x {:>4} x {:>4}",
+                l.name, l.channels, l.height, l.width
+            );
+        }
+    }
+    Ok(())
+}

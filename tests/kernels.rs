@@ -1,0 +1,328 @@
+//! Every WGSL kernel against the f64 CPU reference, on random inputs with odd sizes, both padding
+//! rules, strides 1 and 2, kernels 3 and 5, each activation: relative L2 error ≤ 1e-4.
+
+mod common;
+
+use common::*;
+use neural_style::arch::{Activation, Padding};
+use neural_style::gpu::GpuContext;
+use neural_style::kernels::{
+    self, ConvParams, DepthwiseParams, Kernels, PointwiseParams, SeParams, activation_code,
+};
+use neural_style::model::{Conv, SqueezeExcite};
+use neural_style::reference::{self, Tensor};
+
+const ACTIVATIONS: [(Activation, f32); 4] = [
+    (Activation::None, f32::INFINITY),
+    (Activation::Relu, f32::INFINITY),
+    (Activation::HardSwish, f32::INFINITY),
+    (Activation::Relu, 0.4),
+];
+
+fn random_conv(
+    rng: &mut Rng,
+    out: usize,
+    cin: usize,
+    kernel: usize,
+    stride: usize,
+    depthwise: bool,
+    act: (Activation, f32),
+) -> Conv {
+    let per_out = if depthwise {
+        kernel * kernel
+    } else {
+        cin * kernel * kernel
+    };
+    Conv {
+        out_channels: out,
+        in_channels: cin,
+        kernel,
+        stride,
+        weight: rng.vec(out * per_out, 1.0 / (per_out as f32).sqrt()),
+        bias: rng.vec(out, 0.5),
+        activation: act.0,
+        cap: act.1,
+    }
+}
+
+fn weights_buffer(ctx: &GpuContext, conv: &Conv) -> wgpu::Buffer {
+    let mut data = conv.weight.clone();
+    data.extend_from_slice(&conv.bias);
+    ctx.storage_buffer("weights", &data)
+}
+
+fn check(name: &str, got: &[f32], want: &Tensor) {
+    let err = reference::relative_l2(
+        &got.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        &want.data,
+    );
+    assert!(err <= 1e-4, "{name}: relative L2 error {err:e} > 1e-4");
+}
+
+#[test]
+fn stem_convolution_matches_reference() {
+    let Some(ctx) = gpu() else { return };
+    let k = Kernels::new(&ctx);
+    let mut rng = Rng::new(1);
+    let (h, w) = (23, 37);
+    let input = rng
+        .vec(3 * h * w, 1.0)
+        .iter()
+        .map(|v| v * 0.5 + 0.5)
+        .collect::<Vec<_>>();
+    let input_buf = ctx.storage_buffer("input", &input);
+    let scale = [2.0, 1.5, 0.7];
+    let shift = [-1.0, -0.2, 0.3];
+    for padding in [Padding::TfSame, Padding::Symmetric] {
+        for (kernel, stride) in [(3, 2), (3, 1), (5, 2)] {
+            for act in ACTIVATIONS {
+                let conv = random_conv(&mut rng, 16, 3, kernel, stride, false, act);
+                let want = reference::conv2d(
+                    &Tensor::from_f32(3, h, w, &input),
+                    &conv,
+                    padding,
+                    scale,
+                    shift,
+                );
+                let (oh, pad_y) = padding.geometry(h, kernel, stride);
+                let (ow, pad_x) = padding.geometry(w, kernel, stride);
+                let out = ctx.zeroed_buffer("out", 16 * oh * ow);
+                let params = ConvParams {
+                    in_c: 3,
+                    in_h: h as u32,
+                    in_w: w as u32,
+                    out_c: 16,
+                    out_h: oh as u32,
+                    out_w: ow as u32,
+                    kernel: kernel as u32,
+                    stride: stride as u32,
+                    pad_y: pad_y as u32,
+                    pad_x: pad_x as u32,
+                    act: activation_code(act.0),
+                    cap: act.1,
+                    scale: [scale[0], scale[1], scale[2], 0.0],
+                    shift: [shift[0], shift[1], shift[2], 0.0],
+                };
+                let wb = weights_buffer(&ctx, &conv);
+                let op = k.conv.bind(
+                    &ctx,
+                    &params,
+                    &[&input_buf, &wb, &out],
+                    [(oh * ow).div_ceil(256) as u32, 16, 1],
+                );
+                kernels::run(&ctx, &[op]).unwrap();
+                let got = ctx.read_buffer(&out, 16 * oh * ow).unwrap();
+                check(
+                    &format!("conv {padding:?} k{kernel} s{stride} {act:?}"),
+                    &got,
+                    &want,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn depthwise_convolution_matches_reference() {
+    let Some(ctx) = gpu() else { return };
+    let k = Kernels::new(&ctx);
+    let mut rng = Rng::new(2);
+    let (c, h, w) = (13, 23, 37);
+    let input = rng.vec(c * h * w, 2.0);
+    let input_buf = ctx.storage_buffer("input", &input);
+    for padding in [Padding::TfSame, Padding::Symmetric] {
+        for kernel in [3, 5] {
+            for stride in [1, 2] {
+                for act in ACTIVATIONS {
+                    let conv = random_conv(&mut rng, c, c, kernel, stride, true, act);
+                    let want =
+                        reference::depthwise(&Tensor::from_f32(c, h, w, &input), &conv, padding);
+                    let (oh, pad_y) = padding.geometry(h, kernel, stride);
+                    let (ow, pad_x) = padding.geometry(w, kernel, stride);
+                    let out = ctx.zeroed_buffer("out", c * oh * ow);
+                    let params = DepthwiseParams {
+                        channels: c as u32,
+                        in_h: h as u32,
+                        in_w: w as u32,
+                        out_h: oh as u32,
+                        out_w: ow as u32,
+                        kernel: kernel as u32,
+                        stride: stride as u32,
+                        pad_y: pad_y as u32,
+                        pad_x: pad_x as u32,
+                        act: activation_code(act.0),
+                        cap: act.1,
+                        _pad: 0,
+                    };
+                    let wb = weights_buffer(&ctx, &conv);
+                    let op = k.depthwise.bind(
+                        &ctx,
+                        &params,
+                        &[&input_buf, &wb, &out],
+                        [(oh * ow).div_ceil(256) as u32, c as u32, 1],
+                    );
+                    kernels::run(&ctx, &[op]).unwrap();
+                    let got = ctx.read_buffer(&out, c * oh * ow).unwrap();
+                    check(
+                        &format!("depthwise {padding:?} k{kernel} s{stride} {act:?}"),
+                        &got,
+                        &want,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn pointwise_product_with_and_without_residual_matches_reference() {
+    let Some(ctx) = gpu() else { return };
+    let k = Kernels::new(&ctx);
+    let mut rng = Rng::new(3);
+    // Channel counts that are not multiples of the 64×64 tile or the 16-deep k step.
+    for (cin, cout, h, w) in [
+        (37, 70, 23, 37),
+        (16, 16, 1, 1),
+        (96, 576, 3, 5),
+        (130, 9, 17, 19),
+    ] {
+        let input = rng.vec(cin * h * w, 1.0);
+        let residual = rng.vec(cout * h * w, 1.0);
+        let input_buf = ctx.storage_buffer("input", &input);
+        let residual_buf = ctx.storage_buffer("residual", &residual);
+        for act in ACTIVATIONS {
+            for with_residual in [false, true] {
+                let conv = random_conv(&mut rng, cout, cin, 1, 1, false, act);
+                let res_t = Tensor::from_f32(cout, h, w, &residual);
+                let want = reference::pointwise(
+                    &Tensor::from_f32(cin, h, w, &input),
+                    &conv,
+                    with_residual.then_some(&res_t),
+                );
+                let out = ctx.zeroed_buffer("out", cout * h * w);
+                let params = PointwiseParams {
+                    in_c: cin as u32,
+                    out_c: cout as u32,
+                    pixels: (h * w) as u32,
+                    act: activation_code(act.0),
+                    cap: act.1,
+                    _pad: [0; 3],
+                };
+                let wb = weights_buffer(&ctx, &conv);
+                let groups = [(h * w).div_ceil(64) as u32, cout.div_ceil(64) as u32, 1];
+                let op = if with_residual {
+                    k.pointwise_residual.bind(
+                        &ctx,
+                        &params,
+                        &[&input_buf, &wb, &out, &residual_buf],
+                        groups,
+                    )
+                } else {
+                    k.pointwise
+                        .bind(&ctx, &params, &[&input_buf, &wb, &out], groups)
+                };
+                kernels::run(&ctx, &[op]).unwrap();
+                let got = ctx.read_buffer(&out, cout * h * w).unwrap();
+                check(
+                    &format!("pointwise {cin}->{cout} {h}x{w} {act:?} residual={with_residual}"),
+                    &got,
+                    &want,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn squeeze_excite_mean_gate_and_scale_match_reference() {
+    let Some(ctx) = gpu() else { return };
+    let k = Kernels::new(&ctx);
+    let mut rng = Rng::new(4);
+    for (c, s, h, w, gate) in [
+        (72, 24, 23, 37, (3.0, 6.0, 1.0 / 6.0)),
+        (576, 144, 3, 5, (0.0, 5.9997, 0.1667)),
+        (16, 8, 1, 1, (3.0, 6.0, 1.0 / 6.0)),
+    ] {
+        let input = rng.vec(c * h * w, 2.0);
+        let x = Tensor::from_f32(c, h, w, &input);
+        let se = SqueezeExcite {
+            reduce: random_conv(&mut rng, s, c, 1, 1, false, (Activation::Relu, 3.0)),
+            expand: random_conv(
+                &mut rng,
+                c,
+                s,
+                1,
+                1,
+                false,
+                (Activation::None, f32::INFINITY),
+            ),
+            gate_add: gate.0,
+            gate_max: gate.1,
+            gate_mul: gate.2,
+        };
+        let means_want = reference::channel_mean(&x);
+        let gates_want = reference::se_gate(&means_want, &se);
+        let want = reference::channel_scale(&x, &gates_want);
+
+        let mut packed = se.reduce.weight.clone();
+        packed.extend(&se.reduce.bias);
+        packed.extend(&se.expand.weight);
+        packed.extend(&se.expand.bias);
+        let input_buf = ctx.storage_buffer("input", &input);
+        let weights = ctx.storage_buffer("se", &packed);
+        let means = ctx.zeroed_buffer("means", c);
+        let gates = ctx.zeroed_buffer("gates", c);
+        let out = ctx.zeroed_buffer("out", c * h * w);
+        let params = SeParams {
+            channels: c as u32,
+            pixels: (h * w) as u32,
+            squeeze: s as u32,
+            reduce_act: activation_code(Activation::Relu),
+            reduce_cap: 3.0,
+            gate_add: gate.0,
+            gate_max: gate.1,
+            gate_mul: gate.2,
+        };
+        let ops = [
+            k.channel_mean.bind(
+                &ctx,
+                &params,
+                &[&input_buf, &input_buf, &means],
+                [c as u32, 1, 1],
+            ),
+            k.se_gate
+                .bind(&ctx, &params, &[&means, &weights, &gates], [1, 1, 1]),
+            k.channel_scale.bind(
+                &ctx,
+                &params,
+                &[&input_buf, &gates, &out],
+                [(h * w).div_ceil(256) as u32, c as u32, 1],
+            ),
+        ];
+        kernels::run(&ctx, &ops).unwrap();
+        let means_got = ctx.read_buffer(&means, c).unwrap();
+        let gates_got = ctx.read_buffer(&gates, c).unwrap();
+        let got = ctx.read_buffer(&out, c * h * w).unwrap();
+        check(
+            &format!("channel mean c{c}"),
+            &means_got,
+            &Tensor {
+                c,
+                h: 1,
+                w: 1,
+                data: means_want,
+            },
+        );
+        check(
+            &format!("se gate c{c} s{s}"),
+            &gates_got,
+            &Tensor {
+                c,
+                h: 1,
+                w: 1,
+                data: gates_want,
+            },
+        );
+        check(&format!("channel scale c{c}"), &got, &want);
+    }
+}
