@@ -28,19 +28,33 @@ pub fn activation_code(a: Activation) -> u32 {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ConvParams {
+    /// Input channels.
     pub in_c: u32,
+    /// Input height.
     pub in_h: u32,
+    /// Input width.
     pub in_w: u32,
+    /// Output channels.
     pub out_c: u32,
+    /// Output height.
     pub out_h: u32,
+    /// Output width.
     pub out_w: u32,
+    /// Kernel size.
     pub kernel: u32,
+    /// Stride.
     pub stride: u32,
+    /// Zero rows before the input.
     pub pad_y: u32,
+    /// Zero columns before the input.
     pub pad_x: u32,
+    /// Activation code ([`activation_code`]).
     pub act: u32,
+    /// Upper clamp after the activation.
     pub cap: f32,
+    /// Input normalization scale per RGB channel (4th unused).
     pub scale: [f32; 4],
+    /// Input normalization shift per RGB channel (4th unused).
     pub shift: [f32; 4],
 }
 
@@ -48,17 +62,29 @@ pub struct ConvParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct DepthwiseParams {
+    /// Channels.
     pub channels: u32,
+    /// Input height.
     pub in_h: u32,
+    /// Input width.
     pub in_w: u32,
+    /// Output height.
     pub out_h: u32,
+    /// Output width.
     pub out_w: u32,
+    /// Kernel size.
     pub kernel: u32,
+    /// Stride.
     pub stride: u32,
+    /// Zero rows before the input.
     pub pad_y: u32,
+    /// Zero columns before the input.
     pub pad_x: u32,
+    /// Activation code ([`activation_code`]).
     pub act: u32,
+    /// Upper clamp after the activation.
     pub cap: f32,
+    /// Padding to 16 bytes.
     pub _pad: u32,
 }
 
@@ -66,11 +92,17 @@ pub struct DepthwiseParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct PointwiseParams {
+    /// Input channels.
     pub in_c: u32,
+    /// Output channels.
     pub out_c: u32,
+    /// Pixels per channel.
     pub pixels: u32,
+    /// Activation code ([`activation_code`]).
     pub act: u32,
+    /// Upper clamp after the activation.
     pub cap: f32,
+    /// Padding to 16 bytes.
     pub _pad: [u32; 3],
 }
 
@@ -78,13 +110,21 @@ pub struct PointwiseParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct SeParams {
+    /// Channels.
     pub channels: u32,
+    /// Pixels per channel.
     pub pixels: u32,
+    /// Squeeze (hidden) width.
     pub squeeze: u32,
+    /// Activation of the reduce layer.
     pub reduce_act: u32,
+    /// Upper clamp of the reduce layer.
     pub reduce_cap: f32,
+    /// Added before the gate clamp.
     pub gate_add: f32,
+    /// Upper end of the gate clamp.
     pub gate_max: f32,
+    /// Gate multiplier after the clamp.
     pub gate_mul: f32,
 }
 

@@ -4,6 +4,8 @@
 //! This crate currently provides the feature network: weight loading ([`weights`]), the GPU
 //! forward pass ([`engine`]), and the f64 CPU reference it is tested against ([`reference`]).
 
+#![deny(missing_docs)]
+
 pub mod arch;
 pub mod atomic;
 pub mod engine;

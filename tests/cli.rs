@@ -565,3 +565,21 @@ fn gpu_tests_fail_instead_of_skipping_when_a_gpu_is_required() {
                 .contains("NEURAL_STYLE_REQUIRE_GPU=1 but no GPU")
     );
 }
+
+#[test]
+fn readme_shows_the_current_help_output() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let mut args = vec![vec!["--help"]];
+    args.extend(["devices", "classify", "features", "layers"].map(|c| vec![c, "-h"]));
+    for a in args {
+        let out = neural_style(&a);
+        assert!(out.status.success());
+        let help = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            readme.contains(help.trim_end()),
+            "README.md lacks the current output of `neural-style {}`",
+            a.join(" ")
+        );
+    }
+}
