@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use neural_style::engine::{FeatureNet, ForwardPlan};
+use neural_style::engine::{FeatureNet, ForwardPlan, PlanOptions};
 use neural_style::gpu::{DeviceRequest, GpuContext};
 use neural_style::{image_io, weights};
 
@@ -28,7 +28,16 @@ fn main() -> Result<()> {
     let fnet = FeatureNet::new(&ctx, net);
 
     let image = image_io::resize_exact(&image_io::load_rgb(image_path.as_ref())?, size, size);
-    let plan = ForwardPlan::new(&ctx, &fnet, size as usize, size as usize, true)?;
+    let plan = ForwardPlan::new(
+        &ctx,
+        &fnet,
+        size as usize,
+        size as usize,
+        &PlanOptions {
+            classify: true,
+            ..Default::default()
+        },
+    )?;
     let pixels = image_io::to_chw(&image);
 
     plan.run(&ctx, &pixels)?; // warm-up: pipeline creation and first-use costs

@@ -4,7 +4,7 @@ const ACT_NONE: u32 = 0u;
 const ACT_RELU: u32 = 1u;
 const ACT_HARD_SWISH: u32 = 2u;
 
-// Activation followed by the upper clamp `cap` (infinity-like when unused).
+// Activation followed by the upper clamp `cap` (a huge value when unused).
 fn activate(x: f32, act: u32, cap: f32) -> f32 {
     var y = x;
     if act == ACT_RELU {
@@ -13,4 +13,25 @@ fn activate(x: f32, act: u32, cap: f32) -> f32 {
         y = x * clamp(x + 3.0, 0.0, 6.0) / 6.0;
     }
     return min(y, cap);
+}
+
+// Derivative of activate(z) with respect to the pre-activation z (PyTorch's conventions at the
+// kinks: ReLU' (0) = 0, hard-swish' = z/3 + 1/2 on [-3, 3]).
+fn activate_grad(z: f32, act: u32, cap: f32) -> f32 {
+    if activate(z, act, 3.0e38) > cap {
+        return 0.0;
+    }
+    if act == ACT_RELU {
+        return select(0.0, 1.0, z > 0.0);
+    }
+    if act == ACT_HARD_SWISH {
+        if z < -3.0 {
+            return 0.0;
+        }
+        if z > 3.0 {
+            return 1.0;
+        }
+        return z / 3.0 + 0.5;
+    }
+    return 1.0;
 }

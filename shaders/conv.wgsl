@@ -1,12 +1,15 @@
 // Full convolution (the stem: 3×3, stride 2, 3 → 16 channels), with the weight format's input
-// normalization applied to each pixel before zero padding, then bias and activation.
+// normalization applied to each pixel before zero padding, then bias and activation; and its
+// gradient with respect to the (unnormalized) input image.
 // Layouts: input [in_c][in_h][in_w]; weights [out_c][in_c][k][k] followed by out_c biases;
-// output [out_c][out_h][out_w].
+// output and pre-activation [out_c][out_h][out_w].
 
 struct ConvParams {
     in_c: u32, in_h: u32, in_w: u32, out_c: u32,
     out_h: u32, out_w: u32, kernel: u32, stride: u32,
     pad_y: u32, pad_x: u32, act: u32, cap: f32,
+    // 1: also store the pre-activation (for the backward pass).
+    store_preact: u32, _pad0: u32, _pad1: u32, _pad2: u32,
     scale: vec4<f32>,
     shift: vec4<f32>,
 }
@@ -15,6 +18,7 @@ struct ConvParams {
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> weights: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
+@group(0) @binding(4) var<storage, read_write> preact: array<f32>;
 
 // One invocation per output value: x over pixels, y over output channels.
 @compute @workgroup_size(256)
@@ -46,4 +50,50 @@ fn conv_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     output[o * pixels + pix] = activate(acc, p.act, p.cap);
+    if p.store_preact == 1u {
+        preact[o * pixels + pix] = acc;
+    }
+}
+
+@group(0) @binding(5) var<storage, read> grad_output: array<f32>;
+@group(0) @binding(6) var<storage, read> preact_in: array<f32>;
+@group(0) @binding(7) var<storage, read_write> grad_input: array<f32>;
+
+// Gradient with respect to the input image, added to grad_input: for each input value, the sum
+// over the outputs it fed of weight · dL/d(pre-activation) · normalization scale.
+// One invocation per input value: x over pixels, y over input channels.
+@compute @workgroup_size(256)
+fn conv_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let in_pixels = p.in_h * p.in_w;
+    let pix = gid.x;
+    let i = gid.y;
+    if pix >= in_pixels || i >= p.in_c {
+        return;
+    }
+    let iy = i32(pix / p.in_w);
+    let ix = i32(pix % p.in_w);
+    let k = p.kernel;
+    let out_pixels = p.out_h * p.out_w;
+    var acc = 0.0;
+    for (var ky = 0u; ky < k; ky++) {
+        // Output row oy reads input row oy·stride + ky − pad_y.
+        let ny = iy + i32(p.pad_y) - i32(ky);
+        if ny < 0 || ny % i32(p.stride) != 0 || ny / i32(p.stride) >= i32(p.out_h) {
+            continue;
+        }
+        let oy = u32(ny) / p.stride;
+        for (var kx = 0u; kx < k; kx++) {
+            let nx = ix + i32(p.pad_x) - i32(kx);
+            if nx < 0 || nx % i32(p.stride) != 0 || nx / i32(p.stride) >= i32(p.out_w) {
+                continue;
+            }
+            let opix = oy * p.out_w + u32(nx) / p.stride;
+            for (var o = 0u; o < p.out_c; o++) {
+                let idx = o * out_pixels + opix;
+                let dz = grad_output[idx] * activate_grad(preact_in[idx], p.act, p.cap);
+                acc += weights[((o * p.in_c + i) * k + ky) * k + kx] * dz;
+            }
+        }
+    }
+    grad_input[i * in_pixels + pix] += acc * p.scale[i % 3u];
 }

@@ -1,56 +1,94 @@
-// 1×1 convolution as a tiled matrix product: out[o][n] = act(bias[o] + Σ_i W[o][i] · in[i][n]),
-// optionally + residual[o][n]. Each 16×16 workgroup computes a 64×64 output tile, each invocation
-// a 4×4 block of it, stepping through the input channels 16 at a time via workgroup memory.
-// Layouts: input [in_c][pixels]; weights [out_c][in_c] followed by out_c biases.
+// 1×1 convolution as a tiled matrix product, and everything else shaped like one:
+//   out[m][n] = act(alpha · Σ_k A[m][k] · B[k][n] + bias[m]) (+ residual[m][n]) (+ out[m][n])
+// A is the weights ([m][k], or read transposed), B the input ([k][n], or read transposed, or
+// multiplied by the activation derivative of a pre-activation for the backward pass).
+// Forward: A = weights [out_c][in_c] followed by out_c biases, B = input [in_c][pixels].
+// Backward (input gradient): A = weights transposed, B = dL/dY ⊙ act'(Z), accumulated.
+// Gram matrices: A = F [c][pixels], B = Fᵀ (F read transposed), alpha = 1/(c·pixels).
+// Each 16×16 workgroup computes a 64×64 output tile, each invocation a 4×4 block of it, stepping
+// through k 16 at a time via workgroup memory.
+
+const BIAS: u32 = 1u;
+const STORE_PREACT: u32 = 2u;
+const ADD_RESIDUAL: u32 = 4u;
+const TRANSPOSE_A: u32 = 8u;
+const TRANSPOSE_B: u32 = 16u;
+const GRAD_ACT_B: u32 = 32u;
+const ACCUMULATE: u32 = 64u;
 
 struct PointwiseParams {
-    in_c: u32, out_c: u32, pixels: u32, act: u32,
-    cap: f32, _pad0: u32, _pad1: u32, _pad2: u32,
+    m: u32, k: u32, n: u32, act: u32,
+    cap: f32, flags: u32, alpha: f32, _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: PointwiseParams;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> weights: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
+// Residual to add (ADD_RESIDUAL), pre-activation to store (STORE_PREACT), or pre-activation whose
+// activation derivative multiplies B (GRAD_ACT_B). A 1-element dummy otherwise.
+@group(0) @binding(4) var<storage, read_write> aux: array<f32>;
 
 const TILE: u32 = 64u;
 const KSTEP: u32 = 16u;
 
-var<workgroup> w_tile: array<f32, 1024>; // [KSTEP][TILE]: w_tile[k * TILE + m]
-var<workgroup> x_tile: array<f32, 1024>; // [KSTEP][TILE]: x_tile[k * TILE + n]
+var<workgroup> a_tile: array<f32, 1024>; // [KSTEP][TILE]: a_tile[k * TILE + m]
+var<workgroup> b_tile: array<f32, 1024>; // [KSTEP][TILE]: b_tile[k * TILE + n]
 
-// The 4×4 accumulators of this invocation: rows m0 + ly + 16·i, columns n0 + lx + 16·j.
-fn product_tile(lid: vec3<u32>, wid: vec3<u32>) -> array<f32, 16> {
+fn has(flag: u32) -> bool {
+    return (p.flags & flag) != 0u;
+}
+
+fn load_a(m: u32, k: u32) -> f32 {
+    if m >= p.m || k >= p.k {
+        return 0.0;
+    }
+    if has(TRANSPOSE_A) {
+        return weights[k * p.m + m];
+    }
+    return weights[m * p.k + k];
+}
+
+fn load_b(k: u32, n: u32) -> f32 {
+    if k >= p.k || n >= p.n {
+        return 0.0;
+    }
+    var v: f32;
+    if has(TRANSPOSE_B) {
+        v = input[n * p.k + k];
+    } else {
+        v = input[k * p.n + n];
+    }
+    if has(GRAD_ACT_B) {
+        v *= activate_grad(aux[k * p.n + n], p.act, p.cap);
+    }
+    return v;
+}
+
+@compute @workgroup_size(16, 16)
+fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let m0 = wid.y * TILE;
     let n0 = wid.x * TILE;
     let tid = lid.y * 16u + lid.x;
     var acc: array<f32, 16>;
-    for (var k0 = 0u; k0 < p.in_c; k0 += KSTEP) {
+    for (var k0 = 0u; k0 < p.k; k0 += KSTEP) {
         for (var r = 0u; r < 4u; r++) {
             let e = tid + r * 256u;
-            let wm = e / KSTEP;
-            let wk = e % KSTEP;
-            var wv = 0.0;
-            if m0 + wm < p.out_c && k0 + wk < p.in_c {
-                wv = weights[(m0 + wm) * p.in_c + k0 + wk];
+            if has(TRANSPOSE_A) {
+                // Consecutive invocations read consecutive m (contiguous when transposed).
+                a_tile[(e / TILE) * TILE + e % TILE] = load_a(m0 + e % TILE, k0 + e / TILE);
+            } else {
+                a_tile[(e % KSTEP) * TILE + e / KSTEP] = load_a(m0 + e / KSTEP, k0 + e % KSTEP);
             }
-            w_tile[wk * TILE + wm] = wv;
-            let xk = e / TILE;
-            let xn = e % TILE;
-            var xv = 0.0;
-            if k0 + xk < p.in_c && n0 + xn < p.pixels {
-                xv = input[(k0 + xk) * p.pixels + n0 + xn];
-            }
-            x_tile[xk * TILE + xn] = xv;
+            b_tile[(e / TILE) * TILE + e % TILE] = load_b(k0 + e / TILE, n0 + e % TILE);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KSTEP; kk++) {
             var a: array<f32, 4>;
             var b: array<f32, 4>;
             for (var i = 0u; i < 4u; i++) {
-                a[i] = w_tile[kk * TILE + lid.y + 16u * i];
-                b[i] = x_tile[kk * TILE + lid.x + 16u * i];
+                a[i] = a_tile[kk * TILE + lid.y + 16u * i];
+                b[i] = b_tile[kk * TILE + lid.x + 16u * i];
             }
             for (var i = 0u; i < 4u; i++) {
                 for (var j = 0u; j < 4u; j++) {
@@ -60,37 +98,45 @@ fn product_tile(lid: vec3<u32>, wid: vec3<u32>) -> array<f32, 16> {
         }
         workgroupBarrier();
     }
-    return acc;
-}
-
-@compute @workgroup_size(16, 16)
-fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let acc = product_tile(lid, wid);
     for (var i = 0u; i < 4u; i++) {
-        let m = wid.y * TILE + lid.y + 16u * i;
+        let m = m0 + lid.y + 16u * i;
         for (var j = 0u; j < 4u; j++) {
-            let n = wid.x * TILE + lid.x + 16u * j;
-            if m < p.out_c && n < p.pixels {
-                let bias = weights[p.out_c * p.in_c + m];
-                output[m * p.pixels + n] = activate(acc[i * 4u + j] + bias, p.act, p.cap);
+            let n = n0 + lid.x + 16u * j;
+            if m >= p.m || n >= p.n {
+                continue;
             }
+            let idx = m * p.n + n;
+            var z = p.alpha * acc[i * 4u + j];
+            if has(BIAS) {
+                z += weights[p.m * p.k + m];
+            }
+            var v = z;
+            if !has(GRAD_ACT_B) {
+                v = activate(z, p.act, p.cap);
+            }
+            if has(STORE_PREACT) {
+                aux[idx] = z;
+            }
+            if has(ADD_RESIDUAL) {
+                v += aux[idx];
+            }
+            if has(ACCUMULATE) {
+                v += output[idx];
+            }
+            output[idx] = v;
         }
     }
 }
 
-// Same product, plus the block input (the bottleneck's residual connection).
-@compute @workgroup_size(16, 16)
-fn pointwise_residual_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let acc = product_tile(lid, wid);
-    for (var i = 0u; i < 4u; i++) {
-        let m = wid.y * TILE + lid.y + 16u * i;
-        for (var j = 0u; j < 4u; j++) {
-            let n = wid.x * TILE + lid.x + 16u * j;
-            if m < p.out_c && n < p.pixels {
-                let bias = weights[p.out_c * p.in_c + m];
-                let idx = m * p.pixels + n;
-                output[idx] = activate(acc[i * 4u + j] + bias, p.act, p.cap) + residual[idx];
-            }
-        }
+@group(0) @binding(5) var<storage, read> grad_output: array<f32>;
+@group(0) @binding(6) var<storage, read_write> grad_input: array<f32>;
+
+// The residual connection's backward: the block input's gradient gains the block output's.
+// p.n values; x over 256-wide groups, y over rows of 65535 groups for large tensors.
+@compute @workgroup_size(256)
+fn residual_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x + gid.y * 65535u * 256u;
+    if i < p.n {
+        grad_input[i] += grad_output[i];
     }
 }

@@ -70,3 +70,88 @@ fn channel_scale(@builtin(global_invocation_id) gid: vec3<u32>) {
     let idx = gid.y * p.pixels + gid.x;
     output[idx] = input[idx] * aux[gid.y];
 }
+
+// ---- Backward ----
+// channel_dot:       input = SE input x, grad = dL/dy          → output = dL/dgate per channel
+// se_gate_backward:  input = channel means, aux = weights, grad = dL/dgate → output = dL/dmean
+// se_input_backward: input = dL/dmean, aux = gates, grad = dL/dy → grad_input += dL/dx
+
+@group(0) @binding(4) var<storage, read> grad: array<f32>;
+@group(0) @binding(5) var<storage, read_write> grad_input: array<f32>;
+
+// One workgroup per channel: output[c] = Σ_n grad[c][n] · input[c][n].
+@compute @workgroup_size(256)
+fn channel_dot(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let c = wid.x;
+    var sum = 0.0;
+    for (var i = lid.x; i < p.pixels; i += 256u) {
+        sum += grad[c * p.pixels + i] * input[c * p.pixels + i];
+    }
+    partial[lid.x] = sum;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+        if lid.x < stride {
+            partial[lid.x] += partial[lid.x + stride];
+        }
+        workgroupBarrier();
+    }
+    if lid.x == 0u {
+        output[c] = partial[0];
+    }
+}
+
+var<workgroup> hidden_pre: array<f32, 256>;
+var<workgroup> grad_hidden: array<f32, 256>;
+var<workgroup> grad_gate_pre: array<f32, 1024>;
+
+// A single workgroup: back through the gate clamp, the expand layer, the reduce ReLU and the
+// reduce layer, to the channel means.
+@compute @workgroup_size(256)
+fn se_gate_backward(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let c_n = p.channels;
+    let s_n = p.squeeze;
+    let reduce_bias = s_n * c_n;
+    let expand_w = reduce_bias + s_n;
+    let expand_bias = expand_w + c_n * s_n;
+    for (var s = lid.x; s < s_n; s += 256u) {
+        var acc = aux[reduce_bias + s];
+        for (var c = 0u; c < c_n; c++) {
+            acc += aux[s * c_n + c] * input[c];
+        }
+        hidden_pre[s] = acc;
+    }
+    workgroupBarrier();
+    for (var c = lid.x; c < c_n; c += 256u) {
+        var a = aux[expand_bias + c] + p.gate_add;
+        for (var s = 0u; s < s_n; s++) {
+            a += aux[expand_w + c * s_n + s] * activate(hidden_pre[s], p.reduce_act, p.reduce_cap);
+        }
+        grad_gate_pre[c] = select(0.0, grad[c] * p.gate_mul, a > 0.0 && a < p.gate_max);
+    }
+    workgroupBarrier();
+    for (var s = lid.x; s < s_n; s += 256u) {
+        var acc = 0.0;
+        for (var c = 0u; c < c_n; c++) {
+            acc += aux[expand_w + c * s_n + s] * grad_gate_pre[c];
+        }
+        grad_hidden[s] = acc * activate_grad(hidden_pre[s], p.reduce_act, p.reduce_cap);
+    }
+    workgroupBarrier();
+    for (var c = lid.x; c < c_n; c += 256u) {
+        var acc = 0.0;
+        for (var s = 0u; s < s_n; s++) {
+            acc += aux[s * c_n + c] * grad_hidden[s];
+        }
+        output[c] = acc;
+    }
+}
+
+// grad_input[c][n] += grad[c][n] · gate[c] + dL/dmean[c] / pixels; x over pixels, y over channels.
+@compute @workgroup_size(256)
+fn se_input_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if gid.x >= p.pixels || gid.y >= p.channels {
+        return;
+    }
+    let idx = gid.y * p.pixels + gid.x;
+    grad_input[idx] += grad[idx] * aux[gid.y] + input[gid.y] / f32(p.pixels);
+}

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use neural_style::arch::{self, LayerInfo, Padding};
-use neural_style::engine::{FeatureNet, ForwardPlan};
+use neural_style::engine::{FeatureNet, ForwardPlan, PlanOptions};
 use neural_style::gpu::{self, DeviceRequest, GpuContext};
 use neural_style::{atomic, image_io, weights};
 use serde_json::json;
@@ -96,7 +96,16 @@ fn classify(
         None => Vec::new(),
     };
     let side = CLASSIFY_SIZE as usize;
-    let plan = ForwardPlan::new(&ctx, &fnet, side, side, true)?;
+    let plan = ForwardPlan::new(
+        &ctx,
+        &fnet,
+        side,
+        side,
+        &PlanOptions {
+            classify: true,
+            ..Default::default()
+        },
+    )?;
     for path in images {
         let img = image_io::resize_exact(&image_io::load_rgb(path)?, CLASSIFY_SIZE, CLASSIFY_SIZE);
         plan.run(&ctx, &image_io::to_chw(&img))?;
@@ -144,7 +153,7 @@ fn features(
         Some(n) => image_io::scaled_size(w, h, n),
         None => (w, h),
     };
-    let plan = ForwardPlan::new(&ctx, &fnet, w as usize, h as usize, false)?;
+    let plan = ForwardPlan::new(&ctx, &fnet, w as usize, h as usize, &PlanOptions::default())?;
     let img = image_io::load_rgb(image)?;
     let img = image_io::resize_exact(&img, w, h);
     plan.run(&ctx, &image_io::to_chw(&img))?;

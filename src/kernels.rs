@@ -9,6 +9,8 @@ const CONV: &str = include_str!("../shaders/conv.wgsl");
 const DEPTHWISE: &str = include_str!("../shaders/depthwise.wgsl");
 const POINTWISE: &str = include_str!("../shaders/pointwise.wgsl");
 const SQUEEZE_EXCITE: &str = include_str!("../shaders/squeeze_excite.wgsl");
+const LOSSES: &str = include_str!("../shaders/losses.wgsl");
+const OPTIM: &str = include_str!("../shaders/optim.wgsl");
 
 /// Invocations per workgroup along x for the one-invocation-per-value kernels.
 pub const WORKGROUP: u32 = 256;
@@ -52,6 +54,10 @@ pub struct ConvParams {
     pub act: u32,
     /// Upper clamp after the activation.
     pub cap: f32,
+    /// 1: also store the pre-activation.
+    pub store_preact: u32,
+    /// Padding to 16 bytes.
+    pub _pad: [u32; 3],
     /// Input normalization scale per RGB channel (4th unused).
     pub scale: [f32; 4],
     /// Input normalization shift per RGB channel (4th unused).
@@ -84,26 +90,102 @@ pub struct DepthwiseParams {
     pub act: u32,
     /// Upper clamp after the activation.
     pub cap: f32,
+    /// 1: also store the pre-activation.
+    pub store_preact: u32,
+}
+
+/// Flags of `pointwise.wgsl` (see the shader for their meaning).
+pub mod pointwise_flags {
+    /// Add the bias stored after the weights.
+    pub const BIAS: u32 = 1;
+    /// Store the pre-activation in the aux buffer.
+    pub const STORE_PREACT: u32 = 2;
+    /// Add the aux buffer (residual) after the activation.
+    pub const ADD_RESIDUAL: u32 = 4;
+    /// Read A (the weights) transposed.
+    pub const TRANSPOSE_A: u32 = 8;
+    /// Read B (the input) transposed.
+    pub const TRANSPOSE_B: u32 = 16;
+    /// Multiply B by the activation derivative of the pre-activation in aux; no activation after.
+    pub const GRAD_ACT_B: u32 = 32;
+    /// Add to the output instead of overwriting it.
+    pub const ACCUMULATE: u32 = 64;
+}
+
+/// Uniforms of `pointwise.wgsl`: out[m][n] = act(alpha · Σ_k A[m][k] B[k][n] + bias[m]) …
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PointwiseParams {
+    /// Rows of the output (output channels).
+    pub m: u32,
+    /// Reduction length (input channels).
+    pub k: u32,
+    /// Columns of the output (pixels).
+    pub n: u32,
+    /// Activation code (of the epilogue, or of the derivative with `GRAD_ACT_B`).
+    pub act: u32,
+    /// Upper clamp after the activation.
+    pub cap: f32,
+    /// [`pointwise_flags`] bits.
+    pub flags: u32,
+    /// Scale of the product.
+    pub alpha: f32,
     /// Padding to 16 bytes.
     pub _pad: u32,
 }
 
-/// Uniforms of `pointwise.wgsl`.
+/// Uniforms of `losses.wgsl`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct PointwiseParams {
-    /// Input channels.
-    pub in_c: u32,
-    /// Output channels.
-    pub out_c: u32,
-    /// Pixels per channel.
-    pub pixels: u32,
-    /// Activation code ([`activation_code`]).
-    pub act: u32,
-    /// Upper clamp after the activation.
-    pub cap: f32,
-    /// Padding to 16 bytes.
-    pub _pad: [u32; 3],
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LossParams {
+    /// Values in the content layer.
+    pub count: u32,
+    /// Image height (TV).
+    pub height: u32,
+    /// Image width (TV).
+    pub width: u32,
+    /// Channels of the style layer.
+    pub channels: u32,
+    /// Gradient coefficient.
+    pub coef: f32,
+    /// Style layer weight.
+    pub layer_weight: f32,
+    /// Padding.
+    pub _pad0: [u32; 2],
+    /// Content weight of the total.
+    pub content_weight: f32,
+    /// Style weight of the total.
+    pub style_weight: f32,
+    /// TV weight of the total (and of the TV gradient).
+    pub tv_weight: f32,
+    /// Padding.
+    pub _pad1: u32,
+}
+
+/// Uniforms of `optim.wgsl`'s Adam step.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AdamParams {
+    /// Values in the image.
+    pub n: u32,
+    /// 1: clamp to [0, 1] after the step.
+    pub clamp_01: u32,
+    /// Padding.
+    pub _pad0: [u32; 2],
+    /// Learning rate.
+    pub lr: f32,
+    /// β1.
+    pub beta1: f32,
+    /// β2.
+    pub beta2: f32,
+    /// ε.
+    pub eps: f32,
+    /// 1 − β1^t.
+    pub bias_correction1: f32,
+    /// 1 − β2^t.
+    pub bias_correction2: f32,
+    /// Padding.
+    pub _pad1: [u32; 2],
 }
 
 /// Uniforms of `squeeze_excite.wgsl`.
@@ -140,6 +222,7 @@ pub struct Kernel {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
     name: &'static str,
+    bindings: Vec<u32>,
 }
 
 /// Every pipeline the forward pass uses.
@@ -148,16 +231,36 @@ pub struct Kernels {
     pub conv: Kernel,
     /// Depthwise convolution.
     pub depthwise: Kernel,
-    /// 1×1 convolution.
+    /// 1×1 convolution and every other product (backward, Gram, style gradient).
     pub pointwise: Kernel,
-    /// 1×1 convolution plus residual.
-    pub pointwise_residual: Kernel,
     /// Per-channel mean.
     pub channel_mean: Kernel,
     /// Squeeze-excite gate.
     pub se_gate: Kernel,
     /// Per-channel scale.
     pub channel_scale: Kernel,
+    /// Stem gradient with respect to the image.
+    pub conv_backward: Kernel,
+    /// Depthwise gradient with respect to its input.
+    pub depthwise_backward: Kernel,
+    /// Residual connection gradient.
+    pub residual_backward: Kernel,
+    /// Per-channel dot product of gradient and input (gate gradient).
+    pub channel_dot: Kernel,
+    /// Squeeze-excite gate backward to the channel means.
+    pub se_gate_backward: Kernel,
+    /// Squeeze-excite backward to its input.
+    pub se_input_backward: Kernel,
+    /// Content loss and gradient.
+    pub content_loss: Kernel,
+    /// Style loss of one layer and its R matrix.
+    pub style_loss: Kernel,
+    /// Total variation loss and gradient.
+    pub tv_loss: Kernel,
+    /// Weighted total of the losses.
+    pub total_loss: Kernel,
+    /// Adam update of the image.
+    pub adam_step: Kernel,
 }
 
 impl Kernels {
@@ -175,39 +278,84 @@ impl Kernels {
         let depthwise = module("depthwise.wgsl", DEPTHWISE);
         let pointwise = module("pointwise.wgsl", POINTWISE);
         let se = module("squeeze_excite.wgsl", SQUEEZE_EXCITE);
+        let losses = module("losses.wgsl", LOSSES);
+        let optim = module("optim.wgsl", OPTIM);
+        let forward = [(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)];
+        let backward = [(5, Read), (2, Read), (6, Read), (7, ReadWrite)];
         Self {
-            conv: Kernel::new(ctx, &conv, "conv_forward", &[Read, Read, ReadWrite]),
-            depthwise: Kernel::new(
+            conv: Kernel::new(ctx, &conv, "conv_forward", &forward),
+            depthwise: Kernel::new(ctx, &depthwise, "depthwise_forward", &forward),
+            pointwise: Kernel::new(ctx, &pointwise, "pointwise_forward", &forward),
+            channel_mean: Kernel::new(ctx, &se, "channel_mean", &[(1, Read), (3, ReadWrite)]),
+            se_gate: Kernel::new(ctx, &se, "se_gate", &[(1, Read), (2, Read), (3, ReadWrite)]),
+            channel_scale: Kernel::new(
                 ctx,
-                &depthwise,
-                "depthwise_forward",
-                &[Read, Read, ReadWrite],
+                &se,
+                "channel_scale",
+                &[(1, Read), (2, Read), (3, ReadWrite)],
             ),
-            pointwise: Kernel::new(
+            conv_backward: Kernel::new(ctx, &conv, "conv_backward", &backward),
+            depthwise_backward: Kernel::new(ctx, &depthwise, "depthwise_backward", &backward),
+            residual_backward: Kernel::new(
                 ctx,
                 &pointwise,
-                "pointwise_forward",
-                &[Read, Read, ReadWrite],
+                "residual_backward",
+                &[(5, Read), (6, ReadWrite)],
             ),
-            pointwise_residual: Kernel::new(
+            channel_dot: Kernel::new(
                 ctx,
-                &pointwise,
-                "pointwise_residual_forward",
-                &[Read, Read, ReadWrite, Read],
+                &se,
+                "channel_dot",
+                &[(1, Read), (3, ReadWrite), (4, Read)],
             ),
-            channel_mean: Kernel::new(ctx, &se, "channel_mean", &[Read, Read, ReadWrite]),
-            se_gate: Kernel::new(ctx, &se, "se_gate", &[Read, Read, ReadWrite]),
-            channel_scale: Kernel::new(ctx, &se, "channel_scale", &[Read, Read, ReadWrite]),
+            se_gate_backward: Kernel::new(
+                ctx,
+                &se,
+                "se_gate_backward",
+                &[(1, Read), (2, Read), (3, ReadWrite), (4, Read)],
+            ),
+            se_input_backward: Kernel::new(
+                ctx,
+                &se,
+                "se_input_backward",
+                &[(1, Read), (2, Read), (4, Read), (5, ReadWrite)],
+            ),
+            content_loss: Kernel::new(
+                ctx,
+                &losses,
+                "content_loss",
+                &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)],
+            ),
+            style_loss: Kernel::new(
+                ctx,
+                &losses,
+                "style_loss",
+                &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)],
+            ),
+            tv_loss: Kernel::new(
+                ctx,
+                &losses,
+                "tv_loss",
+                &[(1, Read), (3, ReadWrite), (4, ReadWrite)],
+            ),
+            total_loss: Kernel::new(ctx, &losses, "total_loss", &[(4, ReadWrite)]),
+            adam_step: Kernel::new(
+                ctx,
+                &optim,
+                "adam_step",
+                &[(1, ReadWrite), (2, Read), (3, ReadWrite), (4, ReadWrite)],
+            ),
         }
     }
 }
 
 impl Kernel {
+    /// `storage`: binding number and access of each storage buffer, in the order `bind` takes them.
     fn new(
         ctx: &GpuContext,
         module: &wgpu::ShaderModule,
         entry: &'static str,
-        storage: &[Access],
+        storage: &[(u32, Access)],
     ) -> Self {
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
@@ -219,9 +367,9 @@ impl Kernel {
             },
             count: None,
         }];
-        for (i, access) in storage.iter().enumerate() {
+        for &(binding, access) in storage {
             entries.push(wgpu::BindGroupLayoutEntry {
-                binding: i as u32 + 1,
+                binding,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Storage {
@@ -260,10 +408,11 @@ impl Kernel {
             pipeline,
             layout,
             name: entry,
+            bindings: storage.iter().map(|b| b.0).collect(),
         }
     }
 
-    /// Binds a uniform block and storage buffers (in binding order) for a dispatch of
+    /// Binds a uniform block and storage buffers (in the order given to `new`) for a dispatch of
     /// `workgroups`.
     pub fn bind<T: bytemuck::Pod>(
         &self,
@@ -277,9 +426,15 @@ impl Kernel {
             binding: 0,
             resource: uniform.as_entire_binding(),
         }];
-        for (i, b) in buffers.iter().enumerate() {
+        assert_eq!(
+            buffers.len(),
+            self.bindings.len(),
+            "{}: wrong number of buffers",
+            self.name
+        );
+        for (&binding, b) in self.bindings.iter().zip(buffers) {
             entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
+                binding,
                 resource: b.as_entire_binding(),
             });
         }

@@ -8,6 +8,7 @@ use neural_style::arch::{Activation, Padding};
 use neural_style::gpu::GpuContext;
 use neural_style::kernels::{
     self, ConvParams, DepthwiseParams, Kernels, PointwiseParams, SeParams, activation_code,
+    pointwise_flags,
 };
 use neural_style::model::{Conv, SqueezeExcite};
 use neural_style::reference::{self, Tensor};
@@ -63,6 +64,7 @@ fn check(name: &str, got: &[f32], want: &Tensor) {
 fn stem_convolution_matches_reference() {
     let Some(ctx) = gpu() else { return };
     let k = Kernels::new(&ctx);
+    let dummy = ctx.zeroed_buffer("dummy", 1);
     let mut rng = Rng::new(1);
     let (h, w) = (23, 37);
     let input = rng
@@ -100,6 +102,8 @@ fn stem_convolution_matches_reference() {
                     pad_x: pad_x as u32,
                     act: activation_code(act.0),
                     cap: act.1,
+                    store_preact: 0,
+                    _pad: [0; 3],
                     scale: [scale[0], scale[1], scale[2], 0.0],
                     shift: [shift[0], shift[1], shift[2], 0.0],
                 };
@@ -107,7 +111,7 @@ fn stem_convolution_matches_reference() {
                 let op = k.conv.bind(
                     &ctx,
                     &params,
-                    &[&input_buf, &wb, &out],
+                    &[&input_buf, &wb, &out, &dummy],
                     [(oh * ow).div_ceil(256) as u32, 16, 1],
                 );
                 kernels::run(&ctx, &[op]).unwrap();
@@ -126,6 +130,7 @@ fn stem_convolution_matches_reference() {
 fn depthwise_convolution_matches_reference() {
     let Some(ctx) = gpu() else { return };
     let k = Kernels::new(&ctx);
+    let dummy = ctx.zeroed_buffer("dummy", 1);
     let mut rng = Rng::new(2);
     let (c, h, w) = (13, 23, 37);
     let input = rng.vec(c * h * w, 2.0);
@@ -152,13 +157,13 @@ fn depthwise_convolution_matches_reference() {
                         pad_x: pad_x as u32,
                         act: activation_code(act.0),
                         cap: act.1,
-                        _pad: 0,
+                        store_preact: 0,
                     };
                     let wb = weights_buffer(&ctx, &conv);
                     let op = k.depthwise.bind(
                         &ctx,
                         &params,
-                        &[&input_buf, &wb, &out],
+                        &[&input_buf, &wb, &out, &dummy],
                         [(oh * ow).div_ceil(256) as u32, c as u32, 1],
                     );
                     kernels::run(&ctx, &[op]).unwrap();
@@ -178,6 +183,7 @@ fn depthwise_convolution_matches_reference() {
 fn pointwise_product_with_and_without_residual_matches_reference() {
     let Some(ctx) = gpu() else { return };
     let k = Kernels::new(&ctx);
+    let dummy = ctx.zeroed_buffer("dummy", 1);
     let mut rng = Rng::new(3);
     // Channel counts that are not multiples of the 64×64 tile or the 16-deep k step.
     for (cin, cout, h, w) in [
@@ -200,27 +206,28 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
                     with_residual.then_some(&res_t),
                 );
                 let out = ctx.zeroed_buffer("out", cout * h * w);
+                let flags = pointwise_flags::BIAS
+                    | if with_residual {
+                        pointwise_flags::ADD_RESIDUAL
+                    } else {
+                        0
+                    };
                 let params = PointwiseParams {
-                    in_c: cin as u32,
-                    out_c: cout as u32,
-                    pixels: (h * w) as u32,
+                    m: cout as u32,
+                    k: cin as u32,
+                    n: (h * w) as u32,
                     act: activation_code(act.0),
                     cap: act.1,
-                    _pad: [0; 3],
+                    flags,
+                    alpha: 1.0,
+                    _pad: 0,
                 };
                 let wb = weights_buffer(&ctx, &conv);
                 let groups = [(h * w).div_ceil(64) as u32, cout.div_ceil(64) as u32, 1];
-                let op = if with_residual {
-                    k.pointwise_residual.bind(
-                        &ctx,
-                        &params,
-                        &[&input_buf, &wb, &out, &residual_buf],
-                        groups,
-                    )
-                } else {
-                    k.pointwise
-                        .bind(&ctx, &params, &[&input_buf, &wb, &out], groups)
-                };
+                let aux = if with_residual { &residual_buf } else { &dummy };
+                let op = k
+                    .pointwise
+                    .bind(&ctx, &params, &[&input_buf, &wb, &out, aux], groups);
                 kernels::run(&ctx, &[op]).unwrap();
                 let got = ctx.read_buffer(&out, cout * h * w).unwrap();
                 check(
@@ -284,12 +291,8 @@ fn squeeze_excite_mean_gate_and_scale_match_reference() {
             gate_mul: gate.2,
         };
         let ops = [
-            k.channel_mean.bind(
-                &ctx,
-                &params,
-                &[&input_buf, &input_buf, &means],
-                [c as u32, 1, 1],
-            ),
+            k.channel_mean
+                .bind(&ctx, &params, &[&input_buf, &means], [c as u32, 1, 1]),
             k.se_gate
                 .bind(&ctx, &params, &[&means, &weights, &gates], [1, 1, 1]),
             k.channel_scale.bind(

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use neural_style::engine::{FeatureNet, ForwardPlan};
+use neural_style::engine::{FeatureNet, ForwardPlan, PlanOptions};
 use neural_style::gpu::DeviceRequest;
 use neural_style::reference::{self, Tensor};
 use neural_style::weights;
@@ -23,7 +23,17 @@ fn compare_with_fixture(
     let net = weights::load(weights_path).unwrap_or_else(|e| panic!("{e:#}"));
     let cpu = reference::forward(&net, &Tensor::from_f32(3, h, w, input));
     let fnet = FeatureNet::new(&ctx, net);
-    let plan = ForwardPlan::new(&ctx, &fnet, w, h, true).unwrap();
+    let plan = ForwardPlan::new(
+        &ctx,
+        &fnet,
+        w,
+        h,
+        &PlanOptions {
+            classify: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     plan.run(&ctx, input).unwrap();
     let mut compared = 0;
     for (name, cpu_out) in &cpu {

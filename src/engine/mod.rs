@@ -1,0 +1,771 @@
+//! The network on the GPU: weights uploaded once ([`FeatureNet`]), then a [`ForwardPlan`] per
+//! input size with every buffer and bind group made up front, recorded into one command encoder
+//! and submitted once per run. In training mode the plan also keeps what the backward pass needs
+//! (pre-activations, squeeze-excite intermediates) and owns a gradient buffer per layer; its
+//! backward dispatches are planned by [`backward`].
+
+mod backward;
+
+use anyhow::{Result, bail};
+
+use crate::arch::{self, LayerInfo};
+use crate::gpu::GpuContext;
+use crate::kernels::{
+    self, BoundOp, ConvParams, DepthwiseParams, Kernels, POINTWISE_TILE, PointwiseParams, SeParams,
+    WORKGROUP, activation_code, pointwise_flags,
+};
+use crate::model::{Conv, Network, SqueezeExcite};
+
+/// The network's weights resident on the GPU, with the compiled kernels.
+pub struct FeatureNet {
+    /// The CPU-side network (shapes, constants).
+    pub net: Network,
+    /// Compiled kernels, shared by every plan.
+    pub kernels: Kernels,
+    stem: wgpu::Buffer,
+    blocks: Vec<BlockWeights>,
+    head: wgpu::Buffer,
+    classifier: Option<(wgpu::Buffer, wgpu::Buffer)>,
+}
+
+struct BlockWeights {
+    expand: Option<wgpu::Buffer>,
+    depthwise: wgpu::Buffer,
+    se: Option<wgpu::Buffer>,
+    project: wgpu::Buffer,
+}
+
+/// Weights followed by biases, the layout every kernel reads.
+fn conv_buffer(ctx: &GpuContext, label: &str, conv: &Conv) -> wgpu::Buffer {
+    let mut data = conv.weight.clone();
+    data.extend_from_slice(&conv.bias);
+    ctx.storage_buffer(label, &data)
+}
+
+/// Reduce weights, reduce biases, expand weights, expand biases.
+fn se_buffer(ctx: &GpuContext, label: &str, se: &SqueezeExcite) -> wgpu::Buffer {
+    let mut data = se.reduce.weight.clone();
+    data.extend_from_slice(&se.reduce.bias);
+    data.extend_from_slice(&se.expand.weight);
+    data.extend_from_slice(&se.expand.bias);
+    ctx.storage_buffer(label, &data)
+}
+
+impl FeatureNet {
+    /// Uploads the weights and compiles the kernels.
+    pub fn new(ctx: &GpuContext, net: Network) -> Self {
+        let blocks = net
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| BlockWeights {
+                expand: b
+                    .expand
+                    .as_ref()
+                    .map(|c| conv_buffer(ctx, &format!("block{i}.expand"), c)),
+                depthwise: conv_buffer(ctx, &format!("block{i}.depthwise"), &b.depthwise),
+                se: b
+                    .se
+                    .as_ref()
+                    .map(|s| se_buffer(ctx, &format!("block{i}.se"), s)),
+                project: conv_buffer(ctx, &format!("block{i}.project"), &b.project),
+            })
+            .collect();
+        Self {
+            kernels: Kernels::new(ctx),
+            stem: conv_buffer(ctx, "stem", &net.stem),
+            head: conv_buffer(ctx, "head", &net.head),
+            classifier: net.classifier.as_ref().map(|c| {
+                (
+                    conv_buffer(ctx, "classifier.hidden", &c.hidden),
+                    conv_buffer(ctx, "classifier.logits", &c.logits),
+                )
+            }),
+            blocks,
+            net,
+        }
+    }
+
+    /// Every named layer for an input of `width`×`height`.
+    pub fn layers(&self, width: usize, height: usize) -> Vec<LayerInfo> {
+        arch::layers(self.net.arch, self.net.padding, width, height)
+    }
+}
+
+/// What a plan computes.
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    /// Add the classifier (global pool, hidden layer, logits).
+    pub classify: bool,
+    /// Keep what the backward pass needs and allocate gradient buffers.
+    pub train: bool,
+    /// Stop after this layer (the deepest one any loss uses); `None` runs up to `head`.
+    pub until: Option<String>,
+}
+
+/// One forward operation, as the backward pass needs to know it.
+enum Node {
+    Stem {
+        weights: wgpu::Buffer,
+        params: ConvParams,
+        preact: Option<wgpu::Buffer>,
+        out: usize,
+    },
+    Pointwise {
+        weights: wgpu::Buffer,
+        params: PointwiseParams,
+        preact: Option<wgpu::Buffer>,
+        input: usize,
+        out: usize,
+    },
+    Depthwise {
+        weights: wgpu::Buffer,
+        params: DepthwiseParams,
+        preact: Option<wgpu::Buffer>,
+        input: usize,
+        out: usize,
+    },
+    SqueezeExcite {
+        weights: wgpu::Buffer,
+        params: SeParams,
+        means: wgpu::Buffer,
+        gates: wgpu::Buffer,
+        input: usize,
+        out: usize,
+    },
+    /// `out` = `project` + `skip` (computed by a fused product in the forward pass).
+    Residual {
+        project: usize,
+        skip: usize,
+        out: usize,
+    },
+}
+
+/// A named feature map on the GPU; `storage` indexes the plan's buffers (a block without residual
+/// shares its projection's buffer).
+struct Layer {
+    info: LayerInfo,
+    storage: usize,
+}
+
+/// The forward pass for one input size: buffers, bind groups and dispatches, made once.
+pub struct ForwardPlan {
+    width: usize,
+    height: usize,
+    input: wgpu::Buffer,
+    layers: Vec<Layer>,
+    buffers: Vec<wgpu::Buffer>,
+    grads: Vec<wgpu::Buffer>,
+    image_grad: Option<wgpu::Buffer>,
+    nodes: Vec<Node>,
+    logits: Option<(wgpu::Buffer, usize)>,
+    ops: Vec<BoundOp>,
+}
+
+/// Checks a buffer of `floats` values fits the device, naming the layer when it does not.
+fn check_fits(
+    ctx: &GpuContext,
+    what: &str,
+    floats: usize,
+    width: usize,
+    height: usize,
+) -> Result<()> {
+    let bytes = floats as u64 * 4;
+    let limit = ctx
+        .limits
+        .max_storage_buffer_binding_size
+        .min(ctx.limits.max_buffer_size);
+    if bytes > limit {
+        bail!(
+            "image {width}x{height} is too large for this device: {what} needs a {} MiB buffer, the limit is {} MiB \
+             (use --size to scale the image down)",
+            bytes.div_ceil(1 << 20),
+            limit >> 20
+        );
+    }
+    Ok(())
+}
+
+/// Workgroups to cover `n` items, `per` at a time.
+pub(crate) fn groups(n: usize, per: u32) -> u32 {
+    (n as u32).div_ceil(per)
+}
+
+/// A dispatch covering `n` values with 256-wide workgroups, folded into rows of 65535 groups.
+pub(crate) fn flat_dispatch(n: usize) -> [u32; 3] {
+    let g = groups(n, WORKGROUP).max(1);
+    [g.min(65535), g.div_ceil(65535), 1]
+}
+
+impl ForwardPlan {
+    /// Plans the forward pass for a `width`×`height` image.
+    pub fn new(
+        ctx: &GpuContext,
+        fnet: &FeatureNet,
+        width: usize,
+        height: usize,
+        options: &PlanOptions,
+    ) -> Result<Self> {
+        Self::with_input(ctx, fnet, width, height, options, None)
+    }
+
+    /// Plans the forward pass reading the image from `input` (planar RGB, `3·width·height`
+    /// floats) instead of a buffer of its own; the optimizer's image, for instance.
+    pub fn with_input(
+        ctx: &GpuContext,
+        fnet: &FeatureNet,
+        width: usize,
+        height: usize,
+        options: &PlanOptions,
+        input: Option<wgpu::Buffer>,
+    ) -> Result<Self> {
+        if width == 0 || height == 0 {
+            bail!("image has no pixels");
+        }
+        check_fits(ctx, "the input image", 3 * width * height, width, height)?;
+        let all = fnet.layers(width, height);
+        if let Some(until) = &options.until {
+            arch::check_layer_names(fnet.net.arch, std::slice::from_ref(until))?;
+        }
+        let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
+        for info in &all {
+            check_fits(
+                ctx,
+                &format!("layer {}", info.name),
+                info.channels * info.height * info.width,
+                width,
+                height,
+            )?;
+            let pixel_groups = groups(info.height * info.width, WORKGROUP);
+            if pixel_groups > max_groups {
+                bail!(
+                    "image {width}x{height} is too large for this device: layer {} needs {} workgroups, the limit is {} \
+                     (use --size to scale the image down)",
+                    info.name,
+                    pixel_groups,
+                    max_groups
+                );
+            }
+        }
+        let mut b = Builder {
+            ctx,
+            k: &fnet.kernels,
+            train: options.train,
+            all,
+            layers: Vec::new(),
+            buffers: Vec::new(),
+            nodes: Vec::new(),
+            ops: Vec::new(),
+            dummy: ctx.zeroed_buffer("dummy", 1),
+            input: input.unwrap_or_else(|| ctx.zeroed_buffer("input", 3 * width * height)),
+            until: options.until.clone(),
+            done: false,
+        };
+        b.stem(fnet, width, height);
+        let mut current = 0;
+        for (i, (block, weights)) in fnet.net.blocks.iter().zip(&fnet.blocks).enumerate() {
+            if b.done {
+                break;
+            }
+            let block_input = current;
+            if let (Some(conv), Some(w)) = (&block.expand, &weights.expand) {
+                current = b.pointwise(conv, w, current, &format!("block{i}.expand"), None);
+            }
+            current = b.depthwise(
+                &fnet.net,
+                &block.depthwise,
+                &weights.depthwise,
+                current,
+                &format!("block{i}.depthwise"),
+            );
+            if let (Some(se), Some(w)) = (&block.se, &weights.se) {
+                current = b.squeeze_excite(se, w, current, &format!("block{i}.se"));
+            }
+            let project = b.pointwise(
+                &block.project,
+                &weights.project,
+                current,
+                &format!("block{i}.project"),
+                None,
+            );
+            current = if block.residual {
+                // The residual add is fused into a second product that writes `blockN`; the plain
+                // projection above keeps `blockN.project` available as a feature.
+                let out = b.pointwise(
+                    &block.project,
+                    &weights.project,
+                    current,
+                    &format!("block{i}"),
+                    Some(block_input),
+                );
+                if b.train {
+                    // For the backward pass, `blockN` = `blockN.project` + block input.
+                    b.nodes.pop();
+                    b.nodes.push(Node::Residual {
+                        project,
+                        skip: block_input,
+                        out,
+                    });
+                }
+                out
+            } else {
+                b.alias(&format!("block{i}"), project)
+            };
+        }
+        if !b.done {
+            current = b.pointwise(&fnet.net.head, &fnet.head, current, "head", None);
+        }
+        let logits = match (&fnet.net.classifier, &fnet.classifier, options.classify) {
+            (Some(cls), Some((hidden_w, logits_w)), true)
+                if b.layers[current].info.name == "head" =>
+            {
+                Some(b.classifier(cls, hidden_w, logits_w, current))
+            }
+            (_, _, true) => bail!("these weights have no classifier"),
+            _ => None,
+        };
+        let grads = if options.train {
+            b.buffers
+                .iter()
+                .map(|buf| ctx.zeroed_buffer("grad", (buf.size() / 4) as usize))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            width,
+            height,
+            input: b.input,
+            layers: b.layers,
+            buffers: b.buffers,
+            grads,
+            image_grad: options
+                .train
+                .then(|| ctx.zeroed_buffer("image grad", 3 * width * height)),
+            nodes: b.nodes,
+            logits,
+            ops: b.ops,
+        })
+    }
+
+    /// Uploads an RGB image (planar, values in [0, 1]) and runs the whole pass: one submit.
+    pub fn run(&self, ctx: &GpuContext, image_chw: &[f32]) -> Result<()> {
+        self.upload(ctx, image_chw)?;
+        kernels::run(ctx, &self.ops)
+    }
+
+    /// Writes an RGB image (planar, values in [0, 1]) into the plan's input buffer.
+    pub fn upload(&self, ctx: &GpuContext, image_chw: &[f32]) -> Result<()> {
+        if image_chw.len() != 3 * self.width * self.height {
+            bail!(
+                "image has {} values, the plan expects {}",
+                image_chw.len(),
+                3 * self.width * self.height
+            );
+        }
+        ctx.queue
+            .write_buffer(&self.input, 0, bytemuck::cast_slice(image_chw));
+        Ok(())
+    }
+
+    /// The forward dispatches, to record into a larger pass.
+    pub fn ops(&self) -> &[BoundOp] {
+        &self.ops
+    }
+
+    /// The planned layers in execution order.
+    pub fn layers(&self) -> impl Iterator<Item = &LayerInfo> {
+        self.layers.iter().map(|l| &l.info)
+    }
+
+    fn layer(&self, name: &str) -> Result<&Layer> {
+        match self.layers.iter().find(|l| l.info.name == name) {
+            Some(l) => Ok(l),
+            None => bail!("layer {name:?} is not computed by this plan"),
+        }
+    }
+
+    /// A layer's shape and activation buffer.
+    pub fn layer_buffer(&self, name: &str) -> Result<(&LayerInfo, &wgpu::Buffer)> {
+        let l = self.layer(name)?;
+        Ok((&l.info, &self.buffers[l.storage]))
+    }
+
+    /// A layer's gradient buffer (training plans only).
+    pub fn grad_buffer(&self, name: &str) -> Result<&wgpu::Buffer> {
+        let l = self.layer(name)?;
+        match self.grads.get(l.storage) {
+            Some(g) => Ok(g),
+            None => bail!("the plan was not made for training"),
+        }
+    }
+
+    /// Every gradient buffer, the image's included: cleared before each backward pass.
+    pub fn all_grad_buffers(&self) -> impl Iterator<Item = &wgpu::Buffer> {
+        self.grads.iter().chain(self.image_grad.as_ref())
+    }
+
+    /// The gradient with respect to the input image (training plans only).
+    pub fn image_grad(&self) -> Option<&wgpu::Buffer> {
+        self.image_grad.as_ref()
+    }
+
+    /// The input image buffer.
+    pub fn input(&self) -> &wgpu::Buffer {
+        &self.input
+    }
+
+    /// Reads a layer's activations back (CHW).
+    pub fn read_layer(&self, ctx: &GpuContext, name: &str) -> Result<Vec<f32>> {
+        let (info, buffer) = self.layer_buffer(name)?;
+        ctx.read_buffer(buffer, info.channels * info.height * info.width)
+    }
+
+    /// Reads the classifier's logits back.
+    pub fn read_logits(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        let Some((buffer, n)) = &self.logits else {
+            bail!("the plan has no classifier")
+        };
+        ctx.read_buffer(buffer, *n)
+    }
+
+    /// Number of dispatches per run.
+    pub fn dispatch_count(&self) -> usize {
+        self.ops.len()
+    }
+}
+
+/// Builds the layers, nodes and dispatches of a plan in execution order.
+struct Builder<'a> {
+    ctx: &'a GpuContext,
+    k: &'a Kernels,
+    train: bool,
+    all: Vec<LayerInfo>,
+    layers: Vec<Layer>,
+    buffers: Vec<wgpu::Buffer>,
+    nodes: Vec<Node>,
+    ops: Vec<BoundOp>,
+    dummy: wgpu::Buffer,
+    input: wgpu::Buffer,
+    until: Option<String>,
+    done: bool,
+}
+
+impl Builder<'_> {
+    /// Allocates the buffer of the named layer and returns its index.
+    fn layer(&mut self, name: &str) -> usize {
+        let info = self
+            .all
+            .iter()
+            .find(|l| l.name == name)
+            .expect("layer in the architecture table")
+            .clone();
+        self.buffers.push(
+            self.ctx
+                .zeroed_buffer(name, info.channels * info.height * info.width),
+        );
+        self.push_layer(info, self.buffers.len() - 1)
+    }
+
+    fn alias(&mut self, name: &str, of: usize) -> usize {
+        let info = self
+            .all
+            .iter()
+            .find(|l| l.name == name)
+            .expect("layer in the architecture table")
+            .clone();
+        self.push_layer(info, self.layers[of].storage)
+    }
+
+    fn push_layer(&mut self, info: LayerInfo, storage: usize) -> usize {
+        if self.until.as_deref() == Some(info.name.as_str()) {
+            self.done = true;
+        }
+        self.layers.push(Layer { info, storage });
+        self.layers.len() - 1
+    }
+
+    fn buffer(&self, layer: usize) -> &wgpu::Buffer {
+        &self.buffers[self.layers[layer].storage]
+    }
+
+    fn info(&self, layer: usize) -> &LayerInfo {
+        &self.layers[layer].info
+    }
+
+    /// A pre-activation buffer when training a layer with an activation.
+    fn preact(&self, conv: &Conv, floats: usize) -> Option<wgpu::Buffer> {
+        (self.train && conv.activation != arch::Activation::None)
+            .then(|| self.ctx.zeroed_buffer("preact", floats))
+    }
+
+    fn stem(&mut self, fnet: &FeatureNet, width: usize, height: usize) {
+        let net = &fnet.net;
+        let out = self.layer("stem");
+        let info = self.info(out).clone();
+        let (_, pad_y) = net.padding.geometry(height, 3, 2);
+        let (_, pad_x) = net.padding.geometry(width, 3, 2);
+        let s = &net.stem;
+        let preact = self.preact(s, info.channels * info.height * info.width);
+        let params = ConvParams {
+            in_c: 3,
+            in_h: height as u32,
+            in_w: width as u32,
+            out_c: s.out_channels as u32,
+            out_h: info.height as u32,
+            out_w: info.width as u32,
+            kernel: s.kernel as u32,
+            stride: s.stride as u32,
+            pad_y: pad_y as u32,
+            pad_x: pad_x as u32,
+            act: activation_code(s.activation),
+            cap: s.cap,
+            store_preact: preact.is_some() as u32,
+            _pad: [0; 3],
+            scale: [
+                net.input_scale[0],
+                net.input_scale[1],
+                net.input_scale[2],
+                0.0,
+            ],
+            shift: [
+                net.input_shift[0],
+                net.input_shift[1],
+                net.input_shift[2],
+                0.0,
+            ],
+        };
+        let aux = preact.as_ref().unwrap_or(&self.dummy);
+        let op = self.k.conv.bind(
+            self.ctx,
+            &params,
+            &[&self.input, &fnet.stem, self.buffer(out), aux],
+            [
+                groups(info.height * info.width, WORKGROUP),
+                s.out_channels as u32,
+                1,
+            ],
+        );
+        self.ops.push(op);
+        if self.train {
+            self.nodes.push(Node::Stem {
+                weights: fnet.stem.clone(),
+                params,
+                preact,
+                out,
+            });
+        }
+    }
+
+    /// A 1×1 convolution producing the named layer; with `residual`, that layer is added.
+    fn pointwise(
+        &mut self,
+        conv: &Conv,
+        weights: &wgpu::Buffer,
+        input: usize,
+        name: &str,
+        residual: Option<usize>,
+    ) -> usize {
+        let out = self.layer(name);
+        let pixels = self.info(out).height * self.info(out).width;
+        let preact = self.preact(conv, conv.out_channels * pixels);
+        let mut flags = pointwise_flags::BIAS;
+        if preact.is_some() {
+            flags |= pointwise_flags::STORE_PREACT;
+        }
+        if residual.is_some() {
+            flags |= pointwise_flags::ADD_RESIDUAL;
+        }
+        let params = PointwiseParams {
+            m: conv.out_channels as u32,
+            k: conv.in_channels as u32,
+            n: pixels as u32,
+            act: activation_code(conv.activation),
+            cap: conv.cap,
+            flags,
+            alpha: 1.0,
+            _pad: 0,
+        };
+        let aux = match (residual, &preact) {
+            (Some(r), _) => self.buffer(r),
+            (None, Some(p)) => p,
+            (None, None) => &self.dummy,
+        };
+        let wg = [
+            groups(pixels, POINTWISE_TILE),
+            groups(conv.out_channels, POINTWISE_TILE),
+            1,
+        ];
+        let op = self.k.pointwise.bind(
+            self.ctx,
+            &params,
+            &[self.buffer(input), weights, self.buffer(out), aux],
+            wg,
+        );
+        self.ops.push(op);
+        if self.train {
+            self.nodes.push(Node::Pointwise {
+                weights: weights.clone(),
+                params,
+                preact,
+                input,
+                out,
+            });
+        }
+        out
+    }
+
+    fn depthwise(
+        &mut self,
+        net: &Network,
+        conv: &Conv,
+        weights: &wgpu::Buffer,
+        input: usize,
+        name: &str,
+    ) -> usize {
+        let out = self.layer(name);
+        let (inp, info) = (self.info(input).clone(), self.info(out).clone());
+        let (_, pad_y) = net.padding.geometry(inp.height, conv.kernel, conv.stride);
+        let (_, pad_x) = net.padding.geometry(inp.width, conv.kernel, conv.stride);
+        let preact = self.preact(conv, info.channels * info.height * info.width);
+        let params = DepthwiseParams {
+            channels: conv.out_channels as u32,
+            in_h: inp.height as u32,
+            in_w: inp.width as u32,
+            out_h: info.height as u32,
+            out_w: info.width as u32,
+            kernel: conv.kernel as u32,
+            stride: conv.stride as u32,
+            pad_y: pad_y as u32,
+            pad_x: pad_x as u32,
+            act: activation_code(conv.activation),
+            cap: conv.cap,
+            store_preact: preact.is_some() as u32,
+        };
+        let aux = preact.as_ref().unwrap_or(&self.dummy);
+        let wg = [
+            groups(info.height * info.width, WORKGROUP),
+            info.channels as u32,
+            1,
+        ];
+        let op = self.k.depthwise.bind(
+            self.ctx,
+            &params,
+            &[self.buffer(input), weights, self.buffer(out), aux],
+            wg,
+        );
+        self.ops.push(op);
+        if self.train {
+            self.nodes.push(Node::Depthwise {
+                weights: weights.clone(),
+                params,
+                preact,
+                input,
+                out,
+            });
+        }
+        out
+    }
+
+    /// Squeeze-excite: mean, gate, scale.
+    fn squeeze_excite(
+        &mut self,
+        se: &SqueezeExcite,
+        weights: &wgpu::Buffer,
+        input: usize,
+        name: &str,
+    ) -> usize {
+        let out = self.layer(name);
+        let inp = self.info(input).clone();
+        let channels = inp.channels;
+        let pixels = inp.height * inp.width;
+        let means = self.ctx.zeroed_buffer("se.means", channels);
+        let gates = self.ctx.zeroed_buffer("se.gates", channels);
+        let params = SeParams {
+            channels: channels as u32,
+            pixels: pixels as u32,
+            squeeze: se.reduce.out_channels as u32,
+            reduce_act: activation_code(se.reduce.activation),
+            reduce_cap: se.reduce.cap,
+            gate_add: se.gate_add,
+            gate_max: se.gate_max,
+            gate_mul: se.gate_mul,
+        };
+        let ops = [
+            self.k.channel_mean.bind(
+                self.ctx,
+                &params,
+                &[self.buffer(input), &means],
+                [channels as u32, 1, 1],
+            ),
+            self.k
+                .se_gate
+                .bind(self.ctx, &params, &[&means, weights, &gates], [1, 1, 1]),
+            self.k.channel_scale.bind(
+                self.ctx,
+                &params,
+                &[self.buffer(input), &gates, self.buffer(out)],
+                [groups(pixels, WORKGROUP), channels as u32, 1],
+            ),
+        ];
+        self.ops.extend(ops);
+        if self.train {
+            self.nodes.push(Node::SqueezeExcite {
+                weights: weights.clone(),
+                params,
+                means,
+                gates,
+                input,
+                out,
+            });
+        }
+        out
+    }
+
+    fn classifier(
+        &mut self,
+        cls: &crate::model::Classifier,
+        hidden_w: &wgpu::Buffer,
+        logits_w: &wgpu::Buffer,
+        head: usize,
+    ) -> (wgpu::Buffer, usize) {
+        let info = self.info(head).clone();
+        let pooled = self.ctx.zeroed_buffer("pooled", info.channels);
+        let hidden = self.ctx.zeroed_buffer("hidden", cls.hidden.out_channels);
+        let logits = self.ctx.zeroed_buffer("logits", cls.logits.out_channels);
+        let params = SeParams {
+            channels: info.channels as u32,
+            pixels: (info.height * info.width) as u32,
+            ..Default::default()
+        };
+        let mean = self.k.channel_mean.bind(
+            self.ctx,
+            &params,
+            &[self.buffer(head), &pooled],
+            [info.channels as u32, 1, 1],
+        );
+        self.ops.push(mean);
+        for (conv, w, from, to) in [
+            (&cls.hidden, hidden_w, &pooled, &hidden),
+            (&cls.logits, logits_w, &hidden, &logits),
+        ] {
+            let params = PointwiseParams {
+                m: conv.out_channels as u32,
+                k: conv.in_channels as u32,
+                n: 1,
+                act: activation_code(conv.activation),
+                cap: conv.cap,
+                flags: pointwise_flags::BIAS,
+                alpha: 1.0,
+                _pad: 0,
+            };
+            let wg = [1, groups(conv.out_channels, POINTWISE_TILE), 1];
+            let op = self
+                .k
+                .pointwise
+                .bind(self.ctx, &params, &[from, w, to, &self.dummy], wg);
+            self.ops.push(op);
+        }
+        (logits, cls.logits.out_channels)
+    }
+}
