@@ -447,23 +447,30 @@ impl Kernel {
             pipeline: self.pipeline.clone(),
             bind_group,
             workgroups,
-            _uniform: uniform,
+            uniform,
         }
     }
 }
 
 /// A ready-to-record dispatch.
+#[derive(Clone)]
 pub struct BoundOp {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
-    _uniform: wgpu::Buffer,
+    uniform: wgpu::Buffer,
 }
 
 impl BoundOp {
     /// Workgroup counts of this dispatch.
     pub fn workgroups(&self) -> [u32; 3] {
         self.workgroups
+    }
+
+    /// Rewrites the uniform parameters (for values that change between iterations).
+    pub fn update<T: bytemuck::Pod>(&self, ctx: &GpuContext, params: &T) {
+        ctx.queue
+            .write_buffer(&self.uniform, 0, bytemuck::bytes_of(params));
     }
 }
 

@@ -14,4 +14,5 @@ pub mod image_io;
 pub mod kernels;
 pub mod model;
 pub mod reference;
+pub mod stylize;
 pub mod weights;

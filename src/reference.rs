@@ -238,3 +238,450 @@ pub fn relative_l2(a: &[f64], b: &[f64]) -> f64 {
     let den: f64 = b.iter().map(|y| y * y).sum();
     (num / den.max(f64::MIN_POSITIVE)).sqrt()
 }
+
+// ---- Backward (gradients with respect to inputs), and the style-transfer losses ----
+
+/// Derivative of [`activate`] with respect to its input (PyTorch's conventions at the kinks).
+pub fn activate_grad(z: f64, activation: Activation, cap: f32) -> f64 {
+    if activate(z, activation, f32::INFINITY) > cap as f64 {
+        return 0.0;
+    }
+    match activation {
+        Activation::None => 1.0,
+        Activation::Relu => (z > 0.0) as u8 as f64,
+        Activation::HardSwish if z < -3.0 => 0.0,
+        Activation::HardSwish if z > 3.0 => 1.0,
+        Activation::HardSwish => z / 3.0 + 0.5,
+    }
+}
+
+/// Multiplies `grad_out` by the activation derivative at the pre-activation `pre`.
+fn through_activation(grad_out: &Tensor, pre: &Tensor, conv: &Conv) -> Tensor {
+    let mut g = grad_out.clone();
+    for (v, &z) in g.data.iter_mut().zip(&pre.data) {
+        *v *= activate_grad(z, conv.activation, conv.cap);
+    }
+    g
+}
+
+/// The same layer without its activation: the pre-activation.
+fn linear_part(conv: &Conv) -> Conv {
+    Conv {
+        activation: Activation::None,
+        cap: f32::INFINITY,
+        ..conv.clone()
+    }
+}
+
+/// Gradient of [`conv2d`] with respect to its (unnormalized) input image.
+pub fn conv2d_backward(
+    input: &Tensor,
+    conv: &Conv,
+    padding: Padding,
+    scale: [f32; 3],
+    shift: [f32; 3],
+    grad_out: &Tensor,
+) -> Tensor {
+    let pre = conv2d(input, &linear_part(conv), padding, scale, shift);
+    let dz = through_activation(grad_out, &pre, conv);
+    let k = conv.kernel;
+    let (_, pad_y) = padding.geometry(input.h, k, conv.stride);
+    let (_, pad_x) = padding.geometry(input.w, k, conv.stride);
+    let mut grad = Tensor::zeros(input.c, input.h, input.w);
+    for o in 0..conv.out_channels {
+        for y in 0..dz.h {
+            for x in 0..dz.w {
+                let d = dz.at(o, y, x);
+                for i in 0..conv.in_channels {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let iy = (y * conv.stride + ky) as isize - pad_y as isize;
+                            let ix = (x * conv.stride + kx) as isize - pad_x as isize;
+                            if iy < 0 || ix < 0 || iy >= input.h as isize || ix >= input.w as isize
+                            {
+                                continue;
+                            }
+                            let w =
+                                conv.weight[((o * conv.in_channels + i) * k + ky) * k + kx] as f64;
+                            grad.data[(i * input.h + iy as usize) * input.w + ix as usize] +=
+                                w * d * scale[i % 3] as f64;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    grad
+}
+
+/// Gradient of [`depthwise`] with respect to its input.
+pub fn depthwise_backward(
+    input: &Tensor,
+    conv: &Conv,
+    padding: Padding,
+    grad_out: &Tensor,
+) -> Tensor {
+    let dz = through_activation(
+        grad_out,
+        &depthwise(input, &linear_part(conv), padding),
+        conv,
+    );
+    let k = conv.kernel;
+    let (_, pad_y) = padding.geometry(input.h, k, conv.stride);
+    let (_, pad_x) = padding.geometry(input.w, k, conv.stride);
+    let mut grad = Tensor::zeros(input.c, input.h, input.w);
+    for c in 0..input.c {
+        for y in 0..dz.h {
+            for x in 0..dz.w {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let iy = (y * conv.stride + ky) as isize - pad_y as isize;
+                        let ix = (x * conv.stride + kx) as isize - pad_x as isize;
+                        if iy < 0 || ix < 0 || iy >= input.h as isize || ix >= input.w as isize {
+                            continue;
+                        }
+                        grad.data[(c * input.h + iy as usize) * input.w + ix as usize] +=
+                            conv.weight[(c * k + ky) * k + kx] as f64 * dz.at(c, y, x);
+                    }
+                }
+            }
+        }
+    }
+    grad
+}
+
+/// Gradient of [`pointwise`] (without residual) with respect to its input.
+pub fn pointwise_backward(input: &Tensor, conv: &Conv, grad_out: &Tensor) -> Tensor {
+    let dz = through_activation(grad_out, &pointwise(input, &linear_part(conv), None), conv);
+    let hw = input.h * input.w;
+    let mut grad = Tensor::zeros(input.c, input.h, input.w);
+    for o in 0..conv.out_channels {
+        for i in 0..conv.in_channels {
+            let w = conv.weight[o * conv.in_channels + i] as f64;
+            for p in 0..hw {
+                grad.data[i * hw + p] += w * dz.data[o * hw + p];
+            }
+        }
+    }
+    grad
+}
+
+/// Gradient of squeeze-excite (`channel_scale(x, se_gate(channel_mean(x)))`) with respect to x.
+pub fn squeeze_excite_backward(input: &Tensor, se: &SqueezeExcite, grad_out: &Tensor) -> Tensor {
+    let hw = input.h * input.w;
+    let means = channel_mean(input);
+    let gates = se_gate(&means, se);
+    // dL/dgate[c] = Σ_p dy[c,p] · x[c,p].
+    let grad_gates: Vec<f64> = (0..input.c)
+        .map(|c| {
+            (0..hw)
+                .map(|p| grad_out.data[c * hw + p] * input.data[c * hw + p])
+                .sum()
+        })
+        .collect();
+    // Back through the gate clamp, the expand layer, the reduce activation and the reduce layer.
+    let fc = |x: &[f64], conv: &Conv| -> Vec<f64> {
+        (0..conv.out_channels)
+            .map(|o| {
+                conv.bias[o] as f64
+                    + (0..conv.in_channels)
+                        .map(|i| conv.weight[o * conv.in_channels + i] as f64 * x[i])
+                        .sum::<f64>()
+            })
+            .collect()
+    };
+    let hidden_pre = fc(&means, &se.reduce);
+    let hidden: Vec<f64> = hidden_pre
+        .iter()
+        .map(|&z| activate(z, se.reduce.activation, se.reduce.cap))
+        .collect();
+    let gate_pre: Vec<f64> = fc(&hidden, &se.expand)
+        .iter()
+        .map(|&a| a + se.gate_add as f64)
+        .collect();
+    let grad_gate_pre: Vec<f64> = (0..input.c)
+        .map(|c| {
+            if gate_pre[c] > 0.0 && gate_pre[c] < se.gate_max as f64 {
+                grad_gates[c] * se.gate_mul as f64
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let s_n = se.reduce.out_channels;
+    let grad_hidden: Vec<f64> = (0..s_n)
+        .map(|s| {
+            let g: f64 = (0..input.c)
+                .map(|c| se.expand.weight[c * s_n + s] as f64 * grad_gate_pre[c])
+                .sum();
+            g * activate_grad(hidden_pre[s], se.reduce.activation, se.reduce.cap)
+        })
+        .collect();
+    let grad_means: Vec<f64> = (0..input.c)
+        .map(|c| {
+            (0..s_n)
+                .map(|s| se.reduce.weight[s * input.c + c] as f64 * grad_hidden[s])
+                .sum()
+        })
+        .collect();
+    let mut grad = Tensor::zeros(input.c, input.h, input.w);
+    for c in 0..input.c {
+        for p in 0..hw {
+            grad.data[c * hw + p] =
+                grad_out.data[c * hw + p] * gates[c] + grad_means[c] / hw as f64;
+        }
+    }
+    grad
+}
+
+/// Gram matrix F Fᵀ / (C·H·W), C×C row-major.
+pub fn gram(f: &Tensor) -> Vec<f64> {
+    let hw = f.h * f.w;
+    let norm = (f.c * hw) as f64;
+    let mut g = vec![0.0; f.c * f.c];
+    for a in 0..f.c {
+        for b in 0..f.c {
+            g[a * f.c + b] = (0..hw)
+                .map(|p| f.data[a * hw + p] * f.data[b * hw + p])
+                .sum::<f64>()
+                / norm;
+        }
+    }
+    g
+}
+
+/// Style loss of one layer, mean((G − A)²), and its gradient with respect to F.
+pub fn style_loss(f: &Tensor, target_gram: &[f64]) -> (f64, Tensor) {
+    let c = f.c;
+    let hw = f.h * f.w;
+    let g = gram(f);
+    let diff: Vec<f64> = g.iter().zip(target_gram).map(|(a, b)| a - b).collect();
+    let loss = diff.iter().map(|d| d * d).sum::<f64>() / (c * c) as f64;
+    let coef = 4.0 / ((c * c) as f64 * (c * hw) as f64);
+    let mut grad = Tensor::zeros(f.c, f.h, f.w);
+    for a in 0..c {
+        for b in 0..c {
+            let r = coef * diff[a * c + b];
+            for p in 0..hw {
+                grad.data[a * hw + p] += r * f.data[b * hw + p];
+            }
+        }
+    }
+    (loss, grad)
+}
+
+/// Content loss of one layer, mean((F − P)²), and its gradient with respect to F.
+pub fn content_loss(f: &Tensor, target: &Tensor) -> (f64, Tensor) {
+    let n = f.data.len() as f64;
+    let mut grad = f.clone();
+    let mut loss = 0.0;
+    for (g, (&a, &b)) in grad.data.iter_mut().zip(f.data.iter().zip(&target.data)) {
+        loss += (a - b) * (a - b) / n;
+        *g = 2.0 * (a - b) / n;
+    }
+    (loss, grad)
+}
+
+/// Total variation: mean of squared vertical plus mean of squared horizontal neighbour
+/// differences, and its gradient.
+pub fn tv_loss(x: &Tensor) -> (f64, Tensor) {
+    let (h, w) = (x.h, x.w);
+    let n_v = (x.c * (h - 1) * w) as f64;
+    let n_h = (x.c * h * (w - 1)) as f64;
+    let mut loss = 0.0;
+    let mut grad = Tensor::zeros(x.c, h, w);
+    for c in 0..x.c {
+        for y in 0..h {
+            for xx in 0..w {
+                let i = (c * h + y) * w + xx;
+                if y + 1 < h {
+                    let d = x.data[i + w] - x.data[i];
+                    loss += d * d / n_v;
+                    grad.data[i + w] += 2.0 * d / n_v;
+                    grad.data[i] -= 2.0 * d / n_v;
+                }
+                if xx + 1 < w {
+                    let d = x.data[i + 1] - x.data[i];
+                    loss += d * d / n_h;
+                    grad.data[i + 1] += 2.0 * d / n_h;
+                    grad.data[i] -= 2.0 * d / n_h;
+                }
+            }
+        }
+    }
+    (loss, grad)
+}
+
+/// What the style-transfer objective compares against, per layer.
+#[derive(Clone, Debug, Default)]
+pub struct Objective {
+    /// Content layers and the content photo's activations there.
+    pub content: Vec<(String, Tensor)>,
+    /// Style layers, their weight, and the style target's Gram matrix there.
+    pub style: Vec<(String, f64, Vec<f64>)>,
+    /// Weight of the content term.
+    pub content_weight: f64,
+    /// Weight of the style term.
+    pub style_weight: f64,
+    /// Weight of the total-variation term.
+    pub tv_weight: f64,
+}
+
+/// The unweighted terms and the weighted total.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Losses {
+    /// Σ over content layers of mean((F − P)²).
+    pub content: f64,
+    /// Σ over style layers of w_l · mean((G − A)²).
+    pub style: f64,
+    /// Total variation of the image.
+    pub tv: f64,
+    /// content_weight·content + style_weight·style + tv_weight·tv.
+    pub total: f64,
+}
+
+/// Losses of `image` and the gradient of the total with respect to it, through the network.
+pub fn objective_and_grad(
+    net: &Network,
+    image: &Tensor,
+    objective: &Objective,
+) -> (Losses, Tensor) {
+    let acts = forward(net, image);
+    let find = |name: &str| {
+        acts.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+            .expect("layer computed")
+    };
+    let mut grads: Vec<(String, Tensor)> = Vec::new();
+    let mut add =
+        |name: &str, g: Tensor, scale: f64| match grads.iter_mut().find(|(n, _)| n == name) {
+            Some((_, t)) => t
+                .data
+                .iter_mut()
+                .zip(&g.data)
+                .for_each(|(a, b)| *a += scale * b),
+            None => grads.push((
+                name.to_string(),
+                Tensor {
+                    data: g.data.iter().map(|v| v * scale).collect(),
+                    ..g
+                },
+            )),
+        };
+    let mut losses = Losses::default();
+    for (name, target) in &objective.content {
+        let (l, g) = content_loss(find(name), target);
+        losses.content += l;
+        add(name, g, objective.content_weight);
+    }
+    for (name, weight, target) in &objective.style {
+        let (l, g) = style_loss(find(name), target);
+        losses.style += weight * l;
+        add(name, g, objective.style_weight * weight);
+    }
+    let (tv, tv_grad) = tv_loss(image);
+    losses.tv = tv;
+    losses.total = objective.content_weight * losses.content
+        + objective.style_weight * losses.style
+        + objective.tv_weight * tv;
+    let mut grad = backward(net, image, &acts, &grads);
+    grad.data
+        .iter_mut()
+        .zip(&tv_grad.data)
+        .for_each(|(a, b)| *a += objective.tv_weight * b);
+    (losses, grad)
+}
+
+/// Back-propagates layer gradients (by name) through the network to the input image.
+pub fn backward(
+    net: &Network,
+    image: &Tensor,
+    acts: &[(String, Tensor)],
+    layer_grads: &[(String, Tensor)],
+) -> Tensor {
+    let act = |name: &str| {
+        acts.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+            .expect("layer computed")
+    };
+    let seed = |name: &str, like: &Tensor| -> Tensor {
+        layer_grads
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, g)| g.clone())
+            .unwrap_or_else(|| Tensor::zeros(like.c, like.h, like.w))
+    };
+    let plus = |mut a: Tensor, b: &Tensor| {
+        a.data.iter_mut().zip(&b.data).for_each(|(x, y)| *x += y);
+        a
+    };
+    // Gradient flowing into the output of the last block, from layers after it (head only).
+    let last = net.blocks.len() - 1;
+    let mut g_next = pointwise_backward(
+        act(&format!("block{last}")),
+        &net.head,
+        &seed("head", act("head")),
+    );
+    for (i, block) in net.blocks.iter().enumerate().rev() {
+        let block_in_name = if i == 0 {
+            "stem".to_string()
+        } else {
+            format!("block{}", i - 1)
+        };
+        let block_in = act(&block_in_name);
+        let g_out = plus(
+            seed(&format!("block{i}"), act(&format!("block{i}"))),
+            &g_next,
+        );
+        // A block without residual has `blockN` = `blockN.project`; with one, the projection gets
+        // the block output's gradient and so does the block input.
+        let g_project = plus(
+            seed(
+                &format!("block{i}.project"),
+                act(&format!("block{i}.project")),
+            ),
+            &g_out,
+        );
+        let pre_project = if block.se.is_some() {
+            format!("block{i}.se")
+        } else {
+            format!("block{i}.depthwise")
+        };
+        let mut g = plus(
+            seed(&pre_project, act(&pre_project)),
+            &pointwise_backward(act(&pre_project), &block.project, &g_project),
+        );
+        if let Some(se) = &block.se {
+            let dw = act(&format!("block{i}.depthwise"));
+            g = plus(
+                seed(&format!("block{i}.depthwise"), dw),
+                &squeeze_excite_backward(dw, se, &g),
+            );
+        }
+        let dw_in = if block.expand.is_some() {
+            act(&format!("block{i}.expand"))
+        } else {
+            block_in
+        };
+        g = depthwise_backward(dw_in, &block.depthwise, net.padding, &g);
+        if let Some(expand) = &block.expand {
+            g = plus(seed(&format!("block{i}.expand"), dw_in), &g);
+            g = pointwise_backward(block_in, expand, &g);
+        }
+        if block.residual {
+            g = plus(g, &g_out);
+        }
+        g_next = g;
+    }
+    let g_stem = plus(seed("stem", act("stem")), &g_next);
+    conv2d_backward(
+        image,
+        &net.stem,
+        net.padding,
+        net.input_scale,
+        net.input_shift,
+        &g_stem,
+    )
+}

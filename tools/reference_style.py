@@ -775,14 +775,16 @@ def cmd_time(args):
             return float(opt.step(closure).detach())
 
     step()  # warm-up
-    t0 = time.perf_counter()
-    last = None
+    times, last = [], None
     for _ in range(args.iterations):
+        t0 = time.perf_counter()
         last = step()
-    dt = (time.perf_counter() - t0) / args.iterations
+        times.append(time.perf_counter() - t0)
+    dt = sum(times) / len(times)
     print(f"{args.optimizer} float32 CPU ({threads} threads) content {tuple(content.shape[1:])} "
-          f"style {tuple(style.shape[1:])} (HxW): {dt:.4f} s/iteration over {args.iterations} "
-          f"iterations (loss {last:.4e})")
+          f"style {tuple(style.shape[1:])} (HxW): {dt:.4f} s/iteration (mean of {args.iterations}; "
+          f"median {float(np.median(times)):.4f}, min {min(times):.4f}, max {max(times):.4f}; "
+          f"loss {last:.4e})")
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -1,0 +1,332 @@
+//! Style transfer (Gatys et al.): optimize an image so its MobileNetV3 features keep a content
+//! photo's content and take the style images' Gram statistics. [`Stylizer`] is the library entry
+//! point: options in, images in, image out, with a progress callback that can stop the run.
+
+pub mod objective;
+pub mod optimizer;
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use image::RgbImage;
+
+use crate::engine::FeatureNet;
+use crate::gpu::GpuContext;
+use crate::image_io;
+pub use objective::{LossSpec, Objective, PlanarImage, Targets};
+use optimizer::Adam;
+
+/// Which optimizer updates the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum OptimizerKind {
+    /// Adam with a clamp to [0, 1] after each step.
+    Adam,
+}
+
+/// The starting image.
+#[derive(Clone, Debug)]
+pub enum Init {
+    /// The content photo.
+    Content,
+    /// Uniform noise in [0, 1] from the seed.
+    Noise,
+    /// A given image (resized to the output size).
+    Image(RgbImage),
+}
+
+/// Everything a run needs besides the images.
+#[derive(Clone, Debug)]
+pub struct StylizeOptions {
+    /// Longest side of the output; the content photo is resized to it.
+    pub size: u32,
+    /// Style images get longest side `size · style_scale`.
+    pub style_scale: f32,
+    /// Optimizer updates.
+    pub iterations: usize,
+    /// Which optimizer.
+    pub optimizer: OptimizerKind,
+    /// Adam's learning rate.
+    pub learning_rate: f32,
+    /// Layers and weights of the losses.
+    pub loss: LossSpec,
+    /// Blend weights of the style images (normalized to sum to 1); `None`: equal.
+    pub style_blend_weights: Option<Vec<f32>>,
+    /// Starting image.
+    pub init: Init,
+    /// Seed of the noise initialization.
+    pub seed: u64,
+    /// Report progress (and read the losses back) every this many iterations, and at the end.
+    pub report_every: usize,
+    /// Also hand out the current image every this many iterations (`None`: never).
+    pub snapshot_every: Option<usize>,
+}
+
+/// Losses of one evaluated image: the unweighted terms and the weighted total.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct LossValues {
+    /// Weighted total.
+    pub loss: f32,
+    /// E_content.
+    pub content: f32,
+    /// E_style.
+    pub style: f32,
+    /// E_tv.
+    pub tv: f32,
+}
+
+/// What the callback hears.
+pub enum Event<'a> {
+    /// Losses of the image after `iteration` updates.
+    Progress {
+        /// Updates made so far.
+        iteration: usize,
+        /// Its losses.
+        losses: LossValues,
+        /// Seconds since the optimization started.
+        elapsed_s: f64,
+    },
+    /// The image after `iteration` updates (see `snapshot_every`).
+    Snapshot {
+        /// Updates made so far.
+        iteration: usize,
+        /// The image, clamped to [0, 1].
+        image: &'a RgbImage,
+    },
+}
+
+/// The callback's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Keep going.
+    Continue,
+    /// Stop now and return the current image.
+    Stop,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The result, clamped to [0, 1].
+    pub image: RgbImage,
+    /// Updates made.
+    pub iterations: usize,
+    /// Seconds spent optimizing.
+    pub seconds: f64,
+    /// Set when the loss became NaN or infinite: the image is the last one with a finite loss.
+    pub non_finite_at: Option<usize>,
+}
+
+/// Runs style transfer on a GPU with a loaded network.
+pub struct Stylizer<'a> {
+    ctx: &'a GpuContext,
+    fnet: &'a FeatureNet,
+}
+
+fn planar(img: &RgbImage) -> PlanarImage {
+    PlanarImage {
+        width: img.width() as usize,
+        height: img.height() as usize,
+        data: image_io::to_chw(img),
+    }
+}
+
+impl<'a> Stylizer<'a> {
+    /// A stylizer on this device and network.
+    pub fn new(ctx: &'a GpuContext, fnet: &'a FeatureNet) -> Self {
+        Self { ctx, fnet }
+    }
+
+    /// Checks the options against the network before any work.
+    pub fn validate(&self, options: &StylizeOptions, style_count: usize) -> Result<()> {
+        let spec = &options.loss;
+        if options.iterations == 0 {
+            bail!("--iterations must be at least 1");
+        }
+        if options.size == 0 {
+            bail!("--size must be at least 1");
+        }
+        if !(options.style_scale > 0.0 && options.style_scale.is_finite()) {
+            bail!("--style-scale must be positive");
+        }
+        for (name, w) in [
+            ("content", spec.content_weight),
+            ("style", spec.style_weight),
+            ("tv", spec.tv_weight),
+        ] {
+            if !(w >= 0.0 && w.is_finite()) {
+                bail!("--{name}-weight must be a finite number ≥ 0, got {w}");
+            }
+        }
+        if spec
+            .style_layers
+            .iter()
+            .any(|(_, w)| !(*w >= 0.0 && w.is_finite()))
+        {
+            bail!("style layer weights must be finite numbers ≥ 0");
+        }
+        if !(options.learning_rate > 0.0 && options.learning_rate.is_finite()) {
+            bail!("--learning-rate must be positive");
+        }
+        let names: Vec<String> = spec
+            .content_layers
+            .iter()
+            .cloned()
+            .chain(spec.style_layers.iter().map(|(n, _)| n.clone()))
+            .collect();
+        crate::arch::check_layer_names(self.fnet.net.arch, &names)?;
+        if names.is_empty() {
+            bail!("no content or style layers given");
+        }
+        if style_count == 0 && !spec.style_layers.is_empty() {
+            bail!("no style image given");
+        }
+        if let Some(b) = &options.style_blend_weights {
+            if b.len() != style_count {
+                bail!(
+                    "--style-blend-weights has {} values for {} style images",
+                    b.len(),
+                    style_count
+                );
+            }
+            if b.iter().any(|w| !(*w >= 0.0 && w.is_finite())) || b.iter().sum::<f32>() <= 0.0 {
+                bail!("--style-blend-weights must be non-negative with a positive sum");
+            }
+        }
+        Ok(())
+    }
+
+    /// Optimizes an image; `callback` hears progress (every `report_every` iterations and at the
+    /// end) and snapshots, and may stop the run.
+    pub fn run(
+        &self,
+        content: &RgbImage,
+        styles: &[RgbImage],
+        options: &StylizeOptions,
+        mut callback: impl FnMut(Event) -> Control,
+    ) -> Result<Outcome> {
+        self.validate(options, styles.len())?;
+        let ctx = self.ctx;
+        let content = image_io::resize_max_side(content, options.size);
+        let (w, h) = (content.width() as usize, content.height() as usize);
+        let style_side = ((options.size as f32 * options.style_scale).round() as u32).max(1);
+        let blend = options
+            .style_blend_weights
+            .clone()
+            .unwrap_or_else(|| vec![1.0; styles.len()]);
+        let total: f32 = blend.iter().sum();
+        let styles: Vec<(PlanarImage, f32)> = styles
+            .iter()
+            .zip(&blend)
+            .map(|(s, b)| (planar(&image_io::resize_max_side(s, style_side)), b / total))
+            .collect();
+        let targets = Targets::compute(ctx, self.fnet, &options.loss, &planar(&content), &styles)?;
+
+        let init = match &options.init {
+            Init::Content => image_io::to_chw(&content),
+            Init::Noise => noise(3 * w * h, options.seed),
+            Init::Image(img) => image_io::to_chw(&image_io::resize_exact(img, w as u32, h as u32)),
+        };
+        let n = init.len();
+        let x = ctx.storage_buffer("image", &init);
+        let candidate = ctx.zeroed_buffer("candidate image", n);
+        let confirmed = ctx.storage_buffer("last finite image", &init);
+        let objective = Objective::new(ctx, self.fnet, &options.loss, targets, &x, w, h)?;
+        let mut adam = Adam::new(
+            ctx,
+            &self.fnet.kernels,
+            &x,
+            objective.image_grad(),
+            n,
+            options.learning_rate,
+        );
+
+        let start = Instant::now();
+        let every = options.report_every.max(1);
+        let mut done = 0;
+        let mut non_finite_at = None;
+        for k in 0..=options.iterations {
+            let report = k % every == 0 || k == options.iterations;
+            let snapshot = options
+                .snapshot_every
+                .is_some_and(|s| s > 0 && k % s == 0 && k > 0);
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            objective.record(&mut encoder);
+            if report || snapshot {
+                encoder.copy_buffer_to_buffer(&x, 0, &candidate, 0, (n * 4) as u64);
+            }
+            if k < options.iterations {
+                crate::kernels::record(&mut encoder, std::slice::from_ref(adam.next_step(ctx)));
+            }
+            ctx.queue.submit([encoder.finish()]);
+            done = k;
+            if !(report || snapshot) {
+                continue;
+            }
+            let l = ctx.read_buffer(objective.losses(), 4)?;
+            let losses = LossValues {
+                content: l[0],
+                style: l[1],
+                tv: l[2],
+                loss: l[3],
+            };
+            if !losses.loss.is_finite() {
+                non_finite_at = Some(k);
+                break;
+            }
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(&candidate, 0, &confirmed, 0, (n * 4) as u64);
+            ctx.queue.submit([encoder.finish()]);
+            let mut stop = false;
+            if report {
+                stop |= callback(Event::Progress {
+                    iteration: k,
+                    losses,
+                    elapsed_s: start.elapsed().as_secs_f64(),
+                }) == Control::Stop;
+            }
+            if snapshot {
+                let img = to_image(&ctx.read_buffer(&candidate, n)?, w, h);
+                stop |= callback(Event::Snapshot {
+                    iteration: k,
+                    image: &img,
+                }) == Control::Stop;
+            }
+            if stop {
+                break;
+            }
+        }
+        ctx.finish()?;
+        let seconds = start.elapsed().as_secs_f64();
+        let image = to_image(&ctx.read_buffer(&confirmed, n)?, w, h);
+        Ok(Outcome {
+            image,
+            iterations: done,
+            seconds,
+            non_finite_at,
+        })
+    }
+}
+
+/// Uniform noise in [0, 1] (xorshift64*), reproducible from the seed.
+fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect()
+}
+
+/// Planar floats to an 8-bit image, clamped to [0, 1] and rounded.
+fn to_image(data: &[f32], w: usize, h: usize) -> RgbImage {
+    let n = w * h;
+    RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let i = y as usize * w + x as usize;
+        image::Rgb(std::array::from_fn(|c| {
+            (data[c * n + i].clamp(0.0, 1.0) * 255.0).round() as u8
+        }))
+    })
+}

@@ -1,0 +1,337 @@
+//! The style-transfer objective on the GPU: targets computed once (content activations, blended
+//! style Gram matrices), then per evaluation the forward pass in training mode, the three losses
+//! and the backward pass to the image gradient, all as dispatches recorded into one pass.
+
+use anyhow::{Result, bail};
+
+use crate::arch::LayerInfo;
+use crate::engine::{FeatureNet, ForwardPlan, PlanOptions};
+use crate::gpu::GpuContext;
+use crate::kernels::{self, BoundOp, LossParams, POINTWISE_TILE, PointwiseParams, pointwise_flags};
+
+/// Loss slots of the losses buffer.
+pub const LOSS_SLOTS: usize = 4;
+
+/// Which layers the losses use, and how the terms are weighted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossSpec {
+    /// Content layers.
+    pub content_layers: Vec<String>,
+    /// Style layers with their weights.
+    pub style_layers: Vec<(String, f32)>,
+    /// Weight of E_content.
+    pub content_weight: f32,
+    /// Weight of E_style.
+    pub style_weight: f32,
+    /// Weight of E_tv.
+    pub tv_weight: f32,
+}
+
+impl LossSpec {
+    /// The deepest layer any loss uses, in execution order.
+    pub fn deepest_layer(&self, fnet: &FeatureNet) -> Option<String> {
+        let order = fnet.layers(224, 224);
+        let used = self
+            .content_layers
+            .iter()
+            .chain(self.style_layers.iter().map(|(n, _)| n));
+        used.filter_map(|n| order.iter().position(|l| &l.name == n))
+            .max()
+            .map(|i| order[i].name.clone())
+    }
+}
+
+/// An RGB image in planar layout with its size.
+#[derive(Clone, Debug)]
+pub struct PlanarImage {
+    /// Width.
+    pub width: usize,
+    /// Height.
+    pub height: usize,
+    /// `3·width·height` values: all red, then green, then blue.
+    pub data: Vec<f32>,
+}
+
+/// A Gram matrix product: G (c×c) = alpha · F Fᵀ, or added into G with `accumulate`.
+fn gram_op(
+    ctx: &GpuContext,
+    fnet: &FeatureNet,
+    info: &LayerInfo,
+    f: &wgpu::Buffer,
+    g: &wgpu::Buffer,
+    scale: f32,
+    accumulate: bool,
+    dummy: &wgpu::Buffer,
+) -> BoundOp {
+    let c = info.channels as u32;
+    let hw = (info.height * info.width) as u32;
+    let mut flags = pointwise_flags::TRANSPOSE_B;
+    if accumulate {
+        flags |= pointwise_flags::ACCUMULATE;
+    }
+    let params = PointwiseParams {
+        m: c,
+        k: hw,
+        n: c,
+        flags,
+        alpha: scale / (c * hw) as f32,
+        cap: f32::MAX,
+        ..Default::default()
+    };
+    let wg = [c.div_ceil(POINTWISE_TILE), c.div_ceil(POINTWISE_TILE), 1];
+    fnet.kernels
+        .pointwise
+        .bind(ctx, &params, &[f, f, g, dummy], wg)
+}
+
+/// Computes the targets on the GPU: the content photo's activations at the content layers and the
+/// blend-weighted Gram matrices of the style images at the style layers.
+pub struct Targets {
+    content: Vec<wgpu::Buffer>,
+    style: Vec<wgpu::Buffer>,
+}
+
+impl Targets {
+    /// Runs the network on the content photo (at the output size) and on each style image (blend
+    /// weights normalized to 1 by the caller).
+    pub fn compute(
+        ctx: &GpuContext,
+        fnet: &FeatureNet,
+        spec: &LossSpec,
+        content: &PlanarImage,
+        styles: &[(PlanarImage, f32)],
+    ) -> Result<Self> {
+        let dummy = ctx.zeroed_buffer("dummy", 1);
+        let content_targets = if spec.content_layers.is_empty() {
+            Vec::new()
+        } else {
+            let deepest = LossSpec {
+                style_layers: Vec::new(),
+                ..spec.clone()
+            }
+            .deepest_layer(fnet);
+            let plan = ForwardPlan::new(
+                ctx,
+                fnet,
+                content.width,
+                content.height,
+                &PlanOptions {
+                    until: deepest,
+                    ..Default::default()
+                },
+            )?;
+            plan.run(ctx, &content.data)?;
+            let mut out = Vec::new();
+            for name in &spec.content_layers {
+                let (info, buffer) = plan.layer_buffer(name)?;
+                let n = info.channels * info.height * info.width;
+                let copy = ctx.zeroed_buffer("content target", n);
+                let mut encoder = ctx.device.create_command_encoder(&Default::default());
+                encoder.copy_buffer_to_buffer(buffer, 0, &copy, 0, (n * 4) as u64);
+                ctx.queue.submit([encoder.finish()]);
+                out.push(copy);
+            }
+            ctx.finish()?;
+            out
+        };
+        let style_targets: Vec<wgpu::Buffer> = spec
+            .style_layers
+            .iter()
+            .map(|(name, _)| {
+                let c = fnet
+                    .layers(224, 224)
+                    .into_iter()
+                    .find(|l| &l.name == name)
+                    .map_or(1, |l| l.channels);
+                ctx.zeroed_buffer("style target", c * c)
+            })
+            .collect();
+        if !spec.style_layers.is_empty() {
+            let deepest = LossSpec {
+                content_layers: Vec::new(),
+                ..spec.clone()
+            }
+            .deepest_layer(fnet);
+            for (i, (image, blend)) in styles.iter().enumerate() {
+                let plan = ForwardPlan::new(
+                    ctx,
+                    fnet,
+                    image.width,
+                    image.height,
+                    &PlanOptions {
+                        until: deepest.clone(),
+                        ..Default::default()
+                    },
+                )?;
+                plan.upload(ctx, &image.data)?;
+                let mut ops: Vec<BoundOp> = Vec::new();
+                for ((name, _), target) in spec.style_layers.iter().zip(&style_targets) {
+                    let (info, buffer) = plan.layer_buffer(name)?;
+                    ops.push(gram_op(
+                        ctx,
+                        fnet,
+                        info,
+                        buffer,
+                        target,
+                        *blend,
+                        i > 0,
+                        &dummy,
+                    ));
+                }
+                let mut encoder = ctx.device.create_command_encoder(&Default::default());
+                kernels::record(&mut encoder, plan.ops());
+                kernels::record(&mut encoder, &ops);
+                ctx.queue.submit([encoder.finish()]);
+                ctx.finish()?;
+            }
+        }
+        Ok(Self {
+            content: content_targets,
+            style: style_targets,
+        })
+    }
+
+    /// Reads the targets back (for tests): content activations, then style Grams, in spec order.
+    pub fn read(&self, ctx: &GpuContext) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+        let read = |b: &wgpu::Buffer| ctx.read_buffer(b, (b.size() / 4) as usize);
+        Ok((
+            self.content.iter().map(read).collect::<Result<_>>()?,
+            self.style.iter().map(read).collect::<Result<_>>()?,
+        ))
+    }
+}
+
+/// One evaluation of the objective at the image in `image`: losses into [`Objective::losses`]
+/// (content, style, tv, total) and d total / d image into [`Objective::image_grad`].
+pub struct Objective {
+    forward: ForwardPlan,
+    ops: Vec<BoundOp>,
+    losses: wgpu::Buffer,
+    _targets: Targets,
+}
+
+impl Objective {
+    /// Plans the evaluation for a `width`×`height` image read from `image`.
+    pub fn new(
+        ctx: &GpuContext,
+        fnet: &FeatureNet,
+        spec: &LossSpec,
+        targets: Targets,
+        image: &wgpu::Buffer,
+        width: usize,
+        height: usize,
+    ) -> Result<Self> {
+        if spec.content_layers.is_empty() && spec.style_layers.is_empty() {
+            bail!("no content or style layers");
+        }
+        let options = PlanOptions {
+            train: true,
+            until: spec.deepest_layer(fnet),
+            classify: false,
+        };
+        let forward =
+            ForwardPlan::with_input(ctx, fnet, width, height, &options, Some(image.clone()))?;
+        let k = &fnet.kernels;
+        let dummy = ctx.zeroed_buffer("dummy", 1);
+        let losses = ctx.zeroed_buffer("losses", LOSS_SLOTS);
+        let totals = LossParams {
+            content_weight: spec.content_weight,
+            style_weight: spec.style_weight,
+            tv_weight: spec.tv_weight,
+            height: height as u32,
+            width: width as u32,
+            ..Default::default()
+        };
+        let mut ops: Vec<BoundOp> = forward.ops().iter().map(|op| op.clone()).collect();
+        for (name, target) in spec.content_layers.iter().zip(&targets.content) {
+            let (info, f) = forward.layer_buffer(name)?;
+            let n = info.channels * info.height * info.width;
+            let p = LossParams {
+                count: n as u32,
+                coef: spec.content_weight * 2.0 / n as f32,
+                ..totals
+            };
+            ops.push(k.content_loss.bind(
+                ctx,
+                &p,
+                &[f, target, forward.grad_buffer(name)?, &losses],
+                [1, 1, 1],
+            ));
+        }
+        for ((name, weight), target) in spec.style_layers.iter().zip(&targets.style) {
+            let (info, f) = forward.layer_buffer(name)?;
+            let c = info.channels;
+            let hw = info.height * info.width;
+            let gram = ctx.zeroed_buffer("gram", c * c);
+            let r = ctx.zeroed_buffer("style residual", c * c);
+            ops.push(gram_op(ctx, fnet, info, f, &gram, 1.0, false, &dummy));
+            let coef = spec.style_weight * weight * 4.0 / ((c * c) as f32 * (c * hw) as f32);
+            let p = LossParams {
+                channels: c as u32,
+                coef,
+                layer_weight: *weight,
+                ..totals
+            };
+            ops.push(
+                k.style_loss
+                    .bind(ctx, &p, &[&gram, target, &r, &losses], [1, 1, 1]),
+            );
+            // dF += R · F.
+            let p = PointwiseParams {
+                m: c as u32,
+                k: c as u32,
+                n: hw as u32,
+                flags: pointwise_flags::ACCUMULATE,
+                alpha: 1.0,
+                cap: f32::MAX,
+                ..Default::default()
+            };
+            let wg = [
+                (hw as u32).div_ceil(POINTWISE_TILE),
+                (c as u32).div_ceil(POINTWISE_TILE),
+                1,
+            ];
+            ops.push(
+                k.pointwise
+                    .bind(ctx, &p, &[f, &r, forward.grad_buffer(name)?, &dummy], wg),
+            );
+        }
+        ops.extend(forward.backward_ops(ctx, k)?);
+        let image_grad = forward.image_grad().expect("training plan");
+        ops.push(
+            k.tv_loss
+                .bind(ctx, &totals, &[image, image_grad, &losses], [1, 1, 1]),
+        );
+        ops.push(k.total_loss.bind(ctx, &totals, &[&losses], [1, 1, 1]));
+        Ok(Self {
+            forward,
+            ops,
+            losses,
+            _targets: targets,
+        })
+    }
+
+    /// Records one evaluation: clears the gradients and losses, then all dispatches.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        for g in self.forward.all_grad_buffers() {
+            encoder.clear_buffer(g, 0, None);
+        }
+        encoder.clear_buffer(&self.losses, 0, None);
+        kernels::record(encoder, &self.ops);
+    }
+
+    /// The losses buffer: content, style, tv, total.
+    pub fn losses(&self) -> &wgpu::Buffer {
+        &self.losses
+    }
+
+    /// d total / d image.
+    pub fn image_grad(&self) -> &wgpu::Buffer {
+        self.forward.image_grad().expect("training plan")
+    }
+
+    /// Dispatches per evaluation.
+    pub fn dispatch_count(&self) -> usize {
+        self.ops.len()
+    }
+}
