@@ -75,7 +75,8 @@ fn gpu_objective_matches_pytorch_losses_gradient_and_targets() {
     let content = fx.image("content");
     let targets =
         Targets::compute(&ctx, &fnet, &fx.spec, &content, &[(fx.image("style"), 1.0)]).unwrap();
-    let (content_t, style_t) = targets.read(&ctx).unwrap();
+    let values = targets.read(&ctx).unwrap();
+    let (content_t, style_t) = (values.content, values.style);
     for (name, got) in fx.spec.content_layers.iter().zip(&content_t) {
         let err = rel_l2(got, fx.values(&format!("content_target.{name}")));
         assert!(err <= 1e-4, "content target {name}: {err:e}");

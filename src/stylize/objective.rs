@@ -61,8 +61,8 @@ fn gram_op(
     g: &wgpu::Buffer,
     scale: f32,
     accumulate: bool,
-    dummy: &wgpu::Buffer,
 ) -> BoundOp {
+    let dummy = ctx.zeroed_buffer("dummy", 1);
     let c = info.channels as u32;
     let hw = (info.height * info.width) as u32;
     let mut flags = pointwise_flags::TRANSPOSE_B;
@@ -81,7 +81,15 @@ fn gram_op(
     let wg = [c.div_ceil(POINTWISE_TILE), c.div_ceil(POINTWISE_TILE), 1];
     fnet.kernels
         .pointwise
-        .bind(ctx, &params, &[f, f, g, dummy], wg)
+        .bind(ctx, &params, &[f, f, g, &dummy], wg)
+}
+
+/// Target values read back: content activations and style Gram matrices, per layer.
+pub struct TargetValues {
+    /// Content photo's activations at each content layer.
+    pub content: Vec<Vec<f32>>,
+    /// Blended style Gram matrix at each style layer.
+    pub style: Vec<Vec<f32>>,
 }
 
 /// Computes the targets on the GPU: the content photo's activations at the content layers and the
@@ -101,7 +109,6 @@ impl Targets {
         content: &PlanarImage,
         styles: &[(PlanarImage, f32)],
     ) -> Result<Self> {
-        let dummy = ctx.zeroed_buffer("dummy", 1);
         let content_targets = if spec.content_layers.is_empty() {
             Vec::new()
         } else {
@@ -167,16 +174,7 @@ impl Targets {
                 let mut ops: Vec<BoundOp> = Vec::new();
                 for ((name, _), target) in spec.style_layers.iter().zip(&style_targets) {
                     let (info, buffer) = plan.layer_buffer(name)?;
-                    ops.push(gram_op(
-                        ctx,
-                        fnet,
-                        info,
-                        buffer,
-                        target,
-                        *blend,
-                        i > 0,
-                        &dummy,
-                    ));
+                    ops.push(gram_op(ctx, fnet, info, buffer, target, *blend, i > 0));
                 }
                 let mut encoder = ctx.device.create_command_encoder(&Default::default());
                 kernels::record(&mut encoder, plan.ops());
@@ -191,13 +189,13 @@ impl Targets {
         })
     }
 
-    /// Reads the targets back (for tests): content activations, then style Grams, in spec order.
-    pub fn read(&self, ctx: &GpuContext) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    /// Reads the targets back (for tests), in spec order.
+    pub fn read(&self, ctx: &GpuContext) -> Result<TargetValues> {
         let read = |b: &wgpu::Buffer| ctx.read_buffer(b, (b.size() / 4) as usize);
-        Ok((
-            self.content.iter().map(read).collect::<Result<_>>()?,
-            self.style.iter().map(read).collect::<Result<_>>()?,
-        ))
+        Ok(TargetValues {
+            content: self.content.iter().map(read).collect::<Result<_>>()?,
+            style: self.style.iter().map(read).collect::<Result<_>>()?,
+        })
     }
 }
 
@@ -242,7 +240,7 @@ impl Objective {
             width: width as u32,
             ..Default::default()
         };
-        let mut ops: Vec<BoundOp> = forward.ops().iter().map(|op| op.clone()).collect();
+        let mut ops: Vec<BoundOp> = forward.ops().to_vec();
         for (name, target) in spec.content_layers.iter().zip(&targets.content) {
             let (info, f) = forward.layer_buffer(name)?;
             let n = info.channels * info.height * info.width;
@@ -264,7 +262,7 @@ impl Objective {
             let hw = info.height * info.width;
             let gram = ctx.zeroed_buffer("gram", c * c);
             let r = ctx.zeroed_buffer("style residual", c * c);
-            ops.push(gram_op(ctx, fnet, info, f, &gram, 1.0, false, &dummy));
+            ops.push(gram_op(ctx, fnet, info, f, &gram, 1.0, false));
             let coef = spec.style_weight * weight * 4.0 / ((c * c) as f32 * (c * hw) as f32);
             let p = LossParams {
                 channels: c as u32,
