@@ -1,35 +1,62 @@
-// Optimizers that update the image in place on the GPU.
+// Optimizers that update the image in place on the GPU, and the sigmoid pixel parameterization
+// that keeps the bounded L-BFGS image in [0, 1]. (L-BFGS itself is in lbfgs.wgsl.)
 
-struct AdamParams {
+struct OptimParams {
     n: u32, clamp_01: u32, _pad0: u32, _pad1: u32,
     lr: f32, beta1: f32, beta2: f32, eps: f32,
     // 1 − β1^t and 1 − β2^t for the current step t.
     bias_correction1: f32, bias_correction2: f32, _pad2: u32, _pad3: u32,
 }
 
-@group(0) @binding(0) var<uniform> adam: AdamParams;
+@group(0) @binding(0) var<uniform> o: OptimParams;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 
+fn flat_index(gid: vec3<u32>) -> u32 {
+    return gid.x + gid.y * 65535u * 256u;
+}
+
 // PyTorch's Adam (no weight decay, no amsgrad), then an optional clamp to [0, 1].
-// x over 256-wide groups, y over rows of 65535 groups.
 @compute @workgroup_size(256)
 fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x + gid.y * 65535u * 256u;
-    if i >= adam.n {
+    let i = flat_index(gid);
+    if i >= o.n {
         return;
     }
     let gi = g[i];
-    let mi = adam.beta1 * m[i] + (1.0 - adam.beta1) * gi;
-    let vi = adam.beta2 * v[i] + (1.0 - adam.beta2) * gi * gi;
+    let mi = o.beta1 * m[i] + (1.0 - o.beta1) * gi;
+    let vi = o.beta2 * v[i] + (1.0 - o.beta2) * gi * gi;
     m[i] = mi;
     v[i] = vi;
-    let denom = sqrt(vi) / sqrt(adam.bias_correction2) + adam.eps;
-    var xi = x[i] - (adam.lr / adam.bias_correction1) * mi / denom;
-    if adam.clamp_01 == 1u {
+    let denom = sqrt(vi) / sqrt(o.bias_correction2) + o.eps;
+    var xi = x[i] - (o.lr / o.bias_correction1) * mi / denom;
+    if o.clamp_01 == 1u {
         xi = clamp(xi, 0.0, 1.0);
     }
     x[i] = xi;
+}
+
+@group(0) @binding(5) var<storage, read> u: array<f32>;
+@group(0) @binding(6) var<storage, read_write> image: array<f32>;
+@group(0) @binding(7) var<storage, read_write> grad_u: array<f32>;
+
+// image = sigmoid(u): the optimizer moves u freely, the image stays in (0, 1).
+@compute @workgroup_size(256)
+fn squash(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if i < o.n {
+        image[i] = 1.0 / (1.0 + exp(-u[i]));
+    }
+}
+
+// dL/du = dL/dimage · image · (1 − image).
+@compute @workgroup_size(256)
+fn squash_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if i < o.n {
+        let s = image[i];
+        grad_u[i] = g[i] * s * (1.0 - s);
+    }
 }

@@ -11,6 +11,7 @@ const POINTWISE: &str = include_str!("../shaders/pointwise.wgsl");
 const SQUEEZE_EXCITE: &str = include_str!("../shaders/squeeze_excite.wgsl");
 const LOSSES: &str = include_str!("../shaders/losses.wgsl");
 const OPTIM: &str = include_str!("../shaders/optim.wgsl");
+const LBFGS: &str = include_str!("../shaders/lbfgs.wgsl");
 
 /// Invocations per workgroup along x for the one-invocation-per-value kernels.
 pub const WORKGROUP: u32 = 256;
@@ -162,10 +163,10 @@ pub struct LossParams {
     pub _pad1: u32,
 }
 
-/// Uniforms of `optim.wgsl`'s Adam step.
+/// Uniforms of `optim.wgsl` (Adam; the squash kernels use only `n`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct AdamParams {
+pub struct OptimParams {
     /// Values in the image.
     pub n: u32,
     /// 1: clamp to [0, 1] after the step.
@@ -261,6 +262,48 @@ pub struct Kernels {
     pub total_loss: Kernel,
     /// Adam update of the image.
     pub adam_step: Kernel,
+    /// image = sigmoid(u).
+    pub squash: Kernel,
+    /// Gradient through the sigmoid.
+    pub squash_backward: Kernel,
+    /// L-BFGS partial sums.
+    pub lbfgs_reduce: Kernel,
+    /// L-BFGS scalar steps.
+    pub lbfgs_scalar: Kernel,
+    /// L-BFGS vector steps.
+    pub lbfgs_vector: Kernel,
+    /// L-BFGS image update.
+    pub lbfgs_update: Kernel,
+}
+
+/// Uniforms of `lbfgs.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LbfgsParams {
+    /// Values in the optimized vector.
+    pub n: u32,
+    /// History size m.
+    pub history: u32,
+    /// Which step (see the shader's constants).
+    pub mode: u32,
+    /// Logical history pair of a per-pair step.
+    pub index: u32,
+    /// First vector of a reduction.
+    pub a_kind: u32,
+    /// Second vector of a reduction.
+    pub b_kind: u32,
+    /// Workgroups of the reductions.
+    pub groups: u32,
+    /// Partial-sum region written by a reduction.
+    pub region: u32,
+    /// Learning rate (step length).
+    pub lr: f32,
+    /// Convergence threshold on max |g|.
+    pub tolerance_grad: f32,
+    /// Threshold on the directional derivative.
+    pub tolerance_change: f32,
+    /// Padding.
+    pub _pad: u32,
 }
 
 impl Kernels {
@@ -280,6 +323,8 @@ impl Kernels {
         let se = module("squeeze_excite.wgsl", SQUEEZE_EXCITE);
         let losses = module("losses.wgsl", LOSSES);
         let optim = module("optim.wgsl", OPTIM);
+        let lbfgs = module("lbfgs.wgsl", LBFGS);
+        let lbfgs_vectors = [(1, Read), (2, ReadWrite), (3, ReadWrite), (4, ReadWrite)];
         let forward = [(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)];
         let backward = [(5, Read), (2, Read), (6, Read), (7, ReadWrite)];
         Self {
@@ -344,6 +389,22 @@ impl Kernels {
                 &optim,
                 "adam_step",
                 &[(1, ReadWrite), (2, Read), (3, ReadWrite), (4, ReadWrite)],
+            ),
+            squash: Kernel::new(ctx, &optim, "squash", &[(5, Read), (6, ReadWrite)]),
+            squash_backward: Kernel::new(
+                ctx,
+                &optim,
+                "squash_backward",
+                &[(6, ReadWrite), (2, Read), (7, ReadWrite)],
+            ),
+            lbfgs_reduce: Kernel::new(ctx, &lbfgs, "lbfgs_reduce", &lbfgs_vectors),
+            lbfgs_scalar: Kernel::new(ctx, &lbfgs, "lbfgs_scalar", &[(4, ReadWrite)]),
+            lbfgs_vector: Kernel::new(ctx, &lbfgs, "lbfgs_vector", &lbfgs_vectors),
+            lbfgs_update: Kernel::new(
+                ctx,
+                &lbfgs,
+                "lbfgs_update",
+                &[(1, Read), (2, ReadWrite), (4, ReadWrite), (5, ReadWrite)],
             ),
         }
     }

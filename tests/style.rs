@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use neural_style::engine::FeatureNet;
 use neural_style::reference::{self, Tensor};
-use neural_style::stylize::optimizer::Adam;
+use neural_style::stylize::optimizer::{Adam, Lbfgs};
 use neural_style::stylize::{LossSpec, Objective, PlanarImage, Targets};
 use neural_style::weights;
 
@@ -214,4 +214,45 @@ fn adam_reproduces_pytorch_loss_trajectory() {
         neural_style::kernels::record(&mut encoder, std::slice::from_ref(adam.next_step(&ctx)));
         ctx.queue.submit([encoder.finish()]);
     }
+}
+
+#[test]
+fn lbfgs_reproduces_pytorch_loss_trajectory() {
+    let Some(ctx) = gpu() else { return };
+    let fx = fixture_chain();
+    let fnet = FeatureNet::new(&ctx, weights::load(&default_weights()).unwrap());
+    let targets = Targets::compute(
+        &ctx,
+        &fnet,
+        &fx.spec,
+        &fx.image("content"),
+        &[(fx.image("style"), 1.0)],
+    )
+    .unwrap();
+    let init = fx.image("init");
+    let n = init.data.len();
+    let x = ctx.storage_buffer("image", &init.data);
+    let objective =
+        Objective::new(&ctx, &fnet, &fx.spec, targets, &x, init.width, init.height).unwrap();
+    let lbfgs = Lbfgs::new(&ctx, &fnet.kernels, &x, objective.image_grad(), n, 10, 1.0);
+    let want = fx.values("lbfgs_losses");
+    for (k, &want_k) in want.iter().enumerate() {
+        // One submit per iteration: evaluate, then (except after the last) update.
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        objective.record(&mut encoder);
+        if k + 1 < want.len() {
+            neural_style::kernels::record(&mut encoder, lbfgs.ops());
+        }
+        ctx.queue.submit([encoder.finish()]);
+        let got = ctx.read_buffer(objective.losses(), 4).unwrap()[3];
+        let err = rel(got as f64, want_k as f64);
+        eprintln!("lbfgs k={k}: GPU {got} PyTorch {want_k} rel {err:.2e}");
+        assert!(
+            err <= 1e-3,
+            "L-BFGS iteration {k}: GPU loss {got} vs PyTorch {want_k}: relative error {err:e} > 1e-3"
+        );
+    }
+    let final_image = ctx.read_buffer(&x, n).unwrap();
+    let err = rel_l2(&final_image, fx.values("lbfgs_final"));
+    assert!(err <= 1e-3, "L-BFGS final image: relative L2 error {err:e}");
 }
