@@ -14,12 +14,8 @@ use neural_style::{image_io, weights};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let weights_path = args
-        .next()
-        .context("usage: forward_pass WEIGHTS IMAGE [SIZE]")?;
-    let image_path = args
-        .next()
-        .context("usage: forward_pass WEIGHTS IMAGE [SIZE]")?;
+    let weights_path = args.next().context("usage: forward_pass WEIGHTS IMAGE [SIZE]")?;
+    let image_path = args.next().context("usage: forward_pass WEIGHTS IMAGE [SIZE]")?;
     let size: u32 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(224);
 
     let net = weights::load(weights_path.as_ref())?;
@@ -33,10 +29,7 @@ fn main() -> Result<()> {
         &fnet,
         size as usize,
         size as usize,
-        &PlanOptions {
-            classify: true,
-            ..Default::default()
-        },
+        &PlanOptions { classify: true, ..Default::default() },
     )?;
     let pixels = image_io::to_chw(&image);
 
@@ -47,10 +40,7 @@ fn main() -> Result<()> {
         plan.run(&ctx, &pixels)?;
     }
     let ms = start.elapsed().as_secs_f64() * 1000.0 / runs as f64;
-    println!(
-        "{size}x{size}: {ms:.1} ms per forward pass ({} dispatches, one submit)",
-        plan.dispatch_count()
-    );
+    println!("{size}x{size}: {ms:.1} ms per forward pass ({} dispatches, one submit)", plan.dispatch_count());
 
     let head = plan.read_layer(&ctx, "head")?;
     let mean = head.iter().sum::<f32>() / head.len() as f32;

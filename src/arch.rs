@@ -40,24 +40,13 @@ pub struct BlockSpec {
     pub stride: usize,
 }
 
-const fn b(
-    kernel: usize,
-    expanded: usize,
-    out: usize,
-    se: bool,
-    hs: bool,
-    stride: usize,
-) -> BlockSpec {
+const fn b(kernel: usize, expanded: usize, out: usize, se: bool, hs: bool, stride: usize) -> BlockSpec {
     BlockSpec {
         kernel,
         expanded,
         out,
         se,
-        activation: if hs {
-            Activation::HardSwish
-        } else {
-            Activation::Relu
-        },
+        activation: if hs { Activation::HardSwish } else { Activation::Relu },
         stride,
     }
 }
@@ -132,11 +121,7 @@ impl Arch {
 
     /// Input channels of block `i`.
     pub fn block_input_channels(self, i: usize) -> usize {
-        if i == 0 {
-            STEM_CHANNELS
-        } else {
-            self.blocks()[i - 1].out
-        }
+        if i == 0 { STEM_CHANNELS } else { self.blocks()[i - 1].out }
     }
 }
 
@@ -161,11 +146,7 @@ impl BlockSpec {
 /// (the rule both TensorFlow and torchvision use for channel counts).
 pub fn make_divisible(v: usize, divisor: usize) -> usize {
     let rounded = ((v + divisor / 2) / divisor * divisor).max(divisor);
-    if (rounded as f64) < 0.9 * v as f64 {
-        rounded + divisor
-    } else {
-        rounded
-    }
+    if (rounded as f64) < 0.9 * v as f64 { rounded + divisor } else { rounded }
 }
 
 /// How a convolution pads its input.
@@ -211,12 +192,7 @@ pub struct LayerInfo {
 pub fn layers(arch: Arch, padding: Padding, width: usize, height: usize) -> Vec<LayerInfo> {
     let mut out = Vec::new();
     let push = |out: &mut Vec<LayerInfo>, name: String, c: usize, h: usize, w: usize| {
-        out.push(LayerInfo {
-            name,
-            channels: c,
-            height: h,
-            width: w,
-        });
+        out.push(LayerInfo { name, channels: c, height: h, width: w });
     };
     let (mut h, _) = padding.geometry(height, 3, 2);
     let (mut w, _) = padding.geometry(width, 3, 2);
@@ -228,13 +204,7 @@ pub fn layers(arch: Arch, padding: Padding, width: usize, height: usize) -> Vec<
         }
         h = padding.geometry(h, block.kernel, block.stride).0;
         w = padding.geometry(w, block.kernel, block.stride).0;
-        push(
-            &mut out,
-            format!("block{i}.depthwise"),
-            block.expanded,
-            h,
-            w,
-        );
+        push(&mut out, format!("block{i}.depthwise"), block.expanded, h, w);
         if block.se {
             push(&mut out, format!("block{i}.se"), block.expanded, h, w);
         }
@@ -251,11 +221,7 @@ pub fn check_layer_names(arch: Arch, names: &[String]) -> Result<()> {
     for name in names {
         if !known.iter().any(|l| &l.name == name) {
             let valid: Vec<&str> = known.iter().map(|l| l.name.as_str()).collect();
-            bail!(
-                "unknown layer {name:?} for {}; valid layers: {}",
-                arch.name(),
-                valid.join(", ")
-            );
+            bail!("unknown layer {name:?} for {}; valid layers: {}", arch.name(), valid.join(", "));
         }
     }
     Ok(())
@@ -276,19 +242,9 @@ mod tests {
 
     #[test]
     fn squeeze_channels_match_the_paper() {
-        let se: Vec<usize> = Arch::Small
-            .blocks()
-            .iter()
-            .filter(|b| b.se)
-            .map(|b| b.se_channels())
-            .collect();
+        let se: Vec<usize> = Arch::Small.blocks().iter().filter(|b| b.se).map(|b| b.se_channels()).collect();
         assert_eq!(se, [8, 24, 64, 64, 32, 40, 72, 144, 144]);
-        let se: Vec<usize> = Arch::Large
-            .blocks()
-            .iter()
-            .filter(|b| b.se)
-            .map(|b| b.se_channels())
-            .collect();
+        let se: Vec<usize> = Arch::Large.blocks().iter().filter(|b| b.se).map(|b| b.se_channels()).collect();
         assert_eq!(se, [24, 32, 32, 120, 168, 168, 240, 240]);
     }
 
@@ -297,10 +253,7 @@ mod tests {
         let l = layers(Arch::Small, Padding::TfSame, 224, 224);
         let find = |n: &str| l.iter().find(|x| x.name == n).unwrap().clone();
         assert_eq!((find("stem").channels, find("stem").height), (16, 112));
-        assert_eq!(
-            (find("block3.expand").channels, find("block3.expand").height),
-            (96, 28)
-        );
+        assert_eq!((find("block3.expand").channels, find("block3.expand").height), (96, 28));
         assert_eq!((find("block10").channels, find("block10").height), (96, 7));
         assert_eq!(find("head").channels, 576);
         assert!(!l.iter().any(|x| x.name == "block0.expand"));

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use neural_style::arch::Arch;
 use neural_style::gpu::BackendChoice;
+use neural_style::stylize::OptimizerKind;
 
 /// Gatys-style neural style transfer on the GPU with a MobileNetV3 feature network (WGSL kernels via wgpu).
 #[derive(Parser, Debug)]
@@ -57,6 +58,8 @@ pub enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Paint the content photo in the style of the style image(s) (Gatys et al.).
+    Stylize(StylizeArgs),
     /// List every layer name with its shape for an input size.
     Layers {
         /// Input size as WxH (or N for NxN).
@@ -89,4 +92,68 @@ pub struct CommonArgs {
     /// Machine-readable JSON output.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Arguments of `stylize`, named like jcjohnson/neural-style where they exist.
+#[derive(Args, Debug)]
+pub struct StylizeArgs {
+    /// Content photo.
+    #[arg(long)]
+    pub content: PathBuf,
+    /// Style image; repeat for several.
+    #[arg(long = "style", required = true)]
+    pub styles: Vec<PathBuf>,
+    /// Blend weights of the style images, comma-separated (normalized to sum to 1).
+    #[arg(long, value_delimiter = ',')]
+    pub style_blend_weights: Option<Vec<f32>>,
+    /// Output image (.png or .jpg), written atomically.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Longest side of the output; the content photo is resized to it.
+    #[arg(long, default_value_t = 512)]
+    pub size: u32,
+    /// Style images are resized to longest side size × this.
+    #[arg(long, default_value_t = 1.0)]
+    pub style_scale: f32,
+    /// Optimizer updates.
+    #[arg(long, default_value_t = 500, allow_negative_numbers = true)]
+    pub iterations: i64,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerKind::LbfgsBounded)]
+    pub optimizer: OptimizerKind,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 0.02)]
+    pub learning_rate: f32,
+    /// L-BFGS history size.
+    #[arg(long, default_value_t = 10)]
+    pub lbfgs_history: usize,
+    /// Weight of the content loss.
+    #[arg(long, default_value_t = neural_style::stylize::DEFAULT_CONTENT_WEIGHT, allow_negative_numbers = true)]
+    pub content_weight: f32,
+    /// Weight of the style loss.
+    #[arg(long, default_value_t = neural_style::stylize::DEFAULT_STYLE_WEIGHT, allow_negative_numbers = true)]
+    pub style_weight: f32,
+    /// Weight of the total-variation loss.
+    #[arg(long, default_value_t = neural_style::stylize::DEFAULT_TV_WEIGHT, allow_negative_numbers = true)]
+    pub tv_weight: f32,
+    /// Content layers, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = neural_style::stylize::DEFAULT_CONTENT_LAYERS)]
+    pub content_layers: Vec<String>,
+    /// Style layers, comma-separated, each optionally `layer:weight`.
+    #[arg(long, value_delimiter = ',', default_value = neural_style::stylize::DEFAULT_STYLE_LAYERS)]
+    pub style_layers: Vec<String>,
+    /// Starting image: `content`, `noise`, or an image file.
+    #[arg(long, default_value = "content")]
+    pub init: String,
+    /// Seed of the noise initialization.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Report the losses every N iterations (and at the end).
+    #[arg(long, default_value_t = 50)]
+    pub print_every: usize,
+    /// Also write out_<iteration>.png next to the output every N iterations.
+    #[arg(long)]
+    pub save_every: Option<usize>,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }

@@ -9,7 +9,7 @@ use neural_style::gpu::{self, DeviceRequest, GpuContext};
 use neural_style::{atomic, image_io, weights};
 use serde_json::json;
 
-use crate::cli::{Command, CommonArgs};
+use crate::cli::{Command, CommonArgs, StylizeArgs};
 
 /// Side of the square the classifier's input is resized to.
 const CLASSIFY_SIZE: u32 = 224;
@@ -18,25 +18,10 @@ const CLASSIFY_SIZE: u32 = 224;
 pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Devices { backend, json } => devices(backend, json),
-        Command::Classify {
-            images,
-            top,
-            labels,
-            common,
-        } => classify(&images, top, labels.as_deref(), &common),
-        Command::Features {
-            image,
-            layers,
-            out,
-            size,
-            common,
-        } => features(&image, &layers, &out, size, &common),
-        Command::Layers {
-            size,
-            arch,
-            weights,
-            json,
-        } => layers(&size, arch, weights.as_deref(), json),
+        Command::Classify { images, top, labels, common } => classify(&images, top, labels.as_deref(), &common),
+        Command::Features { image, layers, out, size, common } => features(&image, &layers, &out, size, &common),
+        Command::Layers { size, arch, weights, json } => layers(&size, arch, weights.as_deref(), json),
+        Command::Stylize(args) => stylize(&args),
     }
 }
 
@@ -47,15 +32,10 @@ fn devices(backend: Option<gpu::BackendChoice>, json: bool) -> Result<()> {
         return Ok(());
     }
     if adapters.is_empty() {
-        bail!(
-            "no GPU adapter found: install a Vulkan driver (e.g. `apt-get install mesa-vulkan-drivers`)"
-        );
+        bail!("no GPU adapter found: install a Vulkan driver (e.g. `apt-get install mesa-vulkan-drivers`)");
     }
     for a in adapters {
-        println!(
-            "{} ({}, {}, {})",
-            a.name, a.backend, a.device_type, a.driver
-        );
+        println!("{} ({}, {}, {})", a.name, a.backend, a.device_type, a.driver);
         println!(
             "    max buffer {} MiB, max storage binding {} MiB, {} storage buffers/stage, {} invocations/workgroup, {} KiB workgroup memory",
             a.max_buffer_size >> 20,
@@ -81,31 +61,14 @@ fn open(common: &CommonArgs) -> Result<(GpuContext, FeatureNet, PathBuf)> {
     Ok((ctx, fnet, path))
 }
 
-fn classify(
-    images: &[PathBuf],
-    top: usize,
-    labels: Option<&Path>,
-    common: &CommonArgs,
-) -> Result<()> {
+fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &CommonArgs) -> Result<()> {
     let (ctx, fnet, weights_path) = open(common)?;
-    let labels = match labels
-        .map(Path::to_path_buf)
-        .or_else(|| weights::default_labels_path(&weights_path))
-    {
+    let labels = match labels.map(Path::to_path_buf).or_else(|| weights::default_labels_path(&weights_path)) {
         Some(p) => weights::read_labels(&p)?,
         None => Vec::new(),
     };
     let side = CLASSIFY_SIZE as usize;
-    let plan = ForwardPlan::new(
-        &ctx,
-        &fnet,
-        side,
-        side,
-        &PlanOptions {
-            classify: true,
-            ..Default::default()
-        },
-    )?;
+    let plan = ForwardPlan::new(&ctx, &fnet, side, side, &PlanOptions { classify: true, ..Default::default() })?;
     for path in images {
         let img = image_io::resize_exact(&image_io::load_rgb(path)?, CLASSIFY_SIZE, CLASSIFY_SIZE);
         plan.run(&ctx, &image_io::to_chw(&img))?;
@@ -134,13 +97,7 @@ fn classify(
     Ok(())
 }
 
-fn features(
-    image: &Path,
-    names: &[String],
-    out: &Path,
-    size: Option<u32>,
-    common: &CommonArgs,
-) -> Result<()> {
+fn features(image: &Path, names: &[String], out: &Path, size: Option<u32>, common: &CommonArgs) -> Result<()> {
     let (ctx, fnet, _) = open(common)?;
     arch::check_layer_names(fnet.net.arch, names)?;
     if out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
@@ -160,46 +117,25 @@ fn features(
     let infos: Vec<LayerInfo> = plan.layers().cloned().collect();
     let mut tensors = Vec::new();
     for name in names {
-        let info = infos
-            .iter()
-            .find(|l| &l.name == name)
-            .context("planned layer")?;
+        let info = infos.iter().find(|l| &l.name == name).context("planned layer")?;
         let data = plan.read_layer(&ctx, name)?;
-        tensors.push((
-            info.clone(),
-            bytemuck::cast_slice::<f32, u8>(&data).to_vec(),
-        ));
+        tensors.push((info.clone(), bytemuck::cast_slice::<f32, u8>(&data).to_vec()));
     }
     let views = tensors
         .iter()
         .map(|(info, bytes)| {
             let shape = vec![1, info.channels, info.height, info.width];
-            Ok((
-                info.name.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes)?,
-            ))
+            Ok((info.name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes)?))
         })
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(views, None)?;
     atomic::write(out, &bytes)?;
     if common.json {
-        let layers: Vec<_> = tensors
-            .iter()
-            .map(|(i, _)| json!({"name": i.name, "shape": [1, i.channels, i.height, i.width]}))
-            .collect();
-        println!(
-            "{}",
-            json!({"image": image, "output": out, "width": w, "height": h, "layers": layers})
-        );
+        let layers: Vec<_> =
+            tensors.iter().map(|(i, _)| json!({"name": i.name, "shape": [1, i.channels, i.height, i.width]})).collect();
+        println!("{}", json!({"image": image, "output": out, "width": w, "height": h, "layers": layers}));
     } else {
-        println!(
-            "wrote {} layer(s) of {} ({}x{}) to {}",
-            tensors.len(),
-            image.display(),
-            w,
-            h,
-            out.display()
-        );
+        println!("wrote {} layer(s) of {} ({}x{}) to {}", tensors.len(), image.display(), w, h, out.display());
     }
     Ok(())
 }
@@ -213,12 +149,7 @@ fn parse_size(s: &str) -> Result<(usize, usize)> {
     parsed.with_context(|| format!("invalid size {s:?}: expected WxH, e.g. 224x224"))
 }
 
-fn layers(
-    size: &str,
-    arch: Option<arch::Arch>,
-    weights_path: Option<&Path>,
-    json: bool,
-) -> Result<()> {
+fn layers(size: &str, arch: Option<arch::Arch>, weights_path: Option<&Path>, json: bool) -> Result<()> {
     let (w, h) = parse_size(size)?;
     let (arch, padding) = match (weights::resolve_path(weights_path), arch) {
         (Ok(path), _) if weights_path.is_some() || arch.is_none() => {
@@ -229,18 +160,170 @@ fn layers(
     };
     let layers = arch::layers(arch, padding, w, h);
     if json {
-        println!(
-            "{}",
-            json!({"arch": arch, "padding": padding, "width": w, "height": h, "layers": layers})
-        );
+        println!("{}", json!({"arch": arch, "padding": padding, "width": w, "height": h, "layers": layers}));
     } else {
         println!("{} ({:?} padding), input {}x{}", arch.name(), padding, w, h);
         for l in layers {
-            println!(
-                "  {:<18} {:>4} x {:>4} x {:>4}",
-                l.name, l.channels, l.height, l.width
-            );
+            println!("  {:<18} {:>4} x {:>4} x {:>4}", l.name, l.channels, l.height, l.width);
         }
+    }
+    Ok(())
+}
+
+/// The image format for an output path, from its extension.
+fn output_format(path: &Path) -> Result<image::ImageFormat> {
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("png") => Ok(image::ImageFormat::Png),
+        Some("jpg" | "jpeg") => Ok(image::ImageFormat::Jpeg),
+        _ => bail!("cannot write {}: the output must end in .png, .jpg or .jpeg", path.display()),
+    }
+}
+
+/// Encodes an image in the format of `path` and writes it atomically.
+fn write_image(img: &image::RgbImage, path: &Path) -> Result<()> {
+    let mut bytes = Vec::new();
+    match output_format(path)? {
+        image::ImageFormat::Jpeg => {
+            let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95);
+            img.write_with_encoder(encoder)?;
+        }
+        format => img.write_to(&mut std::io::Cursor::new(&mut bytes), format)?,
+    }
+    atomic::write(path, &bytes)
+}
+
+/// `layer` or `layer:weight`.
+fn parse_style_layer(s: &str) -> Result<(String, f32)> {
+    match s.split_once(':') {
+        Some((name, w)) => {
+            let w: f32 = w.parse().with_context(|| format!("invalid style layer weight in {s:?}"))?;
+            Ok((name.trim().to_string(), w))
+        }
+        None => Ok((s.trim().to_string(), 1.0)),
+    }
+}
+
+/// `out.png` at iteration 100 → `out_100.png` in the same directory.
+fn snapshot_path(output: &Path, iteration: usize) -> PathBuf {
+    let stem = output.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
+    let ext = output.extension().and_then(|s| s.to_str()).unwrap_or("png");
+    output.with_file_name(format!("{stem}_{iteration}.{ext}"))
+}
+
+fn stylize(args: &StylizeArgs) -> Result<()> {
+    use neural_style::stylize::{Control, Event, Init, LossSpec, StylizeOptions, Stylizer};
+    // Everything that can be checked before the long run is checked first.
+    output_format(&args.output)?;
+    let dir = match args.output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!("cannot write {}: directory {} does not exist", args.output.display(), dir.display());
+    }
+    if args.iterations < 1 {
+        bail!("--iterations must be at least 1, got {}", args.iterations);
+    }
+    let style_layers = args.style_layers.iter().map(|s| parse_style_layer(s)).collect::<Result<Vec<_>>>()?;
+    let content = image_io::load_rgb(&args.content)?;
+    let styles = args.styles.iter().map(|p| image_io::load_rgb(p)).collect::<Result<Vec<_>>>()?;
+    let init = match args.init.as_str() {
+        "content" => Init::Content,
+        "noise" => Init::Noise,
+        file => Init::Image(image_io::load_rgb(Path::new(file))?),
+    };
+    let (ctx, fnet, _) = open(&args.common)?;
+    let options = StylizeOptions {
+        size: args.size,
+        style_scale: args.style_scale,
+        iterations: args.iterations as usize,
+        optimizer: args.optimizer,
+        learning_rate: args.learning_rate,
+        lbfgs_history: args.lbfgs_history,
+        loss: LossSpec {
+            content_layers: args.content_layers.clone(),
+            style_layers,
+            content_weight: args.content_weight,
+            style_weight: args.style_weight,
+            tv_weight: args.tv_weight,
+        },
+        style_blend_weights: args.style_blend_weights.clone(),
+        init,
+        seed: args.seed,
+        report_every: args.print_every.max(1),
+        snapshot_every: args.save_every.filter(|&n| n > 0),
+    };
+    let stylizer = Stylizer::new(&ctx, &fnet);
+    stylizer.validate(&options, styles.len())?;
+
+    let json = args.common.json;
+    let bar = (!json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let bar = indicatif::ProgressBar::new(options.iterations as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} iterations, {per_sec}, eta {eta} {msg}")
+                .expect("valid template"),
+        );
+        bar
+    });
+    let mut save_error = None;
+    let outcome = stylizer.run(&content, &styles, &options, |event| {
+        match event {
+            Event::Progress { iteration, losses, elapsed_s } => {
+                if json {
+                    println!(
+                        "{}",
+                        json!({"iteration": iteration, "loss": losses.loss, "content": losses.content,
+                               "style": losses.style, "tv": losses.tv, "elapsed_s": elapsed_s})
+                    );
+                } else if let Some(bar) = &bar {
+                    bar.set_position(iteration as u64);
+                    bar.set_message(format!("loss {:.4}", losses.loss));
+                } else {
+                    println!(
+                        "iteration {iteration}: loss {:.6} (content {:.6}, style {:.6}, tv {:.6}) {elapsed_s:.1}s",
+                        losses.loss, losses.content, losses.style, losses.tv
+                    );
+                }
+            }
+            Event::Snapshot { iteration, image } => {
+                if let Err(e) = write_image(image, &snapshot_path(&args.output, iteration)) {
+                    save_error = Some(e);
+                    return Control::Stop;
+                }
+            }
+        }
+        Control::Continue
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let Some(e) = save_error {
+        return Err(e);
+    }
+    write_image(&outcome.image, &args.output)?;
+    if let Some(at) = outcome.non_finite_at {
+        bail!(
+            "the loss became NaN or infinite by iteration {at}; stopped and wrote the last image with a finite loss to {} \
+             (lower the loss weights or the learning rate)",
+            args.output.display()
+        );
+    }
+    let per_s = outcome.iterations as f64 / outcome.seconds.max(1e-9);
+    if json {
+        println!(
+            "{}",
+            json!({"done": true, "output": args.output, "iterations": outcome.iterations,
+                   "seconds": outcome.seconds, "iterations_per_s": per_s})
+        );
+    } else {
+        println!(
+            "wrote {} ({} iterations, {:.1}s, {:.2} iterations/s)",
+            args.output.display(),
+            outcome.iterations,
+            outcome.seconds,
+            per_s
+        );
     }
     Ok(())
 }

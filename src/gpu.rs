@@ -82,8 +82,7 @@ fn no_adapter_message() -> &'static str {
 pub fn list_adapters(backend: Option<BackendChoice>) -> Vec<AdapterSummary> {
     let instance = instance(backend);
     let adapters = pollster::block_on(
-        instance
-            .enumerate_adapters(backend.map_or(wgpu::Backends::PRIMARY, BackendChoice::backends)),
+        instance.enumerate_adapters(backend.map_or(wgpu::Backends::PRIMARY, BackendChoice::backends)),
     );
     adapters
         .iter()
@@ -94,9 +93,7 @@ pub fn list_adapters(backend: Option<BackendChoice>) -> Vec<AdapterSummary> {
                 name: info.name,
                 backend: format!("{:?}", info.backend).to_lowercase(),
                 device_type: format!("{:?}", info.device_type),
-                driver: format!("{} {}", info.driver, info.driver_info)
-                    .trim()
-                    .to_string(),
+                driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
                 max_buffer_size: limits.max_buffer_size,
                 max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
                 max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
@@ -128,11 +125,8 @@ impl GpuContext {
             Some(needle) => {
                 let needle_lc = needle.to_lowercase();
                 let all = pollster::block_on(
-                    instance.enumerate_adapters(
-                        request
-                            .backend
-                            .map_or(wgpu::Backends::PRIMARY, BackendChoice::backends),
-                    ),
+                    instance
+                        .enumerate_adapters(request.backend.map_or(wgpu::Backends::PRIMARY, BackendChoice::backends)),
                 );
                 if all.is_empty() {
                     bail!(no_adapter_message());
@@ -140,12 +134,7 @@ impl GpuContext {
                 let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
                 all.into_iter()
                     .find(|a| a.get_info().name.to_lowercase().contains(&needle_lc))
-                    .with_context(|| {
-                        format!(
-                            "no adapter name contains {needle:?}; available: {}",
-                            names.join(", ")
-                        )
-                    })?
+                    .with_context(|| format!("no adapter name contains {needle:?}; available: {}", names.join(", ")))?
             }
             None => pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,
@@ -182,13 +171,7 @@ impl GpuContext {
                 lost.lock().unwrap().push(format!("GPU device lost: {msg}"));
             }
         });
-        Ok(Self {
-            device,
-            queue,
-            info,
-            limits,
-            errors,
-        })
+        Ok(Self { device, queue, info, limits, errors })
     }
 
     /// Returns the first GPU error reported since the last check, as an `Err`.
@@ -204,14 +187,11 @@ impl GpuContext {
 
     /// Creates a storage buffer holding `data`.
     pub fn storage_buffer(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::cast_slice(data),
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-            })
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        })
     }
 
     /// Creates a zero-filled storage buffer of `len` floats (at least one, wgpu rejects empty bindings).
@@ -219,21 +199,18 @@ impl GpuContext {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: (len.max(1) * 4) as u64,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
     }
 
     /// Creates a uniform buffer from a plain-old-data value.
     pub fn uniform_buffer<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::bytes_of(value),
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            })
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
     }
 
     /// Copies `len` floats out of a storage buffer (blocking).
@@ -252,35 +229,23 @@ impl GpuContext {
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| anyhow::anyhow!("GPU wait failed: {e}"))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| anyhow::anyhow!("GPU wait failed: {e}"))?;
         self.check_errors()?;
-        rx.recv()
-            .context("GPU readback was dropped")?
-            .map_err(|e| anyhow::anyhow!("GPU readback failed: {e}"))?;
-        let view = staging
-            .get_mapped_range(..)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        rx.recv().context("GPU readback was dropped")?.map_err(|e| anyhow::anyhow!("GPU readback failed: {e}"))?;
+        let view = staging.get_mapped_range(..).map_err(|e| anyhow::anyhow!("{e}"))?;
         let out = bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec();
         Ok(out)
     }
 
     /// Waits until the queue is idle and reports any GPU error.
     pub fn finish(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| anyhow::anyhow!("GPU wait failed: {e}"))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| anyhow::anyhow!("GPU wait failed: {e}"))?;
         self.check_errors()
     }
 }
 
 fn first_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// Whether GPU tests must fail instead of skipping when no adapter exists (`NEURAL_STYLE_REQUIRE_GPU=1`).

@@ -18,20 +18,14 @@ pub fn dimensions(path: &Path) -> Result<(u32, u32)> {
 /// Decodes an image file to 8-bit RGB. Truncated files are errors, also for JPEG, whose decoder
 /// would otherwise fill the missing part with gray.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot open image {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot open image {}", path.display()))?;
     let reader = ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
         .with_context(|| format!("cannot read image {}", path.display()))?;
     if reader.format() == Some(ImageFormat::Jpeg) && !jpeg_is_complete(&bytes) {
-        bail!(
-            "cannot decode image {}: the JPEG data is truncated (no end-of-image marker)",
-            path.display()
-        );
+        bail!("cannot decode image {}: the JPEG data is truncated (no end-of-image marker)", path.display());
     }
-    let img = reader
-        .decode()
-        .map_err(|e| anyhow::anyhow!("cannot decode image {}: {}", path.display(), e))?;
+    let img = reader.decode().map_err(|e| anyhow::anyhow!("cannot decode image {}: {}", path.display(), e))?;
     Ok(img.to_rgb8())
 }
 
@@ -62,10 +56,7 @@ pub fn resize_max_side(img: &RgbImage, max_side: u32) -> RgbImage {
 pub fn scaled_size(width: u32, height: u32, max_side: u32) -> (u32, u32) {
     let long = width.max(height) as f64;
     let scale = max_side as f64 / long;
-    (
-        ((width as f64 * scale).round() as u32).max(1),
-        ((height as f64 * scale).round() as u32).max(1),
-    )
+    (((width as f64 * scale).round() as u32).max(1), ((height as f64 * scale).round() as u32).max(1))
 }
 
 /// Planar RGB floats in [0, 1]: all red values, then green, then blue.

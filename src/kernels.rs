@@ -311,11 +311,10 @@ impl Kernels {
     pub fn new(ctx: &GpuContext) -> Self {
         use Access::*;
         let module = |label: &str, src: &str| {
-            ctx.device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(label),
-                    source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{src}").into()),
-                })
+            ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{src}").into()),
+            })
         };
         let conv = module("conv.wgsl", CONV);
         let depthwise = module("depthwise.wgsl", DEPTHWISE);
@@ -333,26 +332,11 @@ impl Kernels {
             pointwise: Kernel::new(ctx, &pointwise, "pointwise_forward", &forward),
             channel_mean: Kernel::new(ctx, &se, "channel_mean", &[(1, Read), (3, ReadWrite)]),
             se_gate: Kernel::new(ctx, &se, "se_gate", &[(1, Read), (2, Read), (3, ReadWrite)]),
-            channel_scale: Kernel::new(
-                ctx,
-                &se,
-                "channel_scale",
-                &[(1, Read), (2, Read), (3, ReadWrite)],
-            ),
+            channel_scale: Kernel::new(ctx, &se, "channel_scale", &[(1, Read), (2, Read), (3, ReadWrite)]),
             conv_backward: Kernel::new(ctx, &conv, "conv_backward", &backward),
             depthwise_backward: Kernel::new(ctx, &depthwise, "depthwise_backward", &backward),
-            residual_backward: Kernel::new(
-                ctx,
-                &pointwise,
-                "residual_backward",
-                &[(5, Read), (6, ReadWrite)],
-            ),
-            channel_dot: Kernel::new(
-                ctx,
-                &se,
-                "channel_dot",
-                &[(1, Read), (3, ReadWrite), (4, Read)],
-            ),
+            residual_backward: Kernel::new(ctx, &pointwise, "residual_backward", &[(5, Read), (6, ReadWrite)]),
+            channel_dot: Kernel::new(ctx, &se, "channel_dot", &[(1, Read), (3, ReadWrite), (4, Read)]),
             se_gate_backward: Kernel::new(
                 ctx,
                 &se,
@@ -377,12 +361,7 @@ impl Kernels {
                 "style_loss",
                 &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)],
             ),
-            tv_loss: Kernel::new(
-                ctx,
-                &losses,
-                "tv_loss",
-                &[(1, Read), (3, ReadWrite), (4, ReadWrite)],
-            ),
+            tv_loss: Kernel::new(ctx, &losses, "tv_loss", &[(1, Read), (3, ReadWrite), (4, ReadWrite)]),
             total_loss: Kernel::new(ctx, &losses, "total_loss", &[(4, ReadWrite)]),
             adam_step: Kernel::new(
                 ctx,
@@ -391,12 +370,7 @@ impl Kernels {
                 &[(1, ReadWrite), (2, Read), (3, ReadWrite), (4, ReadWrite)],
             ),
             squash: Kernel::new(ctx, &optim, "squash", &[(5, Read), (6, ReadWrite)]),
-            squash_backward: Kernel::new(
-                ctx,
-                &optim,
-                "squash_backward",
-                &[(6, ReadWrite), (2, Read), (7, ReadWrite)],
-            ),
+            squash_backward: Kernel::new(ctx, &optim, "squash_backward", &[(6, ReadWrite), (2, Read), (7, ReadWrite)]),
             lbfgs_reduce: Kernel::new(ctx, &lbfgs, "lbfgs_reduce", &lbfgs_vectors),
             lbfgs_scalar: Kernel::new(ctx, &lbfgs, "lbfgs_scalar", &[(4, ReadWrite)]),
             lbfgs_vector: Kernel::new(ctx, &lbfgs, "lbfgs_vector", &lbfgs_vectors),
@@ -412,12 +386,7 @@ impl Kernels {
 
 impl Kernel {
     /// `storage`: binding number and access of each storage buffer, in the order `bind` takes them.
-    fn new(
-        ctx: &GpuContext,
-        module: &wgpu::ShaderModule,
-        entry: &'static str,
-        storage: &[(u32, Access)],
-    ) -> Self {
+    fn new(ctx: &GpuContext, module: &wgpu::ShaderModule, entry: &'static str, storage: &[(u32, Access)]) -> Self {
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -433,9 +402,7 @@ impl Kernel {
                 binding,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage {
-                        read_only: matches!(access, Access::Read),
-                    },
+                    ty: wgpu::BufferBindingType::Storage { read_only: matches!(access, Access::Read) },
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
@@ -444,33 +411,21 @@ impl Kernel {
         }
         let layout = ctx
             .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(entry),
-                entries: &entries,
-            });
-        let pipeline_layout = ctx
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(entry),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-        let pipeline = ctx
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: Some(&pipeline_layout),
-                module,
-                entry_point: Some(entry),
-                compilation_options: Default::default(),
-                cache: None,
-            });
-        Self {
-            pipeline,
-            layout,
-            name: entry,
-            bindings: storage.iter().map(|b| b.0).collect(),
-        }
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(entry), entries: &entries });
+        let pipeline_layout = ctx.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(entry),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(&pipeline_layout),
+            module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        Self { pipeline, layout, name: entry, bindings: storage.iter().map(|b| b.0).collect() }
     }
 
     /// Binds a uniform block and storage buffers (in the order given to `new`) for a dispatch of
@@ -483,33 +438,17 @@ impl Kernel {
         workgroups: [u32; 3],
     ) -> BoundOp {
         let uniform = ctx.uniform_buffer(self.name, params);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }];
-        assert_eq!(
-            buffers.len(),
-            self.bindings.len(),
-            "{}: wrong number of buffers",
-            self.name
-        );
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        assert_eq!(buffers.len(), self.bindings.len(), "{}: wrong number of buffers", self.name);
         for (&binding, b) in self.bindings.iter().zip(buffers) {
-            entries.push(wgpu::BindGroupEntry {
-                binding,
-                resource: b.as_entire_binding(),
-            });
+            entries.push(wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() });
         }
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(self.name),
             layout: &self.layout,
             entries: &entries,
         });
-        BoundOp {
-            pipeline: self.pipeline.clone(),
-            bind_group,
-            workgroups,
-            uniform,
-        }
+        BoundOp { pipeline: self.pipeline.clone(), bind_group, workgroups, uniform }
     }
 }
 
@@ -530,17 +469,14 @@ impl BoundOp {
 
     /// Rewrites the uniform parameters (for values that change between iterations).
     pub fn update<T: bytemuck::Pod>(&self, ctx: &GpuContext, params: &T) {
-        ctx.queue
-            .write_buffer(&self.uniform, 0, bytemuck::bytes_of(params));
+        ctx.queue.write_buffer(&self.uniform, 0, bytemuck::bytes_of(params));
     }
 }
 
 /// Records `ops` in order into one compute pass.
 pub fn record(encoder: &mut wgpu::CommandEncoder, ops: &[BoundOp]) {
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: Some("forward"),
-        timestamp_writes: None,
-    });
+    let mut pass =
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
     for op in ops {
         pass.set_pipeline(&op.pipeline);
         pass.set_bind_group(0, &op.bind_group, &[]);

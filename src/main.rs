@@ -22,9 +22,7 @@ fn main() -> std::process::ExitCode {
 /// is none (headless machines, CI). It only reorders adapters, which wgpu does itself, so it is
 /// turned off when no display session exists.
 fn quiet_headless_vulkan_layers() {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none()
-        && std::env::var_os("NODEVICE_SELECT").is_none()
-    {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() && std::env::var_os("NODEVICE_SELECT").is_none() {
         // SAFETY: called first thing in main, before any other thread exists.
         unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
     }

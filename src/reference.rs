@@ -22,23 +22,13 @@ pub struct Tensor {
 impl Tensor {
     /// A zero tensor.
     pub fn zeros(c: usize, h: usize, w: usize) -> Self {
-        Self {
-            c,
-            h,
-            w,
-            data: vec![0.0; c * h * w],
-        }
+        Self { c, h, w, data: vec![0.0; c * h * w] }
     }
 
     /// Wraps f32 data.
     pub fn from_f32(c: usize, h: usize, w: usize, data: &[f32]) -> Self {
         assert_eq!(data.len(), c * h * w);
-        Self {
-            c,
-            h,
-            w,
-            data: data.iter().map(|&v| v as f64).collect(),
-        }
+        Self { c, h, w, data: data.iter().map(|&v| v as f64).collect() }
     }
 
     fn at(&self, c: usize, y: usize, x: usize) -> f64 {
@@ -58,13 +48,7 @@ pub fn activate(x: f64, activation: Activation, cap: f32) -> f64 {
 
 /// Full convolution (the stem), with per-channel input normalization `x·scale + shift` applied
 /// before zero padding, then bias and activation.
-pub fn conv2d(
-    input: &Tensor,
-    conv: &Conv,
-    padding: Padding,
-    scale: [f32; 3],
-    shift: [f32; 3],
-) -> Tensor {
+pub fn conv2d(input: &Tensor, conv: &Conv, padding: Padding, scale: [f32; 3], shift: [f32; 3]) -> Tensor {
     let k = conv.kernel;
     let (oh, pad_y) = padding.geometry(input.h, k, conv.stride);
     let (ow, pad_x) = padding.geometry(input.w, k, conv.stride);
@@ -78,15 +62,11 @@ pub fn conv2d(
                         for kx in 0..k {
                             let iy = (y * conv.stride + ky) as isize - pad_y as isize;
                             let ix = (x * conv.stride + kx) as isize - pad_x as isize;
-                            if iy < 0 || ix < 0 || iy >= input.h as isize || ix >= input.w as isize
-                            {
+                            if iy < 0 || ix < 0 || iy >= input.h as isize || ix >= input.w as isize {
                                 continue;
                             }
-                            let v = input.at(i, iy as usize, ix as usize) * scale[i % 3] as f64
-                                + shift[i % 3] as f64;
-                            acc += conv.weight[((o * conv.in_channels + i) * k + ky) * k + kx]
-                                as f64
-                                * v;
+                            let v = input.at(i, iy as usize, ix as usize) * scale[i % 3] as f64 + shift[i % 3] as f64;
+                            acc += conv.weight[((o * conv.in_channels + i) * k + ky) * k + kx] as f64 * v;
                         }
                     }
                 }
@@ -114,8 +94,7 @@ pub fn depthwise(input: &Tensor, conv: &Conv, padding: Padding) -> Tensor {
                         if iy < 0 || ix < 0 || iy >= input.h as isize || ix >= input.w as isize {
                             continue;
                         }
-                        acc += conv.weight[(c * k + ky) * k + kx] as f64
-                            * input.at(c, iy as usize, ix as usize);
+                        acc += conv.weight[(c * k + ky) * k + kx] as f64 * input.at(c, iy as usize, ix as usize);
                     }
                 }
                 out.data[(c * oh + y) * ow + x] = activate(acc, conv.activation, conv.cap);
@@ -148,9 +127,7 @@ pub fn pointwise(input: &Tensor, conv: &Conv, residual: Option<&Tensor>) -> Tens
 /// Mean of each channel.
 pub fn channel_mean(input: &Tensor) -> Vec<f64> {
     let hw = input.h * input.w;
-    (0..input.c)
-        .map(|c| input.data[c * hw..(c + 1) * hw].iter().sum::<f64>() / hw as f64)
-        .collect()
+    (0..input.c).map(|c| input.data[c * hw..(c + 1) * hw].iter().sum::<f64>() / hw as f64).collect()
 }
 
 /// The squeeze-excite gate of each channel from the channel means.
@@ -159,9 +136,7 @@ pub fn se_gate(means: &[f64], se: &SqueezeExcite) -> Vec<f64> {
         (0..conv.out_channels)
             .map(|o| {
                 let acc = conv.bias[o] as f64
-                    + (0..conv.in_channels)
-                        .map(|i| conv.weight[o * conv.in_channels + i] as f64 * x[i])
-                        .sum::<f64>();
+                    + (0..conv.in_channels).map(|i| conv.weight[o * conv.in_channels + i] as f64 * x[i]).sum::<f64>();
                 activate(acc, conv.activation, conv.cap)
             })
             .collect()
@@ -187,13 +162,7 @@ pub fn channel_scale(input: &Tensor, gate: &[f64]) -> Tensor {
 /// [`crate::arch::layers`]) in order, plus `logits` when the network has a classifier.
 pub fn forward(net: &Network, image: &Tensor) -> Vec<(String, Tensor)> {
     let mut out = Vec::new();
-    let mut x = conv2d(
-        image,
-        &net.stem,
-        net.padding,
-        net.input_scale,
-        net.input_shift,
-    );
+    let mut x = conv2d(image, &net.stem, net.padding, net.input_scale, net.input_shift);
     out.push(("stem".to_string(), x.clone()));
     for (i, block) in net.blocks.iter().enumerate() {
         let input = x.clone();
@@ -209,22 +178,13 @@ pub fn forward(net: &Network, image: &Tensor) -> Vec<(String, Tensor)> {
         }
         let projected = pointwise(&x, &block.project, None);
         out.push((format!("block{i}.project"), projected.clone()));
-        x = if block.residual {
-            pointwise(&x, &block.project, Some(&input))
-        } else {
-            projected
-        };
+        x = if block.residual { pointwise(&x, &block.project, Some(&input)) } else { projected };
         out.push((format!("block{i}"), x.clone()));
     }
     x = pointwise(&x, &net.head, None);
     out.push(("head".to_string(), x.clone()));
     if let Some(cls) = &net.classifier {
-        let pooled = Tensor {
-            c: x.c,
-            h: 1,
-            w: 1,
-            data: channel_mean(&x),
-        };
+        let pooled = Tensor { c: x.c, h: 1, w: 1, data: channel_mean(&x) };
         let hidden = pointwise(&pooled, &cls.hidden, None);
         out.push(("logits".to_string(), pointwise(&hidden, &cls.logits, None)));
     }
@@ -266,11 +226,7 @@ fn through_activation(grad_out: &Tensor, pre: &Tensor, conv: &Conv) -> Tensor {
 
 /// The same layer without its activation: the pre-activation.
 fn linear_part(conv: &Conv) -> Conv {
-    Conv {
-        activation: Activation::None,
-        cap: f32::INFINITY,
-        ..conv.clone()
-    }
+    Conv { activation: Activation::None, cap: f32::INFINITY, ..conv.clone() }
 }
 
 /// Gradient of [`conv2d`] with respect to its (unnormalized) input image.
@@ -297,12 +253,10 @@ pub fn conv2d_backward(
                         for kx in 0..k {
                             let iy = (y * conv.stride + ky) as isize - pad_y as isize;
                             let ix = (x * conv.stride + kx) as isize - pad_x as isize;
-                            if iy < 0 || ix < 0 || iy >= input.h as isize || ix >= input.w as isize
-                            {
+                            if iy < 0 || ix < 0 || iy >= input.h as isize || ix >= input.w as isize {
                                 continue;
                             }
-                            let w =
-                                conv.weight[((o * conv.in_channels + i) * k + ky) * k + kx] as f64;
+                            let w = conv.weight[((o * conv.in_channels + i) * k + ky) * k + kx] as f64;
                             grad.data[(i * input.h + iy as usize) * input.w + ix as usize] +=
                                 w * d * scale[i % 3] as f64;
                         }
@@ -315,17 +269,8 @@ pub fn conv2d_backward(
 }
 
 /// Gradient of [`depthwise`] with respect to its input.
-pub fn depthwise_backward(
-    input: &Tensor,
-    conv: &Conv,
-    padding: Padding,
-    grad_out: &Tensor,
-) -> Tensor {
-    let dz = through_activation(
-        grad_out,
-        &depthwise(input, &linear_part(conv), padding),
-        conv,
-    );
+pub fn depthwise_backward(input: &Tensor, conv: &Conv, padding: Padding, grad_out: &Tensor) -> Tensor {
+    let dz = through_activation(grad_out, &depthwise(input, &linear_part(conv), padding), conv);
     let k = conv.kernel;
     let (_, pad_y) = padding.geometry(input.h, k, conv.stride);
     let (_, pad_x) = padding.geometry(input.w, k, conv.stride);
@@ -372,63 +317,39 @@ pub fn squeeze_excite_backward(input: &Tensor, se: &SqueezeExcite, grad_out: &Te
     let means = channel_mean(input);
     let gates = se_gate(&means, se);
     // dL/dgate[c] = Σ_p dy[c,p] · x[c,p].
-    let grad_gates: Vec<f64> = (0..input.c)
-        .map(|c| {
-            (0..hw)
-                .map(|p| grad_out.data[c * hw + p] * input.data[c * hw + p])
-                .sum()
-        })
-        .collect();
+    let grad_gates: Vec<f64> =
+        (0..input.c).map(|c| (0..hw).map(|p| grad_out.data[c * hw + p] * input.data[c * hw + p]).sum()).collect();
     // Back through the gate clamp, the expand layer, the reduce activation and the reduce layer.
     let fc = |x: &[f64], conv: &Conv| -> Vec<f64> {
         (0..conv.out_channels)
             .map(|o| {
                 conv.bias[o] as f64
-                    + (0..conv.in_channels)
-                        .map(|i| conv.weight[o * conv.in_channels + i] as f64 * x[i])
-                        .sum::<f64>()
+                    + (0..conv.in_channels).map(|i| conv.weight[o * conv.in_channels + i] as f64 * x[i]).sum::<f64>()
             })
             .collect()
     };
     let hidden_pre = fc(&means, &se.reduce);
-    let hidden: Vec<f64> = hidden_pre
-        .iter()
-        .map(|&z| activate(z, se.reduce.activation, se.reduce.cap))
-        .collect();
-    let gate_pre: Vec<f64> = fc(&hidden, &se.expand)
-        .iter()
-        .map(|&a| a + se.gate_add as f64)
-        .collect();
+    let hidden: Vec<f64> = hidden_pre.iter().map(|&z| activate(z, se.reduce.activation, se.reduce.cap)).collect();
+    let gate_pre: Vec<f64> = fc(&hidden, &se.expand).iter().map(|&a| a + se.gate_add as f64).collect();
     let grad_gate_pre: Vec<f64> = (0..input.c)
         .map(|c| {
-            if gate_pre[c] > 0.0 && gate_pre[c] < se.gate_max as f64 {
-                grad_gates[c] * se.gate_mul as f64
-            } else {
-                0.0
-            }
+            if gate_pre[c] > 0.0 && gate_pre[c] < se.gate_max as f64 { grad_gates[c] * se.gate_mul as f64 } else { 0.0 }
         })
         .collect();
     let s_n = se.reduce.out_channels;
     let grad_hidden: Vec<f64> = (0..s_n)
         .map(|s| {
-            let g: f64 = (0..input.c)
-                .map(|c| se.expand.weight[c * s_n + s] as f64 * grad_gate_pre[c])
-                .sum();
+            let g: f64 = (0..input.c).map(|c| se.expand.weight[c * s_n + s] as f64 * grad_gate_pre[c]).sum();
             g * activate_grad(hidden_pre[s], se.reduce.activation, se.reduce.cap)
         })
         .collect();
     let grad_means: Vec<f64> = (0..input.c)
-        .map(|c| {
-            (0..s_n)
-                .map(|s| se.reduce.weight[s * input.c + c] as f64 * grad_hidden[s])
-                .sum()
-        })
+        .map(|c| (0..s_n).map(|s| se.reduce.weight[s * input.c + c] as f64 * grad_hidden[s]).sum())
         .collect();
     let mut grad = Tensor::zeros(input.c, input.h, input.w);
     for c in 0..input.c {
         for p in 0..hw {
-            grad.data[c * hw + p] =
-                grad_out.data[c * hw + p] * gates[c] + grad_means[c] / hw as f64;
+            grad.data[c * hw + p] = grad_out.data[c * hw + p] * gates[c] + grad_means[c] / hw as f64;
         }
     }
     grad
@@ -441,10 +362,7 @@ pub fn gram(f: &Tensor) -> Vec<f64> {
     let mut g = vec![0.0; f.c * f.c];
     for a in 0..f.c {
         for b in 0..f.c {
-            g[a * f.c + b] = (0..hw)
-                .map(|p| f.data[a * hw + p] * f.data[b * hw + p])
-                .sum::<f64>()
-                / norm;
+            g[a * f.c + b] = (0..hw).map(|p| f.data[a * hw + p] * f.data[b * hw + p]).sum::<f64>() / norm;
         }
     }
     g
@@ -541,34 +459,14 @@ pub struct Losses {
 }
 
 /// Losses of `image` and the gradient of the total with respect to it, through the network.
-pub fn objective_and_grad(
-    net: &Network,
-    image: &Tensor,
-    objective: &Objective,
-) -> (Losses, Tensor) {
+pub fn objective_and_grad(net: &Network, image: &Tensor, objective: &Objective) -> (Losses, Tensor) {
     let acts = forward(net, image);
-    let find = |name: &str| {
-        acts.iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t)
-            .expect("layer computed")
-    };
+    let find = |name: &str| acts.iter().find(|(n, _)| n == name).map(|(_, t)| t).expect("layer computed");
     let mut grads: Vec<(String, Tensor)> = Vec::new();
-    let mut add =
-        |name: &str, g: Tensor, scale: f64| match grads.iter_mut().find(|(n, _)| n == name) {
-            Some((_, t)) => t
-                .data
-                .iter_mut()
-                .zip(&g.data)
-                .for_each(|(a, b)| *a += scale * b),
-            None => grads.push((
-                name.to_string(),
-                Tensor {
-                    data: g.data.iter().map(|v| v * scale).collect(),
-                    ..g
-                },
-            )),
-        };
+    let mut add = |name: &str, g: Tensor, scale: f64| match grads.iter_mut().find(|(n, _)| n == name) {
+        Some((_, t)) => t.data.iter_mut().zip(&g.data).for_each(|(a, b)| *a += scale * b),
+        None => grads.push((name.to_string(), Tensor { data: g.data.iter().map(|v| v * scale).collect(), ..g })),
+    };
     let mut losses = Losses::default();
     for (name, target) in &objective.content {
         let (l, g) = content_loss(find(name), target);
@@ -582,30 +480,16 @@ pub fn objective_and_grad(
     }
     let (tv, tv_grad) = tv_loss(image);
     losses.tv = tv;
-    losses.total = objective.content_weight * losses.content
-        + objective.style_weight * losses.style
-        + objective.tv_weight * tv;
+    losses.total =
+        objective.content_weight * losses.content + objective.style_weight * losses.style + objective.tv_weight * tv;
     let mut grad = backward(net, image, &acts, &grads);
-    grad.data
-        .iter_mut()
-        .zip(&tv_grad.data)
-        .for_each(|(a, b)| *a += objective.tv_weight * b);
+    grad.data.iter_mut().zip(&tv_grad.data).for_each(|(a, b)| *a += objective.tv_weight * b);
     (losses, grad)
 }
 
 /// Back-propagates layer gradients (by name) through the network to the input image.
-pub fn backward(
-    net: &Network,
-    image: &Tensor,
-    acts: &[(String, Tensor)],
-    layer_grads: &[(String, Tensor)],
-) -> Tensor {
-    let act = |name: &str| {
-        acts.iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t)
-            .expect("layer computed")
-    };
+pub fn backward(net: &Network, image: &Tensor, acts: &[(String, Tensor)], layer_grads: &[(String, Tensor)]) -> Tensor {
+    let act = |name: &str| acts.iter().find(|(n, _)| n == name).map(|(_, t)| t).expect("layer computed");
     let seed = |name: &str, like: &Tensor| -> Tensor {
         layer_grads
             .iter()
@@ -619,52 +503,24 @@ pub fn backward(
     };
     // Gradient flowing into the output of the last block, from layers after it (head only).
     let last = net.blocks.len() - 1;
-    let mut g_next = pointwise_backward(
-        act(&format!("block{last}")),
-        &net.head,
-        &seed("head", act("head")),
-    );
+    let mut g_next = pointwise_backward(act(&format!("block{last}")), &net.head, &seed("head", act("head")));
     for (i, block) in net.blocks.iter().enumerate().rev() {
-        let block_in_name = if i == 0 {
-            "stem".to_string()
-        } else {
-            format!("block{}", i - 1)
-        };
+        let block_in_name = if i == 0 { "stem".to_string() } else { format!("block{}", i - 1) };
         let block_in = act(&block_in_name);
-        let g_out = plus(
-            seed(&format!("block{i}"), act(&format!("block{i}"))),
-            &g_next,
-        );
+        let g_out = plus(seed(&format!("block{i}"), act(&format!("block{i}"))), &g_next);
         // A block without residual has `blockN` = `blockN.project`; with one, the projection gets
         // the block output's gradient and so does the block input.
-        let g_project = plus(
-            seed(
-                &format!("block{i}.project"),
-                act(&format!("block{i}.project")),
-            ),
-            &g_out,
-        );
-        let pre_project = if block.se.is_some() {
-            format!("block{i}.se")
-        } else {
-            format!("block{i}.depthwise")
-        };
+        let g_project = plus(seed(&format!("block{i}.project"), act(&format!("block{i}.project"))), &g_out);
+        let pre_project = if block.se.is_some() { format!("block{i}.se") } else { format!("block{i}.depthwise") };
         let mut g = plus(
             seed(&pre_project, act(&pre_project)),
             &pointwise_backward(act(&pre_project), &block.project, &g_project),
         );
         if let Some(se) = &block.se {
             let dw = act(&format!("block{i}.depthwise"));
-            g = plus(
-                seed(&format!("block{i}.depthwise"), dw),
-                &squeeze_excite_backward(dw, se, &g),
-            );
+            g = plus(seed(&format!("block{i}.depthwise"), dw), &squeeze_excite_backward(dw, se, &g));
         }
-        let dw_in = if block.expand.is_some() {
-            act(&format!("block{i}.expand"))
-        } else {
-            block_in
-        };
+        let dw_in = if block.expand.is_some() { act(&format!("block{i}.expand")) } else { block_in };
         g = depthwise_backward(dw_in, &block.depthwise, net.padding, &g);
         if let Some(expand) = &block.expand {
             g = plus(seed(&format!("block{i}.expand"), dw_in), &g);
@@ -676,12 +532,5 @@ pub fn backward(
         g_next = g;
     }
     let g_stem = plus(seed("stem", act("stem")), &g_next);
-    conv2d_backward(
-        image,
-        &net.stem,
-        net.padding,
-        net.input_scale,
-        net.input_shift,
-        &g_stem,
-    )
+    conv2d_backward(image, &net.stem, net.padding, net.input_scale, net.input_shift, &g_stem)
 }

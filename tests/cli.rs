@@ -20,22 +20,12 @@ fn neural_style(args: &[&str]) -> Output {
 /// The tool failed with exactly one line on stderr, starting with "error:", containing `needle`.
 fn assert_one_line_error(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success; stderr: {stderr}"
-    );
+    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "panicked: {stderr}");
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one line on stderr, got: {stderr}");
-    assert!(
-        lines[0].starts_with("error: "),
-        "not an error line: {stderr}"
-    );
-    assert!(
-        lines[0].contains(needle),
-        "error {:?} does not mention {needle:?}",
-        lines[0]
-    );
+    assert!(lines[0].starts_with("error: "), "not an error line: {stderr}");
+    assert!(lines[0].contains(needle), "error {:?} does not mention {needle:?}", lines[0]);
 }
 
 fn gpu_available() -> bool {
@@ -53,18 +43,11 @@ fn top1(weights: &Path, image: &str) -> (u64, String) {
         weights.to_str().unwrap(),
         img.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["image"], img.to_str().unwrap());
     let best = &v["top"][0];
-    (
-        best["index"].as_u64().unwrap(),
-        best["label"].as_str().unwrap().to_string(),
-    )
+    (best["index"].as_u64().unwrap(), best["label"].as_str().unwrap().to_string())
 }
 
 #[test]
@@ -72,14 +55,8 @@ fn default_model_classifies_grace_hopper_and_cat() {
     if !gpu_available() {
         return;
     }
-    assert_eq!(
-        top1(&default_weights(), "grace_hopper.jpg"),
-        (653, "military uniform".into())
-    );
-    assert_eq!(
-        top1(&default_weights(), "cat.png"),
-        (286, "Egyptian cat".into())
-    );
+    assert_eq!(top1(&default_weights(), "grace_hopper.jpg"), (653, "military uniform".into()));
+    assert_eq!(top1(&default_weights(), "cat.png"), (286, "Egyptian cat".into()));
 }
 
 #[test]
@@ -110,11 +87,7 @@ fn features_writes_requested_layers_as_nchw_safetensors() {
         out.to_str().unwrap(),
         "--json",
     ]);
-    assert!(
-        res.status.success(),
-        "{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     let bytes = std::fs::read(&out).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (w0, h0) = neural_style::image_io::dimensions(&img).unwrap();
@@ -129,15 +102,8 @@ fn features_writes_requested_layers_as_nchw_safetensors() {
         let t = st.tensor(name).unwrap();
         let l = layers.iter().find(|l| l.name == name).unwrap();
         assert_eq!(t.shape(), [1, l.channels, l.height, l.width], "{name}");
-        let v: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        assert!(
-            v.iter().all(|x| x.is_finite()) && v.iter().any(|&x| x != 0.0),
-            "{name} is empty or not finite"
-        );
+        let v: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        assert!(v.iter().all(|x| x.is_finite()) && v.iter().any(|&x| x != 0.0), "{name} is empty or not finite");
     }
     assert_eq!(st.names().len(), 4);
 }
@@ -145,21 +111,11 @@ fn features_writes_requested_layers_as_nchw_safetensors() {
 #[test]
 fn layers_lists_names_and_shapes_for_odd_sizes() {
     let out = neural_style(&["layers", "--size", "37x23", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let layers = v["layers"].as_array().unwrap();
     let find = |n: &str| layers.iter().find(|l| l["name"] == n).unwrap().clone();
-    assert_eq!(
-        (
-            find("stem")["height"].as_u64(),
-            find("stem")["width"].as_u64()
-        ),
-        (Some(12), Some(19))
-    );
+    assert_eq!((find("stem")["height"].as_u64(), find("stem")["width"].as_u64()), (Some(12), Some(19)));
     assert_eq!(find("head")["channels"], 576);
     // stem, 11 × (depthwise, project, block), 10 expansions, 9 squeeze-excites, head.
     assert_eq!(layers.len(), 1 + 33 + 10 + 9 + 1);
@@ -167,10 +123,7 @@ fn layers_lists_names_and_shapes_for_odd_sizes() {
 
 #[test]
 fn missing_image_is_a_one_line_error() {
-    assert_one_line_error(
-        &neural_style(&["classify", "/nonexistent/photo.jpg"]),
-        "/nonexistent/photo.jpg",
-    );
+    assert_one_line_error(&neural_style(&["classify", "/nonexistent/photo.jpg"]), "/nonexistent/photo.jpg");
 }
 
 #[test]
@@ -179,23 +132,14 @@ fn truncated_and_non_image_files_are_one_line_errors() {
     let jpg = std::fs::read(shared().join("images/grace_hopper.jpg")).unwrap();
     let truncated = dir.path().join("truncated.jpg");
     std::fs::write(&truncated, &jpg[..jpg.len() / 3]).unwrap();
-    assert_one_line_error(
-        &neural_style(&["classify", truncated.to_str().unwrap()]),
-        "truncated.jpg",
-    );
+    assert_one_line_error(&neural_style(&["classify", truncated.to_str().unwrap()]), "truncated.jpg");
     let png = std::fs::read(shared().join("images/cat.png")).unwrap();
     let truncated_png = dir.path().join("truncated.png");
     std::fs::write(&truncated_png, &png[..png.len() / 2]).unwrap();
-    assert_one_line_error(
-        &neural_style(&["classify", truncated_png.to_str().unwrap()]),
-        "truncated.png",
-    );
+    assert_one_line_error(&neural_style(&["classify", truncated_png.to_str().unwrap()]), "truncated.png");
     let text = dir.path().join("notes.png");
     std::fs::write(&text, "this is not an image").unwrap();
-    assert_one_line_error(
-        &neural_style(&["classify", text.to_str().unwrap()]),
-        "notes.png",
-    );
+    assert_one_line_error(&neural_style(&["classify", text.to_str().unwrap()]), "notes.png");
 }
 
 #[test]
@@ -205,28 +149,13 @@ fn truncated_or_foreign_weights_are_one_line_errors() {
     let real = std::fs::read(default_weights()).unwrap();
     let truncated = dir.path().join("truncated.tflite");
     std::fs::write(&truncated, &real[..real.len() / 2]).unwrap();
-    let out = neural_style(&[
-        "classify",
-        "--weights",
-        truncated.to_str().unwrap(),
-        img.to_str().unwrap(),
-    ]);
+    let out = neural_style(&["classify", "--weights", truncated.to_str().unwrap(), img.to_str().unwrap()]);
     assert_one_line_error(&out, "corrupt TFLite file");
     let text = dir.path().join("weights.bin");
     std::fs::write(&text, "definitely not weights").unwrap();
-    let out = neural_style(&[
-        "classify",
-        "--weights",
-        text.to_str().unwrap(),
-        img.to_str().unwrap(),
-    ]);
+    let out = neural_style(&["classify", "--weights", text.to_str().unwrap(), img.to_str().unwrap()]);
     assert_one_line_error(&out, "neither a TFLite model nor a safetensors file");
-    let missing = neural_style(&[
-        "classify",
-        "--weights",
-        "/nonexistent/w.tflite",
-        img.to_str().unwrap(),
-    ]);
+    let missing = neural_style(&["classify", "--weights", "/nonexistent/w.tflite", img.to_str().unwrap()]);
     assert_one_line_error(&missing, "/nonexistent/w.tflite");
 }
 
@@ -268,54 +197,20 @@ fn other_architecture_tflite() -> Vec<u8> {
     let mut b = flatbuffers::FlatBufferBuilder::new();
     let mut buffers = vec![fb::Buffer::create(&mut b, &fb::BufferArgs { data: None })];
     let mut tensors = Vec::new();
-    let input = add_tensor(
-        &mut b,
-        &mut buffers,
-        &mut tensors,
-        "input",
-        &[1, 224, 224, 3],
-        None,
-    );
+    let input = add_tensor(&mut b, &mut buffers, &mut tensors, "input", &[1, 224, 224, 3], None);
     let mut ops = Vec::new();
     let mut x = input;
     for i in 0..12 {
         let depthwise = i > 0;
         let (wname, wshape) = if depthwise {
-            (
-                format!("MobilenetV1/Conv2d_{i}_depthwise/weights"),
-                vec![1, 3, 3, 32],
-            )
+            (format!("MobilenetV1/Conv2d_{i}_depthwise/weights"), vec![1, 3, 3, 32])
         } else {
-            (
-                "MobilenetV1/Conv2d_0/weights".to_string(),
-                vec![32, 3, 3, 3],
-            )
+            ("MobilenetV1/Conv2d_0/weights".to_string(), vec![32, 3, 3, 3])
         };
         let n: i32 = wshape.iter().product();
-        let w = add_tensor(
-            &mut b,
-            &mut buffers,
-            &mut tensors,
-            &wname,
-            &wshape,
-            Some(vec![0.01; n as usize]),
-        );
-        let bias = add_tensor(
-            &mut b,
-            &mut buffers,
-            &mut tensors,
-            &format!("{wname}/bias"),
-            &[32],
-            Some(vec![0.0; 32]),
-        );
-        let y = add_tensor(
-            &mut b,
-            &mut buffers,
-            &mut tensors,
-            &format!("out{i}"),
-            &[1, 112, 112, 32],
-            None,
-        );
+        let w = add_tensor(&mut b, &mut buffers, &mut tensors, &wname, &wshape, Some(vec![0.01; n as usize]));
+        let bias = add_tensor(&mut b, &mut buffers, &mut tensors, &format!("{wname}/bias"), &[32], Some(vec![0.0; 32]));
+        let y = add_tensor(&mut b, &mut buffers, &mut tensors, &format!("out{i}"), &[1, 112, 112, 32], None);
         let inputs = b.create_vector(&[x, w, bias]);
         let outputs = b.create_vector(&[y]);
         let (options_type, options) = if depthwise {
@@ -330,10 +225,7 @@ fn other_architecture_tflite() -> Vec<u8> {
                     ..Default::default()
                 },
             );
-            (
-                fb::BuiltinOptions::DepthwiseConv2DOptions,
-                o.as_union_value(),
-            )
+            (fb::BuiltinOptions::DepthwiseConv2DOptions, o.as_union_value())
         } else {
             let o = fb::Conv2DOptions::create(
                 &mut b,
@@ -359,11 +251,7 @@ fn other_architecture_tflite() -> Vec<u8> {
         ));
         x = y;
     }
-    let codes = [
-        fb::BuiltinOperator::CONV_2D,
-        fb::BuiltinOperator::DEPTHWISE_CONV_2D,
-    ]
-    .map(|c| {
+    let codes = [fb::BuiltinOperator::CONV_2D, fb::BuiltinOperator::DEPTHWISE_CONV_2D].map(|c| {
         fb::OperatorCode::create(
             &mut b,
             &fb::OperatorCodeArgs {
@@ -418,16 +306,11 @@ fn weights_of_another_architecture_name_the_mismatched_tensor() {
 
     // The same for a torchvision-style file whose stem is 32 wide.
     let stem = vec![0u8; 32 * 27 * 4];
-    let view =
-        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![32, 3, 3, 3], &stem)
-            .unwrap();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![32, 3, 3, 3], &stem).unwrap();
     let st_path = dir.path().join("resnetish.safetensors");
     safetensors::serialize_to_file([("features.0.0.weight", view)], None, &st_path).unwrap();
     let out = neural_style(&["layers", "--weights", st_path.to_str().unwrap()]);
-    assert_one_line_error(
-        &out,
-        "tensor \"features.0.0.weight\" has shape [32, 3, 3, 3], expected [16, 3, 3, 3]",
-    );
+    assert_one_line_error(&out, "tensor \"features.0.0.weight\" has shape [32, 3, 3, 3], expected [16, 3, 3, 3]");
 }
 
 #[test]
@@ -458,11 +341,7 @@ fn png_header_only(width: u32, height: u32) -> Vec<u8> {
         for &byte in bytes {
             crc ^= byte as u32;
             for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
+                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
             }
         }
         !crc
@@ -490,14 +369,8 @@ fn image_larger_than_device_buffer_limits_is_a_one_line_error() {
     let huge = dir.path().join("huge.png");
     std::fs::write(&huge, png_header_only(60_000, 40_000)).unwrap();
     let out_path = dir.path().join("f.safetensors");
-    let out = neural_style(&[
-        "features",
-        huge.to_str().unwrap(),
-        "--layers",
-        "stem",
-        "--out",
-        out_path.to_str().unwrap(),
-    ]);
+    let out =
+        neural_style(&["features", huge.to_str().unwrap(), "--layers", "stem", "--out", out_path.to_str().unwrap()]);
     assert_one_line_error(&out, "image 60000x40000 is too large for this device");
     assert!(!out_path.exists());
 }
@@ -550,26 +423,18 @@ fn gpu_tests_fail_instead_of_skipping_when_a_gpu_is_required() {
         }
         cmd.output().unwrap()
     };
-    assert!(
-        run(false).status.success(),
-        "without the requirement the test skips"
-    );
+    assert!(run(false).status.success(), "without the requirement the test skips");
     let out = run(true);
-    assert!(
-        !out.status.success(),
-        "with NEURAL_STYLE_REQUIRE_GPU=1 the test must fail"
-    );
+    assert!(!out.status.success(), "with NEURAL_STYLE_REQUIRE_GPU=1 the test must fail");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("NEURAL_STYLE_REQUIRE_GPU=1 but no GPU")
-            || String::from_utf8_lossy(&out.stderr)
-                .contains("NEURAL_STYLE_REQUIRE_GPU=1 but no GPU")
+            || String::from_utf8_lossy(&out.stderr).contains("NEURAL_STYLE_REQUIRE_GPU=1 but no GPU")
     );
 }
 
 #[test]
 fn readme_shows_the_current_help_output() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let mut args = vec![vec!["--help"]];
     args.extend(["devices", "classify", "features", "layers"].map(|c| vec![c, "-h"]));
     for a in args {

@@ -7,8 +7,7 @@ use common::*;
 use neural_style::arch::{Activation, Padding};
 use neural_style::gpu::GpuContext;
 use neural_style::kernels::{
-    self, ConvParams, DepthwiseParams, Kernels, PointwiseParams, SeParams, activation_code,
-    pointwise_flags,
+    self, ConvParams, DepthwiseParams, Kernels, PointwiseParams, SeParams, activation_code, pointwise_flags,
 };
 use neural_style::model::{Conv, SqueezeExcite};
 use neural_style::reference::{self, Tensor};
@@ -29,11 +28,7 @@ fn random_conv(
     depthwise: bool,
     act: (Activation, f32),
 ) -> Conv {
-    let per_out = if depthwise {
-        kernel * kernel
-    } else {
-        cin * kernel * kernel
-    };
+    let per_out = if depthwise { kernel * kernel } else { cin * kernel * kernel };
     Conv {
         out_channels: out,
         in_channels: cin,
@@ -53,10 +48,7 @@ fn weights_buffer(ctx: &GpuContext, conv: &Conv) -> wgpu::Buffer {
 }
 
 fn check(name: &str, got: &[f32], want: &Tensor) {
-    let err = reference::relative_l2(
-        &got.iter().map(|&v| v as f64).collect::<Vec<_>>(),
-        &want.data,
-    );
+    let err = reference::relative_l2(&got.iter().map(|&v| v as f64).collect::<Vec<_>>(), &want.data);
     assert!(err <= 1e-4, "{name}: relative L2 error {err:e} > 1e-4");
 }
 
@@ -67,11 +59,7 @@ fn stem_convolution_matches_reference() {
     let dummy = ctx.zeroed_buffer("dummy", 1);
     let mut rng = Rng::new(1);
     let (h, w) = (23, 37);
-    let input = rng
-        .vec(3 * h * w, 1.0)
-        .iter()
-        .map(|v| v * 0.5 + 0.5)
-        .collect::<Vec<_>>();
+    let input = rng.vec(3 * h * w, 1.0).iter().map(|v| v * 0.5 + 0.5).collect::<Vec<_>>();
     let input_buf = ctx.storage_buffer("input", &input);
     let scale = [2.0, 1.5, 0.7];
     let shift = [-1.0, -0.2, 0.3];
@@ -79,13 +67,7 @@ fn stem_convolution_matches_reference() {
         for (kernel, stride) in [(3, 2), (3, 1), (5, 2)] {
             for act in ACTIVATIONS {
                 let conv = random_conv(&mut rng, 16, 3, kernel, stride, false, act);
-                let want = reference::conv2d(
-                    &Tensor::from_f32(3, h, w, &input),
-                    &conv,
-                    padding,
-                    scale,
-                    shift,
-                );
+                let want = reference::conv2d(&Tensor::from_f32(3, h, w, &input), &conv, padding, scale, shift);
                 let (oh, pad_y) = padding.geometry(h, kernel, stride);
                 let (ow, pad_x) = padding.geometry(w, kernel, stride);
                 let out = ctx.zeroed_buffer("out", 16 * oh * ow);
@@ -116,11 +98,7 @@ fn stem_convolution_matches_reference() {
                 );
                 kernels::run(&ctx, &[op]).unwrap();
                 let got = ctx.read_buffer(&out, 16 * oh * ow).unwrap();
-                check(
-                    &format!("conv {padding:?} k{kernel} s{stride} {act:?}"),
-                    &got,
-                    &want,
-                );
+                check(&format!("conv {padding:?} k{kernel} s{stride} {act:?}"), &got, &want);
             }
         }
     }
@@ -140,8 +118,7 @@ fn depthwise_convolution_matches_reference() {
             for stride in [1, 2] {
                 for act in ACTIVATIONS {
                     let conv = random_conv(&mut rng, c, c, kernel, stride, true, act);
-                    let want =
-                        reference::depthwise(&Tensor::from_f32(c, h, w, &input), &conv, padding);
+                    let want = reference::depthwise(&Tensor::from_f32(c, h, w, &input), &conv, padding);
                     let (oh, pad_y) = padding.geometry(h, kernel, stride);
                     let (ow, pad_x) = padding.geometry(w, kernel, stride);
                     let out = ctx.zeroed_buffer("out", c * oh * ow);
@@ -168,11 +145,7 @@ fn depthwise_convolution_matches_reference() {
                     );
                     kernels::run(&ctx, &[op]).unwrap();
                     let got = ctx.read_buffer(&out, c * oh * ow).unwrap();
-                    check(
-                        &format!("depthwise {padding:?} k{kernel} s{stride} {act:?}"),
-                        &got,
-                        &want,
-                    );
+                    check(&format!("depthwise {padding:?} k{kernel} s{stride} {act:?}"), &got, &want);
                 }
             }
         }
@@ -186,12 +159,7 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
     let dummy = ctx.zeroed_buffer("dummy", 1);
     let mut rng = Rng::new(3);
     // Channel counts that are not multiples of the 64×64 tile or the 16-deep k step.
-    for (cin, cout, h, w) in [
-        (37, 70, 23, 37),
-        (16, 16, 1, 1),
-        (96, 576, 3, 5),
-        (130, 9, 17, 19),
-    ] {
+    for (cin, cout, h, w) in [(37, 70, 23, 37), (16, 16, 1, 1), (96, 576, 3, 5), (130, 9, 17, 19)] {
         let input = rng.vec(cin * h * w, 1.0);
         let residual = rng.vec(cout * h * w, 1.0);
         let input_buf = ctx.storage_buffer("input", &input);
@@ -200,18 +168,10 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
             for with_residual in [false, true] {
                 let conv = random_conv(&mut rng, cout, cin, 1, 1, false, act);
                 let res_t = Tensor::from_f32(cout, h, w, &residual);
-                let want = reference::pointwise(
-                    &Tensor::from_f32(cin, h, w, &input),
-                    &conv,
-                    with_residual.then_some(&res_t),
-                );
+                let want =
+                    reference::pointwise(&Tensor::from_f32(cin, h, w, &input), &conv, with_residual.then_some(&res_t));
                 let out = ctx.zeroed_buffer("out", cout * h * w);
-                let flags = pointwise_flags::BIAS
-                    | if with_residual {
-                        pointwise_flags::ADD_RESIDUAL
-                    } else {
-                        0
-                    };
+                let flags = pointwise_flags::BIAS | if with_residual { pointwise_flags::ADD_RESIDUAL } else { 0 };
                 let params = PointwiseParams {
                     m: cout as u32,
                     k: cin as u32,
@@ -225,16 +185,10 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
                 let wb = weights_buffer(&ctx, &conv);
                 let groups = [(h * w).div_ceil(64) as u32, cout.div_ceil(64) as u32, 1];
                 let aux = if with_residual { &residual_buf } else { &dummy };
-                let op = k
-                    .pointwise
-                    .bind(&ctx, &params, &[&input_buf, &wb, &out, aux], groups);
+                let op = k.pointwise.bind(&ctx, &params, &[&input_buf, &wb, &out, aux], groups);
                 kernels::run(&ctx, &[op]).unwrap();
                 let got = ctx.read_buffer(&out, cout * h * w).unwrap();
-                check(
-                    &format!("pointwise {cin}->{cout} {h}x{w} {act:?} residual={with_residual}"),
-                    &got,
-                    &want,
-                );
+                check(&format!("pointwise {cin}->{cout} {h}x{w} {act:?} residual={with_residual}"), &got, &want);
             }
         }
     }
@@ -254,15 +208,7 @@ fn squeeze_excite_mean_gate_and_scale_match_reference() {
         let x = Tensor::from_f32(c, h, w, &input);
         let se = SqueezeExcite {
             reduce: random_conv(&mut rng, s, c, 1, 1, false, (Activation::Relu, 3.0)),
-            expand: random_conv(
-                &mut rng,
-                c,
-                s,
-                1,
-                1,
-                false,
-                (Activation::None, f32::INFINITY),
-            ),
+            expand: random_conv(&mut rng, c, s, 1, 1, false, (Activation::None, f32::INFINITY)),
             gate_add: gate.0,
             gate_max: gate.1,
             gate_mul: gate.2,
@@ -291,10 +237,8 @@ fn squeeze_excite_mean_gate_and_scale_match_reference() {
             gate_mul: gate.2,
         };
         let ops = [
-            k.channel_mean
-                .bind(&ctx, &params, &[&input_buf, &means], [c as u32, 1, 1]),
-            k.se_gate
-                .bind(&ctx, &params, &[&means, &weights, &gates], [1, 1, 1]),
+            k.channel_mean.bind(&ctx, &params, &[&input_buf, &means], [c as u32, 1, 1]),
+            k.se_gate.bind(&ctx, &params, &[&means, &weights, &gates], [1, 1, 1]),
             k.channel_scale.bind(
                 &ctx,
                 &params,
@@ -306,26 +250,8 @@ fn squeeze_excite_mean_gate_and_scale_match_reference() {
         let means_got = ctx.read_buffer(&means, c).unwrap();
         let gates_got = ctx.read_buffer(&gates, c).unwrap();
         let got = ctx.read_buffer(&out, c * h * w).unwrap();
-        check(
-            &format!("channel mean c{c}"),
-            &means_got,
-            &Tensor {
-                c,
-                h: 1,
-                w: 1,
-                data: means_want,
-            },
-        );
-        check(
-            &format!("se gate c{c} s{s}"),
-            &gates_got,
-            &Tensor {
-                c,
-                h: 1,
-                w: 1,
-                data: gates_want,
-            },
-        );
+        check(&format!("channel mean c{c}"), &means_got, &Tensor { c, h: 1, w: 1, data: means_want });
+        check(&format!("se gate c{c} s{s}"), &gates_got, &Tensor { c, h: 1, w: 1, data: gates_want });
         check(&format!("channel scale c{c}"), &got, &want);
     }
 }

@@ -11,11 +11,7 @@ use neural_style::weights;
 
 /// Runs the GPU forward pass on the fixture's input and compares stem, every block, head and
 /// (when present) the logits; the CPU reference is checked against the same fixture.
-fn compare_with_fixture(
-    weights_path: &std::path::Path,
-    fixture_name: &str,
-    request: DeviceRequest,
-) {
+fn compare_with_fixture(weights_path: &std::path::Path, fixture_name: &str, request: DeviceRequest) {
     let Some(ctx) = gpu_with(request) else { return };
     let fx = read_fixture(fixture_name);
     let (shape, input) = &fx["input"];
@@ -23,42 +19,20 @@ fn compare_with_fixture(
     let net = weights::load(weights_path).unwrap_or_else(|e| panic!("{e:#}"));
     let cpu = reference::forward(&net, &Tensor::from_f32(3, h, w, input));
     let fnet = FeatureNet::new(&ctx, net);
-    let plan = ForwardPlan::new(
-        &ctx,
-        &fnet,
-        w,
-        h,
-        &PlanOptions {
-            classify: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let plan = ForwardPlan::new(&ctx, &fnet, w, h, &PlanOptions { classify: true, ..Default::default() }).unwrap();
     plan.run(&ctx, input).unwrap();
     let mut compared = 0;
     for (name, cpu_out) in &cpu {
         let Some((_, want)) = fx.get(name) else {
             continue;
         };
-        let got = if name == "logits" {
-            plan.read_logits(&ctx).unwrap()
-        } else {
-            plan.read_layer(&ctx, name).unwrap()
-        };
+        let got = if name == "logits" { plan.read_logits(&ctx).unwrap() } else { plan.read_layer(&ctx, name).unwrap() };
         let gpu_err = rel_l2(&got, want);
         let cpu_f32: Vec<f32> = cpu_out.data.iter().map(|&v| v as f32).collect();
         let cpu_err = rel_l2(&cpu_f32, want);
-        eprintln!(
-            "{fixture_name} {name}: GPU rel L2 {gpu_err:.2e}, CPU reference rel L2 {cpu_err:.2e}"
-        );
-        assert!(
-            gpu_err <= 1e-4,
-            "{fixture_name} {name}: GPU relative L2 error {gpu_err:e} > 1e-4"
-        );
-        assert!(
-            cpu_err <= 1e-5,
-            "{fixture_name} {name}: CPU reference relative L2 error {cpu_err:e} > 1e-5"
-        );
+        eprintln!("{fixture_name} {name}: GPU rel L2 {gpu_err:.2e}, CPU reference rel L2 {cpu_err:.2e}");
+        assert!(gpu_err <= 1e-4, "{fixture_name} {name}: GPU relative L2 error {gpu_err:e} > 1e-4");
+        assert!(cpu_err <= 1e-5, "{fixture_name} {name}: CPU reference relative L2 error {cpu_err:e} > 1e-5");
         compared += 1;
     }
     assert!(compared >= 14, "only {compared} layers compared");
@@ -66,47 +40,30 @@ fn compare_with_fixture(
 
 #[test]
 fn int8_model_matches_python_reference_at_37x23() {
-    compare_with_fixture(
-        &default_weights(),
-        "tflite_int8_37x23.safetensors",
-        DeviceRequest::default(),
-    );
+    compare_with_fixture(&default_weights(), "tflite_int8_37x23.safetensors", DeviceRequest::default());
 }
 
 #[test]
 fn int8_model_matches_python_reference_at_64x48() {
-    compare_with_fixture(
-        &default_weights(),
-        "tflite_int8_64x48.safetensors",
-        DeviceRequest::default(),
-    );
+    compare_with_fixture(&default_weights(), "tflite_int8_64x48.safetensors", DeviceRequest::default());
 }
 
 #[test]
 fn uint8_model_with_implicit_relu_clamps_matches_python_reference() {
-    compare_with_fixture(
-        &uint8_weights(),
-        "tflite_uint8_37x23.safetensors",
-        DeviceRequest::default(),
-    );
+    compare_with_fixture(&uint8_weights(), "tflite_uint8_37x23.safetensors", DeviceRequest::default());
 }
 
 #[test]
 fn full_forward_pass_runs_under_downlevel_default_limits() {
-    let request = DeviceRequest {
-        strict_downlevel_limits: true,
-        ..Default::default()
-    };
+    let request = DeviceRequest { strict_downlevel_limits: true, ..Default::default() };
     compare_with_fixture(&default_weights(), "tflite_int8_37x23.safetensors", request);
 }
 
 /// Writes the synthetic torchvision state dict that `tools/reference.py torchvision` uses: tensor
 /// names and shapes from the fixture's JSON list, values from the shared integer formula.
 fn synthetic_torchvision_weights(arch: &str) -> tempfile::TempPath {
-    let list: Vec<(String, Vec<usize>)> = serde_json::from_slice(
-        &std::fs::read(fixture(&format!("torchvision_{arch}_tensors.json"))).unwrap(),
-    )
-    .unwrap();
+    let list: Vec<(String, Vec<usize>)> =
+        serde_json::from_slice(&std::fs::read(fixture(&format!("torchvision_{arch}_tensors.json"))).unwrap()).unwrap();
     let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (t, (name, shape)) in list.iter().enumerate() {
         let n: usize = shape.iter().product();
@@ -125,20 +82,12 @@ fn synthetic_torchvision_weights(arch: &str) -> tempfile::TempPath {
                 v as f32
             })
             .collect();
-        data.push((
-            name.clone(),
-            shape.clone(),
-            bytemuck::cast_slice(&values).to_vec(),
-        ));
+        data.push((name.clone(), shape.clone(), bytemuck::cast_slice(&values).to_vec()));
     }
     let views: Vec<(String, safetensors::tensor::TensorView)> = data
         .iter()
         .map(|(n, s, b)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                    .unwrap(),
-            )
+            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
         })
         .collect();
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -149,19 +98,11 @@ fn synthetic_torchvision_weights(arch: &str) -> tempfile::TempPath {
 #[test]
 fn torchvision_small_safetensors_match_python_reference() {
     let path = synthetic_torchvision_weights("small");
-    compare_with_fixture(
-        &path,
-        "torchvision_small_41x29.safetensors",
-        DeviceRequest::default(),
-    );
+    compare_with_fixture(&path, "torchvision_small_41x29.safetensors", DeviceRequest::default());
 }
 
 #[test]
 fn torchvision_large_safetensors_match_python_reference() {
     let path = synthetic_torchvision_weights("large");
-    compare_with_fixture(
-        &path,
-        "torchvision_large_41x29.safetensors",
-        DeviceRequest::default(),
-    );
+    compare_with_fixture(&path, "torchvision_large_41x29.safetensors", DeviceRequest::default());
 }

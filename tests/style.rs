@@ -19,8 +19,7 @@ struct Fixture {
 fn fixture_chain() -> Fixture {
     let bytes = std::fs::read(fixture("style_chain.safetensors")).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let settings: serde_json::Value =
-        serde_json::from_str(&meta.metadata().as_ref().unwrap()["settings"]).unwrap();
+    let settings: serde_json::Value = serde_json::from_str(&meta.metadata().as_ref().unwrap()["settings"]).unwrap();
     let spec = LossSpec {
         content_layers: settings["content_layers"]
             .as_array()
@@ -32,31 +31,19 @@ fn fixture_chain() -> Fixture {
             .as_array()
             .unwrap()
             .iter()
-            .map(|v| {
-                (
-                    v[0].as_str().unwrap().to_string(),
-                    v[1].as_f64().unwrap() as f32,
-                )
-            })
+            .map(|v| (v[0].as_str().unwrap().to_string(), v[1].as_f64().unwrap() as f32))
             .collect(),
         content_weight: settings["content_weight"].as_f64().unwrap() as f32,
         style_weight: settings["style_weight"].as_f64().unwrap() as f32,
         tv_weight: settings["tv_weight"].as_f64().unwrap() as f32,
     };
-    Fixture {
-        tensors: read_fixture("style_chain.safetensors"),
-        spec,
-    }
+    Fixture { tensors: read_fixture("style_chain.safetensors"), spec }
 }
 
 impl Fixture {
     fn image(&self, name: &str) -> PlanarImage {
         let (shape, data) = &self.tensors[name];
-        PlanarImage {
-            width: shape[2],
-            height: shape[1],
-            data: data.clone(),
-        }
+        PlanarImage { width: shape[2], height: shape[1], data: data.clone() }
     }
     fn values(&self, name: &str) -> &[f32] {
         &self.tensors[name].1
@@ -73,8 +60,7 @@ fn gpu_objective_matches_pytorch_losses_gradient_and_targets() {
     let fx = fixture_chain();
     let fnet = FeatureNet::new(&ctx, weights::load(&default_weights()).unwrap());
     let content = fx.image("content");
-    let targets =
-        Targets::compute(&ctx, &fnet, &fx.spec, &content, &[(fx.image("style"), 1.0)]).unwrap();
+    let targets = Targets::compute(&ctx, &fnet, &fx.spec, &content, &[(fx.image("style"), 1.0)]).unwrap();
     let values = targets.read(&ctx).unwrap();
     let (content_t, style_t) = (values.content, values.style);
     for (name, got) in fx.spec.content_layers.iter().zip(&content_t) {
@@ -87,34 +73,21 @@ fn gpu_objective_matches_pytorch_losses_gradient_and_targets() {
     }
     let init = fx.image("init");
     let x = ctx.storage_buffer("image", &init.data);
-    let objective =
-        Objective::new(&ctx, &fnet, &fx.spec, targets, &x, init.width, init.height).unwrap();
+    let objective = Objective::new(&ctx, &fnet, &fx.spec, targets, &x, init.width, init.height).unwrap();
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
     objective.record(&mut encoder);
     ctx.queue.submit([encoder.finish()]);
     let losses = ctx.read_buffer(objective.losses(), 4).unwrap();
-    let grad = ctx
-        .read_buffer(objective.image_grad(), init.data.len())
-        .unwrap();
-    for (i, name) in ["loss_content", "loss_style", "loss_tv", "loss_total"]
-        .iter()
-        .enumerate()
-    {
+    let grad = ctx.read_buffer(objective.image_grad(), init.data.len()).unwrap();
+    for (i, name) in ["loss_content", "loss_style", "loss_tv", "loss_total"].iter().enumerate() {
         let want = fx.values(name)[0] as f64;
         let err = rel(losses[i] as f64, want);
         eprintln!("{name}: GPU {} PyTorch {want} rel {err:.2e}", losses[i]);
-        assert!(
-            err <= 1e-4,
-            "{name}: GPU {} vs PyTorch {want}: relative error {err:e} > 1e-4",
-            losses[i]
-        );
+        assert!(err <= 1e-4, "{name}: GPU {} vs PyTorch {want}: relative error {err:e} > 1e-4", losses[i]);
     }
     let err = rel_l2(&grad, fx.values("grad"));
     eprintln!("image gradient rel L2 {err:.2e}");
-    assert!(
-        err <= 1e-3,
-        "image gradient: relative L2 error {err:e} > 1e-3"
-    );
+    assert!(err <= 1e-3, "image gradient: relative L2 error {err:e} > 1e-3");
 }
 
 #[test]
@@ -137,14 +110,7 @@ fn cpu_reference_objective_matches_pytorch() {
             .style_layers
             .iter()
             .map(|(n, w)| {
-                (
-                    n.clone(),
-                    *w as f64,
-                    fx.values(&format!("gram_target.{n}"))
-                        .iter()
-                        .map(|&v| v as f64)
-                        .collect(),
-                )
+                (n.clone(), *w as f64, fx.values(&format!("gram_target.{n}")).iter().map(|&v| v as f64).collect())
             })
             .collect(),
         content_weight: fx.spec.content_weight as f64,
@@ -159,18 +125,11 @@ fn cpu_reference_objective_matches_pytorch() {
         (losses.total, "loss_total"),
     ] {
         let err = rel(got, fx.values(name)[0] as f64);
-        assert!(
-            err <= 1e-5,
-            "{name}: CPU reference {got} vs PyTorch {}: {err:e}",
-            fx.values(name)[0]
-        );
+        assert!(err <= 1e-5, "{name}: CPU reference {got} vs PyTorch {}: {err:e}", fx.values(name)[0]);
     }
     let want: Vec<f64> = fx.values("grad").iter().map(|&v| v as f64).collect();
     let err = reference::relative_l2(&grad.data, &want);
-    assert!(
-        err <= 1e-5,
-        "CPU reference gradient: relative L2 error {err:e}"
-    );
+    assert!(err <= 1e-5, "CPU reference gradient: relative L2 error {err:e}");
 }
 
 #[test]
@@ -178,26 +137,11 @@ fn adam_reproduces_pytorch_loss_trajectory() {
     let Some(ctx) = gpu() else { return };
     let fx = fixture_chain();
     let fnet = FeatureNet::new(&ctx, weights::load(&default_weights()).unwrap());
-    let targets = Targets::compute(
-        &ctx,
-        &fnet,
-        &fx.spec,
-        &fx.image("content"),
-        &[(fx.image("style"), 1.0)],
-    )
-    .unwrap();
+    let targets = Targets::compute(&ctx, &fnet, &fx.spec, &fx.image("content"), &[(fx.image("style"), 1.0)]).unwrap();
     let init = fx.image("init");
     let x = ctx.storage_buffer("image", &init.data);
-    let objective =
-        Objective::new(&ctx, &fnet, &fx.spec, targets, &x, init.width, init.height).unwrap();
-    let mut adam = Adam::new(
-        &ctx,
-        &fnet.kernels,
-        &x,
-        objective.image_grad(),
-        init.data.len(),
-        0.02,
-    );
+    let objective = Objective::new(&ctx, &fnet, &fx.spec, targets, &x, init.width, init.height).unwrap();
+    let mut adam = Adam::new(&ctx, &fnet.kernels, &x, objective.image_grad(), init.data.len(), 0.02);
     let want = fx.values("adam_losses");
     for (k, &want_k) in want.iter().enumerate() {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
@@ -206,10 +150,7 @@ fn adam_reproduces_pytorch_loss_trajectory() {
         let got = ctx.read_buffer(objective.losses(), 4).unwrap()[3];
         let err = rel(got as f64, want_k as f64);
         eprintln!("adam k={k}: GPU {got} PyTorch {want_k} rel {err:.2e}");
-        assert!(
-            err <= 1e-3,
-            "Adam iteration {k}: GPU loss {got} vs PyTorch {want_k}: relative error {err:e} > 1e-3"
-        );
+        assert!(err <= 1e-3, "Adam iteration {k}: GPU loss {got} vs PyTorch {want_k}: relative error {err:e} > 1e-3");
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         neural_style::kernels::record(&mut encoder, std::slice::from_ref(adam.next_step(&ctx)));
         ctx.queue.submit([encoder.finish()]);
@@ -221,19 +162,11 @@ fn lbfgs_reproduces_pytorch_loss_trajectory() {
     let Some(ctx) = gpu() else { return };
     let fx = fixture_chain();
     let fnet = FeatureNet::new(&ctx, weights::load(&default_weights()).unwrap());
-    let targets = Targets::compute(
-        &ctx,
-        &fnet,
-        &fx.spec,
-        &fx.image("content"),
-        &[(fx.image("style"), 1.0)],
-    )
-    .unwrap();
+    let targets = Targets::compute(&ctx, &fnet, &fx.spec, &fx.image("content"), &[(fx.image("style"), 1.0)]).unwrap();
     let init = fx.image("init");
     let n = init.data.len();
     let x = ctx.storage_buffer("image", &init.data);
-    let objective =
-        Objective::new(&ctx, &fnet, &fx.spec, targets, &x, init.width, init.height).unwrap();
+    let objective = Objective::new(&ctx, &fnet, &fx.spec, targets, &x, init.width, init.height).unwrap();
     let lbfgs = Lbfgs::new(&ctx, &fnet.kernels, &x, objective.image_grad(), n, 10, 1.0);
     let want = fx.values("lbfgs_losses");
     for (k, &want_k) in want.iter().enumerate() {
@@ -247,10 +180,7 @@ fn lbfgs_reproduces_pytorch_loss_trajectory() {
         let got = ctx.read_buffer(objective.losses(), 4).unwrap()[3];
         let err = rel(got as f64, want_k as f64);
         eprintln!("lbfgs k={k}: GPU {got} PyTorch {want_k} rel {err:.2e}");
-        assert!(
-            err <= 1e-3,
-            "L-BFGS iteration {k}: GPU loss {got} vs PyTorch {want_k}: relative error {err:e} > 1e-3"
-        );
+        assert!(err <= 1e-3, "L-BFGS iteration {k}: GPU loss {got} vs PyTorch {want_k}: relative error {err:e} > 1e-3");
     }
     let final_image = ctx.read_buffer(&x, n).unwrap();
     let err = rel_l2(&final_image, fx.values("lbfgs_final"));

@@ -13,99 +13,39 @@ impl ForwardPlan {
     /// The backward dispatches: from the layer gradients (filled by the losses) to the image
     /// gradient. Only for plans made with `train`.
     pub fn backward_ops(&self, ctx: &GpuContext, k: &Kernels) -> Result<Vec<BoundOp>> {
-        let Some(image_grad) = &self.image_grad else {
-            bail!("the plan was not made for training")
-        };
+        let Some(image_grad) = &self.image_grad else { bail!("the plan was not made for training") };
         let grad = |layer: usize| &self.grads[self.layers[layer].storage];
         let value = |layer: usize| &self.buffers[self.layers[layer].storage];
         let dummy = ctx.zeroed_buffer("dummy", 1);
         let mut ops = Vec::new();
         for node in self.nodes.iter().rev() {
             match node {
-                Node::Stem {
-                    weights,
-                    params,
-                    preact,
-                    out,
-                } => {
+                Node::Stem { weights, params, preact, out } => {
                     let wg = [groups(self.width * self.height, WORKGROUP), 3, 1];
                     let preact = preact.as_ref().unwrap_or(&dummy);
-                    ops.push(k.conv_backward.bind(
-                        ctx,
-                        params,
-                        &[grad(*out), weights, preact, image_grad],
-                        wg,
-                    ));
+                    ops.push(k.conv_backward.bind(ctx, params, &[grad(*out), weights, preact, image_grad], wg));
                 }
-                Node::Pointwise {
-                    weights,
-                    params,
-                    preact,
-                    input,
-                    out,
-                } => {
+                Node::Pointwise { weights, params, preact, input, out } => {
                     // dX (in_c × pixels) += Wᵀ · (dY ⊙ act'(Z)).
                     let mut flags = pointwise_flags::TRANSPOSE_A | pointwise_flags::ACCUMULATE;
                     if preact.is_some() {
                         flags |= pointwise_flags::GRAD_ACT_B;
                     }
-                    let p = PointwiseParams {
-                        m: params.k,
-                        k: params.m,
-                        n: params.n,
-                        flags,
-                        alpha: 1.0,
-                        ..*params
-                    };
-                    let wg = [
-                        groups(p.n as usize, POINTWISE_TILE),
-                        groups(p.m as usize, POINTWISE_TILE),
-                        1,
-                    ];
+                    let p = PointwiseParams { m: params.k, k: params.m, n: params.n, flags, alpha: 1.0, ..*params };
+                    let wg = [groups(p.n as usize, POINTWISE_TILE), groups(p.m as usize, POINTWISE_TILE), 1];
                     let aux = preact.as_ref().unwrap_or(&dummy);
-                    ops.push(k.pointwise.bind(
-                        ctx,
-                        &p,
-                        &[grad(*out), weights, grad(*input), aux],
-                        wg,
-                    ));
+                    ops.push(k.pointwise.bind(ctx, &p, &[grad(*out), weights, grad(*input), aux], wg));
                 }
-                Node::Depthwise {
-                    weights,
-                    params,
-                    preact,
-                    input,
-                    out,
-                } => {
-                    let wg = [
-                        groups((params.in_h * params.in_w) as usize, WORKGROUP),
-                        params.channels,
-                        1,
-                    ];
+                Node::Depthwise { weights, params, preact, input, out } => {
+                    let wg = [groups((params.in_h * params.in_w) as usize, WORKGROUP), params.channels, 1];
                     let preact = preact.as_ref().unwrap_or(&dummy);
-                    ops.push(k.depthwise_backward.bind(
-                        ctx,
-                        params,
-                        &[grad(*out), weights, preact, grad(*input)],
-                        wg,
-                    ));
+                    ops.push(k.depthwise_backward.bind(ctx, params, &[grad(*out), weights, preact, grad(*input)], wg));
                 }
-                Node::SqueezeExcite {
-                    weights,
-                    params,
-                    means,
-                    gates,
-                    input,
-                    out,
-                } => {
+                Node::SqueezeExcite { weights, params, means, gates, input, out } => {
                     let channels = params.channels as usize;
                     let grad_gates = ctx.zeroed_buffer("se.grad_gates", channels);
                     let grad_means = ctx.zeroed_buffer("se.grad_means", channels);
-                    let wg = [
-                        groups(params.pixels as usize, WORKGROUP),
-                        params.channels,
-                        1,
-                    ];
+                    let wg = [groups(params.pixels as usize, WORKGROUP), params.channels, 1];
                     ops.push(k.channel_dot.bind(
                         ctx,
                         params,
@@ -128,22 +68,9 @@ impl ForwardPlan {
                 Node::Residual { project, skip, out } => {
                     let info = &self.layers[*out].info;
                     let n = info.channels * info.height * info.width;
-                    let p = PointwiseParams {
-                        n: n as u32,
-                        ..Default::default()
-                    };
-                    ops.push(k.residual_backward.bind(
-                        ctx,
-                        &p,
-                        &[grad(*out), grad(*project)],
-                        flat_dispatch(n),
-                    ));
-                    ops.push(k.residual_backward.bind(
-                        ctx,
-                        &p,
-                        &[grad(*out), grad(*skip)],
-                        flat_dispatch(n),
-                    ));
+                    let p = PointwiseParams { n: n as u32, ..Default::default() };
+                    ops.push(k.residual_backward.bind(ctx, &p, &[grad(*out), grad(*project)], flat_dispatch(n)));
+                    ops.push(k.residual_backward.bind(ctx, &p, &[grad(*out), grad(*skip)], flat_dispatch(n)));
                 }
             }
         }

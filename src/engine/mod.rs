@@ -11,8 +11,8 @@ use anyhow::{Result, bail};
 use crate::arch::{self, LayerInfo};
 use crate::gpu::GpuContext;
 use crate::kernels::{
-    self, BoundOp, ConvParams, DepthwiseParams, Kernels, POINTWISE_TILE, PointwiseParams, SeParams,
-    WORKGROUP, activation_code, pointwise_flags,
+    self, BoundOp, ConvParams, DepthwiseParams, Kernels, POINTWISE_TILE, PointwiseParams, SeParams, WORKGROUP,
+    activation_code, pointwise_flags,
 };
 use crate::model::{Conv, Network, SqueezeExcite};
 
@@ -59,15 +59,9 @@ impl FeatureNet {
             .iter()
             .enumerate()
             .map(|(i, b)| BlockWeights {
-                expand: b
-                    .expand
-                    .as_ref()
-                    .map(|c| conv_buffer(ctx, &format!("block{i}.expand"), c)),
+                expand: b.expand.as_ref().map(|c| conv_buffer(ctx, &format!("block{i}.expand"), c)),
                 depthwise: conv_buffer(ctx, &format!("block{i}.depthwise"), &b.depthwise),
-                se: b
-                    .se
-                    .as_ref()
-                    .map(|s| se_buffer(ctx, &format!("block{i}.se"), s)),
+                se: b.se.as_ref().map(|s| se_buffer(ctx, &format!("block{i}.se"), s)),
                 project: conv_buffer(ctx, &format!("block{i}.project"), &b.project),
             })
             .collect();
@@ -76,10 +70,7 @@ impl FeatureNet {
             stem: conv_buffer(ctx, "stem", &net.stem),
             head: conv_buffer(ctx, "head", &net.head),
             classifier: net.classifier.as_ref().map(|c| {
-                (
-                    conv_buffer(ctx, "classifier.hidden", &c.hidden),
-                    conv_buffer(ctx, "classifier.logits", &c.logits),
-                )
+                (conv_buffer(ctx, "classifier.hidden", &c.hidden), conv_buffer(ctx, "classifier.logits", &c.logits))
             }),
             blocks,
             net,
@@ -163,18 +154,9 @@ pub struct ForwardPlan {
 }
 
 /// Checks a buffer of `floats` values fits the device, naming the layer when it does not.
-fn check_fits(
-    ctx: &GpuContext,
-    what: &str,
-    floats: usize,
-    width: usize,
-    height: usize,
-) -> Result<()> {
+fn check_fits(ctx: &GpuContext, what: &str, floats: usize, width: usize, height: usize) -> Result<()> {
     let bytes = floats as u64 * 4;
-    let limit = ctx
-        .limits
-        .max_storage_buffer_binding_size
-        .min(ctx.limits.max_buffer_size);
+    let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
     if bytes > limit {
         bail!(
             "image {width}x{height} is too large for this device: {what} needs a {} MiB buffer, the limit is {} MiB \
@@ -229,13 +211,7 @@ impl ForwardPlan {
         }
         let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
         for info in &all {
-            check_fits(
-                ctx,
-                &format!("layer {}", info.name),
-                info.channels * info.height * info.width,
-                width,
-                height,
-            )?;
+            check_fits(ctx, &format!("layer {}", info.name), info.channels * info.height * info.width, width, height)?;
             let pixel_groups = groups(info.height * info.width, WORKGROUP);
             if pixel_groups > max_groups {
                 bail!(
@@ -271,41 +247,21 @@ impl ForwardPlan {
             if let (Some(conv), Some(w)) = (&block.expand, &weights.expand) {
                 current = b.pointwise(conv, w, current, &format!("block{i}.expand"), None);
             }
-            current = b.depthwise(
-                &fnet.net,
-                &block.depthwise,
-                &weights.depthwise,
-                current,
-                &format!("block{i}.depthwise"),
-            );
+            current =
+                b.depthwise(&fnet.net, &block.depthwise, &weights.depthwise, current, &format!("block{i}.depthwise"));
             if let (Some(se), Some(w)) = (&block.se, &weights.se) {
                 current = b.squeeze_excite(se, w, current, &format!("block{i}.se"));
             }
-            let project = b.pointwise(
-                &block.project,
-                &weights.project,
-                current,
-                &format!("block{i}.project"),
-                None,
-            );
+            let project = b.pointwise(&block.project, &weights.project, current, &format!("block{i}.project"), None);
             current = if block.residual {
                 // The residual add is fused into a second product that writes `blockN`; the plain
                 // projection above keeps `blockN.project` available as a feature.
-                let out = b.pointwise(
-                    &block.project,
-                    &weights.project,
-                    current,
-                    &format!("block{i}"),
-                    Some(block_input),
-                );
+                let out =
+                    b.pointwise(&block.project, &weights.project, current, &format!("block{i}"), Some(block_input));
                 if b.train {
                     // For the backward pass, `blockN` = `blockN.project` + block input.
                     b.nodes.pop();
-                    b.nodes.push(Node::Residual {
-                        project,
-                        skip: block_input,
-                        out,
-                    });
+                    b.nodes.push(Node::Residual { project, skip: block_input, out });
                 }
                 out
             } else {
@@ -316,19 +272,14 @@ impl ForwardPlan {
             current = b.pointwise(&fnet.net.head, &fnet.head, current, "head", None);
         }
         let logits = match (&fnet.net.classifier, &fnet.classifier, options.classify) {
-            (Some(cls), Some((hidden_w, logits_w)), true)
-                if b.layers[current].info.name == "head" =>
-            {
+            (Some(cls), Some((hidden_w, logits_w)), true) if b.layers[current].info.name == "head" => {
                 Some(b.classifier(cls, hidden_w, logits_w, current))
             }
             (_, _, true) => bail!("these weights have no classifier"),
             _ => None,
         };
         let grads = if options.train {
-            b.buffers
-                .iter()
-                .map(|buf| ctx.zeroed_buffer("grad", (buf.size() / 4) as usize))
-                .collect()
+            b.buffers.iter().map(|buf| ctx.zeroed_buffer("grad", (buf.size() / 4) as usize)).collect()
         } else {
             Vec::new()
         };
@@ -339,9 +290,7 @@ impl ForwardPlan {
             layers: b.layers,
             buffers: b.buffers,
             grads,
-            image_grad: options
-                .train
-                .then(|| ctx.zeroed_buffer("image grad", 3 * width * height)),
+            image_grad: options.train.then(|| ctx.zeroed_buffer("image grad", 3 * width * height)),
             nodes: b.nodes,
             logits,
             ops: b.ops,
@@ -357,14 +306,9 @@ impl ForwardPlan {
     /// Writes an RGB image (planar, values in [0, 1]) into the plan's input buffer.
     pub fn upload(&self, ctx: &GpuContext, image_chw: &[f32]) -> Result<()> {
         if image_chw.len() != 3 * self.width * self.height {
-            bail!(
-                "image has {} values, the plan expects {}",
-                image_chw.len(),
-                3 * self.width * self.height
-            );
+            bail!("image has {} values, the plan expects {}", image_chw.len(), 3 * self.width * self.height);
         }
-        ctx.queue
-            .write_buffer(&self.input, 0, bytemuck::cast_slice(image_chw));
+        ctx.queue.write_buffer(&self.input, 0, bytemuck::cast_slice(image_chw));
         Ok(())
     }
 
@@ -423,9 +367,7 @@ impl ForwardPlan {
 
     /// Reads the classifier's logits back.
     pub fn read_logits(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
-        let Some((buffer, n)) = &self.logits else {
-            bail!("the plan has no classifier")
-        };
+        let Some((buffer, n)) = &self.logits else { bail!("the plan has no classifier") };
         ctx.read_buffer(buffer, *n)
     }
 
@@ -454,26 +396,13 @@ struct Builder<'a> {
 impl Builder<'_> {
     /// Allocates the buffer of the named layer and returns its index.
     fn layer(&mut self, name: &str) -> usize {
-        let info = self
-            .all
-            .iter()
-            .find(|l| l.name == name)
-            .expect("layer in the architecture table")
-            .clone();
-        self.buffers.push(
-            self.ctx
-                .zeroed_buffer(name, info.channels * info.height * info.width),
-        );
+        let info = self.all.iter().find(|l| l.name == name).expect("layer in the architecture table").clone();
+        self.buffers.push(self.ctx.zeroed_buffer(name, info.channels * info.height * info.width));
         self.push_layer(info, self.buffers.len() - 1)
     }
 
     fn alias(&mut self, name: &str, of: usize) -> usize {
-        let info = self
-            .all
-            .iter()
-            .find(|l| l.name == name)
-            .expect("layer in the architecture table")
-            .clone();
+        let info = self.all.iter().find(|l| l.name == name).expect("layer in the architecture table").clone();
         self.push_layer(info, self.layers[of].storage)
     }
 
@@ -495,8 +424,7 @@ impl Builder<'_> {
 
     /// A pre-activation buffer when training a layer with an activation.
     fn preact(&self, conv: &Conv, floats: usize) -> Option<wgpu::Buffer> {
-        (self.train && conv.activation != arch::Activation::None)
-            .then(|| self.ctx.zeroed_buffer("preact", floats))
+        (self.train && conv.activation != arch::Activation::None).then(|| self.ctx.zeroed_buffer("preact", floats))
     }
 
     fn stem(&mut self, fnet: &FeatureNet, width: usize, height: usize) {
@@ -522,38 +450,19 @@ impl Builder<'_> {
             cap: s.cap,
             store_preact: preact.is_some() as u32,
             _pad: [0; 3],
-            scale: [
-                net.input_scale[0],
-                net.input_scale[1],
-                net.input_scale[2],
-                0.0,
-            ],
-            shift: [
-                net.input_shift[0],
-                net.input_shift[1],
-                net.input_shift[2],
-                0.0,
-            ],
+            scale: [net.input_scale[0], net.input_scale[1], net.input_scale[2], 0.0],
+            shift: [net.input_shift[0], net.input_shift[1], net.input_shift[2], 0.0],
         };
         let aux = preact.as_ref().unwrap_or(&self.dummy);
         let op = self.k.conv.bind(
             self.ctx,
             &params,
             &[&self.input, &fnet.stem, self.buffer(out), aux],
-            [
-                groups(info.height * info.width, WORKGROUP),
-                s.out_channels as u32,
-                1,
-            ],
+            [groups(info.height * info.width, WORKGROUP), s.out_channels as u32, 1],
         );
         self.ops.push(op);
         if self.train {
-            self.nodes.push(Node::Stem {
-                weights: fnet.stem.clone(),
-                params,
-                preact,
-                out,
-            });
+            self.nodes.push(Node::Stem { weights: fnet.stem.clone(), params, preact, out });
         }
     }
 
@@ -591,38 +500,16 @@ impl Builder<'_> {
             (None, Some(p)) => p,
             (None, None) => &self.dummy,
         };
-        let wg = [
-            groups(pixels, POINTWISE_TILE),
-            groups(conv.out_channels, POINTWISE_TILE),
-            1,
-        ];
-        let op = self.k.pointwise.bind(
-            self.ctx,
-            &params,
-            &[self.buffer(input), weights, self.buffer(out), aux],
-            wg,
-        );
+        let wg = [groups(pixels, POINTWISE_TILE), groups(conv.out_channels, POINTWISE_TILE), 1];
+        let op = self.k.pointwise.bind(self.ctx, &params, &[self.buffer(input), weights, self.buffer(out), aux], wg);
         self.ops.push(op);
         if self.train {
-            self.nodes.push(Node::Pointwise {
-                weights: weights.clone(),
-                params,
-                preact,
-                input,
-                out,
-            });
+            self.nodes.push(Node::Pointwise { weights: weights.clone(), params, preact, input, out });
         }
         out
     }
 
-    fn depthwise(
-        &mut self,
-        net: &Network,
-        conv: &Conv,
-        weights: &wgpu::Buffer,
-        input: usize,
-        name: &str,
-    ) -> usize {
+    fn depthwise(&mut self, net: &Network, conv: &Conv, weights: &wgpu::Buffer, input: usize, name: &str) -> usize {
         let out = self.layer(name);
         let (inp, info) = (self.info(input).clone(), self.info(out).clone());
         let (_, pad_y) = net.padding.geometry(inp.height, conv.kernel, conv.stride);
@@ -643,38 +530,17 @@ impl Builder<'_> {
             store_preact: preact.is_some() as u32,
         };
         let aux = preact.as_ref().unwrap_or(&self.dummy);
-        let wg = [
-            groups(info.height * info.width, WORKGROUP),
-            info.channels as u32,
-            1,
-        ];
-        let op = self.k.depthwise.bind(
-            self.ctx,
-            &params,
-            &[self.buffer(input), weights, self.buffer(out), aux],
-            wg,
-        );
+        let wg = [groups(info.height * info.width, WORKGROUP), info.channels as u32, 1];
+        let op = self.k.depthwise.bind(self.ctx, &params, &[self.buffer(input), weights, self.buffer(out), aux], wg);
         self.ops.push(op);
         if self.train {
-            self.nodes.push(Node::Depthwise {
-                weights: weights.clone(),
-                params,
-                preact,
-                input,
-                out,
-            });
+            self.nodes.push(Node::Depthwise { weights: weights.clone(), params, preact, input, out });
         }
         out
     }
 
     /// Squeeze-excite: mean, gate, scale.
-    fn squeeze_excite(
-        &mut self,
-        se: &SqueezeExcite,
-        weights: &wgpu::Buffer,
-        input: usize,
-        name: &str,
-    ) -> usize {
+    fn squeeze_excite(&mut self, se: &SqueezeExcite, weights: &wgpu::Buffer, input: usize, name: &str) -> usize {
         let out = self.layer(name);
         let inp = self.info(input).clone();
         let channels = inp.channels;
@@ -692,15 +558,8 @@ impl Builder<'_> {
             gate_mul: se.gate_mul,
         };
         let ops = [
-            self.k.channel_mean.bind(
-                self.ctx,
-                &params,
-                &[self.buffer(input), &means],
-                [channels as u32, 1, 1],
-            ),
-            self.k
-                .se_gate
-                .bind(self.ctx, &params, &[&means, weights, &gates], [1, 1, 1]),
+            self.k.channel_mean.bind(self.ctx, &params, &[self.buffer(input), &means], [channels as u32, 1, 1]),
+            self.k.se_gate.bind(self.ctx, &params, &[&means, weights, &gates], [1, 1, 1]),
             self.k.channel_scale.bind(
                 self.ctx,
                 &params,
@@ -710,14 +569,7 @@ impl Builder<'_> {
         ];
         self.ops.extend(ops);
         if self.train {
-            self.nodes.push(Node::SqueezeExcite {
-                weights: weights.clone(),
-                params,
-                means,
-                gates,
-                input,
-                out,
-            });
+            self.nodes.push(Node::SqueezeExcite { weights: weights.clone(), params, means, gates, input, out });
         }
         out
     }
@@ -738,17 +590,12 @@ impl Builder<'_> {
             pixels: (info.height * info.width) as u32,
             ..Default::default()
         };
-        let mean = self.k.channel_mean.bind(
-            self.ctx,
-            &params,
-            &[self.buffer(head), &pooled],
-            [info.channels as u32, 1, 1],
-        );
+        let mean =
+            self.k.channel_mean.bind(self.ctx, &params, &[self.buffer(head), &pooled], [info.channels as u32, 1, 1]);
         self.ops.push(mean);
-        for (conv, w, from, to) in [
-            (&cls.hidden, hidden_w, &pooled, &hidden),
-            (&cls.logits, logits_w, &hidden, &logits),
-        ] {
+        for (conv, w, from, to) in
+            [(&cls.hidden, hidden_w, &pooled, &hidden), (&cls.logits, logits_w, &hidden, &logits)]
+        {
             let params = PointwiseParams {
                 m: conv.out_channels as u32,
                 k: conv.in_channels as u32,
@@ -760,10 +607,7 @@ impl Builder<'_> {
                 _pad: 0,
             };
             let wg = [1, groups(conv.out_channels, POINTWISE_TILE), 1];
-            let op = self
-                .k
-                .pointwise
-                .bind(self.ctx, &params, &[from, w, to, &self.dummy], wg);
+            let op = self.k.pointwise.bind(self.ctx, &params, &[from, w, to, &self.dummy], wg);
             self.ops.push(op);
         }
         (logits, cls.logits.out_channels)

@@ -14,11 +14,27 @@ use crate::engine::FeatureNet;
 use crate::gpu::GpuContext;
 use crate::image_io;
 pub use objective::{LossSpec, Objective, PlanarImage, Targets};
-use optimizer::Adam;
+use optimizer::{Adam, Lbfgs, Squash, logit};
+
+/// Default content layers (comma-separated).
+pub const DEFAULT_CONTENT_LAYERS: &str = "block4.expand";
+/// Default style layers (comma-separated, optional `:weight`).
+pub const DEFAULT_STYLE_LAYERS: &str = "stem,block1.expand,block3.expand,block5.expand";
+/// Default weight of E_content.
+pub const DEFAULT_CONTENT_WEIGHT: f32 = 1.0;
+/// Default weight of E_style.
+pub const DEFAULT_STYLE_WEIGHT: f32 = 10.0;
+/// Default weight of E_tv.
+pub const DEFAULT_TV_WEIGHT: f32 = 1.0;
 
 /// Which optimizer updates the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum OptimizerKind {
+    /// L-BFGS as torch.optim.LBFGS (lr 1, no line search); pixels may leave [0, 1] and are
+    /// clamped only when the image is written.
+    Lbfgs,
+    /// L-BFGS over u with image = sigmoid(u): pixels cannot leave [0, 1].
+    LbfgsBounded,
     /// Adam with a clamp to [0, 1] after each step.
     Adam,
 }
@@ -47,6 +63,8 @@ pub struct StylizeOptions {
     pub optimizer: OptimizerKind,
     /// Adam's learning rate.
     pub learning_rate: f32,
+    /// L-BFGS history size.
+    pub lbfgs_history: usize,
     /// Layers and weights of the losses.
     pub loss: LossSpec,
     /// Blend weights of the style images (normalized to sum to 1); `None`: equal.
@@ -123,11 +141,7 @@ pub struct Stylizer<'a> {
 }
 
 fn planar(img: &RgbImage) -> PlanarImage {
-    PlanarImage {
-        width: img.width() as usize,
-        height: img.height() as usize,
-        data: image_io::to_chw(img),
-    }
+    PlanarImage { width: img.width() as usize, height: img.height() as usize, data: image_io::to_chw(img) }
 }
 
 impl<'a> Stylizer<'a> {
@@ -148,31 +162,22 @@ impl<'a> Stylizer<'a> {
         if !(options.style_scale > 0.0 && options.style_scale.is_finite()) {
             bail!("--style-scale must be positive");
         }
-        for (name, w) in [
-            ("content", spec.content_weight),
-            ("style", spec.style_weight),
-            ("tv", spec.tv_weight),
-        ] {
+        for (name, w) in [("content", spec.content_weight), ("style", spec.style_weight), ("tv", spec.tv_weight)] {
             if !(w >= 0.0 && w.is_finite()) {
                 bail!("--{name}-weight must be a finite number ≥ 0, got {w}");
             }
         }
-        if spec
-            .style_layers
-            .iter()
-            .any(|(_, w)| !(*w >= 0.0 && w.is_finite()))
-        {
+        if spec.style_layers.iter().any(|(_, w)| !(*w >= 0.0 && w.is_finite())) {
             bail!("style layer weights must be finite numbers ≥ 0");
         }
         if !(options.learning_rate > 0.0 && options.learning_rate.is_finite()) {
             bail!("--learning-rate must be positive");
         }
-        let names: Vec<String> = spec
-            .content_layers
-            .iter()
-            .cloned()
-            .chain(spec.style_layers.iter().map(|(n, _)| n.clone()))
-            .collect();
+        if options.lbfgs_history == 0 {
+            bail!("--lbfgs-history must be at least 1");
+        }
+        let names: Vec<String> =
+            spec.content_layers.iter().cloned().chain(spec.style_layers.iter().map(|(n, _)| n.clone())).collect();
         crate::arch::check_layer_names(self.fnet.net.arch, &names)?;
         if names.is_empty() {
             bail!("no content or style layers given");
@@ -182,11 +187,7 @@ impl<'a> Stylizer<'a> {
         }
         if let Some(b) = &options.style_blend_weights {
             if b.len() != style_count {
-                bail!(
-                    "--style-blend-weights has {} values for {} style images",
-                    b.len(),
-                    style_count
-                );
+                bail!("--style-blend-weights has {} values for {} style images", b.len(), style_count);
             }
             if b.iter().any(|w| !(*w >= 0.0 && w.is_finite())) || b.iter().sum::<f32>() <= 0.0 {
                 bail!("--style-blend-weights must be non-negative with a positive sum");
@@ -209,10 +210,7 @@ impl<'a> Stylizer<'a> {
         let content = image_io::resize_max_side(content, options.size);
         let (w, h) = (content.width() as usize, content.height() as usize);
         let style_side = ((options.size as f32 * options.style_scale).round() as u32).max(1);
-        let blend = options
-            .style_blend_weights
-            .clone()
-            .unwrap_or_else(|| vec![1.0; styles.len()]);
+        let blend = options.style_blend_weights.clone().unwrap_or_else(|| vec![1.0; styles.len()]);
         let total: f32 = blend.iter().sum();
         let styles: Vec<(PlanarImage, f32)> = styles
             .iter()
@@ -231,46 +229,51 @@ impl<'a> Stylizer<'a> {
         let candidate = ctx.zeroed_buffer("candidate image", n);
         let confirmed = ctx.storage_buffer("last finite image", &init);
         let objective = Objective::new(ctx, self.fnet, &options.loss, targets, &x, w, h)?;
-        let mut adam = Adam::new(
-            ctx,
-            &self.fnet.kernels,
-            &x,
-            objective.image_grad(),
-            n,
-            options.learning_rate,
-        );
+        let k = &self.fnet.kernels;
+        let mut optimizer = match options.optimizer {
+            OptimizerKind::Adam => {
+                Optimizer::Adam(Adam::new(ctx, k, &x, objective.image_grad(), n, options.learning_rate))
+            }
+            OptimizerKind::Lbfgs => {
+                Optimizer::Lbfgs(Lbfgs::new(ctx, k, &x, objective.image_grad(), n, options.lbfgs_history, 1.0))
+            }
+            OptimizerKind::LbfgsBounded => {
+                let u = ctx.storage_buffer("u", &init.iter().map(|&v| logit(v)).collect::<Vec<_>>());
+                let grad_u = ctx.zeroed_buffer("grad u", n);
+                let squash = Squash::new(ctx, k, &u, &x, objective.image_grad(), &grad_u, n);
+                let lbfgs = Lbfgs::new(ctx, k, &u, &grad_u, n, options.lbfgs_history, 1.0);
+                Optimizer::Bounded { squash, lbfgs, _u: [u, grad_u] }
+            }
+        };
 
         let start = Instant::now();
         let every = options.report_every.max(1);
         let mut done = 0;
         let mut non_finite_at = None;
-        for k in 0..=options.iterations {
-            let report = k % every == 0 || k == options.iterations;
-            let snapshot = options
-                .snapshot_every
-                .is_some_and(|s| s > 0 && k % s == 0 && k > 0);
+        for it in 0..=options.iterations {
+            let report = it % every == 0 || it == options.iterations;
+            let snapshot = options.snapshot_every.is_some_and(|s| s > 0 && it % s == 0 && it > 0);
+            // One encoder, one submit: (image from u), evaluation, (copy for the caller), update.
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            if let Optimizer::Bounded { squash, .. } = &optimizer {
+                crate::kernels::record(&mut encoder, std::slice::from_ref(&squash.forward));
+            }
             objective.record(&mut encoder);
             if report || snapshot {
                 encoder.copy_buffer_to_buffer(&x, 0, &candidate, 0, (n * 4) as u64);
             }
-            if k < options.iterations {
-                crate::kernels::record(&mut encoder, std::slice::from_ref(adam.next_step(ctx)));
+            if it < options.iterations {
+                optimizer.record(ctx, &mut encoder);
             }
             ctx.queue.submit([encoder.finish()]);
-            done = k;
+            done = it;
             if !(report || snapshot) {
                 continue;
             }
             let l = ctx.read_buffer(objective.losses(), 4)?;
-            let losses = LossValues {
-                content: l[0],
-                style: l[1],
-                tv: l[2],
-                loss: l[3],
-            };
+            let losses = LossValues { content: l[0], style: l[1], tv: l[2], loss: l[3] };
             if !losses.loss.is_finite() {
-                non_finite_at = Some(k);
+                non_finite_at = Some(it);
                 break;
             }
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
@@ -278,18 +281,12 @@ impl<'a> Stylizer<'a> {
             ctx.queue.submit([encoder.finish()]);
             let mut stop = false;
             if report {
-                stop |= callback(Event::Progress {
-                    iteration: k,
-                    losses,
-                    elapsed_s: start.elapsed().as_secs_f64(),
-                }) == Control::Stop;
+                let event = Event::Progress { iteration: it, losses, elapsed_s: start.elapsed().as_secs_f64() };
+                stop |= callback(event) == Control::Stop;
             }
             if snapshot {
                 let img = to_image(&ctx.read_buffer(&candidate, n)?, w, h);
-                stop |= callback(Event::Snapshot {
-                    iteration: k,
-                    image: &img,
-                }) == Control::Stop;
+                stop |= callback(Event::Snapshot { iteration: it, image: &img }) == Control::Stop;
             }
             if stop {
                 break;
@@ -298,12 +295,28 @@ impl<'a> Stylizer<'a> {
         ctx.finish()?;
         let seconds = start.elapsed().as_secs_f64();
         let image = to_image(&ctx.read_buffer(&confirmed, n)?, w, h);
-        Ok(Outcome {
-            image,
-            iterations: done,
-            seconds,
-            non_finite_at,
-        })
+        Ok(Outcome { image, iterations: done, seconds, non_finite_at })
+    }
+}
+
+/// The optimizer of a run, with what it needs around the objective.
+enum Optimizer {
+    Adam(Adam),
+    Lbfgs(Lbfgs),
+    Bounded { squash: Squash, lbfgs: Lbfgs, _u: [wgpu::Buffer; 2] },
+}
+
+impl Optimizer {
+    /// Records one update after the evaluation.
+    fn record(&mut self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) {
+        match self {
+            Optimizer::Adam(adam) => crate::kernels::record(encoder, std::slice::from_ref(adam.next_step(ctx))),
+            Optimizer::Lbfgs(lbfgs) => crate::kernels::record(encoder, lbfgs.ops()),
+            Optimizer::Bounded { squash, lbfgs, .. } => {
+                crate::kernels::record(encoder, std::slice::from_ref(&squash.backward));
+                crate::kernels::record(encoder, lbfgs.ops());
+            }
+        }
     }
 }
 
@@ -325,8 +338,6 @@ fn to_image(data: &[f32], w: usize, h: usize) -> RgbImage {
     let n = w * h;
     RgbImage::from_fn(w as u32, h as u32, |x, y| {
         let i = y as usize * w + x as usize;
-        image::Rgb(std::array::from_fn(|c| {
-            (data[c * n + i].clamp(0.0, 1.0) * 255.0).round() as u8
-        }))
+        image::Rgb(std::array::from_fn(|c| (data[c * n + i].clamp(0.0, 1.0) * 255.0).round() as u8))
     })
 }

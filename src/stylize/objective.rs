@@ -31,13 +31,8 @@ impl LossSpec {
     /// The deepest layer any loss uses, in execution order.
     pub fn deepest_layer(&self, fnet: &FeatureNet) -> Option<String> {
         let order = fnet.layers(224, 224);
-        let used = self
-            .content_layers
-            .iter()
-            .chain(self.style_layers.iter().map(|(n, _)| n));
-        used.filter_map(|n| order.iter().position(|l| &l.name == n))
-            .max()
-            .map(|i| order[i].name.clone())
+        let used = self.content_layers.iter().chain(self.style_layers.iter().map(|(n, _)| n));
+        used.filter_map(|n| order.iter().position(|l| &l.name == n)).max().map(|i| order[i].name.clone())
     }
 }
 
@@ -79,9 +74,7 @@ fn gram_op(
         ..Default::default()
     };
     let wg = [c.div_ceil(POINTWISE_TILE), c.div_ceil(POINTWISE_TILE), 1];
-    fnet.kernels
-        .pointwise
-        .bind(ctx, &params, &[f, f, g, &dummy], wg)
+    fnet.kernels.pointwise.bind(ctx, &params, &[f, f, g, &dummy], wg)
 }
 
 /// Target values read back: content activations and style Gram matrices, per layer.
@@ -112,20 +105,13 @@ impl Targets {
         let content_targets = if spec.content_layers.is_empty() {
             Vec::new()
         } else {
-            let deepest = LossSpec {
-                style_layers: Vec::new(),
-                ..spec.clone()
-            }
-            .deepest_layer(fnet);
+            let deepest = LossSpec { style_layers: Vec::new(), ..spec.clone() }.deepest_layer(fnet);
             let plan = ForwardPlan::new(
                 ctx,
                 fnet,
                 content.width,
                 content.height,
-                &PlanOptions {
-                    until: deepest,
-                    ..Default::default()
-                },
+                &PlanOptions { until: deepest, ..Default::default() },
             )?;
             plan.run(ctx, &content.data)?;
             let mut out = Vec::new();
@@ -145,30 +131,19 @@ impl Targets {
             .style_layers
             .iter()
             .map(|(name, _)| {
-                let c = fnet
-                    .layers(224, 224)
-                    .into_iter()
-                    .find(|l| &l.name == name)
-                    .map_or(1, |l| l.channels);
+                let c = fnet.layers(224, 224).into_iter().find(|l| &l.name == name).map_or(1, |l| l.channels);
                 ctx.zeroed_buffer("style target", c * c)
             })
             .collect();
         if !spec.style_layers.is_empty() {
-            let deepest = LossSpec {
-                content_layers: Vec::new(),
-                ..spec.clone()
-            }
-            .deepest_layer(fnet);
+            let deepest = LossSpec { content_layers: Vec::new(), ..spec.clone() }.deepest_layer(fnet);
             for (i, (image, blend)) in styles.iter().enumerate() {
                 let plan = ForwardPlan::new(
                     ctx,
                     fnet,
                     image.width,
                     image.height,
-                    &PlanOptions {
-                        until: deepest.clone(),
-                        ..Default::default()
-                    },
+                    &PlanOptions { until: deepest.clone(), ..Default::default() },
                 )?;
                 plan.upload(ctx, &image.data)?;
                 let mut ops: Vec<BoundOp> = Vec::new();
@@ -183,10 +158,7 @@ impl Targets {
                 ctx.finish()?;
             }
         }
-        Ok(Self {
-            content: content_targets,
-            style: style_targets,
-        })
+        Ok(Self { content: content_targets, style: style_targets })
     }
 
     /// Reads the targets back (for tests), in spec order.
@@ -222,13 +194,8 @@ impl Objective {
         if spec.content_layers.is_empty() && spec.style_layers.is_empty() {
             bail!("no content or style layers");
         }
-        let options = PlanOptions {
-            train: true,
-            until: spec.deepest_layer(fnet),
-            classify: false,
-        };
-        let forward =
-            ForwardPlan::with_input(ctx, fnet, width, height, &options, Some(image.clone()))?;
+        let options = PlanOptions { train: true, until: spec.deepest_layer(fnet), classify: false };
+        let forward = ForwardPlan::with_input(ctx, fnet, width, height, &options, Some(image.clone()))?;
         let k = &fnet.kernels;
         let dummy = ctx.zeroed_buffer("dummy", 1);
         let losses = ctx.zeroed_buffer("losses", LOSS_SLOTS);
@@ -244,17 +211,8 @@ impl Objective {
         for (name, target) in spec.content_layers.iter().zip(&targets.content) {
             let (info, f) = forward.layer_buffer(name)?;
             let n = info.channels * info.height * info.width;
-            let p = LossParams {
-                count: n as u32,
-                coef: spec.content_weight * 2.0 / n as f32,
-                ..totals
-            };
-            ops.push(k.content_loss.bind(
-                ctx,
-                &p,
-                &[f, target, forward.grad_buffer(name)?, &losses],
-                [1, 1, 1],
-            ));
+            let p = LossParams { count: n as u32, coef: spec.content_weight * 2.0 / n as f32, ..totals };
+            ops.push(k.content_loss.bind(ctx, &p, &[f, target, forward.grad_buffer(name)?, &losses], [1, 1, 1]));
         }
         for ((name, weight), target) in spec.style_layers.iter().zip(&targets.style) {
             let (info, f) = forward.layer_buffer(name)?;
@@ -264,16 +222,8 @@ impl Objective {
             let r = ctx.zeroed_buffer("style residual", c * c);
             ops.push(gram_op(ctx, fnet, info, f, &gram, 1.0, false));
             let coef = spec.style_weight * weight * 4.0 / ((c * c) as f32 * (c * hw) as f32);
-            let p = LossParams {
-                channels: c as u32,
-                coef,
-                layer_weight: *weight,
-                ..totals
-            };
-            ops.push(
-                k.style_loss
-                    .bind(ctx, &p, &[&gram, target, &r, &losses], [1, 1, 1]),
-            );
+            let p = LossParams { channels: c as u32, coef, layer_weight: *weight, ..totals };
+            ops.push(k.style_loss.bind(ctx, &p, &[&gram, target, &r, &losses], [1, 1, 1]));
             // dF += R · F.
             let p = PointwiseParams {
                 m: c as u32,
@@ -284,29 +234,14 @@ impl Objective {
                 cap: f32::MAX,
                 ..Default::default()
             };
-            let wg = [
-                (hw as u32).div_ceil(POINTWISE_TILE),
-                (c as u32).div_ceil(POINTWISE_TILE),
-                1,
-            ];
-            ops.push(
-                k.pointwise
-                    .bind(ctx, &p, &[f, &r, forward.grad_buffer(name)?, &dummy], wg),
-            );
+            let wg = [(hw as u32).div_ceil(POINTWISE_TILE), (c as u32).div_ceil(POINTWISE_TILE), 1];
+            ops.push(k.pointwise.bind(ctx, &p, &[f, &r, forward.grad_buffer(name)?, &dummy], wg));
         }
         ops.extend(forward.backward_ops(ctx, k)?);
         let image_grad = forward.image_grad().expect("training plan");
-        ops.push(
-            k.tv_loss
-                .bind(ctx, &totals, &[image, image_grad, &losses], [1, 1, 1]),
-        );
+        ops.push(k.tv_loss.bind(ctx, &totals, &[image, image_grad, &losses], [1, 1, 1]));
         ops.push(k.total_loss.bind(ctx, &totals, &[&losses], [1, 1, 1]));
-        Ok(Self {
-            forward,
-            ops,
-            losses,
-            _targets: targets,
-        })
+        Ok(Self { forward, ops, losses, _targets: targets })
     }
 
     /// Records one evaluation: clears the gradients and losses, then all dispatches.

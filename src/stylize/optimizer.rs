@@ -15,33 +15,13 @@ pub struct Adam {
 
 impl Adam {
     /// Plans the update of `image` (n values) from `grad`.
-    pub fn new(
-        ctx: &GpuContext,
-        k: &Kernels,
-        image: &wgpu::Buffer,
-        grad: &wgpu::Buffer,
-        n: usize,
-        lr: f32,
-    ) -> Self {
+    pub fn new(ctx: &GpuContext, k: &Kernels, image: &wgpu::Buffer, grad: &wgpu::Buffer, n: usize, lr: f32) -> Self {
         let m = ctx.zeroed_buffer("adam.m", n);
         let v = ctx.zeroed_buffer("adam.v", n);
-        let params = OptimParams {
-            n: n as u32,
-            clamp_01: 1,
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            ..Default::default()
-        };
-        let op = k
-            .adam_step
-            .bind(ctx, &params, &[image, grad, &m, &v], flat_dispatch(n));
-        Self {
-            op,
-            params,
-            step: 0,
-        }
+        let params =
+            OptimParams { n: n as u32, clamp_01: 1, lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, ..Default::default() };
+        let op = k.adam_step.bind(ctx, &params, &[image, grad, &m, &v], flat_dispatch(n));
+        Self { op, params, step: 0 }
     }
 
     /// Prepares the next step's parameters and returns its dispatch.
@@ -114,45 +94,14 @@ impl Lbfgs {
         };
         let vectors = [grad, &work, &hist, &scalars];
         let reduce = |mode, a_kind, b_kind, index, region| {
-            let p = LbfgsParams {
-                mode,
-                a_kind,
-                b_kind,
-                index,
-                region,
-                ..base
-            };
+            let p = LbfgsParams { mode, a_kind, b_kind, index, region, ..base };
             k.lbfgs_reduce.bind(ctx, &p, &vectors, [groups, 1, 1])
         };
-        let scalar = |mode, index| {
-            k.lbfgs_scalar.bind(
-                ctx,
-                &LbfgsParams {
-                    mode,
-                    index,
-                    ..base
-                },
-                &[&scalars],
-                [1, 1, 1],
-            )
-        };
-        let vector = |mode, index| {
-            k.lbfgs_vector.bind(
-                ctx,
-                &LbfgsParams {
-                    mode,
-                    index,
-                    ..base
-                },
-                &vectors,
-                flat_dispatch(n),
-            )
-        };
-        let mut ops = vec![
-            reduce(OP_ABS_MAX, V_G, V_G, 0, 0),
-            scalar(S_BEGIN, 0),
-            vector(E_PREPARE, 0),
-        ];
+        let scalar =
+            |mode, index| k.lbfgs_scalar.bind(ctx, &LbfgsParams { mode, index, ..base }, &[&scalars], [1, 1, 1]);
+        let vector =
+            |mode, index| k.lbfgs_vector.bind(ctx, &LbfgsParams { mode, index, ..base }, &vectors, flat_dispatch(n));
+        let mut ops = vec![reduce(OP_ABS_MAX, V_G, V_G, 0, 0), scalar(S_BEGIN, 0), vector(E_PREPARE, 0)];
         ops.extend([
             reduce(OP_DOT, V_Y, V_S, 0, 0),
             reduce(OP_DOT, V_Y, V_Y, 0, 1),
@@ -163,29 +112,14 @@ impl Lbfgs {
         // oldest to newest β_i = ρ_i y_iᵀd, d += (α_i − β_i) s_i.
         ops.push(vector(E_NEG_G, 0));
         for i in (0..history as u32).rev() {
-            ops.extend([
-                reduce(OP_DOT, V_HIST_S, V_D, i, 0),
-                scalar(S_ALPHA, i),
-                vector(E_LOOP1, i),
-            ]);
+            ops.extend([reduce(OP_DOT, V_HIST_S, V_D, i, 0), scalar(S_ALPHA, i), vector(E_LOOP1, i)]);
         }
         ops.push(vector(E_SCALE, 0));
         for i in 0..history as u32 {
-            ops.extend([
-                reduce(OP_DOT, V_HIST_Y, V_D, i, 0),
-                scalar(S_BETA, i),
-                vector(E_LOOP2, i),
-            ]);
+            ops.extend([reduce(OP_DOT, V_HIST_Y, V_D, i, 0), scalar(S_BETA, i), vector(E_LOOP2, i)]);
         }
-        ops.extend([
-            reduce(OP_DOT, V_G, V_D, 0, 0),
-            reduce(OP_ABS_SUM, V_G, V_G, 0, 1),
-            scalar(S_STEP, 0),
-        ]);
-        ops.push(
-            k.lbfgs_update
-                .bind(ctx, &base, &[grad, &work, &scalars, x], flat_dispatch(n)),
-        );
+        ops.extend([reduce(OP_DOT, V_G, V_D, 0, 0), reduce(OP_ABS_SUM, V_G, V_G, 0, 1), scalar(S_STEP, 0)]);
+        ops.push(k.lbfgs_update.bind(ctx, &base, &[grad, &work, &scalars, x], flat_dispatch(n)));
         Self { ops }
     }
 
@@ -215,18 +149,10 @@ impl Squash {
         grad_u: &wgpu::Buffer,
         n: usize,
     ) -> Self {
-        let params = OptimParams {
-            n: n as u32,
-            ..Default::default()
-        };
+        let params = OptimParams { n: n as u32, ..Default::default() };
         Self {
             forward: k.squash.bind(ctx, &params, &[u, image], flat_dispatch(n)),
-            backward: k.squash_backward.bind(
-                ctx,
-                &params,
-                &[image, image_grad, grad_u],
-                flat_dispatch(n),
-            ),
+            backward: k.squash_backward.bind(ctx, &params, &[image, image_grad, grad_u], flat_dispatch(n)),
         }
     }
 }

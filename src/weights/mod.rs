@@ -30,17 +30,13 @@ pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf> {
 
 /// Loads a network from a `.tflite` or `.safetensors` file (chosen by content, not extension).
 pub fn load(path: &Path) -> Result<Network> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read weights {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read weights {}", path.display()))?;
     let net = if bytes.len() >= 8 && &bytes[4..8] == b"TFL3" {
         tflite::load(&bytes)
     } else if looks_like_safetensors(&bytes) {
         torchvision::load(&bytes)
     } else {
-        bail!(
-            "{} is neither a TFLite model nor a safetensors file",
-            path.display()
-        );
+        bail!("{} is neither a TFLite model nor a safetensors file", path.display());
     };
     net.with_context(|| format!("weights {}", path.display()))
 }
@@ -53,20 +49,12 @@ fn looks_like_safetensors(bytes: &[u8]) -> bool {
 /// (`index:label` per line) or `imagenet_labels.txt` (one label per line).
 pub fn default_labels_path(weights: &Path) -> Option<PathBuf> {
     let dir = weights.parent()?;
-    [
-        "imagenet_labels_1001.txt",
-        "imagenet_labels.txt",
-        "labels.txt",
-    ]
-    .iter()
-    .map(|n| dir.join(n))
-    .find(|p| p.is_file())
+    ["imagenet_labels_1001.txt", "imagenet_labels.txt", "labels.txt"].iter().map(|n| dir.join(n)).find(|p| p.is_file())
 }
 
 /// Reads a labels file: either `index:label` lines or one label per line.
 pub fn read_labels(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read labels {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read labels {}", path.display()))?;
     let mut labels = Vec::new();
     for line in text.lines() {
         let label = match line.split_once(':') {

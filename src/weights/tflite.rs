@@ -51,17 +51,11 @@ impl TensorInfo<'_> {
         }
         let raw: Vec<f64> = match self.dtype {
             fb::TensorType::FLOAT32 => {
-                return Ok(self
-                    .data
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect());
+                return Ok(self.data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect());
             }
-            fb::TensorType::INT32 => self
-                .data
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64)
-                .collect(),
+            fb::TensorType::INT32 => {
+                self.data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+            }
             fb::TensorType::INT8 => self.data.iter().map(|&b| b as i8 as f64).collect(),
             _ => self.data.iter().map(|&b| b as f64).collect(),
         };
@@ -75,31 +69,16 @@ impl TensorInfo<'_> {
         } else {
             let d = self.quantized_dimension;
             if d >= self.shape.len() || self.shape[d] != channels {
-                bail!(
-                    "tensor {:?}: {} scales do not match its shape {:?}",
-                    self.name,
-                    channels,
-                    self.shape
-                );
+                bail!("tensor {:?}: {} scales do not match its shape {:?}", self.name, channels, self.shape);
             }
             (self.shape[d], self.shape[d + 1..].iter().product::<usize>())
         };
-        let zp = |c: usize| {
-            *self
-                .zero_points
-                .get(c)
-                .or(self.zero_points.first())
-                .unwrap_or(&0) as f64
-        };
+        let zp = |c: usize| *self.zero_points.get(c).or(self.zero_points.first()).unwrap_or(&0) as f64;
         Ok(raw
             .iter()
             .enumerate()
             .map(|(i, &q)| {
-                let c = if channels == 1 {
-                    0
-                } else {
-                    (i / inner) % dim_len
-                };
+                let c = if channels == 1 { 0 } else { (i / inner) % dim_len };
                 ((q - zp(c)) * self.scales[c] as f64) as f32
             })
             .collect())
@@ -109,11 +88,7 @@ impl TensorInfo<'_> {
     fn scalar(&self) -> Result<f32> {
         let v = self.dequantize()?;
         if v.len() != 1 {
-            bail!(
-                "tensor {:?} should be a scalar, has shape {:?}",
-                self.name,
-                self.shape
-            );
+            bail!("tensor {:?} should be a scalar, has shape {:?}", self.name, self.shape);
         }
         Ok(v[0])
     }
@@ -145,17 +120,10 @@ enum Source {
 
 /// Reads a TFLite MobileNetV3 into a [`Network`].
 pub fn load(bytes: &[u8]) -> Result<Network> {
-    let opts = flatbuffers::VerifierOptions {
-        max_tables: 10_000_000,
-        ..Default::default()
-    };
-    let model = fb::root_as_model_with_opts(&opts, bytes)
-        .map_err(|e| anyhow::anyhow!("corrupt TFLite file: {e}"))?;
+    let opts = flatbuffers::VerifierOptions { max_tables: 10_000_000, ..Default::default() };
+    let model = fb::root_as_model_with_opts(&opts, bytes).map_err(|e| anyhow::anyhow!("corrupt TFLite file: {e}"))?;
     let buffers = model.buffers().context("TFLite file has no buffers")?;
-    let graph = model
-        .subgraphs()
-        .and_then(|s| s.iter().next())
-        .context("TFLite file has no subgraph")?;
+    let graph = model.subgraphs().and_then(|s| s.iter().next()).context("TFLite file has no subgraph")?;
     let codes: Vec<i32> = model
         .operator_codes()
         .context("TFLite file has no operator codes")?
@@ -166,28 +134,14 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
     let mut tensors = Vec::new();
     for t in graph.tensors().context("TFLite subgraph has no tensors")? {
         let q = t.quantization();
-        let data = buffers
-            .iter()
-            .nth(t.buffer() as usize)
-            .and_then(|b| b.data())
-            .map(|d| d.bytes())
-            .unwrap_or(&[]);
+        let data = buffers.iter().nth(t.buffer() as usize).and_then(|b| b.data()).map(|d| d.bytes()).unwrap_or(&[]);
         tensors.push(TensorInfo {
             name: t.name().unwrap_or("").to_string(),
-            shape: t
-                .shape()
-                .map(|s| s.iter().map(|d| d.max(0) as usize).collect())
-                .unwrap_or_default(),
+            shape: t.shape().map(|s| s.iter().map(|d| d.max(0) as usize).collect()).unwrap_or_default(),
             dtype: t.type_(),
             data,
-            scales: q
-                .and_then(|q| q.scale())
-                .map(|s| s.iter().collect())
-                .unwrap_or_default(),
-            zero_points: q
-                .and_then(|q| q.zero_point())
-                .map(|z| z.iter().collect())
-                .unwrap_or_default(),
+            scales: q.and_then(|q| q.scale()).map(|s| s.iter().collect()).unwrap_or_default(),
+            zero_points: q.and_then(|q| q.zero_point()).map(|z| z.iter().collect()).unwrap_or_default(),
             quantized_dimension: q.map_or(0, |q| q.quantized_dimension().max(0) as usize),
         });
     }
@@ -198,10 +152,7 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
             .with_context(|| format!("operator refers to missing tensor {i}"))
     };
 
-    let input_index = graph
-        .inputs()
-        .and_then(|v| v.iter().next())
-        .context("TFLite graph has no input")?;
+    let input_index = graph.inputs().and_then(|v| v.iter().next()).context("TFLite graph has no input")?;
     let input = tensor(input_index)?;
     // Pixels in [0, 1] are fed as floats, or as uint8 codes 255·p when the input is quantized.
     let mut sources: HashMap<i32, Source> = HashMap::new();
@@ -210,23 +161,16 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
         fb::TensorType::UINT8 if !input.scales.is_empty() => {
             let s = input.scales[0];
             let zp = *input.zero_points.first().unwrap_or(&0) as f32;
-            Source::Input {
-                a: 255.0 * s,
-                b: -zp * s,
-            }
+            Source::Input { a: 255.0 * s, b: -zp * s }
         }
         other => bail!("unsupported TFLite input type {other:?}"),
     };
     sources.insert(input_index, input_source);
 
     let mut convs: Vec<ConvRecord> = Vec::new();
-    let operators = graph
-        .operators()
-        .context("TFLite subgraph has no operators")?;
+    let operators = graph.operators().context("TFLite subgraph has no operators")?;
     for op in operators {
-        let code = *codes
-            .get(op.opcode_index() as usize)
-            .context("operator has an invalid opcode index")?;
+        let code = *codes.get(op.opcode_index() as usize).context("operator has an invalid opcode index")?;
         let ins: Vec<i32> = op.inputs().map(|v| v.iter().collect()).unwrap_or_default();
         let outs: Vec<i32> = op.outputs().map(|v| v.iter().collect()).unwrap_or_default();
         let (Some(&in0), Some(&out0)) = (ins.first(), outs.first()) else {
@@ -237,9 +181,8 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
             fb::BuiltinOperator::CONV_2D | fb::BuiltinOperator::DEPTHWISE_CONV_2D => {
                 let depthwise = fb::BuiltinOperator(code) == fb::BuiltinOperator::DEPTHWISE_CONV_2D;
                 let (padding, stride, fused, dilation) = if depthwise {
-                    let o = op
-                        .builtin_options_as_depthwise_conv_2_doptions()
-                        .context("depthwise conv without options")?;
+                    let o =
+                        op.builtin_options_as_depthwise_conv_2_doptions().context("depthwise conv without options")?;
                     (
                         o.padding(),
                         (o.stride_h(), o.stride_w()),
@@ -247,9 +190,7 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
                         (o.dilation_h_factor(), o.dilation_w_factor()),
                     )
                 } else {
-                    let o = op
-                        .builtin_options_as_conv_2_doptions()
-                        .context("conv without options")?;
+                    let o = op.builtin_options_as_conv_2_doptions().context("conv without options")?;
                     (
                         o.padding(),
                         (o.stride_h(), o.stride_w()),
@@ -258,10 +199,7 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
                     )
                 };
                 if dilation != (1, 1) {
-                    bail!(
-                        "convolution {:?} is dilated, MobileNetV3 has no dilation",
-                        tensor(out0)?.name
-                    );
+                    bail!("convolution {:?} is dilated, MobileNetV3 has no dilation", tensor(out0)?.name);
                 }
                 let weight = *ins.get(1).context("convolution without weights")?;
                 let bias = ins.get(2).copied().filter(|&b| b >= 0);
@@ -286,16 +224,12 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
                     sources.insert(out0, Source::Conv(c));
                 }
             }
-            fb::BuiltinOperator::QUANTIZE
-            | fb::BuiltinOperator::DEQUANTIZE
-            | fb::BuiltinOperator::RESHAPE => {
+            fb::BuiltinOperator::QUANTIZE | fb::BuiltinOperator::DEQUANTIZE | fb::BuiltinOperator::RESHAPE => {
                 if let Some(s) = src {
                     sources.insert(out0, s);
                 }
             }
-            op_code @ (fb::BuiltinOperator::MUL
-            | fb::BuiltinOperator::ADD
-            | fb::BuiltinOperator::SUB) => {
+            op_code @ (fb::BuiltinOperator::MUL | fb::BuiltinOperator::ADD | fb::BuiltinOperator::SUB) => {
                 // Only elementwise ops with a constant scalar operand change what we track.
                 let constant = match ins.get(1) {
                     Some(&i) if tensor(i)?.is_constant() => Some(tensor(i)?.scalar()?),
@@ -305,34 +239,22 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
                     continue;
                 };
                 let s = match (op_code, s) {
-                    (fb::BuiltinOperator::MUL, Source::Input { a, b }) => {
-                        Source::Input { a: a * k, b: b * k }
-                    }
-                    (fb::BuiltinOperator::ADD, Source::Input { a, b }) => {
-                        Source::Input { a, b: b + k }
-                    }
-                    (fb::BuiltinOperator::SUB, Source::Input { a, b }) => {
-                        Source::Input { a, b: b - k }
-                    }
+                    (fb::BuiltinOperator::MUL, Source::Input { a, b }) => Source::Input { a: a * k, b: b * k },
+                    (fb::BuiltinOperator::ADD, Source::Input { a, b }) => Source::Input { a, b: b + k },
+                    (fb::BuiltinOperator::SUB, Source::Input { a, b }) => Source::Input { a, b: b - k },
                     (fb::BuiltinOperator::MUL, Source::Conv(c)) => {
                         convs[c].post_mul *= k;
                         s
                     }
                     (fb::BuiltinOperator::ADD, Source::Conv(c)) => {
                         if convs[c].post_mul != 1.0 {
-                            bail!(
-                                "unsupported: addition after a multiplication on {:?}",
-                                tensor(in0)?.name
-                            );
+                            bail!("unsupported: addition after a multiplication on {:?}", tensor(in0)?.name);
                         }
                         convs[c].post_add += k;
                         convs[c].post_add_output = Some(out0 as usize);
                         s
                     }
-                    _ => bail!(
-                        "unexpected constant subtraction after {:?}",
-                        tensor(in0)?.name
-                    ),
+                    _ => bail!("unexpected constant subtraction after {:?}", tensor(in0)?.name),
                 };
                 sources.insert(out0, s);
             }
@@ -344,9 +266,7 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
     let arch = match depthwise_count {
         11 => Arch::Small,
         15 => Arch::Large,
-        n => bail!(
-            "not a MobileNetV3: the graph has {n} depthwise convolutions (MobileNetV3-Small has 11, -Large 15)"
-        ),
+        n => bail!("not a MobileNetV3: the graph has {n} depthwise convolutions (MobileNetV3-Small has 11, -Large 15)"),
     };
     let first = convs.first().context("graph has no convolution")?;
     let stem_input = operators
@@ -359,13 +279,7 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
         Some(Source::Input { a, b }) => (*a, *b),
         _ => bail!("the stem convolution does not read the graph input"),
     };
-    Matcher {
-        tensors: &tensors,
-        convs: &convs,
-        next: 0,
-        arch,
-    }
-    .network(scale, shift)
+    Matcher { tensors: &tensors, convs: &convs, next: 0, arch }.network(scale, shift)
 }
 
 /// Walks the convolutions in graph order against the architecture table.
@@ -384,15 +298,7 @@ impl Matcher<'_, '_> {
             blocks.push(self.block(i, spec)?);
         }
         let last = self.arch.blocks().last().unwrap().out;
-        let head = self.conv(
-            "head",
-            false,
-            self.arch.head_channels(),
-            last,
-            1,
-            1,
-            Activation::HardSwish,
-        )?;
+        let head = self.conv("head", false, self.arch.head_channels(), last, 1, 1, Activation::HardSwish)?;
         let classifier = if self.next < self.convs.len() {
             let hidden_width = self.arch.classifier_hidden();
             let hidden = self.conv(
@@ -405,24 +311,13 @@ impl Matcher<'_, '_> {
                 Activation::HardSwish,
             )?;
             let classes = self.tensor_shape_out(self.next)?;
-            let logits = self.conv(
-                "classifier.logits",
-                false,
-                classes,
-                hidden_width,
-                1,
-                1,
-                Activation::None,
-            )?;
+            let logits = self.conv("classifier.logits", false, classes, hidden_width, 1, 1, Activation::None)?;
             Some(Classifier { hidden, logits })
         } else {
             None
         };
         if self.next != self.convs.len() {
-            bail!(
-                "graph has {} convolutions after the classifier; not a MobileNetV3",
-                self.convs.len() - self.next
-            );
+            bail!("graph has {} convolutions after the classifier; not a MobileNetV3", self.convs.len() - self.next);
         }
         Ok(Network {
             arch: self.arch,
@@ -438,24 +333,13 @@ impl Matcher<'_, '_> {
 
     fn tensor_shape_out(&self, conv: usize) -> Result<usize> {
         let w = &self.tensors[self.convs[conv].weight];
-        w.shape
-            .first()
-            .copied()
-            .context("logits weights have no shape")
+        w.shape.first().copied().context("logits weights have no shape")
     }
 
     fn block(&mut self, i: usize, spec: &BlockSpec) -> Result<Block> {
         let cin = self.arch.block_input_channels(i);
         let expand = if spec.has_expand(cin) {
-            Some(self.conv(
-                &format!("block{i}.expand"),
-                false,
-                spec.expanded,
-                cin,
-                1,
-                1,
-                spec.activation,
-            )?)
+            Some(self.conv(&format!("block{i}.expand"), false, spec.expanded, cin, 1, 1, spec.activation)?)
         } else {
             None
         };
@@ -470,66 +354,28 @@ impl Matcher<'_, '_> {
         )?;
         let se = if spec.se {
             let s = spec.se_channels();
-            let reduce = self.conv(
-                &format!("block{i}.se.reduce"),
-                false,
-                s,
-                spec.expanded,
-                1,
-                1,
-                Activation::Relu,
-            )?;
+            let reduce = self.conv(&format!("block{i}.se.reduce"), false, s, spec.expanded, 1, 1, Activation::Relu)?;
             let gate_index = self.next;
-            let expand = self.conv(
-                &format!("block{i}.se.expand"),
-                false,
-                spec.expanded,
-                s,
-                1,
-                1,
-                Activation::None,
-            )?;
+            let expand = self.conv(&format!("block{i}.se.expand"), false, spec.expanded, s, 1, 1, Activation::None)?;
             let rec = &self.convs[gate_index];
             // The gate's upper clamp: a fused RELU6, or (uint8 release) the quantized range of the
             // addition's output.
             let gate_max = match rec.post_add_output.map(|t| &self.tensors[t]) {
-                Some(t)
-                    if t.dtype == fb::TensorType::UINT8 && t.zero_points.first() == Some(&0) =>
-                {
+                Some(t) if t.dtype == fb::TensorType::UINT8 && t.zero_points.first() == Some(&0) => {
                     255.0 * t.scales.first().copied().unwrap_or(6.0)
                 }
                 _ if rec.fused == fb::ActivationFunctionType::RELU6 => 6.0,
-                _ => bail!(
-                    "weights do not match {}: block{i} squeeze-excite gate has no [0, 6] clamp",
-                    self.arch.name()
-                ),
+                _ => {
+                    bail!("weights do not match {}: block{i} squeeze-excite gate has no [0, 6] clamp", self.arch.name())
+                }
             };
-            Some(SqueezeExcite {
-                reduce,
-                expand,
-                gate_add: rec.post_add,
-                gate_max,
-                gate_mul: rec.post_mul,
-            })
+            Some(SqueezeExcite { reduce, expand, gate_add: rec.post_add, gate_max, gate_mul: rec.post_mul })
         } else {
             None
         };
-        let project = self.conv(
-            &format!("block{i}.project"),
-            false,
-            spec.out,
-            spec.expanded,
-            1,
-            1,
-            Activation::None,
-        )?;
-        Ok(Block {
-            expand,
-            depthwise,
-            se,
-            project,
-            residual: spec.has_residual(cin),
-        })
+        let project =
+            self.conv(&format!("block{i}.project"), false, spec.out, spec.expanded, 1, 1, Activation::None)?;
+        Ok(Block { expand, depthwise, se, project, residual: spec.has_residual(cin) })
     }
 
     /// Takes the next convolution and checks it is what the table says.
@@ -545,28 +391,17 @@ impl Matcher<'_, '_> {
         activation: Activation,
     ) -> Result<Conv> {
         let arch = self.arch.name();
-        let rec = self
-            .convs
-            .get(self.next)
-            .with_context(|| format!("graph ends before {layer} of {arch}"))?;
+        let rec = self.convs.get(self.next).with_context(|| format!("graph ends before {layer} of {arch}"))?;
         self.next += 1;
         let w = &self.tensors[rec.weight];
-        let expected = if depthwise {
-            vec![1, kernel, kernel, out]
-        } else {
-            vec![out, kernel, kernel, cin]
-        };
+        let expected = if depthwise { vec![1, kernel, kernel, out] } else { vec![out, kernel, kernel, cin] };
         if rec.depthwise != depthwise || w.shape != expected {
             bail!(
                 "weights do not match {arch}: tensor {:?} ({layer} weights) has shape {:?}, expected {:?}{}",
                 w.name,
                 w.shape,
                 expected,
-                if rec.depthwise != depthwise {
-                    " (wrong convolution kind)"
-                } else {
-                    ""
-                }
+                if rec.depthwise != depthwise { " (wrong convolution kind)" } else { "" }
             );
         }
         if rec.stride != (stride as i32, stride as i32) || !rec.same_padding {
@@ -587,10 +422,7 @@ impl Matcher<'_, '_> {
         // TFLite [out, kh, kw, in] → [out][in][kh][kw]; depthwise [1, kh, kw, C] → [C][kh][kw].
         let k2 = kernel * kernel;
         let weight = if depthwise {
-            (0..out)
-                .flat_map(|c| (0..k2).map(move |t| (c, t)))
-                .map(|(c, t)| raw[t * out + c])
-                .collect()
+            (0..out).flat_map(|c| (0..k2).map(move |t| (c, t))).map(|(c, t)| raw[t * out + c]).collect()
         } else {
             (0..out)
                 .flat_map(|o| (0..cin).flat_map(move |i| (0..k2).map(move |t| (o, i, t))))
@@ -617,8 +449,7 @@ impl Matcher<'_, '_> {
             (_, fb::ActivationFunctionType::RELU6) if activation == Activation::Relu => 6.0,
             // uint8 release: a ReLU that is only the output's quantized range [0, 255·scale].
             (Activation::Relu, fb::ActivationFunctionType::NONE)
-                if output.dtype == fb::TensorType::UINT8
-                    && output.zero_points.first() == Some(&0) =>
+                if output.dtype == fb::TensorType::UINT8 && output.zero_points.first() == Some(&0) =>
             {
                 255.0 * output.scales.first().copied().unwrap_or(f32::INFINITY)
             }

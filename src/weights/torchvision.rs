@@ -14,46 +14,21 @@ const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Reads a torchvision MobileNetV3 state dict.
 pub fn load(bytes: &[u8]) -> Result<Network> {
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| anyhow::anyhow!("corrupt safetensors file: {e}"))?;
-    let arch = if st.names().iter().any(|n| n.starts_with("features.16.")) {
-        Arch::Large
-    } else {
-        Arch::Small
-    };
+    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow::anyhow!("corrupt safetensors file: {e}"))?;
+    let arch = if st.names().iter().any(|n| n.starts_with("features.16.")) { Arch::Large } else { Arch::Small };
     let reader = Reader { st: &st, arch };
-    let stem = reader.conv_bn(
-        "features.0",
-        false,
-        STEM_CHANNELS,
-        3,
-        3,
-        2,
-        Activation::HardSwish,
-    )?;
+    let stem = reader.conv_bn("features.0", false, STEM_CHANNELS, 3, 3, 2, Activation::HardSwish)?;
     let mut blocks = Vec::new();
     for (i, spec) in arch.blocks().iter().enumerate() {
         blocks.push(reader.block(i, spec)?);
     }
     let n = arch.blocks().len() + 1;
     let last = arch.blocks().last().unwrap().out;
-    let head = reader.conv_bn(
-        &format!("features.{n}"),
-        false,
-        arch.head_channels(),
-        last,
-        1,
-        1,
-        Activation::HardSwish,
-    )?;
+    let head =
+        reader.conv_bn(&format!("features.{n}"), false, arch.head_channels(), last, 1, 1, Activation::HardSwish)?;
     let classifier = if st.names().iter().any(|n| n.starts_with("classifier.")) {
         let hidden_width = arch.classifier_hidden();
-        let hidden = reader.linear(
-            "classifier.0",
-            hidden_width,
-            Some(arch.head_channels()),
-            Activation::HardSwish,
-        )?;
+        let hidden = reader.linear("classifier.0", hidden_width, Some(arch.head_channels()), Activation::HardSwish)?;
         let logits = reader.linear("classifier.3", 0, Some(hidden_width), Activation::None)?;
         Some(Classifier { hidden, logits })
     } else {
@@ -80,26 +55,17 @@ impl Reader<'_, '_> {
     /// A float32 tensor with exactly the expected shape.
     fn tensor(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
         let arch = self.arch.name();
-        let t = self.st.tensor(name).map_err(|_| {
-            anyhow::anyhow!("weights do not match {arch}: tensor {name:?} is missing")
-        })?;
+        let t = self
+            .st
+            .tensor(name)
+            .map_err(|_| anyhow::anyhow!("weights do not match {arch}: tensor {name:?} is missing"))?;
         if t.shape() != expected {
-            bail!(
-                "weights do not match {arch}: tensor {name:?} has shape {:?}, expected {:?}",
-                t.shape(),
-                expected
-            );
+            bail!("weights do not match {arch}: tensor {name:?} has shape {:?}, expected {:?}", t.shape(), expected);
         }
         if t.dtype() != Dtype::F32 {
-            bail!(
-                "tensor {name:?} has dtype {:?}; only F32 safetensors are supported",
-                t.dtype()
-            );
+            bail!("tensor {name:?} has dtype {:?}; only F32 safetensors are supported", t.dtype());
         }
-        Ok(t.data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect())
+        Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
     }
 
     fn block(&self, i: usize, spec: &BlockSpec) -> Result<Block> {
@@ -115,46 +81,18 @@ impl Reader<'_, '_> {
         } else {
             None
         };
-        let depthwise = self.conv_bn(
-            &next(),
-            true,
-            spec.expanded,
-            1,
-            spec.kernel,
-            spec.stride,
-            spec.activation,
-        )?;
+        let depthwise = self.conv_bn(&next(), true, spec.expanded, 1, spec.kernel, spec.stride, spec.activation)?;
         let se = if spec.se {
             let p = next();
             let s = spec.se_channels();
             let reduce = self.conv_bias(&format!("{p}.fc1"), s, spec.expanded, Activation::Relu)?;
             let expand = self.conv_bias(&format!("{p}.fc2"), spec.expanded, s, Activation::None)?;
-            Some(SqueezeExcite {
-                reduce,
-                expand,
-                gate_add: 3.0,
-                gate_max: 6.0,
-                gate_mul: 1.0 / 6.0,
-            })
+            Some(SqueezeExcite { reduce, expand, gate_add: 3.0, gate_max: 6.0, gate_mul: 1.0 / 6.0 })
         } else {
             None
         };
-        let project = self.conv_bn(
-            &next(),
-            false,
-            spec.out,
-            spec.expanded,
-            1,
-            1,
-            Activation::None,
-        )?;
-        Ok(Block {
-            expand,
-            depthwise,
-            se,
-            project,
-            residual: spec.has_residual(cin),
-        })
+        let project = self.conv_bn(&next(), false, spec.out, spec.expanded, 1, 1, Activation::None)?;
+        Ok(Block { expand, depthwise, se, project, residual: spec.has_residual(cin) })
     }
 
     /// `prefix.0.weight` convolution followed by `prefix.1.*` batch-norm, folded.
@@ -196,13 +134,7 @@ impl Reader<'_, '_> {
     }
 
     /// A 1×1 convolution with bias (squeeze-excite layers).
-    fn conv_bias(
-        &self,
-        prefix: &str,
-        out: usize,
-        cin: usize,
-        activation: Activation,
-    ) -> Result<Conv> {
+    fn conv_bias(&self, prefix: &str, out: usize, cin: usize, activation: Activation) -> Result<Conv> {
         let weight = self.tensor(&format!("{prefix}.weight"), &[out, cin, 1, 1])?;
         let bias = self.tensor(&format!("{prefix}.bias"), &[out])?;
         Ok(Conv {
@@ -218,29 +150,13 @@ impl Reader<'_, '_> {
     }
 
     /// A linear layer (out = 0: any number of outputs, as for the logits).
-    fn linear(
-        &self,
-        prefix: &str,
-        out: usize,
-        cin: Option<usize>,
-        activation: Activation,
-    ) -> Result<Conv> {
+    fn linear(&self, prefix: &str, out: usize, cin: Option<usize>, activation: Activation) -> Result<Conv> {
         let name = format!("{prefix}.weight");
-        let shape = self
-            .st
-            .tensor(&name)
-            .map(|t| t.shape().to_vec())
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "weights do not match {}: tensor {name:?} is missing",
-                    self.arch.name()
-                )
+        let shape =
+            self.st.tensor(&name).map(|t| t.shape().to_vec()).map_err(|_| {
+                anyhow::anyhow!("weights do not match {}: tensor {name:?} is missing", self.arch.name())
             })?;
-        let out = if out == 0 {
-            *shape.first().context("logits weight has no shape")?
-        } else {
-            out
-        };
+        let out = if out == 0 { *shape.first().context("logits weight has no shape")? } else { out };
         let cin = cin.unwrap_or(0);
         let weight = self.tensor(&name, &[out, cin])?;
         let bias = self.tensor(&format!("{prefix}.bias"), &[out])?;

@@ -42,9 +42,7 @@ pub fn uint8_weights() -> PathBuf {
 
 /// A file under `tests/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 /// A fixture's tensors: name → (shape, values).
@@ -54,11 +52,7 @@ pub fn read_fixture(name: &str) -> std::collections::HashMap<String, (Vec<usize>
     st.tensors()
         .into_iter()
         .map(|(n, t)| {
-            let v = t
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect();
+            let v = t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
             (n, (t.shape().to_vec(), v))
         })
         .collect()

@@ -1,0 +1,477 @@
+//! Gradient checks. The CPU reference's backward of every op against central finite differences
+//! in f64, and every GPU backward kernel against the CPU reference backward (relative L2 ≤ 1e-4),
+//! on random odd-sized inputs, both padding rules, strides 1 and 2, kernels 3 and 5.
+
+mod common;
+
+use common::*;
+use neural_style::arch::{Activation, Padding};
+use neural_style::gpu::GpuContext;
+use neural_style::kernels::{
+    self, ConvParams, DepthwiseParams, Kernels, LossParams, PointwiseParams, SeParams, activation_code, pointwise_flags,
+};
+use neural_style::model::{Conv, SqueezeExcite};
+use neural_style::reference::{self, Tensor};
+
+const ACTIVATIONS: [(Activation, f32); 4] = [
+    (Activation::None, f32::INFINITY),
+    (Activation::Relu, f32::INFINITY),
+    (Activation::HardSwish, f32::INFINITY),
+    (Activation::Relu, 0.4),
+];
+
+fn random_conv(
+    rng: &mut Rng,
+    out: usize,
+    cin: usize,
+    kernel: usize,
+    stride: usize,
+    depthwise: bool,
+    act: (Activation, f32),
+) -> Conv {
+    let per_out = if depthwise { kernel * kernel } else { cin * kernel * kernel };
+    Conv {
+        out_channels: out,
+        in_channels: cin,
+        kernel,
+        stride,
+        weight: rng.vec(out * per_out, 1.5 / (per_out as f32).sqrt()),
+        bias: rng.vec(out, 0.5),
+        activation: act.0,
+        cap: act.1,
+    }
+}
+
+fn random_tensor(rng: &mut Rng, c: usize, h: usize, w: usize, scale: f32) -> Tensor {
+    Tensor::from_f32(c, h, w, &rng.vec(c * h * w, scale))
+}
+
+fn dot(a: &Tensor, b: &Tensor) -> f64 {
+    a.data.iter().zip(&b.data).map(|(x, y)| x * y).sum()
+}
+
+/// Checks `grad` = d/dx of the scalar `loss(x)` at 12 random coordinates by central differences.
+fn check_fd(name: &str, x: &Tensor, grad: &Tensor, loss: impl Fn(&Tensor) -> f64) {
+    let mut rng = Rng::new(99);
+    let eps = 1e-6;
+    for _ in 0..12 {
+        let i = ((rng.next() as f64 + 1.0) / 2.0 * x.data.len() as f64) as usize % x.data.len();
+        let (mut plus, mut minus) = (x.clone(), x.clone());
+        plus.data[i] += eps;
+        minus.data[i] -= eps;
+        let fd = (loss(&plus) - loss(&minus)) / (2.0 * eps);
+        let an = grad.data[i];
+        let tol = 1e-6 + 1e-5 * fd.abs().max(an.abs());
+        assert!((fd - an).abs() <= tol, "{name}: d/dx[{i}] finite difference {fd} vs backward {an}");
+    }
+}
+
+#[test]
+fn reference_conv_backward_matches_finite_differences() {
+    let mut rng = Rng::new(1);
+    let scale = [2.0, 1.5, 0.7];
+    let shift = [-1.0, -0.2, 0.3];
+    for padding in [Padding::TfSame, Padding::Symmetric] {
+        for act in ACTIVATIONS {
+            let x = random_tensor(&mut rng, 3, 9, 11, 1.0);
+            let conv = random_conv(&mut rng, 5, 3, 3, 2, false, act);
+            let y = reference::conv2d(&x, &conv, padding, scale, shift);
+            let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
+            let gx = reference::conv2d_backward(&x, &conv, padding, scale, shift, &gy);
+            check_fd(&format!("conv {padding:?} {act:?}"), &x, &gx, |x| {
+                dot(&reference::conv2d(x, &conv, padding, scale, shift), &gy)
+            });
+        }
+    }
+}
+
+#[test]
+fn reference_depthwise_and_pointwise_backward_match_finite_differences() {
+    let mut rng = Rng::new(2);
+    for padding in [Padding::TfSame, Padding::Symmetric] {
+        for (kernel, stride) in [(3, 1), (3, 2), (5, 1), (5, 2)] {
+            for act in ACTIVATIONS {
+                let x = random_tensor(&mut rng, 4, 9, 7, 2.0);
+                let conv = random_conv(&mut rng, 4, 4, kernel, stride, true, act);
+                let y = reference::depthwise(&x, &conv, padding);
+                let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
+                let gx = reference::depthwise_backward(&x, &conv, padding, &gy);
+                check_fd(&format!("depthwise {padding:?} k{kernel} s{stride} {act:?}"), &x, &gx, |x| {
+                    dot(&reference::depthwise(x, &conv, padding), &gy)
+                });
+            }
+        }
+    }
+    for act in ACTIVATIONS {
+        let x = random_tensor(&mut rng, 7, 5, 3, 2.0);
+        let conv = random_conv(&mut rng, 6, 7, 1, 1, false, act);
+        let y = reference::pointwise(&x, &conv, None);
+        let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
+        let gx = reference::pointwise_backward(&x, &conv, &gy);
+        check_fd(&format!("pointwise {act:?}"), &x, &gx, |x| dot(&reference::pointwise(x, &conv, None), &gy));
+    }
+}
+
+fn random_se(rng: &mut Rng, c: usize, s: usize, gate: (f32, f32, f32)) -> SqueezeExcite {
+    SqueezeExcite {
+        reduce: random_conv(rng, s, c, 1, 1, false, (Activation::Relu, 2.5)),
+        expand: random_conv(rng, c, s, 1, 1, false, (Activation::None, f32::INFINITY)),
+        gate_add: gate.0,
+        gate_max: gate.1,
+        gate_mul: gate.2,
+    }
+}
+
+fn se_forward(x: &Tensor, se: &SqueezeExcite) -> Tensor {
+    reference::channel_scale(x, &reference::se_gate(&reference::channel_mean(x), se))
+}
+
+#[test]
+fn reference_squeeze_excite_and_losses_match_finite_differences() {
+    let mut rng = Rng::new(3);
+    let x = random_tensor(&mut rng, 12, 5, 7, 2.0);
+    let se = random_se(&mut rng, 12, 8, (3.0, 6.0, 1.0 / 6.0));
+    let y = se_forward(&x, &se);
+    let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
+    let gx = reference::squeeze_excite_backward(&x, &se, &gy);
+    check_fd("squeeze-excite", &x, &gx, |x| dot(&se_forward(x, &se), &gy));
+
+    let f = random_tensor(&mut rng, 6, 5, 7, 1.0);
+    let target_gram = reference::gram(&random_tensor(&mut rng, 6, 4, 3, 1.0));
+    let (_, g) = reference::style_loss(&f, &target_gram);
+    check_fd("style loss", &f, &g, |f| reference::style_loss(f, &target_gram).0);
+    let p = random_tensor(&mut rng, 6, 5, 7, 1.0);
+    let (_, g) = reference::content_loss(&f, &p);
+    check_fd("content loss", &f, &g, |f| reference::content_loss(f, &p).0);
+    let img = random_tensor(&mut rng, 3, 6, 9, 1.0);
+    let (_, g) = reference::tv_loss(&img);
+    check_fd("tv loss", &img, &g, |x| reference::tv_loss(x).0);
+}
+
+#[test]
+fn reference_whole_network_gradient_matches_finite_differences() {
+    let net = neural_style::weights::load(&default_weights()).unwrap();
+    let mut rng = Rng::new(4);
+    let (h, w) = (23, 17);
+    let image = Tensor::from_f32(3, h, w, &rng.vec(3 * h * w, 0.5).iter().map(|v| v + 0.5).collect::<Vec<_>>());
+    let other = Tensor::from_f32(3, h, w, &rng.vec(3 * h * w, 0.5).iter().map(|v| v + 0.5).collect::<Vec<_>>());
+    let acts = reference::forward(&net, &other);
+    let find = |n: &str| acts.iter().find(|(name, _)| name == n).unwrap().1.clone();
+    let objective = reference::Objective {
+        content: vec![("block4.expand".into(), find("block4.expand")), ("block2".into(), find("block2"))],
+        style: vec![
+            ("stem".into(), 1.0, reference::gram(&find("stem"))),
+            ("block3.se".into(), 0.5, reference::gram(&find("block3.se"))),
+        ],
+        content_weight: 1.0,
+        style_weight: 10.0,
+        tv_weight: 2.0,
+    };
+    let (_, grad) = reference::objective_and_grad(&net, &image, &objective);
+    check_fd("whole network", &image, &grad, |x| reference::objective_and_grad(&net, x, &objective).0.total);
+}
+
+// ---- GPU backward kernels against the reference ----
+
+fn conv_buffer(ctx: &GpuContext, conv: &Conv) -> wgpu::Buffer {
+    let mut data = conv.weight.clone();
+    data.extend_from_slice(&conv.bias);
+    ctx.storage_buffer("weights", &data)
+}
+
+fn buffer(ctx: &GpuContext, t: &Tensor) -> wgpu::Buffer {
+    ctx.storage_buffer("tensor", &t.data.iter().map(|&v| v as f32).collect::<Vec<_>>())
+}
+
+fn check(name: &str, got: &[f32], want: &Tensor) {
+    let err = reference::relative_l2(&got.iter().map(|&v| v as f64).collect::<Vec<_>>(), &want.data);
+    assert!(err <= 1e-4, "{name}: relative L2 error {err:e} > 1e-4");
+}
+
+#[test]
+fn gpu_conv_and_depthwise_backward_match_reference() {
+    let Some(ctx) = gpu() else { return };
+    let k = Kernels::new(&ctx);
+    let mut rng = Rng::new(5);
+    let scale = [2.0, 1.5, 0.7];
+    let shift = [-1.0, -0.2, 0.3];
+    for padding in [Padding::TfSame, Padding::Symmetric] {
+        for (kernel, stride) in [(3, 1), (3, 2), (5, 1), (5, 2)] {
+            for act in ACTIVATIONS {
+                // Stem-style full convolution.
+                let x = random_tensor(&mut rng, 3, 23, 37, 1.0);
+                let conv = random_conv(&mut rng, 16, 3, kernel, stride, false, act);
+                let y = reference::conv2d(&x, &conv, padding, scale, shift);
+                let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
+                let want = reference::conv2d_backward(&x, &conv, padding, scale, shift, &gy);
+                let (_, pad_y) = padding.geometry(x.h, kernel, stride);
+                let (_, pad_x) = padding.geometry(x.w, kernel, stride);
+                let params = ConvParams {
+                    in_c: 3,
+                    in_h: x.h as u32,
+                    in_w: x.w as u32,
+                    out_c: 16,
+                    out_h: y.h as u32,
+                    out_w: y.w as u32,
+                    kernel: kernel as u32,
+                    stride: stride as u32,
+                    pad_y: pad_y as u32,
+                    pad_x: pad_x as u32,
+                    act: activation_code(act.0),
+                    cap: act.1,
+                    store_preact: 1,
+                    _pad: [0; 3],
+                    scale: [scale[0], scale[1], scale[2], 0.0],
+                    shift: [shift[0], shift[1], shift[2], 0.0],
+                };
+                let (xb, wb, gyb) = (buffer(&ctx, &x), conv_buffer(&ctx, &conv), buffer(&ctx, &gy));
+                let (yb, pre, gx) = (
+                    ctx.zeroed_buffer("y", y.data.len()),
+                    ctx.zeroed_buffer("pre", y.data.len()),
+                    ctx.zeroed_buffer("gx", x.data.len()),
+                );
+                let ops = [
+                    k.conv.bind(&ctx, &params, &[&xb, &wb, &yb, &pre], [(y.h * y.w).div_ceil(256) as u32, 16, 1]),
+                    k.conv_backward.bind(
+                        &ctx,
+                        &params,
+                        &[&gyb, &wb, &pre, &gx],
+                        [(x.h * x.w).div_ceil(256) as u32, 3, 1],
+                    ),
+                ];
+                kernels::run(&ctx, &ops).unwrap();
+                check(
+                    &format!("conv backward {padding:?} k{kernel} s{stride} {act:?}"),
+                    &ctx.read_buffer(&gx, x.data.len()).unwrap(),
+                    &want,
+                );
+
+                // Depthwise.
+                let c = 13;
+                let x = random_tensor(&mut rng, c, 23, 37, 2.0);
+                let conv = random_conv(&mut rng, c, c, kernel, stride, true, act);
+                let y = reference::depthwise(&x, &conv, padding);
+                let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
+                let want = reference::depthwise_backward(&x, &conv, padding, &gy);
+                let params = DepthwiseParams {
+                    channels: c as u32,
+                    in_h: x.h as u32,
+                    in_w: x.w as u32,
+                    out_h: y.h as u32,
+                    out_w: y.w as u32,
+                    kernel: kernel as u32,
+                    stride: stride as u32,
+                    pad_y: pad_y as u32,
+                    pad_x: pad_x as u32,
+                    act: activation_code(act.0),
+                    cap: act.1,
+                    store_preact: 1,
+                };
+                let (xb, wb, gyb) = (buffer(&ctx, &x), conv_buffer(&ctx, &conv), buffer(&ctx, &gy));
+                let (yb, pre, gx) = (
+                    ctx.zeroed_buffer("y", y.data.len()),
+                    ctx.zeroed_buffer("pre", y.data.len()),
+                    ctx.zeroed_buffer("gx", x.data.len()),
+                );
+                let ops = [
+                    k.depthwise.bind(
+                        &ctx,
+                        &params,
+                        &[&xb, &wb, &yb, &pre],
+                        [(y.h * y.w).div_ceil(256) as u32, c as u32, 1],
+                    ),
+                    k.depthwise_backward.bind(
+                        &ctx,
+                        &params,
+                        &[&gyb, &wb, &pre, &gx],
+                        [(x.h * x.w).div_ceil(256) as u32, c as u32, 1],
+                    ),
+                ];
+                kernels::run(&ctx, &ops).unwrap();
+                check(
+                    &format!("depthwise backward {padding:?} k{kernel} s{stride} {act:?}"),
+                    &ctx.read_buffer(&gx, x.data.len()).unwrap(),
+                    &want,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_pointwise_and_squeeze_excite_backward_match_reference() {
+    let Some(ctx) = gpu() else { return };
+    let k = Kernels::new(&ctx);
+    let mut rng = Rng::new(6);
+    for (cin, cout, h, w) in [(37, 70, 23, 37), (96, 576, 3, 5), (130, 9, 17, 19)] {
+        for act in ACTIVATIONS {
+            let x = random_tensor(&mut rng, cin, h, w, 1.0);
+            let conv = random_conv(&mut rng, cout, cin, 1, 1, false, act);
+            let gy = random_tensor(&mut rng, cout, h, w, 1.0);
+            let want = reference::pointwise_backward(&x, &conv, &gy);
+            let forward = PointwiseParams {
+                m: cout as u32,
+                k: cin as u32,
+                n: (h * w) as u32,
+                act: activation_code(act.0),
+                cap: act.1,
+                flags: pointwise_flags::BIAS | pointwise_flags::STORE_PREACT,
+                alpha: 1.0,
+                _pad: 0,
+            };
+            let backward = PointwiseParams {
+                m: cin as u32,
+                k: cout as u32,
+                flags: pointwise_flags::TRANSPOSE_A | pointwise_flags::GRAD_ACT_B | pointwise_flags::ACCUMULATE,
+                ..forward
+            };
+            let (xb, wb, gyb) = (buffer(&ctx, &x), conv_buffer(&ctx, &conv), buffer(&ctx, &gy));
+            let (yb, pre, gx) = (
+                ctx.zeroed_buffer("y", cout * h * w),
+                ctx.zeroed_buffer("pre", cout * h * w),
+                ctx.zeroed_buffer("gx", cin * h * w),
+            );
+            let ops = [
+                k.pointwise.bind(
+                    &ctx,
+                    &forward,
+                    &[&xb, &wb, &yb, &pre],
+                    [(h * w).div_ceil(64) as u32, cout.div_ceil(64) as u32, 1],
+                ),
+                k.pointwise.bind(
+                    &ctx,
+                    &backward,
+                    &[&gyb, &wb, &gx, &pre],
+                    [(h * w).div_ceil(64) as u32, cin.div_ceil(64) as u32, 1],
+                ),
+            ];
+            kernels::run(&ctx, &ops).unwrap();
+            check(
+                &format!("pointwise backward {cin}->{cout} {act:?}"),
+                &ctx.read_buffer(&gx, cin * h * w).unwrap(),
+                &want,
+            );
+        }
+    }
+    for (c, s, h, w, gate) in [
+        (72, 24, 23, 37, (3.0, 6.0, 1.0 / 6.0)),
+        (576, 144, 3, 5, (0.0, 5.9997, 0.1667)),
+        (960, 240, 2, 3, (3.0, 6.0, 1.0 / 6.0)),
+    ] {
+        let x = random_tensor(&mut rng, c, h, w, 2.0);
+        let se = random_se(&mut rng, c, s, gate);
+        let gy = random_tensor(&mut rng, c, h, w, 1.0);
+        let want = reference::squeeze_excite_backward(&x, &se, &gy);
+        let mut packed = se.reduce.weight.clone();
+        packed.extend(&se.reduce.bias);
+        packed.extend(&se.expand.weight);
+        packed.extend(&se.expand.bias);
+        let params = SeParams {
+            channels: c as u32,
+            pixels: (h * w) as u32,
+            squeeze: s as u32,
+            reduce_act: activation_code(Activation::Relu),
+            reduce_cap: 2.5,
+            gate_add: gate.0,
+            gate_max: gate.1,
+            gate_mul: gate.2,
+        };
+        let (xb, wb, gyb) = (buffer(&ctx, &x), ctx.storage_buffer("se", &packed), buffer(&ctx, &gy));
+        let [means, gates, grad_gates, grad_means] =
+            ["means", "gates", "grad gates", "grad means"].map(|l| ctx.zeroed_buffer(l, c));
+        let gx = ctx.zeroed_buffer("gx", c * h * w);
+        let wg = [(h * w).div_ceil(256) as u32, c as u32, 1];
+        let ops = [
+            k.channel_mean.bind(&ctx, &params, &[&xb, &means], [c as u32, 1, 1]),
+            k.se_gate.bind(&ctx, &params, &[&means, &wb, &gates], [1, 1, 1]),
+            k.channel_dot.bind(&ctx, &params, &[&xb, &grad_gates, &gyb], [c as u32, 1, 1]),
+            k.se_gate_backward.bind(&ctx, &params, &[&means, &wb, &grad_means, &grad_gates], [1, 1, 1]),
+            k.se_input_backward.bind(&ctx, &params, &[&grad_means, &gates, &gyb, &gx], wg),
+        ];
+        kernels::run(&ctx, &ops).unwrap();
+        check(&format!("squeeze-excite backward c{c} s{s}"), &ctx.read_buffer(&gx, c * h * w).unwrap(), &want);
+    }
+}
+
+#[test]
+fn gpu_losses_and_their_gradients_match_reference() {
+    let Some(ctx) = gpu() else { return };
+    let k = Kernels::new(&ctx);
+    let mut rng = Rng::new(7);
+    let dummy = ctx.zeroed_buffer("dummy", 1);
+    let (c, h, w) = (37, 13, 11);
+    let f = random_tensor(&mut rng, c, h, w, 1.0);
+    let p = random_tensor(&mut rng, c, h, w, 1.0);
+    let target = reference::gram(&random_tensor(&mut rng, c, 9, 7, 1.0));
+    let img = random_tensor(&mut rng, 3, 29, 23, 1.0);
+    let (content_want, content_grad) = reference::content_loss(&f, &p);
+    let (style_want, style_grad) = reference::style_loss(&f, &target);
+    let (tv_want, tv_grad) = reference::tv_loss(&img);
+
+    let (fb, pb, ib) = (buffer(&ctx, &f), buffer(&ctx, &p), buffer(&ctx, &img));
+    let tb = ctx.storage_buffer("target", &target.iter().map(|&v| v as f32).collect::<Vec<_>>());
+    let [gram, r] = ["gram", "r"].map(|l| ctx.zeroed_buffer(l, c * c));
+    let [g_content, g_style] = ["g content", "g style"].map(|l| ctx.zeroed_buffer(l, c * h * w));
+    let g_img = ctx.zeroed_buffer("g image", img.data.len());
+    let losses = ctx.zeroed_buffer("losses", 4);
+    let n = c * h * w;
+    let base = LossParams {
+        content_weight: 1.0,
+        style_weight: 1.0,
+        tv_weight: 1.0,
+        height: 29,
+        width: 23,
+        ..Default::default()
+    };
+    let hw = (h * w) as u32;
+    let gram_params = PointwiseParams {
+        m: c as u32,
+        k: hw,
+        n: c as u32,
+        flags: pointwise_flags::TRANSPOSE_B,
+        alpha: 1.0 / (c as f32 * hw as f32),
+        cap: f32::MAX,
+        ..Default::default()
+    };
+    let rf_params = PointwiseParams {
+        m: c as u32,
+        k: c as u32,
+        n: hw,
+        flags: pointwise_flags::ACCUMULATE,
+        alpha: 1.0,
+        cap: f32::MAX,
+        ..Default::default()
+    };
+    let ops = [
+        k.content_loss.bind(
+            &ctx,
+            &LossParams { count: n as u32, coef: 2.0 / n as f32, ..base },
+            &[&fb, &pb, &g_content, &losses],
+            [1, 1, 1],
+        ),
+        k.pointwise.bind(&ctx, &gram_params, &[&fb, &fb, &gram, &dummy], [1, 1, 1]),
+        k.style_loss.bind(
+            &ctx,
+            &LossParams { channels: c as u32, coef: 4.0 / ((c * c) as f32 * n as f32), layer_weight: 1.0, ..base },
+            &[&gram, &tb, &r, &losses],
+            [1, 1, 1],
+        ),
+        k.pointwise.bind(&ctx, &rf_params, &[&fb, &r, &g_style, &dummy], [hw.div_ceil(64), 1, 1]),
+        k.tv_loss.bind(&ctx, &base, &[&ib, &g_img, &losses], [1, 1, 1]),
+        k.total_loss.bind(&ctx, &base, &[&losses], [1, 1, 1]),
+    ];
+    kernels::run(&ctx, &ops).unwrap();
+    let l = ctx.read_buffer(&losses, 4).unwrap();
+    for (got, want, name) in [
+        (l[0], content_want, "content"),
+        (l[1], style_want, "style"),
+        (l[2], tv_want, "tv"),
+        (l[3], content_want + style_want + tv_want, "total"),
+    ] {
+        assert!(((got as f64 - want) / want).abs() <= 1e-4, "{name} loss: GPU {got} vs reference {want}");
+    }
+    check("gram", &ctx.read_buffer(&gram, c * c).unwrap(), &Tensor { c, h: c, w: 1, data: reference::gram(&f) });
+    check("content gradient", &ctx.read_buffer(&g_content, n).unwrap(), &content_grad);
+    check("style gradient", &ctx.read_buffer(&g_style, n).unwrap(), &style_grad);
+    check("tv gradient", &ctx.read_buffer(&g_img, img.data.len()).unwrap(), &tv_grad);
+}
