@@ -1,0 +1,188 @@
+//! `neural-style stylize` end to end at 48–64 px: losses fall, the output is written (atomically,
+//! deterministically), progress is machine-readable, and bad input is one clear line with a
+//! non-zero exit and no output file.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+
+fn image(name: &str) -> String {
+    shared().join("images").join(name).to_str().unwrap().to_string()
+}
+
+fn stylize(output: &Path, extra: &[&str]) -> Output {
+    let mut args: Vec<String> = vec![
+        "stylize".into(),
+        "--content".into(),
+        image("tubingen.jpg"),
+        "--style".into(),
+        image("starry_night.jpg"),
+        "--output".into(),
+        output.to_str().unwrap().into(),
+        "--size".into(),
+        "48".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(&args)
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .output()
+        .expect("run neural-style")
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+}
+
+fn assert_one_line_error(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {stderr}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "error {:?} lacks {needle:?}", lines[0]);
+}
+
+fn dir_is_empty(dir: &Path) -> bool {
+    std::fs::read_dir(dir).unwrap().next().is_none()
+}
+
+#[test]
+fn stylize_lowers_the_losses_and_reports_json_progress() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    for optimizer in ["lbfgs-bounded", "lbfgs", "adam"] {
+        let out = stylize(&output, &["--iterations", "40", "--print-every", "10", "--optimizer", optimizer, "--json"]);
+        assert!(out.status.success(), "{optimizer}: {}", String::from_utf8_lossy(&out.stderr));
+        let lines = json_lines(&out);
+        let progress: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("iteration").is_some()).collect();
+        let iterations: Vec<u64> = progress.iter().map(|l| l["iteration"].as_u64().unwrap()).collect();
+        assert_eq!(iterations, [0, 10, 20, 30, 40], "{optimizer}");
+        for l in &progress {
+            for key in ["loss", "content", "style", "tv", "elapsed_s"] {
+                assert!(l[key].as_f64().is_some_and(f64::is_finite), "{optimizer}: {key} missing in {l}");
+            }
+        }
+        let (first, last) = (progress[0], progress[progress.len() - 1]);
+        let f = |l: &serde_json::Value, k: &str| l[k].as_f64().unwrap();
+        assert!(
+            f(last, "loss") < 0.7 * f(first, "loss"),
+            "{optimizer}: total loss {} → {}",
+            f(first, "loss"),
+            f(last, "loss")
+        );
+        assert!(
+            f(last, "style") < 0.25 * f(first, "style"),
+            "{optimizer}: style loss {} → {}",
+            f(first, "style"),
+            f(last, "style")
+        );
+        let done = lines.last().unwrap();
+        assert_eq!(done["done"], true);
+        assert_eq!(done["output"], output.to_str().unwrap());
+        assert_eq!(done["iterations"], 40);
+        assert!(done["seconds"].as_f64().unwrap() > 0.0 && done["iterations_per_s"].as_f64().unwrap() > 0.0);
+        let written = image::open(&output).unwrap();
+        assert_eq!((written.width(), written.height()), neural_style::image_io::scaled_size(1024, 768, 48));
+    }
+}
+
+#[test]
+fn same_seed_gives_identical_bytes_and_snapshots_are_written() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| -> PathBuf {
+        let output = dir.path().join(name);
+        let mut args = vec!["--iterations", "12", "--init", "noise"];
+        if !extra.contains(&"--seed") {
+            args.extend(["--seed", "7"]);
+        }
+        args.extend(extra);
+        let out = stylize(&output, &args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        output
+    };
+    let a = std::fs::read(run("a.png", &["--save-every", "5"])).unwrap();
+    let b = std::fs::read(run("b.png", &[])).unwrap();
+    assert_eq!(a, b, "same seed, same device: identical output bytes");
+    let c = std::fs::read(run("c.png", &["--seed", "8"])).unwrap();
+    assert_ne!(a, c, "another seed starts from other noise");
+    assert!(dir.path().join("a_5.png").is_file() && dir.path().join("a_10.png").is_file());
+    let jpg = run("d.jpg", &[]);
+    assert_eq!(image::ImageFormat::from_path(&jpg).unwrap(), image::ImageFormat::Jpeg);
+    assert!(image::open(&jpg).is_ok());
+}
+
+#[test]
+fn non_finite_loss_stops_keeps_the_last_finite_image_and_says_so() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let out = stylize(&output, &["--iterations", "5", "--init", "noise", "--content-weight", "3e38"]);
+    assert_one_line_error(&out, "NaN or infinite");
+    assert!(image::open(&output).is_ok(), "the last finite image is written");
+}
+
+#[test]
+fn bad_stylize_input_is_a_one_line_error_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let corrupt = dir.path().join("corrupt.jpg");
+    std::fs::write(&corrupt, b"\xFF\xD8\xFF\xE0 not really a jpeg").unwrap();
+    let corrupt = corrupt.to_str().unwrap().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--iterations".into(), "0".into()], "--iterations must be at least 1"),
+        (vec!["--iterations".into(), "-3".into()], "--iterations must be at least 1"),
+        (vec!["--style-weight".into(), "-1".into()], "--style-weight must be a finite number ≥ 0"),
+        (vec!["--tv-weight".into(), "-0.5".into()], "--tv-weight must be a finite number ≥ 0"),
+        (vec!["--style-blend-weights".into(), "3,7".into()], "2 values for 1 style images"),
+        (vec!["--style-layers".into(), "stem,block42.expand".into()], "unknown layer \"block42.expand\""),
+        (vec!["--content-layers".into(), "nope".into()], "unknown layer \"nope\""),
+        (vec!["--init".into(), "/nonexistent/init.png".into()], "/nonexistent/init.png"),
+    ];
+    for (extra, needle) in cases {
+        let args: Vec<&str> = extra.iter().map(String::as_str).collect();
+        assert_one_line_error(&stylize(&output, &args), needle);
+        assert!(dir_is_empty(dir.path()) || !output.exists(), "{needle}: output written");
+    }
+    let run = |content: &str, style: &str, output: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_neural-style"))
+            .args([
+                "stylize",
+                "--content",
+                content,
+                "--style",
+                style,
+                "--output",
+                output.to_str().unwrap(),
+                "--size",
+                "32",
+            ])
+            .env("NEURAL_STYLE_WEIGHTS", default_weights())
+            .output()
+            .unwrap()
+    };
+    assert_one_line_error(&run("/nonexistent/c.jpg", &image("starry_night.jpg"), &output), "/nonexistent/c.jpg");
+    assert_one_line_error(&run(&image("tubingen.jpg"), "/nonexistent/s.jpg", &output), "/nonexistent/s.jpg");
+    assert_one_line_error(&run(&corrupt, &image("starry_night.jpg"), &output), "corrupt.jpg");
+    assert_one_line_error(&run(&image("tubingen.jpg"), &corrupt, &output), "corrupt.jpg");
+    assert!(!output.exists());
+    let missing_dir = Path::new("/nonexistent/dir/out.png");
+    assert_one_line_error(&run(&image("tubingen.jpg"), &image("starry_night.jpg"), missing_dir), "does not exist");
+    let bad_ext = dir.path().join("out.bmp");
+    assert_one_line_error(
+        &run(&image("tubingen.jpg"), &image("starry_night.jpg"), &bad_ext),
+        "must end in .png, .jpg or .jpeg",
+    );
+    assert!(!bad_ext.exists());
+}
