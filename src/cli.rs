@@ -151,7 +151,7 @@ pub struct StylizeArgs {
     /// Report the losses every N iterations (and at the end).
     #[arg(long, default_value_t = 50)]
     pub print_every: usize,
-    /// Also write out_<iteration>.png next to the output every N iterations.
+    /// Also write OUTPUT_<iteration>.png (same stem and format) next to the output every N iterations.
     #[arg(long)]
     pub save_every: Option<usize>,
     #[command(flatten)]

@@ -23,7 +23,7 @@ pub const DEFAULT_STYLE_LAYERS: &str = "stem,block1.expand,block3.expand,block5.
 /// Default weight of E_content.
 pub const DEFAULT_CONTENT_WEIGHT: f32 = 1.0;
 /// Default weight of E_style.
-pub const DEFAULT_STYLE_WEIGHT: f32 = 10.0;
+pub const DEFAULT_STYLE_WEIGHT: f32 = 5000.0;
 /// Default weight of E_tv.
 pub const DEFAULT_TV_WEIGHT: f32 = 1.0;
 
