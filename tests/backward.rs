@@ -10,37 +10,8 @@ use neural_style::gpu::GpuContext;
 use neural_style::kernels::{
     self, ConvParams, DepthwiseParams, Kernels, LossParams, PointwiseParams, SeParams, activation_code, pointwise_flags,
 };
-use neural_style::model::{Conv, SqueezeExcite};
+use neural_style::model::SqueezeExcite;
 use neural_style::reference::{self, Tensor};
-
-const ACTIVATIONS: [(Activation, f32); 4] = [
-    (Activation::None, f32::INFINITY),
-    (Activation::Relu, f32::INFINITY),
-    (Activation::HardSwish, f32::INFINITY),
-    (Activation::Relu, 0.4),
-];
-
-fn random_conv(
-    rng: &mut Rng,
-    out: usize,
-    cin: usize,
-    kernel: usize,
-    stride: usize,
-    depthwise: bool,
-    act: (Activation, f32),
-) -> Conv {
-    let per_out = if depthwise { kernel * kernel } else { cin * kernel * kernel };
-    Conv {
-        out_channels: out,
-        in_channels: cin,
-        kernel,
-        stride,
-        weight: rng.vec(out * per_out, 1.5 / (per_out as f32).sqrt()),
-        bias: rng.vec(out, 0.5),
-        activation: act.0,
-        cap: act.1,
-    }
-}
 
 fn random_tensor(rng: &mut Rng, c: usize, h: usize, w: usize, scale: f32) -> Tensor {
     Tensor::from_f32(c, h, w, &rng.vec(c * h * w, scale))
@@ -74,7 +45,7 @@ fn reference_conv_backward_matches_finite_differences() {
     for padding in [Padding::TfSame, Padding::Symmetric] {
         for act in ACTIVATIONS {
             let x = random_tensor(&mut rng, 3, 9, 11, 1.0);
-            let conv = random_conv(&mut rng, 5, 3, 3, 2, false, act);
+            let conv = random_conv(&mut rng, [5, 3, 3, 2], false, act, 1.5);
             let y = reference::conv2d(&x, &conv, padding, scale, shift);
             let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
             let gx = reference::conv2d_backward(&x, &conv, padding, scale, shift, &gy);
@@ -92,7 +63,7 @@ fn reference_depthwise_and_pointwise_backward_match_finite_differences() {
         for (kernel, stride) in [(3, 1), (3, 2), (5, 1), (5, 2)] {
             for act in ACTIVATIONS {
                 let x = random_tensor(&mut rng, 4, 9, 7, 2.0);
-                let conv = random_conv(&mut rng, 4, 4, kernel, stride, true, act);
+                let conv = random_conv(&mut rng, [4, 4, kernel, stride], true, act, 1.5);
                 let y = reference::depthwise(&x, &conv, padding);
                 let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
                 let gx = reference::depthwise_backward(&x, &conv, padding, &gy);
@@ -104,7 +75,7 @@ fn reference_depthwise_and_pointwise_backward_match_finite_differences() {
     }
     for act in ACTIVATIONS {
         let x = random_tensor(&mut rng, 7, 5, 3, 2.0);
-        let conv = random_conv(&mut rng, 6, 7, 1, 1, false, act);
+        let conv = random_conv(&mut rng, [6, 7, 1, 1], false, act, 1.5);
         let y = reference::pointwise(&x, &conv, None);
         let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
         let gx = reference::pointwise_backward(&x, &conv, &gy);
@@ -114,8 +85,8 @@ fn reference_depthwise_and_pointwise_backward_match_finite_differences() {
 
 fn random_se(rng: &mut Rng, c: usize, s: usize, gate: (f32, f32, f32)) -> SqueezeExcite {
     SqueezeExcite {
-        reduce: random_conv(rng, s, c, 1, 1, false, (Activation::Relu, 2.5)),
-        expand: random_conv(rng, c, s, 1, 1, false, (Activation::None, f32::INFINITY)),
+        reduce: random_conv(rng, [s, c, 1, 1], false, (Activation::Relu, 2.5), 1.5),
+        expand: random_conv(rng, [c, s, 1, 1], false, (Activation::None, f32::INFINITY), 1.5),
         gate_add: gate.0,
         gate_max: gate.1,
         gate_mul: gate.2,
@@ -173,19 +144,8 @@ fn reference_whole_network_gradient_matches_finite_differences() {
 
 // ---- GPU backward kernels against the reference ----
 
-fn conv_buffer(ctx: &GpuContext, conv: &Conv) -> wgpu::Buffer {
-    let mut data = conv.weight.clone();
-    data.extend_from_slice(&conv.bias);
-    ctx.storage_buffer("weights", &data)
-}
-
 fn buffer(ctx: &GpuContext, t: &Tensor) -> wgpu::Buffer {
     ctx.storage_buffer("tensor", &t.data.iter().map(|&v| v as f32).collect::<Vec<_>>())
-}
-
-fn check(name: &str, got: &[f32], want: &Tensor) {
-    let err = reference::relative_l2(&got.iter().map(|&v| v as f64).collect::<Vec<_>>(), &want.data);
-    assert!(err <= 1e-4, "{name}: relative L2 error {err:e} > 1e-4");
 }
 
 #[test]
@@ -200,7 +160,7 @@ fn gpu_conv_and_depthwise_backward_match_reference() {
             for act in ACTIVATIONS {
                 // Stem-style full convolution.
                 let x = random_tensor(&mut rng, 3, 23, 37, 1.0);
-                let conv = random_conv(&mut rng, 16, 3, kernel, stride, false, act);
+                let conv = random_conv(&mut rng, [16, 3, kernel, stride], false, act, 1.5);
                 let y = reference::conv2d(&x, &conv, padding, scale, shift);
                 let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
                 let want = reference::conv2d_backward(&x, &conv, padding, scale, shift, &gy);
@@ -249,7 +209,7 @@ fn gpu_conv_and_depthwise_backward_match_reference() {
                 // Depthwise.
                 let c = 13;
                 let x = random_tensor(&mut rng, c, 23, 37, 2.0);
-                let conv = random_conv(&mut rng, c, c, kernel, stride, true, act);
+                let conv = random_conv(&mut rng, [c, c, kernel, stride], true, act, 1.5);
                 let y = reference::depthwise(&x, &conv, padding);
                 let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
                 let want = reference::depthwise_backward(&x, &conv, padding, &gy);
@@ -306,7 +266,7 @@ fn gpu_pointwise_and_squeeze_excite_backward_match_reference() {
     for (cin, cout, h, w) in [(37, 70, 23, 37), (96, 576, 3, 5), (130, 9, 17, 19)] {
         for act in ACTIVATIONS {
             let x = random_tensor(&mut rng, cin, h, w, 1.0);
-            let conv = random_conv(&mut rng, cout, cin, 1, 1, false, act);
+            let conv = random_conv(&mut rng, [cout, cin, 1, 1], false, act, 1.5);
             let gy = random_tensor(&mut rng, cout, h, w, 1.0);
             let want = reference::pointwise_backward(&x, &conv, &gy);
             let forward = PointwiseParams {

@@ -5,52 +5,11 @@ mod common;
 
 use common::*;
 use neural_style::arch::{Activation, Padding};
-use neural_style::gpu::GpuContext;
 use neural_style::kernels::{
     self, ConvParams, DepthwiseParams, Kernels, PointwiseParams, SeParams, activation_code, pointwise_flags,
 };
-use neural_style::model::{Conv, SqueezeExcite};
+use neural_style::model::SqueezeExcite;
 use neural_style::reference::{self, Tensor};
-
-const ACTIVATIONS: [(Activation, f32); 4] = [
-    (Activation::None, f32::INFINITY),
-    (Activation::Relu, f32::INFINITY),
-    (Activation::HardSwish, f32::INFINITY),
-    (Activation::Relu, 0.4),
-];
-
-fn random_conv(
-    rng: &mut Rng,
-    out: usize,
-    cin: usize,
-    kernel: usize,
-    stride: usize,
-    depthwise: bool,
-    act: (Activation, f32),
-) -> Conv {
-    let per_out = if depthwise { kernel * kernel } else { cin * kernel * kernel };
-    Conv {
-        out_channels: out,
-        in_channels: cin,
-        kernel,
-        stride,
-        weight: rng.vec(out * per_out, 1.0 / (per_out as f32).sqrt()),
-        bias: rng.vec(out, 0.5),
-        activation: act.0,
-        cap: act.1,
-    }
-}
-
-fn weights_buffer(ctx: &GpuContext, conv: &Conv) -> wgpu::Buffer {
-    let mut data = conv.weight.clone();
-    data.extend_from_slice(&conv.bias);
-    ctx.storage_buffer("weights", &data)
-}
-
-fn check(name: &str, got: &[f32], want: &Tensor) {
-    let err = reference::relative_l2(&got.iter().map(|&v| v as f64).collect::<Vec<_>>(), &want.data);
-    assert!(err <= 1e-4, "{name}: relative L2 error {err:e} > 1e-4");
-}
 
 #[test]
 fn stem_convolution_matches_reference() {
@@ -66,7 +25,7 @@ fn stem_convolution_matches_reference() {
     for padding in [Padding::TfSame, Padding::Symmetric] {
         for (kernel, stride) in [(3, 2), (3, 1), (5, 2)] {
             for act in ACTIVATIONS {
-                let conv = random_conv(&mut rng, 16, 3, kernel, stride, false, act);
+                let conv = random_conv(&mut rng, [16, 3, kernel, stride], false, act, 1.0);
                 let want = reference::conv2d(&Tensor::from_f32(3, h, w, &input), &conv, padding, scale, shift);
                 let (oh, pad_y) = padding.geometry(h, kernel, stride);
                 let (ow, pad_x) = padding.geometry(w, kernel, stride);
@@ -89,7 +48,7 @@ fn stem_convolution_matches_reference() {
                     scale: [scale[0], scale[1], scale[2], 0.0],
                     shift: [shift[0], shift[1], shift[2], 0.0],
                 };
-                let wb = weights_buffer(&ctx, &conv);
+                let wb = conv_buffer(&ctx, &conv);
                 let op = k.conv.bind(
                     &ctx,
                     &params,
@@ -117,7 +76,7 @@ fn depthwise_convolution_matches_reference() {
         for kernel in [3, 5] {
             for stride in [1, 2] {
                 for act in ACTIVATIONS {
-                    let conv = random_conv(&mut rng, c, c, kernel, stride, true, act);
+                    let conv = random_conv(&mut rng, [c, c, kernel, stride], true, act, 1.0);
                     let want = reference::depthwise(&Tensor::from_f32(c, h, w, &input), &conv, padding);
                     let (oh, pad_y) = padding.geometry(h, kernel, stride);
                     let (ow, pad_x) = padding.geometry(w, kernel, stride);
@@ -136,7 +95,7 @@ fn depthwise_convolution_matches_reference() {
                         cap: act.1,
                         store_preact: 0,
                     };
-                    let wb = weights_buffer(&ctx, &conv);
+                    let wb = conv_buffer(&ctx, &conv);
                     let op = k.depthwise.bind(
                         &ctx,
                         &params,
@@ -166,7 +125,7 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
         let residual_buf = ctx.storage_buffer("residual", &residual);
         for act in ACTIVATIONS {
             for with_residual in [false, true] {
-                let conv = random_conv(&mut rng, cout, cin, 1, 1, false, act);
+                let conv = random_conv(&mut rng, [cout, cin, 1, 1], false, act, 1.0);
                 let res_t = Tensor::from_f32(cout, h, w, &residual);
                 let want =
                     reference::pointwise(&Tensor::from_f32(cin, h, w, &input), &conv, with_residual.then_some(&res_t));
@@ -182,7 +141,7 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
                     alpha: 1.0,
                     _pad: 0,
                 };
-                let wb = weights_buffer(&ctx, &conv);
+                let wb = conv_buffer(&ctx, &conv);
                 let groups = [(h * w).div_ceil(64) as u32, cout.div_ceil(64) as u32, 1];
                 let aux = if with_residual { &residual_buf } else { &dummy };
                 let op = k.pointwise.bind(&ctx, &params, &[&input_buf, &wb, &out, aux], groups);
@@ -207,8 +166,8 @@ fn squeeze_excite_mean_gate_and_scale_match_reference() {
         let input = rng.vec(c * h * w, 2.0);
         let x = Tensor::from_f32(c, h, w, &input);
         let se = SqueezeExcite {
-            reduce: random_conv(&mut rng, s, c, 1, 1, false, (Activation::Relu, 3.0)),
-            expand: random_conv(&mut rng, c, s, 1, 1, false, (Activation::None, f32::INFINITY)),
+            reduce: random_conv(&mut rng, [s, c, 1, 1], false, (Activation::Relu, 3.0), 1.0),
+            expand: random_conv(&mut rng, [c, s, 1, 1], false, (Activation::None, f32::INFINITY), 1.0),
             gate_add: gate.0,
             gate_max: gate.1,
             gate_mul: gate.2,

@@ -28,8 +28,9 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
         reader.conv_bn(&format!("features.{n}"), false, arch.head_channels(), last, 1, 1, Activation::HardSwish)?;
     let classifier = if st.names().iter().any(|n| n.starts_with("classifier.")) {
         let hidden_width = arch.classifier_hidden();
-        let hidden = reader.linear("classifier.0", hidden_width, Some(arch.head_channels()), Activation::HardSwish)?;
-        let logits = reader.linear("classifier.3", 0, Some(hidden_width), Activation::None)?;
+        let hidden =
+            reader.dense("classifier.0", Some(hidden_width), arch.head_channels(), false, Activation::HardSwish)?;
+        let logits = reader.dense("classifier.3", None, hidden_width, false, Activation::None)?;
         Some(Classifier { hidden, logits })
     } else {
         None
@@ -85,8 +86,8 @@ impl Reader<'_, '_> {
         let se = if spec.se {
             let p = next();
             let s = spec.se_channels();
-            let reduce = self.conv_bias(&format!("{p}.fc1"), s, spec.expanded, Activation::Relu)?;
-            let expand = self.conv_bias(&format!("{p}.fc2"), spec.expanded, s, Activation::None)?;
+            let reduce = self.dense(&format!("{p}.fc1"), Some(s), spec.expanded, true, Activation::Relu)?;
+            let expand = self.dense(&format!("{p}.fc2"), Some(spec.expanded), s, true, Activation::None)?;
             Some(SqueezeExcite { reduce, expand, gate_add: 3.0, gate_max: 6.0, gate_mul: 1.0 / 6.0 })
         } else {
             None
@@ -133,32 +134,19 @@ impl Reader<'_, '_> {
         })
     }
 
-    /// A 1×1 convolution with bias (squeeze-excite layers).
-    fn conv_bias(&self, prefix: &str, out: usize, cin: usize, activation: Activation) -> Result<Conv> {
-        let weight = self.tensor(&format!("{prefix}.weight"), &[out, cin, 1, 1])?;
-        let bias = self.tensor(&format!("{prefix}.bias"), &[out])?;
-        Ok(Conv {
-            out_channels: out,
-            in_channels: cin,
-            kernel: 1,
-            stride: 1,
-            weight,
-            bias,
-            activation,
-            cap: f32::INFINITY,
-        })
-    }
-
-    /// A linear layer (out = 0: any number of outputs, as for the logits).
-    fn linear(&self, prefix: &str, out: usize, cin: Option<usize>, activation: Activation) -> Result<Conv> {
+    /// A 1×1 layer with bias: a squeeze-excite convolution (`[out, in, 1, 1]`) or a classifier
+    /// linear layer (`[out, in]`); `out = None` accepts any output count (the logits).
+    fn dense(&self, prefix: &str, out: Option<usize>, cin: usize, conv: bool, activation: Activation) -> Result<Conv> {
         let name = format!("{prefix}.weight");
-        let shape =
-            self.st.tensor(&name).map(|t| t.shape().to_vec()).map_err(|_| {
-                anyhow::anyhow!("weights do not match {}: tensor {name:?} is missing", self.arch.name())
-            })?;
-        let out = if out == 0 { *shape.first().context("logits weight has no shape")? } else { out };
-        let cin = cin.unwrap_or(0);
-        let weight = self.tensor(&name, &[out, cin])?;
+        let out =
+            match out {
+                Some(out) => out,
+                None => self.st.tensor(&name).ok().and_then(|t| t.shape().first().copied()).with_context(|| {
+                    format!("weights do not match {}: tensor {name:?} is missing", self.arch.name())
+                })?,
+            };
+        let shape = if conv { vec![out, cin, 1, 1] } else { vec![out, cin] };
+        let weight = self.tensor(&name, &shape)?;
         let bias = self.tensor(&format!("{prefix}.bias"), &[out])?;
         Ok(Conv {
             out_channels: out,

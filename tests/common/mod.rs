@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
+use neural_style::arch::Activation;
 use neural_style::gpu::{DeviceRequest, GpuContext, gpu_required};
+use neural_style::model::Conv;
+use neural_style::reference::{self, Tensor};
 
 /// Opens the default device. Without an adapter the test is skipped (returns `None`), unless
 /// `NEURAL_STYLE_REQUIRE_GPU=1`, in which case it fails.
@@ -81,4 +84,41 @@ impl Rng {
     pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n).map(|_| self.next() * scale).collect()
     }
+}
+
+/// Activations (with an upper clamp in the last case) every kernel test covers.
+pub const ACTIVATIONS: [(Activation, f32); 4] = [
+    (Activation::None, f32::INFINITY),
+    (Activation::Relu, f32::INFINITY),
+    (Activation::HardSwish, f32::INFINITY),
+    (Activation::Relu, 0.4),
+];
+
+/// A random convolution (weights scaled by `gain / sqrt(fan-in)`).
+pub fn random_conv(rng: &mut Rng, shape: [usize; 4], depthwise: bool, act: (Activation, f32), gain: f32) -> Conv {
+    let [out, cin, kernel, stride] = shape;
+    let per_out = if depthwise { kernel * kernel } else { cin * kernel * kernel };
+    Conv {
+        out_channels: out,
+        in_channels: cin,
+        kernel,
+        stride,
+        weight: rng.vec(out * per_out, gain / (per_out as f32).sqrt()),
+        bias: rng.vec(out, 0.5),
+        activation: act.0,
+        cap: act.1,
+    }
+}
+
+/// Weights followed by biases, as the kernels read them.
+pub fn conv_buffer(ctx: &GpuContext, conv: &Conv) -> wgpu::Buffer {
+    let mut data = conv.weight.clone();
+    data.extend_from_slice(&conv.bias);
+    ctx.storage_buffer("weights", &data)
+}
+
+/// Asserts GPU output matches the reference within relative L2 1e-4.
+pub fn check(name: &str, got: &[f32], want: &Tensor) {
+    let err = reference::relative_l2(&got.iter().map(|&v| v as f64).collect::<Vec<_>>(), &want.data);
+    assert!(err <= 1e-4, "{name}: relative L2 error {err:e} > 1e-4");
 }
