@@ -213,18 +213,19 @@ impl GpuContext {
         })
     }
 
-    /// Copies `len` floats out of a storage buffer (blocking).
-    pub fn read_buffer(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-        let bytes = (len * 4) as u64;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+    /// A buffer that GPU copies can land in and the CPU can map, for `len` floats.
+    pub fn readback_buffer(&self, len: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
-            size: bytes.max(4),
+            size: (len.max(1) * 4) as u64,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        });
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
-        self.queue.submit([encoder.finish()]);
+        })
+    }
+
+    /// Waits for the submitted work, then reads `len` floats from a readback buffer the work
+    /// copied into.
+    pub fn read_mapped(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
@@ -232,9 +233,21 @@ impl GpuContext {
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| anyhow::anyhow!("GPU wait failed: {e}"))?;
         self.check_errors()?;
         rx.recv().context("GPU readback was dropped")?.map_err(|e| anyhow::anyhow!("GPU readback failed: {e}"))?;
-        let view = staging.get_mapped_range(..).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let out = bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec();
+        let out = {
+            let view = staging.get_mapped_range(..).map_err(|e| anyhow::anyhow!("{e}"))?;
+            bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec()
+        };
+        staging.unmap();
         Ok(out)
+    }
+
+    /// Copies `len` floats out of a storage buffer (blocking; its own submit).
+    pub fn read_buffer(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let staging = self.readback_buffer(len);
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, (len * 4) as u64);
+        self.queue.submit([encoder.finish()]);
+        self.read_mapped(&staging, len)
     }
 
     /// Waits until the queue is idle and reports any GPU error.

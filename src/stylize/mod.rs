@@ -13,7 +13,7 @@ use image::RgbImage;
 use crate::engine::FeatureNet;
 use crate::gpu::GpuContext;
 use crate::image_io;
-pub use objective::{LossSpec, Objective, PlanarImage, Targets};
+pub use objective::{LOSS_SLOTS, LossSpec, Objective, PlanarImage, Targets};
 use optimizer::{Adam, Lbfgs, Squash, logit};
 
 /// Default content layers (comma-separated).
@@ -248,19 +248,31 @@ impl<'a> Stylizer<'a> {
 
         let start = Instant::now();
         let every = options.report_every.max(1);
+        let bytes = (n * 4) as u64;
+        let losses_readback = ctx.readback_buffer(LOSS_SLOTS);
+        let image_readback = options.snapshot_every.map(|_| ctx.readback_buffer(n));
+        let mut confirm_pending = false;
         let mut done = 0;
         let mut non_finite_at = None;
         for it in 0..=options.iterations {
             let report = it % every == 0 || it == options.iterations;
             let snapshot = options.snapshot_every.is_some_and(|s| s > 0 && it % s == 0 && it > 0);
-            // One encoder, one submit: (image from u), evaluation, (copy for the caller), update.
+            // One encoder, one submit: (keep the last image whose loss was finite), (image from u),
+            // evaluation, (copies for the caller), update.
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            if std::mem::take(&mut confirm_pending) {
+                encoder.copy_buffer_to_buffer(&candidate, 0, &confirmed, 0, bytes);
+            }
             if let Optimizer::Bounded { squash, .. } = &optimizer {
                 crate::kernels::record(&mut encoder, std::slice::from_ref(&squash.forward));
             }
             objective.record(&mut encoder);
             if report || snapshot {
-                encoder.copy_buffer_to_buffer(&x, 0, &candidate, 0, (n * 4) as u64);
+                encoder.copy_buffer_to_buffer(&x, 0, &candidate, 0, bytes);
+                encoder.copy_buffer_to_buffer(objective.losses(), 0, &losses_readback, 0, (LOSS_SLOTS * 4) as u64);
+            }
+            if let (true, Some(staging)) = (snapshot, &image_readback) {
+                encoder.copy_buffer_to_buffer(&x, 0, staging, 0, bytes);
             }
             if it < options.iterations {
                 optimizer.record(ctx, &mut encoder);
@@ -270,27 +282,30 @@ impl<'a> Stylizer<'a> {
             if !(report || snapshot) {
                 continue;
             }
-            let l = ctx.read_buffer(objective.losses(), 4)?;
+            let l = ctx.read_mapped(&losses_readback, LOSS_SLOTS)?;
             let losses = LossValues { content: l[0], style: l[1], tv: l[2], loss: l[3] };
             if !losses.loss.is_finite() {
                 non_finite_at = Some(it);
                 break;
             }
-            let mut encoder = ctx.device.create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(&candidate, 0, &confirmed, 0, (n * 4) as u64);
-            ctx.queue.submit([encoder.finish()]);
+            confirm_pending = true;
             let mut stop = false;
             if report {
                 let event = Event::Progress { iteration: it, losses, elapsed_s: start.elapsed().as_secs_f64() };
                 stop |= callback(event) == Control::Stop;
             }
-            if snapshot {
-                let img = to_image(&ctx.read_buffer(&candidate, n)?, w, h);
+            if let (true, Some(staging)) = (snapshot, &image_readback) {
+                let img = to_image(&ctx.read_mapped(staging, n)?, w, h);
                 stop |= callback(Event::Snapshot { iteration: it, image: &img }) == Control::Stop;
             }
             if stop {
                 break;
             }
+        }
+        if confirm_pending {
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(&candidate, 0, &confirmed, 0, bytes);
+            ctx.queue.submit([encoder.finish()]);
         }
         ctx.finish()?;
         let seconds = start.elapsed().as_secs_f64();
