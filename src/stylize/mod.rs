@@ -196,15 +196,9 @@ impl<'a> Stylizer<'a> {
         Ok(())
     }
 
-    /// Optimizes an image; `callback` hears progress (every `report_every` iterations and at the
-    /// end) and snapshots, and may stop the run.
-    pub fn run(
-        &self,
-        content: &RgbImage,
-        styles: &[RgbImage],
-        options: &StylizeOptions,
-        mut callback: impl FnMut(Event) -> Control,
-    ) -> Result<Outcome> {
+    /// Prepares a run: targets computed, every buffer and dispatch planned. The returned
+    /// [`Session`] is then stepped (by [`Stylizer::run`], or by a viewer).
+    pub fn start(&self, content: &RgbImage, styles: &[RgbImage], options: &StylizeOptions) -> Result<Session<'a>> {
         self.validate(options, styles.len())?;
         let ctx = self.ctx;
         let content = image_io::resize_max_side(content, options.size);
@@ -217,20 +211,19 @@ impl<'a> Stylizer<'a> {
             .zip(&blend)
             .map(|(s, b)| (planar(&image_io::resize_max_side(s, style_side)), b / total))
             .collect();
-        let targets = Targets::compute(ctx, self.fnet, &options.loss, &planar(&content), &styles)?;
+        let content_planar = planar(&content);
+        let targets = Targets::compute(ctx, self.fnet, &options.loss, &content_planar, &styles)?;
 
         let init = match &options.init {
-            Init::Content => image_io::to_chw(&content),
+            Init::Content => content_planar.data.clone(),
             Init::Noise => noise(3 * w * h, options.seed),
             Init::Image(img) => image_io::to_chw(&image_io::resize_exact(img, w as u32, h as u32)),
         };
         let n = init.len();
         let x = ctx.storage_buffer("image", &init);
-        let candidate = ctx.zeroed_buffer("candidate image", n);
-        let confirmed = ctx.storage_buffer("last finite image", &init);
         let objective = Objective::new(ctx, self.fnet, &options.loss, targets, &x, w, h)?;
         let k = &self.fnet.kernels;
-        let mut optimizer = match options.optimizer {
+        let optimizer = match options.optimizer {
             OptimizerKind::Adam => {
                 Optimizer::Adam(Adam::new(ctx, k, &x, objective.image_grad(), n, options.learning_rate))
             }
@@ -245,72 +238,220 @@ impl<'a> Stylizer<'a> {
                 Optimizer::Bounded { squash, lbfgs, _u: [u, grad_u] }
             }
         };
+        Ok(Session {
+            ctx,
+            width: w,
+            height: h,
+            iterations: options.iterations,
+            weights: [options.loss.content_weight, options.loss.style_weight, options.loss.tv_weight],
+            content: ctx.storage_buffer("content", &content_planar.data),
+            candidate: ctx.zeroed_buffer("candidate image", n),
+            confirmed: ctx.storage_buffer("last finite image", &init),
+            losses_readback: ctx.readback_buffer(LOSS_SLOTS),
+            image_readback: ctx.readback_buffer(n),
+            x,
+            objective,
+            optimizer,
+            iteration: 0,
+            confirm_pending: false,
+            last_losses: None,
+            start: Instant::now(),
+        })
+    }
 
-        let start = Instant::now();
+    /// Optimizes an image; `callback` hears progress (every `report_every` iterations and at the
+    /// end) and snapshots, and may stop the run.
+    pub fn run(
+        &self,
+        content: &RgbImage,
+        styles: &[RgbImage],
+        options: &StylizeOptions,
+        mut callback: impl FnMut(Event) -> Control,
+    ) -> Result<Outcome> {
+        let mut session = self.start(content, styles, options)?;
         let every = options.report_every.max(1);
-        let bytes = (n * 4) as u64;
-        let losses_readback = ctx.readback_buffer(LOSS_SLOTS);
-        let image_readback = options.snapshot_every.map(|_| ctx.readback_buffer(n));
-        let mut confirm_pending = false;
-        let mut done = 0;
         let mut non_finite_at = None;
-        for it in 0..=options.iterations {
+        while !session.is_done() {
+            let it = session.iteration();
             let report = it % every == 0 || it == options.iterations;
             let snapshot = options.snapshot_every.is_some_and(|s| s > 0 && it % s == 0 && it > 0);
-            // One encoder, one submit: (keep the last image whose loss was finite), (image from u),
-            // evaluation, (copies for the caller), update.
-            let mut encoder = ctx.device.create_command_encoder(&Default::default());
-            if std::mem::take(&mut confirm_pending) {
-                encoder.copy_buffer_to_buffer(&candidate, 0, &confirmed, 0, bytes);
-            }
-            if let Optimizer::Bounded { squash, .. } = &optimizer {
-                crate::kernels::record(&mut encoder, std::slice::from_ref(&squash.forward));
-            }
-            objective.record(&mut encoder);
-            if report || snapshot {
-                encoder.copy_buffer_to_buffer(&x, 0, &candidate, 0, bytes);
-                encoder.copy_buffer_to_buffer(objective.losses(), 0, &losses_readback, 0, (LOSS_SLOTS * 4) as u64);
-            }
-            if let (true, Some(staging)) = (snapshot, &image_readback) {
-                encoder.copy_buffer_to_buffer(&x, 0, staging, 0, bytes);
-            }
-            if it < options.iterations {
-                optimizer.record(ctx, &mut encoder);
-            }
-            ctx.queue.submit([encoder.finish()]);
-            done = it;
-            if !(report || snapshot) {
-                continue;
-            }
-            let l = ctx.read_mapped(&losses_readback, LOSS_SLOTS)?;
-            let losses = LossValues { content: l[0], style: l[1], tv: l[2], loss: l[3] };
+            let step = session.step(report || snapshot, snapshot)?;
+            let Some(losses) = step.losses else { continue };
             if !losses.loss.is_finite() {
                 non_finite_at = Some(it);
                 break;
             }
-            confirm_pending = true;
             let mut stop = false;
             if report {
-                let event = Event::Progress { iteration: it, losses, elapsed_s: start.elapsed().as_secs_f64() };
+                let event = Event::Progress { iteration: it, losses, elapsed_s: session.elapsed() };
                 stop |= callback(event) == Control::Stop;
             }
-            if let (true, Some(staging)) = (snapshot, &image_readback) {
-                let img = to_image(&ctx.read_mapped(staging, n)?, w, h);
-                stop |= callback(Event::Snapshot { iteration: it, image: &img }) == Control::Stop;
+            if let Some(img) = &step.image {
+                stop |= callback(Event::Snapshot { iteration: it, image: img }) == Control::Stop;
             }
             if stop {
                 break;
             }
         }
-        if confirm_pending {
-            let mut encoder = ctx.device.create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(&candidate, 0, &confirmed, 0, bytes);
-            ctx.queue.submit([encoder.finish()]);
+        let mut outcome = session.finish()?;
+        outcome.non_finite_at = non_finite_at;
+        Ok(outcome)
+    }
+}
+
+/// What one [`Session::step`] read back.
+pub struct Step {
+    /// The losses of the evaluated image (when asked to report).
+    pub losses: Option<LossValues>,
+    /// The evaluated image (when asked for a snapshot).
+    pub image: Option<RgbImage>,
+}
+
+/// A prepared run, stepped one iteration at a time. Iteration k evaluates the image after k
+/// updates and, while k < `iterations`, updates it: one command encoder, one submit.
+pub struct Session<'a> {
+    ctx: &'a GpuContext,
+    width: usize,
+    height: usize,
+    iterations: usize,
+    weights: [f32; 3],
+    x: wgpu::Buffer,
+    content: wgpu::Buffer,
+    candidate: wgpu::Buffer,
+    confirmed: wgpu::Buffer,
+    losses_readback: wgpu::Buffer,
+    image_readback: wgpu::Buffer,
+    objective: Objective,
+    optimizer: Optimizer,
+    iteration: usize,
+    confirm_pending: bool,
+    last_losses: Option<(usize, LossValues)>,
+    start: Instant,
+}
+
+impl Session<'_> {
+    /// The next iteration to evaluate (= updates made so far).
+    pub fn iteration(&self) -> usize {
+        self.iteration
+    }
+
+    /// Whether the final image (after `iterations` updates) has been evaluated.
+    pub fn is_done(&self) -> bool {
+        self.iteration > self.iterations
+    }
+
+    /// Output size.
+    pub fn size(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    /// Seconds since the session was prepared.
+    pub fn elapsed(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    /// The image being optimized (planar RGB), for presenting straight from the GPU.
+    pub fn image_buffer(&self) -> &wgpu::Buffer {
+        &self.x
+    }
+
+    /// The content photo at the output size (planar RGB).
+    pub fn content_buffer(&self) -> &wgpu::Buffer {
+        &self.content
+    }
+
+    /// The most recent losses read back, with their iteration.
+    pub fn last_losses(&self) -> Option<(usize, LossValues)> {
+        self.last_losses
+    }
+
+    /// Current content, style and TV weights.
+    pub fn weights(&self) -> [f32; 3] {
+        self.weights
+    }
+
+    /// Runs one iteration; with `report`, reads its losses back (a few bytes), with `snapshot`
+    /// also the image. A non-finite loss leaves the last finite reported image as the result.
+    pub fn step(&mut self, report: bool, snapshot: bool) -> Result<Step> {
+        let ctx = self.ctx;
+        let bytes = self.x.size();
+        let report = report || snapshot;
+        // (Keep the last image whose loss was finite), (image from u), evaluation, (copies for the
+        // caller), update.
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        if std::mem::take(&mut self.confirm_pending) {
+            encoder.copy_buffer_to_buffer(&self.candidate, 0, &self.confirmed, 0, bytes);
         }
-        ctx.finish()?;
-        let seconds = start.elapsed().as_secs_f64();
-        let image = to_image(&ctx.read_buffer(&confirmed, n)?, w, h);
-        Ok(Outcome { image, iterations: done, seconds, non_finite_at })
+        if let Optimizer::Bounded { squash, .. } = &self.optimizer {
+            crate::kernels::record(&mut encoder, std::slice::from_ref(&squash.forward));
+        }
+        self.objective.record(&mut encoder);
+        if report {
+            encoder.copy_buffer_to_buffer(&self.x, 0, &self.candidate, 0, bytes);
+            encoder.copy_buffer_to_buffer(
+                self.objective.losses(),
+                0,
+                &self.losses_readback,
+                0,
+                (LOSS_SLOTS * 4) as u64,
+            );
+        }
+        if snapshot {
+            encoder.copy_buffer_to_buffer(&self.x, 0, &self.image_readback, 0, bytes);
+        }
+        if self.iteration < self.iterations {
+            self.optimizer.record(ctx, &mut encoder);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        let it = self.iteration;
+        self.iteration += 1;
+        if !report {
+            return Ok(Step { losses: None, image: None });
+        }
+        let l = ctx.read_mapped(&self.losses_readback, LOSS_SLOTS)?;
+        let losses = LossValues { content: l[0], style: l[1], tv: l[2], loss: l[3] };
+        self.last_losses = Some((it, losses));
+        let finite = losses.loss.is_finite();
+        self.confirm_pending = finite;
+        let image = if snapshot && finite {
+            let n = 3 * self.width * self.height;
+            Some(to_image(&ctx.read_mapped(&self.image_readback, n)?, self.width, self.height))
+        } else {
+            None
+        };
+        Ok(Step { losses: Some(losses), image })
+    }
+
+    /// Changes the loss weights (content, style, tv); the targets stay and the optimizer starts
+    /// afresh from the current image.
+    pub fn set_weights(&mut self, weights: [f32; 3]) {
+        self.weights = weights;
+        self.objective.set_weights(self.ctx, weights[0], weights[1], weights[2]);
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        self.optimizer.reset(&mut encoder);
+        self.ctx.queue.submit([encoder.finish()]);
+    }
+
+    /// Reads the last image with a finite reported loss (clamped to [0, 1]).
+    pub fn current_image(&mut self) -> Result<RgbImage> {
+        if std::mem::take(&mut self.confirm_pending) {
+            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(&self.candidate, 0, &self.confirmed, 0, self.x.size());
+            self.ctx.queue.submit([encoder.finish()]);
+        }
+        Ok(to_image(&self.ctx.read_buffer(&self.confirmed, 3 * self.width * self.height)?, self.width, self.height))
+    }
+
+    /// Ends the run: the result is the last image with a finite reported loss.
+    pub fn finish(mut self) -> Result<Outcome> {
+        let image = self.current_image()?;
+        self.ctx.finish()?;
+        Ok(Outcome {
+            image,
+            iterations: self.iteration.saturating_sub(1).min(self.iterations),
+            seconds: self.elapsed(),
+            non_finite_at: None,
+        })
     }
 }
 
@@ -322,6 +463,14 @@ enum Optimizer {
 }
 
 impl Optimizer {
+    /// Forgets the optimizer state (after the objective changed).
+    fn reset(&mut self, encoder: &mut wgpu::CommandEncoder) {
+        match self {
+            Optimizer::Adam(adam) => adam.reset(encoder),
+            Optimizer::Lbfgs(lbfgs) | Optimizer::Bounded { lbfgs, .. } => lbfgs.reset(encoder),
+        }
+    }
+
     /// Records one update after the evaluation.
     fn record(&mut self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) {
         match self {

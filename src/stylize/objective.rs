@@ -177,7 +177,18 @@ pub struct Objective {
     forward: ForwardPlan,
     ops: Vec<BoundOp>,
     losses: wgpu::Buffer,
+    /// The weight-dependent loss dispatches: (index in `ops`, parameters at weight 1, which weight).
+    weighted: Vec<(usize, LossParams, Term)>,
     _targets: Targets,
+}
+
+/// Which loss weight a dispatch's gradient coefficient scales with.
+#[derive(Clone, Copy)]
+enum Term {
+    Content,
+    Style,
+    /// TV and the weighted total: they read the three weights themselves.
+    Totals,
 }
 
 impl Objective {
@@ -208,10 +219,12 @@ impl Objective {
             ..Default::default()
         };
         let mut ops: Vec<BoundOp> = forward.ops().to_vec();
+        let mut weighted = Vec::new();
         for (name, target) in spec.content_layers.iter().zip(&targets.content) {
             let (info, f) = forward.layer_buffer(name)?;
             let n = info.channels * info.height * info.width;
             let p = LossParams { count: n as u32, coef: spec.content_weight * 2.0 / n as f32, ..totals };
+            weighted.push((ops.len(), LossParams { coef: 2.0 / n as f32, ..p }, Term::Content));
             ops.push(k.content_loss.bind(ctx, &p, &[f, target, forward.grad_buffer(name)?, &losses], [1, 1, 1]));
         }
         for ((name, weight), target) in spec.style_layers.iter().zip(&targets.style) {
@@ -221,8 +234,10 @@ impl Objective {
             let gram = ctx.zeroed_buffer("gram", c * c);
             let r = ctx.zeroed_buffer("style residual", c * c);
             ops.push(gram_op(ctx, fnet, info, f, &gram, 1.0, false));
-            let coef = spec.style_weight * weight * 4.0 / ((c * c) as f32 * (c * hw) as f32);
+            let unit_coef = weight * 4.0 / ((c * c) as f32 * (c * hw) as f32);
+            let coef = spec.style_weight * unit_coef;
             let p = LossParams { channels: c as u32, coef, layer_weight: *weight, ..totals };
+            weighted.push((ops.len(), LossParams { coef: unit_coef, ..p }, Term::Style));
             ops.push(k.style_loss.bind(ctx, &p, &[&gram, target, &r, &losses], [1, 1, 1]));
             // dF += R · F.
             let p = PointwiseParams {
@@ -239,9 +254,24 @@ impl Objective {
         }
         ops.extend(forward.backward_ops(ctx, k)?);
         let image_grad = forward.image_grad().expect("training plan");
+        weighted.push((ops.len(), totals, Term::Totals));
         ops.push(k.tv_loss.bind(ctx, &totals, &[image, image_grad, &losses], [1, 1, 1]));
+        weighted.push((ops.len(), totals, Term::Totals));
         ops.push(k.total_loss.bind(ctx, &totals, &[&losses], [1, 1, 1]));
-        Ok(Self { forward, ops, losses, _targets: targets })
+        Ok(Self { forward, ops, losses, weighted, _targets: targets })
+    }
+
+    /// Changes the loss weights for the following evaluations (layers and targets stay).
+    pub fn set_weights(&self, ctx: &GpuContext, content_weight: f32, style_weight: f32, tv_weight: f32) {
+        for (index, base, term) in &self.weighted {
+            let mut p = LossParams { content_weight, style_weight, tv_weight, ..*base };
+            match term {
+                Term::Content => p.coef *= content_weight,
+                Term::Style => p.coef *= style_weight,
+                Term::Totals => {}
+            }
+            self.ops[*index].update(ctx, &p);
+        }
     }
 
     /// Records one evaluation: clears the gradients and losses, then all dispatches.

@@ -11,6 +11,7 @@ pub struct Adam {
     op: BoundOp,
     params: OptimParams,
     step: u32,
+    state: [wgpu::Buffer; 2],
 }
 
 impl Adam {
@@ -21,7 +22,15 @@ impl Adam {
         let params =
             OptimParams { n: n as u32, clamp_01: 1, lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, ..Default::default() };
         let op = k.adam_step.bind(ctx, &params, &[image, grad, &m, &v], flat_dispatch(n));
-        Self { op, params, step: 0 }
+        Self { op, params, step: 0, state: [m, v] }
+    }
+
+    /// Forgets the moments and the step count (the image stays).
+    pub fn reset(&mut self, encoder: &mut wgpu::CommandEncoder) {
+        self.step = 0;
+        for b in &self.state {
+            encoder.clear_buffer(b, 0, None);
+        }
     }
 
     /// Prepares the next step's parameters and returns its dispatch.
@@ -66,6 +75,7 @@ fn state_len(history: usize) -> usize {
 /// evaluation: the same dispatches every iteration, no readback.
 pub struct Lbfgs {
     ops: Vec<BoundOp>,
+    state: [wgpu::Buffer; 3],
 }
 
 impl Lbfgs {
@@ -120,7 +130,14 @@ impl Lbfgs {
         }
         ops.extend([reduce(OP_DOT, V_G, V_D, 0, 0), reduce(OP_ABS_SUM, V_G, V_G, 0, 1), scalar(S_STEP, 0)]);
         ops.push(k.lbfgs_update.bind(ctx, &base, &[grad, &work, &scalars, x], flat_dispatch(n)));
-        Self { ops }
+        Self { ops, state: [work, hist, scalars] }
+    }
+
+    /// Forgets the history and the iteration count, as a fresh `torch.optim.LBFGS` (x stays).
+    pub fn reset(&self, encoder: &mut wgpu::CommandEncoder) {
+        for b in &self.state {
+            encoder.clear_buffer(b, 0, None);
+        }
     }
 
     /// The dispatches of one iteration.
