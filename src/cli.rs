@@ -60,6 +60,18 @@ pub enum Command {
     },
     /// Paint the content photo in the style of the style image(s) (Gatys et al.).
     Stylize(StylizeArgs),
+    /// Show an image in a window (checks that presenting works on this machine).
+    #[cfg(feature = "viewer")]
+    View {
+        /// Image file.
+        image: PathBuf,
+        /// Graphics API to use.
+        #[arg(long, value_enum)]
+        backend: Option<BackendChoice>,
+        /// Use the first adapter whose name contains this text.
+        #[arg(long)]
+        adapter: Option<String>,
+    },
     /// List every layer name with its shape for an input size.
     Layers {
         /// Input size as WxH (or N for NxN).
@@ -154,6 +166,23 @@ pub struct StylizeArgs {
     /// Also write OUTPUT_<iteration>.png (same stem and format) next to the output every N iterations.
     #[arg(long)]
     pub save_every: Option<usize>,
+    /// Watch the image converge in a window (Space pause, S snapshot, +/- style weight, Tab content,
+    /// Esc stop and write); `auto` falls back to headless without a display.
+    #[cfg(feature = "viewer")]
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on", default_value = "off")]
+    pub viewer: ViewerMode,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// Whether `stylize` opens the live viewer.
+#[cfg(feature = "viewer")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ViewerMode {
+    /// Headless.
+    Off,
+    /// Open a window; fail without a display.
+    On,
+    /// Open a window when there is a display, else run headless with a warning.
+    Auto,
 }

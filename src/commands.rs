@@ -22,6 +22,8 @@ pub fn run(command: Command) -> Result<()> {
         Command::Features { image, layers, out, size, common } => features(&image, &layers, &out, size, &common),
         Command::Layers { size, arch, weights, json } => layers(&size, arch, weights.as_deref(), json),
         Command::Stylize(args) => stylize(&args),
+        #[cfg(feature = "viewer")]
+        Command::View { image, backend, adapter } => view(&image, backend, adapter),
     }
 }
 
@@ -233,7 +235,6 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         "noise" => Init::Noise,
         file => Init::Image(image_io::load_rgb(Path::new(file))?),
     };
-    let (ctx, fnet, _) = open(&args.common)?;
     let options = StylizeOptions {
         size: args.size,
         style_scale: args.style_scale,
@@ -254,10 +255,49 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         report_every: args.print_every.max(1),
         snapshot_every: args.save_every.filter(|&n| n > 0),
     };
+    let json = args.common.json;
+    let report = |iteration: usize, losses: neural_style::stylize::LossValues, elapsed_s: f64| {
+        if json {
+            println!(
+                "{}",
+                json!({"iteration": iteration, "loss": losses.loss, "content": losses.content,
+                       "style": losses.style, "tv": losses.tv, "elapsed_s": elapsed_s})
+            );
+        } else {
+            println!(
+                "iteration {iteration}: loss {:.6} (content {:.6}, style {:.6}, tv {:.6}) {elapsed_s:.1}s",
+                losses.loss, losses.content, losses.style, losses.tv
+            );
+        }
+    };
+    #[cfg(feature = "viewer")]
+    if let Some(viewer) = open_viewer(args.viewer)? {
+        use neural_style::viewer::ViewerEvent;
+        let net = weights::load(&weights::resolve_path(args.common.weights.as_deref())?)?;
+        neural_style::stylize::validate(&net, &options, styles.len())?;
+        let request = DeviceRequest {
+            backend: args.common.backend,
+            adapter: args.common.adapter.clone(),
+            strict_downlevel_limits: false,
+        };
+        let mut last_report = 0;
+        let outcome = viewer.stylize(&request, net, content, styles, options, |event| match event {
+            ViewerEvent::Progress { iteration, losses, elapsed_s } => {
+                if iteration >= last_report + args.print_every.max(1) || iteration == 0 {
+                    last_report = iteration;
+                    report(iteration, losses, elapsed_s);
+                }
+                Ok(())
+            }
+            ViewerEvent::Snapshot { iteration, image } => write_image(image, &snapshot_path(&args.output, iteration)),
+            ViewerEvent::Finished { image } => write_image(image, &args.output),
+        })?;
+        return finish_stylize(args, &outcome);
+    }
+
+    let (ctx, fnet, _) = open(&args.common)?;
     let stylizer = Stylizer::new(&ctx, &fnet);
     stylizer.validate(&options, styles.len())?;
-
-    let json = args.common.json;
     let bar = (!json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
         let bar = indicatif::ProgressBar::new(options.iterations as u64);
         bar.set_style(
@@ -269,23 +309,13 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
     let mut save_error = None;
     let outcome = stylizer.run(&content, &styles, &options, |event| {
         match event {
-            Event::Progress { iteration, losses, elapsed_s } => {
-                if json {
-                    println!(
-                        "{}",
-                        json!({"iteration": iteration, "loss": losses.loss, "content": losses.content,
-                               "style": losses.style, "tv": losses.tv, "elapsed_s": elapsed_s})
-                    );
-                } else if let Some(bar) = &bar {
+            Event::Progress { iteration, losses, elapsed_s } => match &bar {
+                Some(bar) => {
                     bar.set_position(iteration as u64);
                     bar.set_message(format!("loss {:.4}", losses.loss));
-                } else {
-                    println!(
-                        "iteration {iteration}: loss {:.6} (content {:.6}, style {:.6}, tv {:.6}) {elapsed_s:.1}s",
-                        losses.loss, losses.content, losses.style, losses.tv
-                    );
                 }
-            }
+                None => report(iteration, losses, elapsed_s),
+            },
             Event::Snapshot { iteration, image } => {
                 if let Err(e) = write_image(image, &snapshot_path(&args.output, iteration)) {
                     save_error = Some(e);
@@ -301,6 +331,12 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
     if let Some(e) = save_error {
         return Err(e);
     }
+    finish_stylize(args, &outcome)
+}
+
+/// Writes the result and reports how the run ended.
+fn finish_stylize(args: &StylizeArgs, outcome: &neural_style::stylize::Outcome) -> Result<()> {
+    let json = args.common.json;
     write_image(&outcome.image, &args.output)?;
     if let Some(at) = outcome.non_finite_at {
         bail!(
@@ -326,4 +362,30 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Connects to the display as `--viewer` asks: `None` runs headless.
+#[cfg(feature = "viewer")]
+fn open_viewer(mode: crate::cli::ViewerMode) -> Result<Option<neural_style::viewer::Viewer>> {
+    use crate::cli::ViewerMode;
+    use neural_style::viewer::Viewer;
+    match mode {
+        ViewerMode::Off => Ok(None),
+        ViewerMode::On => Viewer::new().map(Some),
+        ViewerMode::Auto => match Viewer::new() {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                eprintln!("warning: {e:#}; running headless");
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// `neural-style view IMAGE`.
+#[cfg(feature = "viewer")]
+fn view(image: &Path, backend: Option<gpu::BackendChoice>, adapter: Option<String>) -> Result<()> {
+    let img = image_io::load_rgb(image)?;
+    let viewer = neural_style::viewer::Viewer::new()?;
+    viewer.show(&DeviceRequest { backend, adapter, strict_downlevel_limits: false }, img)
 }

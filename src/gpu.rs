@@ -104,6 +104,45 @@ pub fn list_adapters(backend: Option<BackendChoice>) -> Vec<AdapterSummary> {
         .collect()
 }
 
+/// A window's surface with the format and alpha mode chosen for it.
+pub struct PresentSurface {
+    /// The surface.
+    pub surface: wgpu::Surface<'static>,
+    /// Texture format to configure it with.
+    pub format: wgpu::TextureFormat,
+    /// Alpha mode to configure it with.
+    pub alpha_mode: wgpu::CompositeAlphaMode,
+}
+
+/// The adapter the request names (or the default), able to present to `surface` when given.
+fn pick_adapter(
+    instance: &wgpu::Instance,
+    request: &DeviceRequest,
+    surface: Option<&wgpu::Surface>,
+) -> Result<wgpu::Adapter> {
+    let Some(needle) = &request.adapter else {
+        return pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: surface,
+            ..Default::default()
+        }))
+        .map_err(|_| anyhow::anyhow!(no_adapter_message()));
+    };
+    let needle_lc = needle.to_lowercase();
+    let all = pollster::block_on(
+        instance.enumerate_adapters(request.backend.map_or(wgpu::Backends::PRIMARY, BackendChoice::backends)),
+    );
+    if all.is_empty() {
+        bail!(no_adapter_message());
+    }
+    let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+    all.into_iter()
+        .filter(|a| surface.is_none_or(|s| a.is_surface_supported(s)))
+        .find(|a| a.get_info().name.to_lowercase().contains(&needle_lc))
+        .with_context(|| format!("no adapter name contains {needle:?}; available: {}", names.join(", ")))
+}
+
 /// The device, its queue, and the error state shared with wgpu's callbacks.
 pub struct GpuContext {
     /// The logical device.
@@ -121,29 +160,39 @@ impl GpuContext {
     /// Opens a device as requested. Fails with a one-line message when no adapter matches.
     pub fn new(request: &DeviceRequest) -> Result<Self> {
         let instance = instance(request.backend);
-        let adapter = match &request.adapter {
-            Some(needle) => {
-                let needle_lc = needle.to_lowercase();
-                let all = pollster::block_on(
-                    instance
-                        .enumerate_adapters(request.backend.map_or(wgpu::Backends::PRIMARY, BackendChoice::backends)),
-                );
-                if all.is_empty() {
-                    bail!(no_adapter_message());
-                }
-                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
-                all.into_iter()
-                    .find(|a| a.get_info().name.to_lowercase().contains(&needle_lc))
-                    .with_context(|| format!("no adapter name contains {needle:?}; available: {}", names.join(", ")))?
-            }
-            None => pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                force_fallback_adapter: false,
-                compatible_surface: None,
-                ..Default::default()
-            }))
-            .map_err(|_| anyhow::anyhow!(no_adapter_message()))?,
-        };
+        let adapter = pick_adapter(&instance, request, None)?;
+        Self::open(&adapter, request)
+    }
+
+    /// Opens a device that can present to `window`, and the window's surface.
+    pub fn with_surface(
+        request: &DeviceRequest,
+        window: impl Into<wgpu::SurfaceTarget<'static>>,
+    ) -> Result<(Self, PresentSurface)> {
+        let instance = instance(request.backend);
+        let surface = instance.create_surface(window).context("cannot create a surface for the window")?;
+        let adapter = pick_adapter(&instance, request, Some(&surface))?;
+        if !adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::FRAGMENT_STORAGE) {
+            bail!(
+                "adapter {:?} cannot read storage buffers in fragment shaders, which the viewer needs",
+                adapter.get_info().name
+            );
+        }
+        let caps = surface.get_capabilities(&adapter);
+        // Pixel values are sRGB-encoded already: prefer a surface that takes them as they are.
+        let format = caps
+            .formats
+            .iter()
+            .copied()
+            .find(|f| !f.is_srgb())
+            .or_else(|| caps.formats.first().copied())
+            .context("the window surface offers no format")?;
+        let alpha_mode = caps.alpha_modes.first().copied().unwrap_or(wgpu::CompositeAlphaMode::Auto);
+        let ctx = Self::open(&adapter, request)?;
+        Ok((ctx, PresentSurface { surface, format, alpha_mode }))
+    }
+
+    fn open(adapter: &wgpu::Adapter, request: &DeviceRequest) -> Result<Self> {
         let info = adapter.get_info();
         let adapter_limits = adapter.limits();
         let mut limits = wgpu::Limits::downlevel_defaults();

@@ -15,4 +15,6 @@ pub mod kernels;
 pub mod model;
 pub mod reference;
 pub mod stylize;
+#[cfg(feature = "viewer")]
+pub mod viewer;
 pub mod weights;

@@ -134,6 +134,52 @@ pub struct Outcome {
     pub non_finite_at: Option<usize>,
 }
 
+/// Checks run options against a network before any work: one clear error per problem.
+pub fn validate(net: &crate::model::Network, options: &StylizeOptions, style_count: usize) -> Result<()> {
+    let spec = &options.loss;
+    if options.iterations == 0 {
+        bail!("--iterations must be at least 1");
+    }
+    if options.size == 0 {
+        bail!("--size must be at least 1");
+    }
+    if !(options.style_scale > 0.0 && options.style_scale.is_finite()) {
+        bail!("--style-scale must be positive");
+    }
+    for (name, w) in [("content", spec.content_weight), ("style", spec.style_weight), ("tv", spec.tv_weight)] {
+        if !(w >= 0.0 && w.is_finite()) {
+            bail!("--{name}-weight must be a finite number ≥ 0, got {w}");
+        }
+    }
+    if spec.style_layers.iter().any(|(_, w)| !(*w >= 0.0 && w.is_finite())) {
+        bail!("style layer weights must be finite numbers ≥ 0");
+    }
+    if !(options.learning_rate > 0.0 && options.learning_rate.is_finite()) {
+        bail!("--learning-rate must be positive");
+    }
+    if options.lbfgs_history == 0 {
+        bail!("--lbfgs-history must be at least 1");
+    }
+    let names: Vec<String> =
+        spec.content_layers.iter().cloned().chain(spec.style_layers.iter().map(|(n, _)| n.clone())).collect();
+    crate::arch::check_layer_names(net.arch, &names)?;
+    if names.is_empty() {
+        bail!("no content or style layers given");
+    }
+    if style_count == 0 && !spec.style_layers.is_empty() {
+        bail!("no style image given");
+    }
+    if let Some(b) = &options.style_blend_weights {
+        if b.len() != style_count {
+            bail!("--style-blend-weights has {} values for {} style images", b.len(), style_count);
+        }
+        if b.iter().any(|w| !(*w >= 0.0 && w.is_finite())) || b.iter().sum::<f32>() <= 0.0 {
+            bail!("--style-blend-weights must be non-negative with a positive sum");
+        }
+    }
+    Ok(())
+}
+
 /// Runs style transfer on a GPU with a loaded network.
 pub struct Stylizer<'a> {
     ctx: &'a GpuContext,
@@ -152,48 +198,7 @@ impl<'a> Stylizer<'a> {
 
     /// Checks the options against the network before any work.
     pub fn validate(&self, options: &StylizeOptions, style_count: usize) -> Result<()> {
-        let spec = &options.loss;
-        if options.iterations == 0 {
-            bail!("--iterations must be at least 1");
-        }
-        if options.size == 0 {
-            bail!("--size must be at least 1");
-        }
-        if !(options.style_scale > 0.0 && options.style_scale.is_finite()) {
-            bail!("--style-scale must be positive");
-        }
-        for (name, w) in [("content", spec.content_weight), ("style", spec.style_weight), ("tv", spec.tv_weight)] {
-            if !(w >= 0.0 && w.is_finite()) {
-                bail!("--{name}-weight must be a finite number ≥ 0, got {w}");
-            }
-        }
-        if spec.style_layers.iter().any(|(_, w)| !(*w >= 0.0 && w.is_finite())) {
-            bail!("style layer weights must be finite numbers ≥ 0");
-        }
-        if !(options.learning_rate > 0.0 && options.learning_rate.is_finite()) {
-            bail!("--learning-rate must be positive");
-        }
-        if options.lbfgs_history == 0 {
-            bail!("--lbfgs-history must be at least 1");
-        }
-        let names: Vec<String> =
-            spec.content_layers.iter().cloned().chain(spec.style_layers.iter().map(|(n, _)| n.clone())).collect();
-        crate::arch::check_layer_names(self.fnet.net.arch, &names)?;
-        if names.is_empty() {
-            bail!("no content or style layers given");
-        }
-        if style_count == 0 && !spec.style_layers.is_empty() {
-            bail!("no style image given");
-        }
-        if let Some(b) = &options.style_blend_weights {
-            if b.len() != style_count {
-                bail!("--style-blend-weights has {} values for {} style images", b.len(), style_count);
-            }
-            if b.iter().any(|w| !(*w >= 0.0 && w.is_finite())) || b.iter().sum::<f32>() <= 0.0 {
-                bail!("--style-blend-weights must be non-negative with a positive sum");
-            }
-        }
-        Ok(())
+        validate(&self.fnet.net, options, style_count)
     }
 
     /// Prepares a run: targets computed, every buffer and dispatch planned. The returned
@@ -333,6 +338,16 @@ impl Session<'_> {
     /// The next iteration to evaluate (= updates made so far).
     pub fn iteration(&self) -> usize {
         self.iteration
+    }
+
+    /// Iterations the run was planned for.
+    pub fn total_iterations(&self) -> usize {
+        self.iterations
+    }
+
+    /// Evaluations left (the final image's included).
+    pub fn remaining(&self) -> usize {
+        (self.iterations + 1).saturating_sub(self.iteration)
     }
 
     /// Whether the final image (after `iterations` updates) has been evaluated.

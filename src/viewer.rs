@@ -1,0 +1,484 @@
+//! The live viewer (cargo feature `viewer`): a winit window that shows the image as it converges,
+//! presented straight from the optimizer's GPU buffer, while optimization steps are interleaved
+//! with frames so the window stays responsive even on a slow device.
+//!
+//! Keys: Space pauses and resumes; S saves a snapshot; Esc (or closing the window) stops; `+` / `-`
+//! double or halve the style weight (the optimizer restarts from the current image); Tab toggles
+//! between the image and the content photo.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+use image::RgbImage;
+use winit::application::ApplicationHandler;
+use winit::dpi::PhysicalSize;
+use winit::event::{ElementState, KeyEvent, WindowEvent};
+use winit::event_loop::{ActiveEventLoop, EventLoop};
+use winit::keyboard::{Key, NamedKey};
+use winit::window::{Window, WindowId};
+
+use crate::engine::FeatureNet;
+use crate::gpu::{DeviceRequest, GpuContext, PresentSurface};
+use crate::image_io;
+use crate::model::Network;
+use crate::stylize::{LossValues, Outcome, Session, StylizeOptions, Stylizer};
+
+const PRESENT: &str = include_str!("../shaders/present.wgsl");
+
+/// Target time spent optimizing per frame, so that a slow device still redraws a few times a second.
+const FRAME_BUDGET_S: f64 = 0.15;
+
+/// What the viewer tells its caller.
+pub enum ViewerEvent<'a> {
+    /// Losses of the image after `iteration` updates (about once per frame).
+    Progress {
+        /// Updates made.
+        iteration: usize,
+        /// Its losses.
+        losses: LossValues,
+        /// Seconds since the run was prepared.
+        elapsed_s: f64,
+    },
+    /// S was pressed: the current image.
+    Snapshot {
+        /// Updates made.
+        iteration: usize,
+        /// The image.
+        image: &'a RgbImage,
+    },
+    /// All iterations are done (the window stays open until Esc or close).
+    Finished {
+        /// The result.
+        image: &'a RgbImage,
+    },
+}
+
+/// A connection to the display, ready to open a window.
+pub struct Viewer {
+    event_loop: EventLoop<()>,
+}
+
+impl Viewer {
+    /// Connects to the display; fails with a one-line error when there is none.
+    pub fn new() -> Result<Self> {
+        let event_loop = EventLoop::new().map_err(|e| {
+            anyhow!("cannot open a window: {e} (no display? set DISPLAY, or use --viewer=auto to run headless)")
+        })?;
+        Ok(Self { event_loop })
+    }
+
+    /// Runs style transfer in a window until Esc or close; returns the current result then.
+    pub fn stylize(
+        self,
+        request: &DeviceRequest,
+        net: Network,
+        content: RgbImage,
+        styles: Vec<RgbImage>,
+        options: StylizeOptions,
+        on_event: impl FnMut(ViewerEvent) -> Result<()>,
+    ) -> Result<Outcome> {
+        let job = Job::Stylize { net: Box::new(net), content, styles, options: Box::new(options) };
+        let mut app =
+            App { request: request.clone(), job: Some(job), running: None, error: None, on_event, outcome: None };
+        self.event_loop.run_app(&mut app).context("window event loop failed")?;
+        if let Some(e) = app.error {
+            return Err(e);
+        }
+        app.outcome.context("the window closed before the run started")
+    }
+
+    /// Shows an image until Esc or close.
+    pub fn show(self, request: &DeviceRequest, image: RgbImage) -> Result<()> {
+        let mut app = App {
+            request: request.clone(),
+            job: Some(Job::Show(image)),
+            running: None,
+            error: None,
+            on_event: |_: ViewerEvent| Ok(()),
+            outcome: None,
+        };
+        self.event_loop.run_app(&mut app).context("window event loop failed")?;
+        app.error.map_or(Ok(()), Err)
+    }
+}
+
+enum Job {
+    Stylize { net: Box<Network>, content: RgbImage, styles: Vec<RgbImage>, options: Box<StylizeOptions> },
+    Show(RgbImage),
+}
+
+struct App<F> {
+    request: DeviceRequest,
+    job: Option<Job>,
+    running: Option<Running>,
+    error: Option<anyhow::Error>,
+    on_event: F,
+    outcome: Option<Outcome>,
+}
+
+/// The window and what it shows.
+struct Running {
+    window: Arc<Window>,
+    ctx: &'static GpuContext,
+    surface: PresentSurface,
+    presenter: Presenter,
+    session: Option<Session<'static>>,
+    paused: bool,
+    show_content: bool,
+    finished: bool,
+    non_finite_at: Option<usize>,
+    steps_per_frame: usize,
+    rate: f64,
+    /// Frames presented in the current second, and the rate over the last full second.
+    frames: (usize, Instant, f64),
+    last: Option<(usize, LossValues)>,
+}
+
+impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
+    fn start(&mut self, event_loop: &ActiveEventLoop) -> Result<()> {
+        let Some(job) = self.job.take() else { return Ok(()) };
+        let (w, h) = match &job {
+            Job::Stylize { content, options, .. } => {
+                image_io::scaled_size(content.width(), content.height(), options.size)
+            }
+            Job::Show(img) => img.dimensions(),
+        };
+        let window = Arc::new(
+            event_loop
+                .create_window(
+                    Window::default_attributes()
+                        .with_title("neural-style")
+                        .with_inner_size(window_size(event_loop, w, h)),
+                )
+                .context("cannot create a window")?,
+        );
+        let (ctx, surface) = GpuContext::with_surface(&self.request, window.clone())?;
+        // The GPU context lives as long as the process: the session borrows it across frames.
+        let ctx: &'static GpuContext = Box::leak(Box::new(ctx));
+        let (session, image, content) = match job {
+            Job::Stylize { net, content, styles, options } => {
+                let fnet: &'static FeatureNet = Box::leak(Box::new(FeatureNet::new(ctx, *net)));
+                let session = Stylizer::new(ctx, fnet).start(&content, &styles, &options)?;
+                let (image, content) = (session.image_buffer().clone(), session.content_buffer().clone());
+                (Some(session), image, content)
+            }
+            Job::Show(img) => {
+                let buffer = ctx.storage_buffer("image", &image_io::to_chw(&img));
+                (None, buffer.clone(), buffer)
+            }
+        };
+        let presenter = Presenter::new(ctx, &surface, [&image, &content], (w, h));
+        let mut running = Running {
+            window,
+            ctx,
+            surface,
+            presenter,
+            session,
+            paused: false,
+            show_content: false,
+            finished: false,
+            non_finite_at: None,
+            steps_per_frame: 1,
+            rate: 0.0,
+            frames: (0, Instant::now(), 0.0),
+            last: None,
+        };
+        running.configure();
+        running.window.request_redraw();
+        self.running = Some(running);
+        Ok(())
+    }
+
+    fn frame(&mut self) -> Result<()> {
+        let Some(r) = &mut self.running else { return Ok(()) };
+        if let (Some(session), false, false) = (&mut r.session, r.paused, r.finished) {
+            let start = Instant::now();
+            let steps = r.steps_per_frame.min(session.remaining());
+            for i in 0..steps {
+                let step = session.step(i + 1 == steps, false)?;
+                if let Some(losses) = step.losses {
+                    if !losses.loss.is_finite() {
+                        r.non_finite_at = Some(session.iteration() - 1);
+                        r.finished = true;
+                        break;
+                    }
+                    r.last = Some((session.iteration() - 1, losses));
+                    let event = ViewerEvent::Progress {
+                        iteration: session.iteration() - 1,
+                        losses,
+                        elapsed_s: session.elapsed(),
+                    };
+                    (self.on_event)(event)?;
+                }
+            }
+            let dt = start.elapsed().as_secs_f64().max(1e-6);
+            r.rate = steps as f64 / dt;
+            // Adapt the work per frame to the device's speed.
+            r.steps_per_frame = ((FRAME_BUDGET_S * r.rate) as usize).clamp(1, 64);
+            if session.is_done() && !r.finished {
+                r.finished = true;
+                let image = session.current_image()?;
+                (self.on_event)(ViewerEvent::Finished { image: &image })?;
+            }
+        }
+        r.present()?;
+        r.update_title();
+        if r.session.is_some() && !r.paused && !r.finished {
+            r.window.request_redraw();
+        }
+        Ok(())
+    }
+
+    fn key(&mut self, event_loop: &ActiveEventLoop, key: &Key) -> Result<()> {
+        let Some(r) = &mut self.running else { return Ok(()) };
+        match key {
+            Key::Named(NamedKey::Escape) => event_loop.exit(),
+            Key::Named(NamedKey::Space) => r.paused = !r.paused,
+            Key::Named(NamedKey::Tab) => r.show_content = !r.show_content,
+            Key::Character(c) => match c.as_str() {
+                "s" | "S" => {
+                    if let Some(session) = &mut r.session {
+                        let image = session.current_image()?;
+                        let iteration = session.iteration().saturating_sub(1);
+                        (self.on_event)(ViewerEvent::Snapshot { iteration, image: &image })?;
+                    }
+                }
+                "+" | "=" | "-" => {
+                    if let Some(session) = &mut r.session {
+                        let mut w = session.weights();
+                        w[1] = if c == "-" { w[1] / 2.0 } else { w[1] * 2.0 };
+                        session.set_weights(w);
+                        r.finished = session.is_done();
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+        r.update_title();
+        r.window.request_redraw();
+        Ok(())
+    }
+
+    fn fail(&mut self, event_loop: &ActiveEventLoop, e: anyhow::Error) {
+        self.error.get_or_insert(e);
+        event_loop.exit();
+    }
+}
+
+impl<F: FnMut(ViewerEvent) -> Result<()>> ApplicationHandler for App<F> {
+    fn resumed(&mut self, event_loop: &ActiveEventLoop) {
+        if let Err(e) = self.start(event_loop) {
+            self.fail(event_loop, e);
+        }
+    }
+
+    fn window_event(&mut self, event_loop: &ActiveEventLoop, _id: WindowId, event: WindowEvent) {
+        let result = match event {
+            WindowEvent::CloseRequested => {
+                event_loop.exit();
+                Ok(())
+            }
+            WindowEvent::Resized(_) => {
+                if let Some(r) = &mut self.running {
+                    r.configure();
+                    r.window.request_redraw();
+                }
+                Ok(())
+            }
+            WindowEvent::RedrawRequested => self.frame(),
+            WindowEvent::KeyboardInput {
+                event: KeyEvent { logical_key, state: ElementState::Pressed, .. }, ..
+            } => self.key(event_loop, &logical_key),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            self.fail(event_loop, e);
+        }
+    }
+
+    fn exiting(&mut self, _event_loop: &ActiveEventLoop) {
+        let Some(r) = self.running.take() else { return };
+        if let Some(session) = r.session {
+            match session.finish() {
+                Ok(mut outcome) => {
+                    outcome.non_finite_at = r.non_finite_at;
+                    self.outcome = Some(outcome);
+                }
+                Err(e) => {
+                    self.error.get_or_insert(e);
+                }
+            }
+        }
+    }
+}
+
+/// The image's size scaled to fit 90% of the screen, and up to at least 256 px for tiny images.
+fn window_size(event_loop: &ActiveEventLoop, w: u32, h: u32) -> PhysicalSize<u32> {
+    let long = w.max(h).max(1) as f64;
+    let mut scale = (256.0 / long).ceil().max(1.0);
+    if let Some(m) = event_loop.primary_monitor() {
+        let s = m.size();
+        scale = scale.min(0.9 * s.width as f64 / w as f64).min(0.9 * s.height as f64 / h as f64);
+    }
+    PhysicalSize::new(((w as f64 * scale) as u32).max(1), ((h as f64 * scale) as u32).max(1))
+}
+
+impl Running {
+    fn configure(&mut self) {
+        let size = self.window.inner_size();
+        let config = wgpu::SurfaceConfiguration {
+            usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
+            format: self.surface.format,
+            width: size.width.max(1),
+            height: size.height.max(1),
+            present_mode: wgpu::PresentMode::Fifo,
+            desired_maximum_frame_latency: 2,
+            alpha_mode: self.surface.alpha_mode,
+            view_formats: Vec::new(),
+            color_space: wgpu::SurfaceColorSpace::default(),
+        };
+        self.surface.surface.configure(&self.ctx.device, &config);
+        self.presenter.resize(self.ctx, config.width, config.height);
+    }
+
+    fn present(&mut self) -> Result<()> {
+        let frame = match self.surface.surface.get_current_texture() {
+            wgpu::CurrentSurfaceTexture::Success(t) | wgpu::CurrentSurfaceTexture::Suboptimal(t) => t,
+            wgpu::CurrentSurfaceTexture::Outdated | wgpu::CurrentSurfaceTexture::Lost => {
+                self.configure();
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        let view = frame.texture.create_view(&Default::default());
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        self.presenter.draw(&mut encoder, &view, self.show_content);
+        self.ctx.queue.submit([encoder.finish()]);
+        self.window.pre_present_notify();
+        self.ctx.queue.present(frame);
+        self.frames.0 += 1;
+        let window_s = self.frames.1.elapsed().as_secs_f64();
+        if window_s >= 1.0 {
+            self.frames = (0, Instant::now(), self.frames.0 as f64 / window_s);
+        }
+        self.ctx.check_errors()
+    }
+
+    fn update_title(&self) {
+        let Some(session) = &self.session else {
+            self.window.set_title("neural-style — view (Esc closes)");
+            return;
+        };
+        let (iteration, loss) = self.last.map_or((0, f32::NAN), |(i, l)| (i, l.loss));
+        let state = if self.paused {
+            " · paused"
+        } else if self.non_finite_at.is_some() {
+            " · stopped: loss not finite"
+        } else if self.finished {
+            " · done (Esc to write and quit)"
+        } else {
+            ""
+        };
+        self.window.set_title(&format!(
+            "neural-style — iteration {iteration}/{} · loss {loss:.5} · {:.1} it/s · {:.0} fps · style weight {}{}{state}",
+            session.total_iterations(),
+            self.rate,
+            self.frames.2,
+            session.weights()[1],
+            if self.show_content { " · content photo" } else { "" },
+        ));
+    }
+}
+
+/// The render pipeline that draws an image buffer into the window.
+struct Presenter {
+    pipeline: wgpu::RenderPipeline,
+    bind_groups: [wgpu::BindGroup; 2],
+    view: wgpu::Buffer,
+    params: [u32; 8],
+}
+
+impl Presenter {
+    fn new(ctx: &GpuContext, surface: &PresentSurface, images: [&wgpu::Buffer; 2], (w, h): (u32, u32)) -> Self {
+        let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("present.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(PRESENT.into()),
+        });
+        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::FRAGMENT,
+            ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
+            count: None,
+        };
+        let layout = ctx.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("present"),
+            entries: &[
+                entry(0, wgpu::BufferBindingType::Uniform),
+                entry(1, wgpu::BufferBindingType::Storage { read_only: true }),
+            ],
+        });
+        let pipeline_layout = ctx.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("present"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = ctx.device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+            label: Some("present"),
+            layout: Some(&pipeline_layout),
+            vertex: wgpu::VertexState {
+                module: &module,
+                entry_point: Some("present_vertex"),
+                compilation_options: Default::default(),
+                buffers: &[],
+            },
+            primitive: wgpu::PrimitiveState::default(),
+            depth_stencil: None,
+            multisample: wgpu::MultisampleState::default(),
+            fragment: Some(wgpu::FragmentState {
+                module: &module,
+                entry_point: Some("present_fragment"),
+                compilation_options: Default::default(),
+                targets: &[Some(surface.format.into())],
+            }),
+            multiview_mask: None,
+            cache: None,
+        });
+        let params = [w, h, 1, 1, surface.format.is_srgb() as u32, 0, 0, 0];
+        let view = ctx.uniform_buffer("present view", &params);
+        let bind_groups = images.map(|img| {
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("present"),
+                layout: &layout,
+                entries: &[
+                    wgpu::BindGroupEntry { binding: 0, resource: view.as_entire_binding() },
+                    wgpu::BindGroupEntry { binding: 1, resource: img.as_entire_binding() },
+                ],
+            })
+        });
+        Self { pipeline, bind_groups, view, params }
+    }
+
+    fn resize(&mut self, ctx: &GpuContext, width: u32, height: u32) {
+        self.params[2] = width;
+        self.params[3] = height;
+        ctx.queue.write_buffer(&self.view, 0, bytemuck::cast_slice(&self.params));
+    }
+
+    fn draw(&self, encoder: &mut wgpu::CommandEncoder, target: &wgpu::TextureView, show_content: bool) {
+        let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+            label: Some("present"),
+            color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                view: target,
+                depth_slice: None,
+                resolve_target: None,
+                ops: wgpu::Operations { load: wgpu::LoadOp::Clear(wgpu::Color::BLACK), store: wgpu::StoreOp::Store },
+            })],
+            ..Default::default()
+        });
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_groups[show_content as usize], &[]);
+        pass.draw(0..3, 0..1);
+    }
+}

@@ -1,0 +1,240 @@
+//! The live viewer under Xvfb: the window shows the image being optimized (compared with the
+//! written output), keys drive it (Space, S, Tab, +, Esc), and without a display `--viewer` is a
+//! one-line error while `--viewer=auto` runs headless.
+#![cfg(feature = "viewer")]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A private X server for one test, killed on drop.
+struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Xvfb {
+    /// Starts Xvfb, or returns `None` (skip) when the tools are missing, unless GPU tests are
+    /// required, in which case missing tools fail the test.
+    fn start() -> Option<Self> {
+        let have = |tool: &str| {
+            Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
+        };
+        if !(have("Xvfb") && have("xdotool") && have("import")) {
+            assert!(!neural_style::gpu::gpu_required(), "viewer tests need Xvfb, xdotool and ImageMagick's import");
+            eprintln!("skipping viewer test: Xvfb, xdotool or import missing");
+            return None;
+        }
+        gpu()?;
+        let n = (100..400).find(|n| {
+            !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        })?;
+        let display = format!(":{n}");
+        let child = Command::new("Xvfb")
+            .args([&display, "-screen", "0", "800x600x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+            assert!(Instant::now() < deadline, "Xvfb did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self { child, display })
+    }
+
+    fn xdotool(&self, args: &[&str]) -> Output {
+        Command::new("xdotool").args(args).env("DISPLAY", &self.display).output().expect("xdotool")
+    }
+
+    /// Waits for the neural-style window whose title satisfies `ready`; returns its id and title.
+    fn window(&self, ready: impl Fn(&str) -> bool) -> (String, String) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let found = self.xdotool(&["search", "--name", "neural-style"]);
+            if let Some(id) = String::from_utf8_lossy(&found.stdout).lines().next() {
+                let title = String::from_utf8_lossy(&self.xdotool(&["getwindowname", id]).stdout).trim().to_string();
+                if ready(&title) {
+                    return (id.to_string(), title);
+                }
+            }
+            assert!(Instant::now() < deadline, "no ready neural-style window");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn title(&self, id: &str) -> String {
+        String::from_utf8_lossy(&self.xdotool(&["getwindowname", id]).stdout).trim().to_string()
+    }
+
+    /// Focuses the window and types a key (XTEST, as a user would).
+    fn key(&self, id: &str, key: &str) {
+        self.xdotool(&["windowfocus", "--sync", id]);
+        assert!(self.xdotool(&["key", key]).status.success());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    fn screenshot(&self, id: &str, path: &Path) -> image::RgbImage {
+        let out = Command::new("import")
+            .args(["-window", id, path.to_str().unwrap()])
+            .env("DISPLAY", &self.display)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+        image::open(path).unwrap().to_rgb8()
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stylize_in_window(x: &Xvfb, output: &Path, extra: &[&str]) -> Child {
+    let img = |n: &str| shared().join("images").join(n).to_str().unwrap().to_string();
+    Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args([
+            "stylize",
+            "--content",
+            &img("tubingen.jpg"),
+            "--style",
+            &img("starry_night.jpg"),
+            "--output",
+            output.to_str().unwrap(),
+            "--viewer",
+        ])
+        .args(extra)
+        .env("DISPLAY", &x.display)
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_exit(mut child: Child) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "neural-style did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// "… iteration 12/500 …" → 12.
+fn iteration_in(title: &str) -> usize {
+    let rest = title.split("iteration ").nth(1).expect("iteration in title");
+    rest.split('/').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn window_shows_the_image_being_optimized_and_esc_writes_the_output() {
+    let Some(x) = Xvfb::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let child = stylize_in_window(&x, &output, &["--size", "64", "--iterations", "12"]);
+    let (id, title) = x.window(|t| t.contains("done"));
+    assert!(
+        title.contains("iteration 12/12") && title.contains("it/s") && title.contains("style weight 5000"),
+        "{title}"
+    );
+    // The output is written when the run completes; the window keeps showing that image.
+    let written = image::open(&output).expect("output written at completion").to_rgb8();
+    let shot = x.screenshot(&id, &dir.path().join("shot.png"));
+    let (w, h) = written.dimensions();
+    let scale = (shot.width() as f64 / w as f64).min(shot.height() as f64 / h as f64);
+    let (ox, oy) = ((shot.width() as f64 - scale * w as f64) / 2.0, (shot.height() as f64 - scale * h as f64) / 2.0);
+    let (mut diff, mut sum, mut sum2) = (0.0, 0.0, 0.0);
+    for y in 0..h {
+        for xx in 0..w {
+            let sx = (ox + (xx as f64 + 0.5) * scale) as u32;
+            let sy = (oy + (y as f64 + 0.5) * scale) as u32;
+            let (a, b) = (shot.get_pixel(sx, sy), written.get_pixel(xx, y));
+            for c in 0..3 {
+                diff += (a[c] as f64 - b[c] as f64).abs();
+                sum += a[c] as f64;
+                sum2 += (a[c] as f64).powi(2);
+            }
+        }
+    }
+    let count = (w * h * 3) as f64;
+    let std = (sum2 / count - (sum / count).powi(2)).sqrt();
+    assert!(std > 20.0, "the window is (nearly) uniform: std {std}");
+    assert!(diff / count < 2.0, "the window differs from the written image: mean abs diff {}", diff / count);
+    std::fs::remove_file(&output).unwrap();
+    x.key(&id, "Tab");
+    assert!(x.title(&id).contains("content photo"));
+    x.key(&id, "Escape");
+    let out = wait_exit(child);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(image::open(&output).is_ok(), "Esc writes the current result");
+}
+
+#[test]
+fn space_pauses_s_saves_and_plus_doubles_the_style_weight() {
+    let Some(x) = Xvfb::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let child = stylize_in_window(&x, &output, &["--size", "32", "--iterations", "100000", "--optimizer", "adam"]);
+    let (id, _) = x.window(|t| t.contains("iteration") && iteration_in(t) >= 2);
+    x.key(&id, "space");
+    let paused = x.title(&id);
+    assert!(paused.contains("paused"), "{paused}");
+    std::thread::sleep(Duration::from_millis(800));
+    let still = x.title(&id);
+    assert_eq!(iteration_in(&paused), iteration_in(&still), "no progress while paused");
+    x.key(&id, "s");
+    let snapshots: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
+    assert!(snapshots.iter().any(|n| n.starts_with("out_") && n.ends_with(".png")), "snapshot written: {snapshots:?}");
+    x.key(&id, "plus");
+    assert!(x.title(&id).contains("style weight 10000"));
+    x.key(&id, "space");
+    let resumed = x.window(|t| !t.contains("paused") && iteration_in(t) > iteration_in(&still)).1;
+    assert!(iteration_in(&resumed) > iteration_in(&still));
+    x.key(&id, "Escape");
+    let out = wait_exit(child);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(image::open(&output).is_ok());
+}
+
+#[test]
+fn viewer_without_a_display_is_a_clear_error_or_falls_back_when_auto() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let img = |n: &str| shared().join("images").join(n).to_str().unwrap().to_string();
+    let run = |mode: &str| {
+        Command::new(env!("CARGO_BIN_EXE_neural-style"))
+            .args(["stylize", "--content", &img("tubingen.jpg"), "--style", &img("starry_night.jpg")])
+            .args(["--output", output.to_str().unwrap(), "--size", "32", "--iterations", "3", mode])
+            .env("NEURAL_STYLE_WEIGHTS", default_weights())
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .output()
+            .unwrap()
+    };
+    let out = run("--viewer");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("error: cannot open a window"), "{stderr}");
+    assert!(!output.exists());
+    if gpu().is_none() {
+        return;
+    }
+    let out = run("--viewer=auto");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: cannot open a window"));
+    assert!(image::open(&output).is_ok());
+}
