@@ -473,6 +473,42 @@ impl BoundOp {
     }
 }
 
+/// One GPU command of an iteration, so an iteration can be recorded whole or in pieces.
+#[derive(Clone)]
+pub enum Command {
+    /// Zero a buffer.
+    Clear(wgpu::Buffer),
+    /// Copy the first `bytes` of one buffer into another.
+    Copy(wgpu::Buffer, wgpu::Buffer, u64),
+    /// A compute dispatch.
+    Dispatch(BoundOp),
+}
+
+/// Records commands in order; consecutive dispatches share one compute pass.
+pub fn record_commands(encoder: &mut wgpu::CommandEncoder, commands: &[Command]) {
+    let mut i = 0;
+    while i < commands.len() {
+        match &commands[i] {
+            Command::Clear(b) => encoder.clear_buffer(b, 0, None),
+            Command::Copy(from, to, bytes) => encoder.copy_buffer_to_buffer(from, 0, to, 0, *bytes),
+            Command::Dispatch(_) => {
+                let end = commands[i..]
+                    .iter()
+                    .position(|c| !matches!(c, Command::Dispatch(_)))
+                    .map_or(commands.len(), |p| i + p);
+                let ops: Vec<BoundOp> = commands[i..end]
+                    .iter()
+                    .filter_map(|c| if let Command::Dispatch(op) = c { Some(op.clone()) } else { None })
+                    .collect();
+                record(encoder, &ops);
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+}
+
 /// Records `ops` in order into one compute pass.
 pub fn record(encoder: &mut wgpu::CommandEncoder, ops: &[BoundOp]) {
     let mut pass =

@@ -22,11 +22,12 @@ use crate::engine::FeatureNet;
 use crate::gpu::{DeviceRequest, GpuContext, PresentSurface};
 use crate::image_io;
 use crate::model::Network;
-use crate::stylize::{LossValues, Outcome, Session, StylizeOptions, Stylizer};
+use crate::stylize::{LossValues, Outcome, PendingStep, Session, StylizeOptions, Stylizer};
 
 const PRESENT: &str = include_str!("../shaders/present.wgsl");
 
-/// Target time spent optimizing per frame, so that a slow device still redraws a few times a second.
+/// Target frame time: optimization work per frame is adapted to it, so that a slow device still
+/// redraws a few times a second.
 const FRAME_BUDGET_S: f64 = 0.15;
 
 /// What the viewer tells its caller.
@@ -128,10 +129,14 @@ struct Running {
     show_content: bool,
     finished: bool,
     non_finite_at: Option<usize>,
-    steps_per_frame: usize,
-    rate: f64,
+    /// GPU commands submitted per frame, adapted to the frame time.
+    commands_per_frame: usize,
+    /// The iteration in flight, when a slow device spreads one over several frames.
+    pending: Option<PendingStep>,
     /// Frames presented in the current second, and the rate over the last full second.
     frames: (usize, Instant, f64),
+    /// Iterations completed in the current second, and the rate over the last full second.
+    iterations: (usize, Instant, f64),
     last: Option<(usize, LossValues)>,
 }
 
@@ -179,9 +184,10 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
             show_content: false,
             finished: false,
             non_finite_at: None,
-            steps_per_frame: 1,
-            rate: 0.0,
+            commands_per_frame: 16,
+            pending: None,
             frames: (0, Instant::now(), 0.0),
+            iterations: (0, Instant::now(), 0.0),
             last: None,
         };
         running.configure();
@@ -190,39 +196,45 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
         Ok(())
     }
 
+    /// One frame: submit as much optimization work as fits the frame budget (whole iterations on
+    /// a fast device, pieces of one on a slow device), then present.
     fn frame(&mut self) -> Result<()> {
         let Some(r) = &mut self.running else { return Ok(()) };
-        if let (Some(session), false, false) = (&mut r.session, r.paused, r.finished) {
-            let start = Instant::now();
-            let steps = r.steps_per_frame.min(session.remaining());
-            for i in 0..steps {
-                let step = session.step(i + 1 == steps, false)?;
+        let frame_start = Instant::now();
+        if let Some(session) = &mut r.session {
+            let mut budget = r.commands_per_frame;
+            while budget > 0 && !r.paused && !r.finished {
+                let pending = r.pending.get_or_insert_with(|| session.begin(true, false));
+                let (used, step) = session.advance(pending, budget)?;
+                budget = budget.saturating_sub(used);
+                let Some(step) = step else { continue };
+                r.pending = None;
+                r.iterations.0 += 1;
+                let iteration = session.iteration() - 1;
                 if let Some(losses) = step.losses {
                     if !losses.loss.is_finite() {
-                        r.non_finite_at = Some(session.iteration() - 1);
+                        r.non_finite_at = Some(iteration);
                         r.finished = true;
                         break;
                     }
-                    r.last = Some((session.iteration() - 1, losses));
-                    let event = ViewerEvent::Progress {
-                        iteration: session.iteration() - 1,
-                        losses,
-                        elapsed_s: session.elapsed(),
-                    };
-                    (self.on_event)(event)?;
+                    r.last = Some((iteration, losses));
+                    (self.on_event)(ViewerEvent::Progress { iteration, losses, elapsed_s: session.elapsed() })?;
                 }
-            }
-            let dt = start.elapsed().as_secs_f64().max(1e-6);
-            r.rate = steps as f64 / dt;
-            // Adapt the work per frame to the device's speed.
-            r.steps_per_frame = ((FRAME_BUDGET_S * r.rate) as usize).clamp(1, 64);
-            if session.is_done() && !r.finished {
-                r.finished = true;
-                let image = session.current_image()?;
-                (self.on_event)(ViewerEvent::Finished { image: &image })?;
+                if session.is_done() {
+                    r.finished = true;
+                    let image = session.current_image()?;
+                    (self.on_event)(ViewerEvent::Finished { image: &image })?;
+                }
             }
         }
         r.present()?;
+        // Adapt the work per frame so that frames take about the budget.
+        let frame_s = frame_start.elapsed().as_secs_f64();
+        if frame_s > 1.5 * FRAME_BUDGET_S {
+            r.commands_per_frame = (r.commands_per_frame * 2 / 3).max(1);
+        } else if frame_s < 0.5 * FRAME_BUDGET_S {
+            r.commands_per_frame = r.commands_per_frame * 3 / 2 + 1;
+        }
         r.update_title();
         if r.session.is_some() && !r.paused && !r.finished {
             r.window.request_redraw();
@@ -246,6 +258,10 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
                 }
                 "+" | "=" | "-" => {
                     if let Some(session) = &mut r.session {
+                        // Finish the iteration in flight before the optimizer state resets.
+                        if let Some(mut pending) = r.pending.take() {
+                            while session.advance(&mut pending, usize::MAX)?.1.is_none() {}
+                        }
                         let mut w = session.weights();
                         w[1] = if c == "-" { w[1] / 2.0 } else { w[1] * 2.0 };
                         session.set_weights(w);
@@ -359,9 +375,11 @@ impl Running {
         self.window.pre_present_notify();
         self.ctx.queue.present(frame);
         self.frames.0 += 1;
-        let window_s = self.frames.1.elapsed().as_secs_f64();
-        if window_s >= 1.0 {
-            self.frames = (0, Instant::now(), self.frames.0 as f64 / window_s);
+        for counter in [&mut self.frames, &mut self.iterations] {
+            let window_s = counter.1.elapsed().as_secs_f64();
+            if window_s >= 1.0 {
+                *counter = (0, Instant::now(), counter.0 as f64 / window_s);
+            }
         }
         self.ctx.check_errors()
     }
@@ -384,7 +402,7 @@ impl Running {
         self.window.set_title(&format!(
             "neural-style — iteration {iteration}/{} · loss {loss:.5} · {:.1} it/s · {:.0} fps · style weight {}{}{state}",
             session.total_iterations(),
-            self.rate,
+            self.iterations.2,
             self.frames.2,
             session.weights()[1],
             if self.show_content { " · content photo" } else { "" },

@@ -13,6 +13,7 @@ use image::RgbImage;
 use crate::engine::FeatureNet;
 use crate::gpu::GpuContext;
 use crate::image_io;
+use crate::kernels::Command;
 pub use objective::{LOSS_SLOTS, LossSpec, Objective, PlanarImage, Targets};
 use optimizer::{Adam, Lbfgs, Squash, logit};
 
@@ -312,6 +313,14 @@ pub struct Step {
     pub image: Option<RgbImage>,
 }
 
+/// An iteration planned by [`Session::begin`], submitted by [`Session::advance`].
+pub struct PendingStep {
+    commands: Vec<Command>,
+    next: usize,
+    report: bool,
+    snapshot: bool,
+}
+
 /// A prepared run, stepped one iteration at a time. Iteration k evaluates the image after k
 /// updates and, while k < `iterations`, updates it: one command encoder, one submit.
 pub struct Session<'a> {
@@ -385,56 +394,76 @@ impl Session<'_> {
         self.weights
     }
 
-    /// Runs one iteration; with `report`, reads its losses back (a few bytes), with `snapshot`
-    /// also the image. A non-finite loss leaves the last finite reported image as the result.
+    /// Runs one iteration (one encoder, one submit); with `report`, reads its losses back (a few
+    /// bytes), with `snapshot` also the image. A non-finite loss leaves the last finite reported
+    /// image as the result.
     pub fn step(&mut self, report: bool, snapshot: bool) -> Result<Step> {
-        let ctx = self.ctx;
-        let bytes = self.x.size();
+        let mut pending = self.begin(report, snapshot);
+        loop {
+            if let (_, Some(step)) = self.advance(&mut pending, usize::MAX)? {
+                return Ok(step);
+            }
+        }
+    }
+
+    /// Plans the next iteration without submitting it: (keep the last image whose loss was
+    /// finite), (image from u), evaluation, (copies for the caller), update. A viewer submits it
+    /// in pieces with [`Session::advance`] to keep redrawing while a slow device works.
+    pub fn begin(&mut self, report: bool, snapshot: bool) -> PendingStep {
         let report = report || snapshot;
-        // (Keep the last image whose loss was finite), (image from u), evaluation, (copies for the
-        // caller), update.
-        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let bytes = self.x.size();
+        let mut commands = Vec::new();
         if std::mem::take(&mut self.confirm_pending) {
-            encoder.copy_buffer_to_buffer(&self.candidate, 0, &self.confirmed, 0, bytes);
+            commands.push(Command::Copy(self.candidate.clone(), self.confirmed.clone(), bytes));
         }
         if let Optimizer::Bounded { squash, .. } = &self.optimizer {
-            crate::kernels::record(&mut encoder, std::slice::from_ref(&squash.forward));
+            commands.push(Command::Dispatch(squash.forward.clone()));
         }
-        self.objective.record(&mut encoder);
+        commands.extend(self.objective.commands());
         if report {
-            encoder.copy_buffer_to_buffer(&self.x, 0, &self.candidate, 0, bytes);
-            encoder.copy_buffer_to_buffer(
-                self.objective.losses(),
-                0,
-                &self.losses_readback,
-                0,
-                (LOSS_SLOTS * 4) as u64,
-            );
+            commands.push(Command::Copy(self.x.clone(), self.candidate.clone(), bytes));
+            let losses = self.objective.losses().clone();
+            commands.push(Command::Copy(losses, self.losses_readback.clone(), (LOSS_SLOTS * 4) as u64));
         }
         if snapshot {
-            encoder.copy_buffer_to_buffer(&self.x, 0, &self.image_readback, 0, bytes);
+            commands.push(Command::Copy(self.x.clone(), self.image_readback.clone(), bytes));
         }
         if self.iteration < self.iterations {
-            self.optimizer.record(ctx, &mut encoder);
+            commands.extend(self.optimizer.commands(self.ctx));
         }
+        PendingStep { commands, next: 0, report, snapshot }
+    }
+
+    /// Submits up to `max_commands` more commands of a pending iteration (one encoder, one
+    /// submit); returns how many it submitted and, once the iteration is complete, what it read.
+    pub fn advance(&mut self, pending: &mut PendingStep, max_commands: usize) -> Result<(usize, Option<Step>)> {
+        let ctx = self.ctx;
+        let end = pending.next.saturating_add(max_commands.max(1)).min(pending.commands.len());
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        crate::kernels::record_commands(&mut encoder, &pending.commands[pending.next..end]);
         ctx.queue.submit([encoder.finish()]);
+        let used = end - pending.next;
+        pending.next = end;
+        if end < pending.commands.len() {
+            return Ok((used, None));
+        }
         let it = self.iteration;
         self.iteration += 1;
-        if !report {
-            return Ok(Step { losses: None, image: None });
+        if !pending.report {
+            return Ok((used, Some(Step { losses: None, image: None })));
         }
         let l = ctx.read_mapped(&self.losses_readback, LOSS_SLOTS)?;
         let losses = LossValues { content: l[0], style: l[1], tv: l[2], loss: l[3] };
         self.last_losses = Some((it, losses));
         let finite = losses.loss.is_finite();
         self.confirm_pending = finite;
-        let image = if snapshot && finite {
+        let image = if pending.snapshot && finite {
             let n = 3 * self.width * self.height;
             Some(to_image(&ctx.read_mapped(&self.image_readback, n)?, self.width, self.height))
         } else {
             None
         };
-        Ok(Step { losses: Some(losses), image })
+        Ok((used, Some(Step { losses: Some(losses), image })))
     }
 
     /// Changes the loss weights (content, style, tv); the targets stay and the optimizer starts
@@ -486,14 +515,13 @@ impl Optimizer {
         }
     }
 
-    /// Records one update after the evaluation.
-    fn record(&mut self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder) {
+    /// The commands of one update after the evaluation.
+    fn commands(&mut self, ctx: &GpuContext) -> Vec<Command> {
         match self {
-            Optimizer::Adam(adam) => crate::kernels::record(encoder, std::slice::from_ref(adam.next_step(ctx))),
-            Optimizer::Lbfgs(lbfgs) => crate::kernels::record(encoder, lbfgs.ops()),
+            Optimizer::Adam(adam) => vec![Command::Dispatch(adam.next_step(ctx).clone())],
+            Optimizer::Lbfgs(lbfgs) => lbfgs.ops().iter().cloned().map(Command::Dispatch).collect(),
             Optimizer::Bounded { squash, lbfgs, .. } => {
-                crate::kernels::record(encoder, std::slice::from_ref(&squash.backward));
-                crate::kernels::record(encoder, lbfgs.ops());
+                std::iter::once(&squash.backward).chain(lbfgs.ops()).cloned().map(Command::Dispatch).collect()
             }
         }
     }

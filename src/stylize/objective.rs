@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use crate::arch::LayerInfo;
 use crate::engine::{FeatureNet, ForwardPlan, PlanOptions};
 use crate::gpu::GpuContext;
-use crate::kernels::{self, BoundOp, LossParams, POINTWISE_TILE, PointwiseParams, pointwise_flags};
+use crate::kernels::{self, BoundOp, Command, LossParams, POINTWISE_TILE, PointwiseParams, pointwise_flags};
 
 /// Loss slots of the losses buffer.
 pub const LOSS_SLOTS: usize = 4;
@@ -274,13 +274,15 @@ impl Objective {
         }
     }
 
-    /// Records one evaluation: clears the gradients and losses, then all dispatches.
+    /// The commands of one evaluation: clear the gradients and losses, then every dispatch.
+    pub fn commands(&self) -> Vec<Command> {
+        let clears = self.forward.all_grad_buffers().chain([&self.losses]).map(|b| Command::Clear(b.clone()));
+        clears.chain(self.ops.iter().cloned().map(Command::Dispatch)).collect()
+    }
+
+    /// Records one evaluation.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
-        for g in self.forward.all_grad_buffers() {
-            encoder.clear_buffer(g, 0, None);
-        }
-        encoder.clear_buffer(&self.losses, 0, None);
-        kernels::record(encoder, &self.ops);
+        kernels::record_commands(encoder, &self.commands());
     }
 
     /// The losses buffer: content, style, tv, total.
