@@ -462,11 +462,6 @@ pub struct BoundOp {
 }
 
 impl BoundOp {
-    /// Workgroup counts of this dispatch.
-    pub fn workgroups(&self) -> [u32; 3] {
-        self.workgroups
-    }
-
     /// Rewrites the uniform parameters (for values that change between iterations).
     pub fn update<T: bytemuck::Pod>(&self, ctx: &GpuContext, params: &T) {
         ctx.queue.write_buffer(&self.uniform, 0, bytemuck::bytes_of(params));

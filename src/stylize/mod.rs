@@ -260,7 +260,6 @@ impl<'a> Stylizer<'a> {
             optimizer,
             iteration: 0,
             confirm_pending: false,
-            last_losses: None,
             start: Instant::now(),
         })
     }
@@ -339,7 +338,6 @@ pub struct Session<'a> {
     optimizer: Optimizer,
     iteration: usize,
     confirm_pending: bool,
-    last_losses: Option<(usize, LossValues)>,
     start: Instant,
 }
 
@@ -354,19 +352,9 @@ impl Session<'_> {
         self.iterations
     }
 
-    /// Evaluations left (the final image's included).
-    pub fn remaining(&self) -> usize {
-        (self.iterations + 1).saturating_sub(self.iteration)
-    }
-
     /// Whether the final image (after `iterations` updates) has been evaluated.
     pub fn is_done(&self) -> bool {
         self.iteration > self.iterations
-    }
-
-    /// Output size.
-    pub fn size(&self) -> (usize, usize) {
-        (self.width, self.height)
     }
 
     /// Seconds since the session was prepared.
@@ -382,11 +370,6 @@ impl Session<'_> {
     /// The content photo at the output size (planar RGB).
     pub fn content_buffer(&self) -> &wgpu::Buffer {
         &self.content
-    }
-
-    /// The most recent losses read back, with their iteration.
-    pub fn last_losses(&self) -> Option<(usize, LossValues)> {
-        self.last_losses
     }
 
     /// Current content, style and TV weights.
@@ -447,14 +430,12 @@ impl Session<'_> {
         if end < pending.commands.len() {
             return Ok((used, None));
         }
-        let it = self.iteration;
         self.iteration += 1;
         if !pending.report {
             return Ok((used, Some(Step { losses: None, image: None })));
         }
         let l = ctx.read_mapped(&self.losses_readback, LOSS_SLOTS)?;
         let losses = LossValues { content: l[0], style: l[1], tv: l[2], loss: l[3] };
-        self.last_losses = Some((it, losses));
         let finite = losses.loss.is_finite();
         self.confirm_pending = finite;
         let image = if pending.snapshot && finite {

@@ -294,9 +294,4 @@ impl Objective {
     pub fn image_grad(&self) -> &wgpu::Buffer {
         self.forward.image_grad().expect("training plan")
     }
-
-    /// Dispatches per evaluation.
-    pub fn dispatch_count(&self) -> usize {
-        self.ops.len()
-    }
 }
