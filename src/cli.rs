@@ -163,7 +163,7 @@ pub struct StylizeArgs {
     /// Report the losses every N iterations (and at the end).
     #[arg(long, default_value_t = 50)]
     pub print_every: usize,
-    /// Also write OUTPUT_<iteration>.png (same stem and format) next to the output every N iterations.
+    /// Every N iterations also write <output stem>_<iteration>.<ext> next to the output.
     #[arg(long)]
     pub save_every: Option<usize>,
     /// Watch the image converge in a window (Space pause, S snapshot, +/- style weight, Tab content,

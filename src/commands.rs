@@ -102,6 +102,9 @@ fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &Comm
 fn features(image: &Path, names: &[String], out: &Path, size: Option<u32>, common: &CommonArgs) -> Result<()> {
     let (ctx, fnet, _) = open(common)?;
     arch::check_layer_names(fnet.net.arch, names)?;
+    if let Some(dup) = names.iter().enumerate().find_map(|(i, n)| names[..i].contains(n).then_some(n)) {
+        bail!("layer {dup:?} is listed twice in --layers");
+    }
     if out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
         bail!("--out must name a .safetensors file, got {}", out.display());
     }

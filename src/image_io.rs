@@ -62,7 +62,7 @@ pub fn scaled_size(width: u32, height: u32, max_side: u32) -> (u32, u32) {
 /// Planar RGB floats in [0, 1]: all red values, then green, then blue.
 pub fn to_chw(img: &RgbImage) -> Vec<f32> {
     let (w, h) = img.dimensions();
-    let n = (w * h) as usize;
+    let n = w as usize * h as usize;
     let mut out = vec![0.0; 3 * n];
     for (i, p) in img.pixels().enumerate() {
         for c in 0..3 {

@@ -226,7 +226,7 @@ pub struct Kernel {
     bindings: Vec<u32>,
 }
 
-/// Every pipeline the forward pass uses.
+/// Every compute pipeline: forward, backward, losses and optimizers.
 pub struct Kernels {
     /// Full convolution (stem).
     pub conv: Kernel,
@@ -507,7 +507,7 @@ pub fn record_commands(encoder: &mut wgpu::CommandEncoder, commands: &[Command])
 /// Records `ops` in order into one compute pass.
 pub fn record(encoder: &mut wgpu::CommandEncoder, ops: &[BoundOp]) {
     let mut pass =
-        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("kernels"), timestamp_writes: None });
     for op in ops {
         pass.set_pipeline(&op.pipeline);
         pass.set_bind_group(0, &op.bind_group, &[]);

@@ -1,8 +1,11 @@
 //! neural-style: Gatys-style neural style transfer on the GPU with a MobileNetV3 feature network,
 //! every numeric kernel written in WGSL and run through wgpu.
 //!
-//! This crate currently provides the feature network: weight loading ([`weights`]), the GPU
-//! forward pass ([`engine`]), and the f64 CPU reference it is tested against ([`reference`]).
+//! Modules: weight loading ([`weights`]) into the network description ([`model`], [`arch`]); the
+//! GPU engine ([`gpu`], [`kernels`], [`engine`]: forward and backward passes); style transfer
+//! ([`stylize`]: targets, losses, optimizers, the steppable session); the live window
+//! (`viewer`, feature `viewer`); and the f64 CPU reference everything is tested against
+//! ([`reference`]).
 
 #![deny(missing_docs)]
 

@@ -23,7 +23,7 @@ fn main() -> std::process::ExitCode {
 /// turned off when no display session exists.
 fn quiet_headless_vulkan_layers() {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() && std::env::var_os("NODEVICE_SELECT").is_none() {
-        // SAFETY: called first thing in main, before any other thread exists.
+        // SAFETY: called at the start of main, before any other thread exists.
         unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
     }
 }

@@ -331,6 +331,16 @@ fn unknown_layer_name_is_a_one_line_error() {
     ]);
     assert_one_line_error(&out, "unknown layer \"block99.expand\"");
     assert!(!out_path.exists());
+    let out = neural_style(&[
+        "features",
+        img.to_str().unwrap(),
+        "--layers",
+        "stem,stem",
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&out, "layer \"stem\" is listed twice");
+    assert!(!out_path.exists());
 }
 
 /// A PNG whose header claims `width`×`height`, with an empty image-data chunk: enough for the

@@ -22,9 +22,10 @@ fn stylize(output: &Path, extra: &[&str]) -> Output {
         image("starry_night.jpg"),
         "--output".into(),
         output.to_str().unwrap().into(),
-        "--size".into(),
-        "48".into(),
     ];
+    if !extra.contains(&"--size") {
+        args.extend(["--size".into(), "48".into()]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     Command::new(env!("CARGO_BIN_EXE_neural-style"))
         .args(&args)
@@ -149,6 +150,10 @@ fn bad_stylize_input_is_a_one_line_error_and_leaves_no_file() {
         (vec!["--style-layers".into(), "stem,block42.expand".into()], "unknown layer \"block42.expand\""),
         (vec!["--content-layers".into(), "nope".into()], "unknown layer \"nope\""),
         (vec!["--init".into(), "/nonexistent/init.png".into()], "/nonexistent/init.png"),
+        (vec!["--lbfgs-history".into(), "0".into()], "--lbfgs-history must be between 1 and 1000"),
+        (vec!["--lbfgs-history".into(), "5000".into()], "--lbfgs-history must be between 1 and 1000"),
+        (vec!["--size".into(), "100000".into()], "is too large for this device"),
+        (vec!["--style-scale".into(), "2000".into()], "style image (see --style-scale): image"),
     ];
     for (extra, needle) in cases {
         let args: Vec<&str> = extra.iter().map(String::as_str).collect();

@@ -154,7 +154,7 @@ pub struct ForwardPlan {
 }
 
 /// Checks a buffer of `floats` values fits the device, naming the layer when it does not.
-fn check_fits(ctx: &GpuContext, what: &str, floats: usize, width: usize, height: usize) -> Result<()> {
+pub(crate) fn check_fits(ctx: &GpuContext, what: &str, floats: usize, width: usize, height: usize) -> Result<()> {
     let bytes = floats as u64 * 4;
     let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
     if bytes > limit {
@@ -168,9 +168,36 @@ fn check_fits(ctx: &GpuContext, what: &str, floats: usize, width: usize, height:
     Ok(())
 }
 
-/// Workgroups to cover `n` items, `per` at a time.
+/// Workgroups to cover `n` items, `per` at a time (saturating: the size checks reject huge counts).
 pub(crate) fn groups(n: usize, per: u32) -> u32 {
-    (n as u32).div_ceil(per)
+    u32::try_from(n.div_ceil(per as usize)).unwrap_or(u32::MAX)
+}
+
+/// Checks that a `width`×`height` image fits the device before anything is allocated: every
+/// buffer under the binding limits, every dispatch (one invocation per input pixel for the stem's
+/// backward, 64-pixel tiles for products over a layer) under the workgroup-count limit.
+pub fn check_size(ctx: &GpuContext, fnet: &FeatureNet, width: usize, height: usize) -> Result<()> {
+    if width == 0 || height == 0 {
+        bail!("image has no pixels");
+    }
+    check_fits(ctx, "the input image", 3 * width * height, width, height)?;
+    let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
+    let check_groups = |what: &str, count: u32| {
+        if count > max_groups {
+            bail!(
+                "image {width}x{height} is too large for this device: {what} needs {count} workgroups, the limit is \
+                 {max_groups} (use --size to scale the image down)"
+            );
+        }
+        Ok(())
+    };
+    check_groups("the input image", groups(width * height, WORKGROUP))?;
+    for info in fnet.layers(width, height) {
+        let what = format!("layer {}", info.name);
+        check_fits(ctx, &what, info.channels * info.height * info.width, width, height)?;
+        check_groups(&what, groups(info.height * info.width, POINTWISE_TILE))?;
+    }
+    Ok(())
 }
 
 /// A dispatch covering `n` values with 256-wide workgroups, folded into rows of 65535 groups.
@@ -201,27 +228,10 @@ impl ForwardPlan {
         options: &PlanOptions,
         input: Option<wgpu::Buffer>,
     ) -> Result<Self> {
-        if width == 0 || height == 0 {
-            bail!("image has no pixels");
-        }
-        check_fits(ctx, "the input image", 3 * width * height, width, height)?;
+        check_size(ctx, fnet, width, height)?;
         let all = fnet.layers(width, height);
         if let Some(until) = &options.until {
             arch::check_layer_names(fnet.net.arch, std::slice::from_ref(until))?;
-        }
-        let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
-        for info in &all {
-            check_fits(ctx, &format!("layer {}", info.name), info.channels * info.height * info.width, width, height)?;
-            let pixel_groups = groups(info.height * info.width, WORKGROUP);
-            if pixel_groups > max_groups {
-                bail!(
-                    "image {width}x{height} is too large for this device: layer {} needs {} workgroups, the limit is {} \
-                     (use --size to scale the image down)",
-                    info.name,
-                    pixel_groups,
-                    max_groups
-                );
-            }
         }
         let mut b = Builder {
             ctx,
@@ -243,16 +253,29 @@ impl ForwardPlan {
             if b.done {
                 break;
             }
+            // Each sub-layer may be the last one needed (`until`): nothing after it is planned.
             let block_input = current;
             if let (Some(conv), Some(w)) = (&block.expand, &weights.expand) {
                 current = b.pointwise(conv, w, current, &format!("block{i}.expand"), None);
+                if b.done {
+                    break;
+                }
             }
             current =
                 b.depthwise(&fnet.net, &block.depthwise, &weights.depthwise, current, &format!("block{i}.depthwise"));
+            if b.done {
+                break;
+            }
             if let (Some(se), Some(w)) = (&block.se, &weights.se) {
                 current = b.squeeze_excite(se, w, current, &format!("block{i}.se"));
+                if b.done {
+                    break;
+                }
             }
             let project = b.pointwise(&block.project, &weights.project, current, &format!("block{i}.project"), None);
+            if b.done && block.residual {
+                break;
+            }
             current = if block.residual {
                 // The residual add is fused into a second product that writes `blockN`; the plain
                 // projection above keeps `blockN.project` available as a feature.
@@ -352,11 +375,6 @@ impl ForwardPlan {
     /// The gradient with respect to the input image (training plans only).
     pub fn image_grad(&self) -> Option<&wgpu::Buffer> {
         self.image_grad.as_ref()
-    }
-
-    /// The input image buffer.
-    pub fn input(&self) -> &wgpu::Buffer {
-        &self.input
     }
 
     /// Reads a layer's activations back (CHW).

@@ -7,7 +7,7 @@ pub mod optimizer;
 
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use image::RgbImage;
 
 use crate::engine::FeatureNet;
@@ -158,8 +158,8 @@ pub fn validate(net: &crate::model::Network, options: &StylizeOptions, style_cou
     if !(options.learning_rate > 0.0 && options.learning_rate.is_finite()) {
         bail!("--learning-rate must be positive");
     }
-    if options.lbfgs_history == 0 {
-        bail!("--lbfgs-history must be at least 1");
+    if !(1..=1000).contains(&options.lbfgs_history) {
+        bail!("--lbfgs-history must be between 1 and 1000, got {}", options.lbfgs_history);
     }
     let names: Vec<String> =
         spec.content_layers.iter().cloned().chain(spec.style_layers.iter().map(|(n, _)| n.clone())).collect();
@@ -207,9 +207,23 @@ impl<'a> Stylizer<'a> {
     pub fn start(&self, content: &RgbImage, styles: &[RgbImage], options: &StylizeOptions) -> Result<Session<'a>> {
         self.validate(options, styles.len())?;
         let ctx = self.ctx;
-        let content = image_io::resize_max_side(content, options.size);
-        let (w, h) = (content.width() as usize, content.height() as usize);
+        // Every size is checked against the device before any image is resized.
+        let (w, h) = image_io::scaled_size(content.width(), content.height(), options.size);
+        let (w, h) = (w as usize, h as usize);
+        crate::engine::check_size(ctx, self.fnet, w, h)?;
+        let n = 3 * w * h;
+        let history = match options.optimizer {
+            OptimizerKind::Adam => 0,
+            _ => 2 * options.lbfgs_history * n,
+        };
+        crate::engine::check_fits(ctx, "the L-BFGS history", history, w, h)?;
         let style_side = ((options.size as f32 * options.style_scale).round() as u32).max(1);
+        for s in styles {
+            let (sw, sh) = image_io::scaled_size(s.width(), s.height(), style_side);
+            crate::engine::check_size(ctx, self.fnet, sw as usize, sh as usize)
+                .context("style image (see --style-scale)")?;
+        }
+        let content = image_io::resize_max_side(content, options.size);
         let blend = options.style_blend_weights.clone().unwrap_or_else(|| vec![1.0; styles.len()]);
         let total: f32 = blend.iter().sum();
         let styles: Vec<(PlanarImage, f32)> = styles
@@ -225,7 +239,6 @@ impl<'a> Stylizer<'a> {
             Init::Noise => noise(3 * w * h, options.seed),
             Init::Image(img) => image_io::to_chw(&image_io::resize_exact(img, w as u32, h as u32)),
         };
-        let n = init.len();
         let x = ctx.storage_buffer("image", &init);
         let objective = Objective::new(ctx, self.fnet, &options.loss, targets, &x, w, h)?;
         let k = &self.fnet.kernels;

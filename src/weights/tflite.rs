@@ -201,8 +201,14 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
                 if dilation != (1, 1) {
                     bail!("convolution {:?} is dilated, MobileNetV3 has no dilation", tensor(out0)?.name);
                 }
+                // Every index is checked here; records keep only valid ones.
                 let weight = *ins.get(1).context("convolution without weights")?;
+                tensor(weight)?;
+                tensor(out0)?;
                 let bias = ins.get(2).copied().filter(|&b| b >= 0);
+                if let Some(b) = bias {
+                    tensor(b)?;
+                }
                 convs.push(ConvRecord {
                     depthwise,
                     weight: weight as usize,
@@ -251,6 +257,7 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
                             bail!("unsupported: addition after a multiplication on {:?}", tensor(in0)?.name);
                         }
                         convs[c].post_add += k;
+                        tensor(out0)?;
                         convs[c].post_add_output = Some(out0 as usize);
                         s
                     }
