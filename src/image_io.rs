@@ -29,12 +29,36 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     Ok(img.to_rgb8())
 }
 
-/// Whether an end-of-image marker (FF D9) follows the last start-of-scan (FF DA). Entropy-coded
-/// data escapes every FF byte, so a marker found there is real.
+/// Whether the JPEG's marker segments run, through every scan, up to an end-of-image marker
+/// (data after it, as in motion photos, is ignored).
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
-    let end = bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]);
-    matches!((last_scan, end), (Some(s), Some(e)) if e > s)
+    let mut i = 2; // after start-of-image
+    loop {
+        // A marker: FF (possibly repeated as fill), then its code.
+        while bytes.get(i) == Some(&0xFF) && bytes.get(i + 1) == Some(&0xFF) {
+            i += 1;
+        }
+        let (Some(&0xFF), Some(&code)) = (bytes.get(i), bytes.get(i + 1)) else { return false };
+        i += 2;
+        match code {
+            0xD9 => return true,
+            0x01 | 0xD0..=0xD7 => continue,
+            _ => {}
+        }
+        let Some(len) = bytes.get(i..i + 2).map(|l| u16::from_be_bytes([l[0], l[1]]) as usize) else { return false };
+        i += len;
+        if code == 0xDA {
+            // Entropy-coded data: FF is escaped as FF 00; restart markers may appear inside.
+            loop {
+                match (bytes.get(i), bytes.get(i + 1)) {
+                    (Some(&0xFF), Some(&next)) if next == 0x00 || (0xD0..=0xD7).contains(&next) => i += 2,
+                    (Some(&0xFF), Some(_)) => break,
+                    (Some(_), _) => i += 1,
+                    (None, _) => return false,
+                }
+            }
+        }
+    }
 }
 
 /// Resizes to exactly `width`×`height` with a bicubic (Catmull-Rom) filter.
@@ -70,4 +94,30 @@ pub fn to_chw(img: &RgbImage) -> Vec<f32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jpeg_is_complete;
+
+    /// SOI, a comment segment, a scan with escaped FF and a restart marker, then EOI.
+    const JPEG: &[u8] = &[
+        0xFF, 0xD8, 0xFF, 0xFE, 0x00, 0x04, b'h', b'i', 0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0,
+        0x56, 0xFF, 0xD9,
+    ];
+
+    #[test]
+    fn complete_jpeg_passes_even_with_trailing_data() {
+        assert!(jpeg_is_complete(JPEG));
+        let mut with_trailer = JPEG.to_vec();
+        with_trailer.extend([0x00, 0xFF, 0xDA, 0x12, 0xFF, 0xD8]); // e.g. an appended video
+        assert!(jpeg_is_complete(&with_trailer));
+    }
+
+    #[test]
+    fn truncated_jpeg_is_detected() {
+        for cut in 3..JPEG.len() - 1 {
+            assert!(!jpeg_is_complete(&JPEG[..cut]), "cut at {cut}");
+        }
+    }
 }
