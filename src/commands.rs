@@ -286,7 +286,8 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         let mut last_report = 0;
         let outcome = viewer.stylize(&request, net, content, styles, options, |event| match event {
             ViewerEvent::Progress { iteration, losses, elapsed_s } => {
-                if iteration >= last_report + args.print_every.max(1) || iteration == 0 {
+                let last = iteration as i64 == args.iterations;
+                if iteration >= last_report + args.print_every.max(1) || iteration == 0 || last {
                     last_report = iteration;
                     report(iteration, losses, elapsed_s);
                 }

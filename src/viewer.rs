@@ -129,6 +129,8 @@ struct Running {
     show_content: bool,
     finished: bool,
     non_finite_at: Option<usize>,
+    /// Hand out the image every this many iterations (`--save-every`).
+    snapshot_every: Option<usize>,
     /// GPU commands submitted per frame, adapted to the frame time.
     commands_per_frame: usize,
     /// The iteration in flight, when a slow device spreads one over several frames.
@@ -161,6 +163,10 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
         let (ctx, surface) = GpuContext::with_surface(&self.request, window.clone())?;
         // The GPU context lives as long as the process: the session borrows it across frames.
         let ctx: &'static GpuContext = Box::leak(Box::new(ctx));
+        let snapshot_every = match &job {
+            Job::Stylize { options, .. } => options.snapshot_every,
+            Job::Show(_) => None,
+        };
         let (session, image, content) = match job {
             Job::Stylize { net, content, styles, options } => {
                 let fnet: &'static FeatureNet = Box::leak(Box::new(FeatureNet::new(ctx, *net)));
@@ -184,6 +190,7 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
             show_content: false,
             finished: false,
             non_finite_at: None,
+            snapshot_every,
             commands_per_frame: 16,
             pending: None,
             frames: (0, Instant::now(), 0.0),
@@ -204,7 +211,11 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
         if let Some(session) = &mut r.session {
             let mut budget = r.commands_per_frame;
             while budget > 0 && !r.paused && !r.finished {
-                let pending = r.pending.get_or_insert_with(|| session.begin(true, false));
+                let snapshot = r.snapshot_every.is_some_and(|n| {
+                    let it = session.iteration();
+                    it > 0 && it % n == 0
+                });
+                let pending = r.pending.get_or_insert_with(|| session.begin(true, snapshot));
                 let (used, step) = session.advance(pending, budget)?;
                 budget = budget.saturating_sub(used);
                 let Some(step) = step else { continue };
@@ -219,6 +230,9 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
                     }
                     r.last = Some((iteration, losses));
                     (self.on_event)(ViewerEvent::Progress { iteration, losses, elapsed_s: session.elapsed() })?;
+                }
+                if let Some(image) = &step.image {
+                    (self.on_event)(ViewerEvent::Snapshot { iteration, image })?;
                 }
                 if session.is_done() {
                     r.finished = true;
@@ -246,7 +260,12 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
         let Some(r) = &mut self.running else { return Ok(()) };
         match key {
             Key::Named(NamedKey::Escape) => event_loop.exit(),
-            Key::Named(NamedKey::Space) => r.paused = !r.paused,
+            Key::Named(NamedKey::Space) => {
+                r.paused = !r.paused;
+                if let Some(session) = &mut r.session {
+                    session.pause_clock(r.paused);
+                }
+            }
             Key::Named(NamedKey::Tab) => r.show_content = !r.show_content,
             Key::Character(c) => match c.as_str() {
                 "s" | "S" => {

@@ -11,10 +11,15 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// Viewer tests run one at a time: each starts its own X server on a free display number, and two
+/// starting at once could pick the same one.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A private X server for one test, killed on drop.
 struct Xvfb {
     child: Child,
     display: String,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Xvfb {
@@ -30,6 +35,7 @@ impl Xvfb {
             return None;
         }
         gpu()?;
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let n = (100..400).find(|n| {
             !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
         })?;
@@ -45,7 +51,7 @@ impl Xvfb {
             assert!(Instant::now() < deadline, "Xvfb did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(Self { child, display })
+        Some(Self { child, display, _turn: turn })
     }
 
     fn xdotool(&self, args: &[&str]) -> Output {
@@ -112,6 +118,7 @@ fn stylize_in_window(x: &Xvfb, output: &Path, extra: &[&str]) -> Child {
         ])
         .args(extra)
         .env("DISPLAY", &x.display)
+        .env_remove("WAYLAND_DISPLAY")
         .env("NEURAL_STYLE_WEIGHTS", default_weights())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -139,7 +146,7 @@ fn window_shows_the_image_being_optimized_and_esc_writes_the_output() {
     let Some(x) = Xvfb::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.png");
-    let child = stylize_in_window(&x, &output, &["--size", "64", "--iterations", "12"]);
+    let child = stylize_in_window(&x, &output, &["--size", "64", "--iterations", "12", "--save-every", "5"]);
     let (id, title) = x.window(|t| t.contains("done"));
     assert!(
         title.contains("iteration 12/12") && title.contains("it/s") && title.contains("style weight 5000"),
@@ -147,6 +154,10 @@ fn window_shows_the_image_being_optimized_and_esc_writes_the_output() {
     );
     // The output is written when the run completes; the window keeps showing that image.
     let written = image::open(&output).expect("output written at completion").to_rgb8();
+    assert!(
+        dir.path().join("out_5.png").is_file() && dir.path().join("out_10.png").is_file(),
+        "--save-every snapshots"
+    );
     let shot = x.screenshot(&id, &dir.path().join("shot.png"));
     let (w, h) = written.dimensions();
     let scale = (shot.width() as f64 / w as f64).min(shot.height() as f64 / h as f64);

@@ -274,6 +274,8 @@ impl<'a> Stylizer<'a> {
             iteration: 0,
             confirm_pending: false,
             start: Instant::now(),
+            clock_stopped: None,
+            paused: std::time::Duration::ZERO,
         })
     }
 
@@ -352,6 +354,9 @@ pub struct Session<'a> {
     iteration: usize,
     confirm_pending: bool,
     start: Instant,
+    /// When the clock was stopped (paused, or the run completed), and the paused time so far.
+    clock_stopped: Option<Instant>,
+    paused: std::time::Duration,
 }
 
 impl Session<'_> {
@@ -370,9 +375,23 @@ impl Session<'_> {
         self.iteration > self.iterations
     }
 
-    /// Seconds since the session was prepared.
+    /// Seconds spent optimizing: since the session was prepared, without pauses, up to the last
+    /// iteration.
     pub fn elapsed(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
+        let end = self.clock_stopped.unwrap_or_else(Instant::now);
+        (end.duration_since(self.start).saturating_sub(self.paused)).as_secs_f64()
+    }
+
+    /// Stops or restarts the clock behind [`Session::elapsed`] (a viewer's pause).
+    pub fn pause_clock(&mut self, paused: bool) {
+        match (paused, self.clock_stopped) {
+            (true, None) => self.clock_stopped = Some(Instant::now()),
+            (false, Some(at)) if !self.is_done() => {
+                self.paused += at.elapsed();
+                self.clock_stopped = None;
+            }
+            _ => {}
+        }
     }
 
     /// The image being optimized (planar RGB), for presenting straight from the GPU.
@@ -444,6 +463,9 @@ impl Session<'_> {
             return Ok((used, None));
         }
         self.iteration += 1;
+        if self.is_done() && self.clock_stopped.is_none() {
+            self.clock_stopped = Some(Instant::now());
+        }
         if !pending.report {
             return Ok((used, Some(Step { losses: None, image: None })));
         }
