@@ -8,10 +8,7 @@
 use anyhow::{Context, Result};
 use neural_style::engine::FeatureNet;
 use neural_style::gpu::{DeviceRequest, GpuContext};
-use neural_style::stylize::{
-    Control, DEFAULT_CONTENT_LAYERS, DEFAULT_CONTENT_WEIGHT, DEFAULT_STYLE_LAYERS, DEFAULT_STYLE_WEIGHT,
-    DEFAULT_TV_WEIGHT, Event, Init, LossSpec, OptimizerKind, StylizeOptions, Stylizer,
-};
+use neural_style::stylize::{Control, Event, StylizeOptions, Stylizer};
 use neural_style::{image_io, weights};
 
 fn main() -> Result<()> {
@@ -21,26 +18,7 @@ fn main() -> Result<()> {
     };
     let ctx = GpuContext::new(&DeviceRequest::default())?;
     let fnet = FeatureNet::new(&ctx, weights::load(weights_path.as_ref())?);
-    let options = StylizeOptions {
-        size: 256,
-        style_scale: 1.0,
-        iterations: 300,
-        optimizer: OptimizerKind::LbfgsBounded,
-        learning_rate: 0.02,
-        lbfgs_history: 10,
-        loss: LossSpec {
-            content_layers: DEFAULT_CONTENT_LAYERS.split(',').map(String::from).collect(),
-            style_layers: DEFAULT_STYLE_LAYERS.split(',').map(|l| (l.to_string(), 1.0)).collect(),
-            content_weight: DEFAULT_CONTENT_WEIGHT,
-            style_weight: DEFAULT_STYLE_WEIGHT,
-            tv_weight: DEFAULT_TV_WEIGHT,
-        },
-        style_blend_weights: None,
-        init: Init::Content,
-        seed: 0,
-        report_every: 25,
-        snapshot_every: None,
-    };
+    let options = StylizeOptions { size: 256, iterations: 300, report_every: 25, ..StylizeOptions::default() };
     let content = image_io::load_rgb(content.as_ref())?;
     let style = image_io::load_rgb(style.as_ref())?;
     let mut first_style = None;

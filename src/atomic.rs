@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-/// Writes `bytes` to `path` atomically.
-pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+/// The directory `path` will be written in, which must exist.
+pub fn destination_dir(path: &Path) -> Result<&Path> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -15,6 +15,12 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     if !dir.is_dir() {
         bail!("cannot write {}: directory {} does not exist", path.display(), dir.display());
     }
+    Ok(dir)
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = destination_dir(path)?;
     let mut builder = tempfile::Builder::new();
     builder.prefix(".neural-style-").suffix(".tmp");
     // A finished output is an ordinary file (rw-r--r--), not the temp file's private mode.

@@ -186,3 +186,10 @@ pub enum ViewerMode {
     /// Open a window when there is a display, else run headless with a warning.
     Auto,
 }
+
+impl CommonArgs {
+    /// The device these options ask for.
+    pub fn device_request(&self) -> neural_style::gpu::DeviceRequest {
+        neural_style::gpu::DeviceRequest { backend: self.backend, adapter: self.adapter.clone(), ..Default::default() }
+    }
+}

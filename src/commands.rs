@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use neural_style::arch::{self, LayerInfo, Padding};
 use neural_style::engine::{FeatureNet, ForwardPlan, PlanOptions};
-use neural_style::gpu::{self, DeviceRequest, GpuContext};
+use neural_style::gpu::{self, GpuContext};
 use neural_style::{atomic, image_io, weights};
 use serde_json::json;
 
@@ -54,11 +54,7 @@ fn devices(backend: Option<gpu::BackendChoice>, json: bool) -> Result<()> {
 fn open(common: &CommonArgs) -> Result<(GpuContext, FeatureNet, PathBuf)> {
     let path = weights::resolve_path(common.weights.as_deref())?;
     let net = weights::load(&path)?;
-    let ctx = GpuContext::new(&DeviceRequest {
-        backend: common.backend,
-        adapter: common.adapter.clone(),
-        strict_downlevel_limits: false,
-    })?;
+    let ctx = GpuContext::new(&common.device_request())?;
     let fnet = FeatureNet::new(&ctx, net);
     Ok((ctx, fnet, path))
 }
@@ -220,13 +216,7 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
     use neural_style::stylize::{Control, Event, Init, LossSpec, StylizeOptions, Stylizer};
     // Everything that can be checked before the long run is checked first.
     output_format(&args.output)?;
-    let dir = match args.output.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        bail!("cannot write {}: directory {} does not exist", args.output.display(), dir.display());
-    }
+    atomic::destination_dir(&args.output)?;
     if args.iterations < 1 {
         bail!("--iterations must be at least 1, got {}", args.iterations);
     }
@@ -278,11 +268,7 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         use neural_style::viewer::ViewerEvent;
         let net = weights::load(&weights::resolve_path(args.common.weights.as_deref())?)?;
         neural_style::stylize::validate(&net, &options, styles.len())?;
-        let request = DeviceRequest {
-            backend: args.common.backend,
-            adapter: args.common.adapter.clone(),
-            strict_downlevel_limits: false,
-        };
+        let request = args.common.device_request();
         let mut last_report = 0;
         let outcome = viewer.stylize(&request, net, content, styles, options, |event| match event {
             ViewerEvent::Progress { iteration, losses, elapsed_s } => {
@@ -391,5 +377,5 @@ fn open_viewer(mode: crate::cli::ViewerMode) -> Result<Option<neural_style::view
 fn view(image: &Path, backend: Option<gpu::BackendChoice>, adapter: Option<String>) -> Result<()> {
     let img = image_io::load_rgb(image)?;
     let viewer = neural_style::viewer::Viewer::new()?;
-    viewer.show(&DeviceRequest { backend, adapter, strict_downlevel_limits: false }, img)
+    viewer.show(&gpu::DeviceRequest { backend, adapter, ..Default::default() }, img)
 }

@@ -19,6 +19,11 @@ pub enum BackendChoice {
     Gl,
 }
 
+/// The graphics APIs to try: the chosen one, or every primary one (Vulkan, Metal, DX12).
+fn backends(choice: Option<BackendChoice>) -> wgpu::Backends {
+    choice.map_or(wgpu::Backends::PRIMARY, BackendChoice::backends)
+}
+
 impl BackendChoice {
     fn backends(self) -> wgpu::Backends {
         match self {
@@ -68,7 +73,7 @@ pub struct AdapterSummary {
 
 fn instance(backend: Option<BackendChoice>) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = backend.map_or(wgpu::Backends::PRIMARY, BackendChoice::backends);
+    desc.backends = backends(backend);
     wgpu::Instance::new(desc)
 }
 
@@ -81,9 +86,7 @@ fn no_adapter_message() -> &'static str {
 /// Lists every adapter visible for the given backend choice.
 pub fn list_adapters(backend: Option<BackendChoice>) -> Vec<AdapterSummary> {
     let instance = instance(backend);
-    let adapters = pollster::block_on(
-        instance.enumerate_adapters(backend.map_or(wgpu::Backends::PRIMARY, BackendChoice::backends)),
-    );
+    let adapters = pollster::block_on(instance.enumerate_adapters(backends(backend)));
     adapters
         .iter()
         .map(|a| {
@@ -130,9 +133,7 @@ fn pick_adapter(
         .map_err(|_| anyhow::anyhow!(no_adapter_message()));
     };
     let needle_lc = needle.to_lowercase();
-    let all = pollster::block_on(
-        instance.enumerate_adapters(request.backend.map_or(wgpu::Backends::PRIMARY, BackendChoice::backends)),
-    );
+    let all = pollster::block_on(instance.enumerate_adapters(backends(request.backend)));
     if all.is_empty() {
         bail!(no_adapter_message());
     }

@@ -56,6 +56,9 @@ pub enum ViewerEvent<'a> {
 }
 
 /// A connection to the display, ready to open a window.
+///
+/// Each window's GPU device and uploaded network live until the process exits (the session
+/// borrows them across the event loop), so open a window once per process.
 pub struct Viewer {
     event_loop: EventLoop<()>,
 }

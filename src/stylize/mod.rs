@@ -80,6 +80,26 @@ pub struct StylizeOptions {
     pub snapshot_every: Option<usize>,
 }
 
+impl Default for StylizeOptions {
+    /// The CLI's defaults: 512 px, 500 iterations of bounded L-BFGS from the content photo.
+    fn default() -> Self {
+        Self {
+            size: 512,
+            style_scale: 1.0,
+            iterations: 500,
+            optimizer: OptimizerKind::LbfgsBounded,
+            learning_rate: 0.02,
+            lbfgs_history: 10,
+            loss: LossSpec::default(),
+            style_blend_weights: None,
+            init: Init::Content,
+            seed: 0,
+            report_every: 50,
+            snapshot_every: None,
+        }
+    }
+}
+
 /// Losses of one evaluated image: the unweighted terms and the weighted total.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct LossValues {

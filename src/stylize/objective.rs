@@ -27,6 +27,20 @@ pub struct LossSpec {
     pub tv_weight: f32,
 }
 
+impl Default for LossSpec {
+    /// The documented defaults (see the README): content `block4.expand`, style layers
+    /// `stem`, `block1.expand`, `block3.expand`, `block5.expand`, weights 1 / 5000 / 1.
+    fn default() -> Self {
+        Self {
+            content_layers: super::DEFAULT_CONTENT_LAYERS.split(',').map(String::from).collect(),
+            style_layers: super::DEFAULT_STYLE_LAYERS.split(',').map(|l| (l.to_string(), 1.0)).collect(),
+            content_weight: super::DEFAULT_CONTENT_WEIGHT,
+            style_weight: super::DEFAULT_STYLE_WEIGHT,
+            tv_weight: super::DEFAULT_TV_WEIGHT,
+        }
+    }
+}
+
 impl LossSpec {
     /// The deepest layer any loss uses, in execution order.
     pub fn deepest_layer(&self, fnet: &FeatureNet) -> Option<String> {
