@@ -35,3 +35,9 @@ fn activate_grad(z: f32, act: u32, cap: f32) -> f32 {
     }
     return 1.0;
 }
+
+// The value index of an invocation in a flat dispatch: 256-wide workgroups along x, folded into
+// rows of 65535 workgroups along y (see `flat_dispatch` on the Rust side).
+fn flat_index(gid: vec3<u32>) -> u32 {
+    return gid.x + gid.y * 65535u * 256u;
+}

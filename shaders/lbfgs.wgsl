@@ -202,7 +202,7 @@ const E_LOOP2: u32 = 5u;
 
 @compute @workgroup_size(256)
 fn lbfgs_vector(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = gid.x + gid.y * 65535u * 256u;
+    let j = flat_index(gid);
     if j >= p.n || !is_active() {
         return;
     }
@@ -247,7 +247,7 @@ fn lbfgs_vector(@builtin(global_invocation_id) gid: vec3<u32>) {
 // x += t · d (unless the direction was rejected), then g_prev = g.
 @compute @workgroup_size(256)
 fn lbfgs_update(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = gid.x + gid.y * 65535u * 256u;
+    let j = flat_index(gid);
     if j >= p.n || !is_active() {
         return;
     }

@@ -14,10 +14,6 @@ struct OptimParams {
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 
-fn flat_index(gid: vec3<u32>) -> u32 {
-    return gid.x + gid.y * 65535u * 256u;
-}
-
 // PyTorch's Adam (no weight decay, no amsgrad), then an optional clamp to [0, 1].
 @compute @workgroup_size(256)
 fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>) {

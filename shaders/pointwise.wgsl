@@ -135,7 +135,7 @@ fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
 // p.n values; x over 256-wide groups, y over rows of 65535 groups for large tensors.
 @compute @workgroup_size(256)
 fn residual_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x + gid.y * 65535u * 256u;
+    let i = flat_index(gid);
     if i < p.n {
         grad_input[i] += grad_output[i];
     }

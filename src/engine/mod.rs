@@ -200,7 +200,8 @@ pub fn check_size(ctx: &GpuContext, fnet: &FeatureNet, width: usize, height: usi
     Ok(())
 }
 
-/// A dispatch covering `n` values with 256-wide workgroups, folded into rows of 65535 groups.
+/// A dispatch covering `n` values with 256-wide workgroups, folded into rows of 65535 groups
+/// (`flat_index` in `shaders/common.wgsl` undoes it).
 pub(crate) fn flat_dispatch(n: usize) -> [u32; 3] {
     let g = groups(n, WORKGROUP).max(1);
     [g.min(65535), g.div_ceil(65535), 1]
