@@ -41,3 +41,19 @@ fn activate_grad(z: f32, act: u32, cap: f32) -> f32 {
 fn flat_index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * 65535u * 256u;
 }
+
+var<workgroup> sum_scratch: array<f32, 256>;
+
+// The sum of `v` over a 256-invocation workgroup, returned to every invocation (a tree reduction;
+// the fixed order keeps results bit-reproducible).
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+    sum_scratch[lid] = v;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+        if lid < stride {
+            sum_scratch[lid] += sum_scratch[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    return sum_scratch[0];
+}

@@ -17,20 +17,6 @@ struct LossParams {
 @group(0) @binding(3) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(4) var<storage, read_write> losses: array<f32>;
 
-var<workgroup> partial: array<f32, 256>;
-
-fn workgroup_sum(lid: u32, v: f32) -> f32 {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride >>= 1u) {
-        if lid < stride {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    return partial[0];
-}
-
 // value = F, target = P (count values): grad += coef · (F − P), coef = content_weight · 2 / count.
 @compute @workgroup_size(256)
 fn content_loss(@builtin(local_invocation_id) lid: vec3<u32>) {

@@ -13,7 +13,8 @@ struct SeParams {
 @group(0) @binding(2) var<storage, read> aux: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 
-var<workgroup> partial: array<f32, 256>;
+// The gate's hidden layer (squeeze channels ≤ 256).
+var<workgroup> hidden: array<f32, 256>;
 
 // One workgroup per channel: output[c] = mean of input[c][..].
 @compute @workgroup_size(256)
@@ -23,16 +24,9 @@ fn channel_mean(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
     for (var i = lid.x; i < p.pixels; i += 256u) {
         sum += input[c * p.pixels + i];
     }
-    partial[lid.x] = sum;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride >>= 1u) {
-        if lid.x < stride {
-            partial[lid.x] += partial[lid.x + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lid.x, sum);
     if lid.x == 0u {
-        output[c] = partial[0] / f32(p.pixels);
+        output[c] = total / f32(p.pixels);
     }
 }
 
@@ -49,13 +43,13 @@ fn se_gate(@builtin(local_invocation_id) lid: vec3<u32>) {
         for (var c = 0u; c < c_n; c++) {
             acc += aux[s * c_n + c] * input[c];
         }
-        partial[s] = activate(acc, p.reduce_act, p.reduce_cap);
+        hidden[s] = activate(acc, p.reduce_act, p.reduce_cap);
     }
     workgroupBarrier();
     for (var c = lid.x; c < c_n; c += 256u) {
         var acc = aux[expand_bias + c];
         for (var s = 0u; s < s_n; s++) {
-            acc += aux[expand_w + c * s_n + s] * partial[s];
+            acc += aux[expand_w + c * s_n + s] * hidden[s];
         }
         output[c] = clamp(acc + p.gate_add, 0.0, p.gate_max) * p.gate_mul;
     }
@@ -87,16 +81,9 @@ fn channel_dot(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     for (var i = lid.x; i < p.pixels; i += 256u) {
         sum += grad[c * p.pixels + i] * input[c * p.pixels + i];
     }
-    partial[lid.x] = sum;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride >>= 1u) {
-        if lid.x < stride {
-            partial[lid.x] += partial[lid.x + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lid.x, sum);
     if lid.x == 0u {
-        output[c] = partial[0];
+        output[c] = total;
     }
 }
 
