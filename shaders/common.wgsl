@@ -57,3 +57,13 @@ fn workgroup_sum(lid: u32, v: f32) -> f32 {
     }
     return sum_scratch[0];
 }
+
+// The output coordinate whose kernel tap `k` reads input coordinate `i` (out·stride + k − pad = i),
+// or −1 when no output does: the index arithmetic of every transposed (backward) convolution.
+fn tap_source(i: i32, k: u32, pad: u32, stride: u32, out_len: u32) -> i32 {
+    let n = i + i32(pad) - i32(k);
+    if n < 0 || n % i32(stride) != 0 || n / i32(stride) >= i32(out_len) {
+        return -1;
+    }
+    return n / i32(stride);
+}

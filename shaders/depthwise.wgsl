@@ -69,17 +69,17 @@ fn depthwise_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let out_pixels = p.out_h * p.out_w;
     var acc = 0.0;
     for (var ky = 0u; ky < k; ky++) {
-        let ny = iy + i32(p.pad_y) - i32(ky);
-        if ny < 0 || ny % i32(p.stride) != 0 || ny / i32(p.stride) >= i32(p.out_h) {
+        let sy = tap_source(iy, ky, p.pad_y, p.stride, p.out_h);
+        if sy < 0 {
             continue;
         }
-        let oy = u32(ny) / p.stride;
+        let oy = u32(sy);
         for (var kx = 0u; kx < k; kx++) {
-            let nx = ix + i32(p.pad_x) - i32(kx);
-            if nx < 0 || nx % i32(p.stride) != 0 || nx / i32(p.stride) >= i32(p.out_w) {
+            let sx = tap_source(ix, kx, p.pad_x, p.stride, p.out_w);
+            if sx < 0 {
                 continue;
             }
-            let idx = c * out_pixels + oy * p.out_w + u32(nx) / p.stride;
+            let idx = c * out_pixels + oy * p.out_w + u32(sx);
             let dz = grad_output[idx] * activate_grad(preact_in[idx], p.act, p.cap);
             acc += weights[(c * k + ky) * k + kx] * dz;
         }

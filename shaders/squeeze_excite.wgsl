@@ -30,6 +30,15 @@ fn channel_mean(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
     }
 }
 
+// The reduce layer's pre-activation for squeeze channel `s`, from the channel means in `input`.
+fn reduce_pre_activation(s: u32) -> f32 {
+    var acc = aux[p.squeeze * p.channels + s];
+    for (var c = 0u; c < p.channels; c++) {
+        acc += aux[s * p.channels + c] * input[c];
+    }
+    return acc;
+}
+
 // A single workgroup: input = channel means, output = gates.
 @compute @workgroup_size(256)
 fn se_gate(@builtin(local_invocation_id) lid: vec3<u32>) {
@@ -39,11 +48,7 @@ fn se_gate(@builtin(local_invocation_id) lid: vec3<u32>) {
     let expand_w = reduce_bias + s_n;
     let expand_bias = expand_w + c_n * s_n;
     for (var s = lid.x; s < s_n; s += 256u) {
-        var acc = aux[reduce_bias + s];
-        for (var c = 0u; c < c_n; c++) {
-            acc += aux[s * c_n + c] * input[c];
-        }
-        hidden[s] = activate(acc, p.reduce_act, p.reduce_cap);
+        hidden[s] = activate(reduce_pre_activation(s), p.reduce_act, p.reduce_cap);
     }
     workgroupBarrier();
     for (var c = lid.x; c < c_n; c += 256u) {
@@ -101,11 +106,7 @@ fn se_gate_backward(@builtin(local_invocation_id) lid: vec3<u32>) {
     let expand_w = reduce_bias + s_n;
     let expand_bias = expand_w + c_n * s_n;
     for (var s = lid.x; s < s_n; s += 256u) {
-        var acc = aux[reduce_bias + s];
-        for (var c = 0u; c < c_n; c++) {
-            acc += aux[s * c_n + c] * input[c];
-        }
-        hidden_pre[s] = acc;
+        hidden_pre[s] = reduce_pre_activation(s);
     }
     workgroupBarrier();
     for (var c = lid.x; c < c_n; c += 256u) {
