@@ -192,8 +192,9 @@ fn add_tensor<'a>(
     tensors.len() as i32 - 1
 }
 
-/// A TFLite graph shaped like MobileNetV1's start (32-channel stem) with 11 depthwise convolutions.
-fn other_architecture_tflite() -> Vec<u8> {
+/// A TFLite graph shaped like MobileNetV1's start (32-channel stem) with 11 depthwise convolutions;
+/// `bad_bias` makes the first convolution's bias refer to a tensor that does not exist.
+fn other_architecture_tflite(bad_bias: bool) -> Vec<u8> {
     let mut b = flatbuffers::FlatBufferBuilder::new();
     let mut buffers = vec![fb::Buffer::create(&mut b, &fb::BufferArgs { data: None })];
     let mut tensors = Vec::new();
@@ -211,6 +212,7 @@ fn other_architecture_tflite() -> Vec<u8> {
         let w = add_tensor(&mut b, &mut buffers, &mut tensors, &wname, &wshape, Some(vec![0.01; n as usize]));
         let bias = add_tensor(&mut b, &mut buffers, &mut tensors, &format!("{wname}/bias"), &[32], Some(vec![0.0; 32]));
         let y = add_tensor(&mut b, &mut buffers, &mut tensors, &format!("out{i}"), &[1, 112, 112, 32], None);
+        let bias = if bad_bias && i == 0 { 999 } else { bias };
         let inputs = b.create_vector(&[x, w, bias]);
         let outputs = b.create_vector(&[y]);
         let (options_type, options) = if depthwise {
@@ -294,10 +296,19 @@ fn other_architecture_tflite() -> Vec<u8> {
 }
 
 #[test]
+fn tflite_operator_referring_to_a_missing_tensor_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.tflite");
+    std::fs::write(&path, other_architecture_tflite(true)).unwrap();
+    let out = neural_style(&["layers", "--weights", path.to_str().unwrap()]);
+    assert_one_line_error(&out, "operator refers to missing tensor 999");
+}
+
+#[test]
 fn weights_of_another_architecture_name_the_mismatched_tensor() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.tflite");
-    std::fs::write(&path, other_architecture_tflite()).unwrap();
+    std::fs::write(&path, other_architecture_tflite(false)).unwrap();
     let out = neural_style(&["layers", "--weights", path.to_str().unwrap()]);
     assert_one_line_error(
         &out,
