@@ -60,6 +60,24 @@ pub enum Command {
     },
     /// Paint the content photo in the style of the style image(s) (Gatys et al.).
     Stylize(StylizeArgs),
+    /// Time the stylize loop (default losses, layers and optimizer) on synthetic square images:
+    /// iterations per second, GPU time per kernel family, dispatches, plan memory.
+    Bench {
+        /// Image sizes (pixels per side), comma-separated.
+        #[arg(long = "size", value_delimiter = ',', default_value = "256,512,1024")]
+        sizes: Vec<u32>,
+        /// Timed iterations per size.
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        /// Untimed iterations before timing.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Optimizer.
+        #[arg(long, value_enum, default_value_t = OptimizerKind::LbfgsBounded)]
+        optimizer: OptimizerKind,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Show an image in a window (checks that presenting works on this machine).
     #[cfg(feature = "viewer")]
     View {

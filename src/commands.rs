@@ -22,6 +22,9 @@ pub fn run(command: Command) -> Result<()> {
         Command::Features { image, layers, out, size, common } => features(&image, &layers, &out, size, &common),
         Command::Layers { size, arch, weights, json } => layers(&size, arch, weights.as_deref(), json),
         Command::Stylize(args) => stylize(&args),
+        Command::Bench { sizes, iterations, warmup, optimizer, common } => {
+            bench(&neural_style::bench::BenchOptions { sizes, iterations, warmup, optimizer }, &common)
+        }
         #[cfg(feature = "viewer")]
         Command::View { image, backend, adapter } => view(&image, backend, adapter),
     }
@@ -322,6 +325,67 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         return Err(e);
     }
     finish_stylize(args, &outcome)
+}
+
+fn bench(options: &neural_style::bench::BenchOptions, common: &CommonArgs) -> Result<()> {
+    let (ctx, fnet, path) = open(common)?;
+    let network_bytes = ctx.allocated_bytes();
+    let info = &ctx.info;
+    let timestamps = ctx.device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+    if !common.json {
+        println!("{} ({:?}, {} {}), weights {}", info.name, info.backend, info.driver, info.driver_info, path.display());
+        if !timestamps {
+            println!("(no TIMESTAMP_QUERY on this adapter: no GPU time per kernel family)");
+        }
+    }
+    let mut results = Vec::new();
+    for &size in &options.sizes {
+        let r = neural_style::bench::run_size(&ctx, &fnet, size, options)?;
+        if !common.json {
+            print_bench(&r);
+        }
+        results.push(r);
+    }
+    if common.json {
+        let device = json!({"name": info.name, "backend": format!("{:?}", info.backend), "driver": info.driver,
+                            "driver_info": info.driver_info, "timestamps": timestamps});
+        let out = json!({"tool": "neural-style", "version": env!("CARGO_PKG_VERSION"), "device": device,
+                         "weights": path.display().to_string(), "network_bytes": network_bytes,
+                         "results": results});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}
+
+fn print_bench(r: &neural_style::bench::BenchResult) {
+    let p = &r.profile;
+    println!(
+        "{0}x{0} {1:?}: {2:.2} it/s, {3:.1} ms/iteration ({4} iterations), {5} dispatches/iteration, plan {6:.1} MiB, \
+         final loss {7:.4}",
+        r.size,
+        r.optimizer,
+        r.iterations_per_second,
+        r.ms_per_iteration,
+        r.iterations,
+        p.dispatches,
+        r.plan_bytes as f64 / (1 << 20) as f64,
+        r.final_loss
+    );
+    for f in &p.families {
+        match (f.gpu_ms, p.gpu_ms) {
+            (Some(ms), Some(total)) => println!(
+                "    {:<15} {:>4} dispatches {:>9.2} ms {:>5.1}%",
+                f.family.name(),
+                f.dispatches,
+                ms,
+                100.0 * ms / total.max(f64::MIN_POSITIVE)
+            ),
+            _ => println!("    {:<15} {:>4} dispatches", f.family.name(), f.dispatches),
+        }
+    }
+    if let Some(total) = p.gpu_ms {
+        println!("    {:<15} {:>4} dispatches {:>9.2} ms (timed one dispatch per pass)", "total", p.dispatches, total);
+    }
 }
 
 /// Writes the result and reports how the run ended.

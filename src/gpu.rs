@@ -155,6 +155,7 @@ pub struct GpuContext {
     /// The limits the device was created with.
     pub limits: wgpu::Limits,
     errors: Arc<Mutex<Vec<String>>>,
+    allocated: std::sync::atomic::AtomicU64,
 }
 
 impl GpuContext {
@@ -203,7 +204,8 @@ impl GpuContext {
         }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("neural-style"),
-            required_features: wgpu::Features::empty(),
+            // Timestamps only feed `bench`'s per-kernel breakdown; nothing depends on them.
+            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -221,7 +223,7 @@ impl GpuContext {
                 lost.lock().unwrap().push(format!("GPU device lost: {msg}"));
             }
         });
-        Ok(Self { device, queue, info, limits, errors })
+        Ok(Self { device, queue, info, limits, errors, allocated: Default::default() })
     }
 
     /// Returns the first GPU error reported since the last check, as an `Err`.
@@ -235,47 +237,58 @@ impl GpuContext {
         Ok(())
     }
 
+    /// Bytes of every buffer created through this context so far (buffers are never freed while
+    /// a plan lives, so the growth across planning is the plan's peak footprint).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self, buffer: wgpu::Buffer) -> wgpu::Buffer {
+        self.allocated.fetch_add(buffer.size(), std::sync::atomic::Ordering::Relaxed);
+        buffer
+    }
+
     /// Creates a storage buffer holding `data`.
     pub fn storage_buffer(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        self.count(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: bytemuck::cast_slice(data),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        })
+        }))
     }
 
     /// Creates a zero-filled storage buffer of `len` floats (at least one, wgpu rejects empty bindings).
     pub fn zeroed_buffer(&self, label: &str, len: usize) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+        self.count(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: (len.max(1) * 4) as u64,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        })
+        }))
     }
 
     /// Creates a uniform buffer from a plain-old-data value.
     pub fn uniform_buffer<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        self.count(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: bytemuck::bytes_of(value),
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+        }))
     }
 
     /// A buffer that GPU copies can land in and the CPU can map, for `len` floats.
     pub fn readback_buffer(&self, len: usize) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+        self.count(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: (len.max(1) * 4) as u64,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        })
+        }))
     }
 
-    /// Waits for the submitted work, then reads `len` floats from a readback buffer the work
+    /// Waits for the submitted work, then reads `len` values (f32, or u64 timestamps) from a readback buffer the work
     /// copied into.
-    pub fn read_mapped(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+    pub fn read_mapped<T: bytemuck::Pod>(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
@@ -285,7 +298,7 @@ impl GpuContext {
         rx.recv().context("GPU readback was dropped")?.map_err(|e| anyhow::anyhow!("GPU readback failed: {e}"))?;
         let out = {
             let view = staging.get_mapped_range(..).map_err(|e| anyhow::anyhow!("{e}"))?;
-            bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec()
+            bytemuck::cast_slice::<u8, T>(&view)[..len].to_vec()
         };
         staging.unmap();
         Ok(out)

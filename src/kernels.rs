@@ -211,6 +211,53 @@ pub struct SeParams {
     pub gate_mul: f32,
 }
 
+/// What part of the work a dispatch belongs to, for the per-kernel breakdown of `bench`. Each
+/// shader file is one family; the Gram products run the pointwise kernel but count as `Gram`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// The full 3×3 stem convolution, forward and backward.
+    Stem,
+    /// Depthwise convolutions, forward and backward.
+    Depthwise,
+    /// 1×1 convolutions (forward and input-gradient products) and residual gradients.
+    Pointwise,
+    /// Squeeze-excite: channel means, gates, scaling, and their gradients.
+    SqueezeExcite,
+    /// Gram matrices of the style layers and the style gradient products R·F.
+    Gram,
+    /// Content, style, TV and total loss kernels.
+    Losses,
+    /// The image update: Adam, L-BFGS, the sigmoid squash.
+    Optimizer,
+}
+
+impl Family {
+    /// Every family, in the order reports list them.
+    pub const ALL: [Family; 7] = [
+        Family::Stem,
+        Family::Depthwise,
+        Family::Pointwise,
+        Family::SqueezeExcite,
+        Family::Gram,
+        Family::Losses,
+        Family::Optimizer,
+    ];
+
+    /// The name reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Stem => "stem",
+            Family::Depthwise => "depthwise",
+            Family::Pointwise => "pointwise",
+            Family::SqueezeExcite => "squeeze-excite",
+            Family::Gram => "gram",
+            Family::Losses => "losses",
+            Family::Optimizer => "optimizer",
+        }
+    }
+}
+
 /// How a binding is used (binding 0 is always the uniform block).
 #[derive(Clone, Copy)]
 enum Access {
@@ -223,6 +270,7 @@ pub struct Kernel {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
     name: &'static str,
+    family: Family,
     bindings: Vec<u32>,
 }
 
@@ -310,19 +358,20 @@ impl Kernels {
     /// Compiles every kernel.
     pub fn new(ctx: &GpuContext) -> Self {
         use Access::*;
-        let module = |label: &str, src: &str| {
-            ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let module = |label: &str, src: &str, family: Family| {
+            let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(label),
                 source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{src}").into()),
-            })
+            });
+            (module, family)
         };
-        let conv = module("conv.wgsl", CONV);
-        let depthwise = module("depthwise.wgsl", DEPTHWISE);
-        let pointwise = module("pointwise.wgsl", POINTWISE);
-        let se = module("squeeze_excite.wgsl", SQUEEZE_EXCITE);
-        let losses = module("losses.wgsl", LOSSES);
-        let optim = module("optim.wgsl", OPTIM);
-        let lbfgs = module("lbfgs.wgsl", LBFGS);
+        let conv = module("conv.wgsl", CONV, Family::Stem);
+        let depthwise = module("depthwise.wgsl", DEPTHWISE, Family::Depthwise);
+        let pointwise = module("pointwise.wgsl", POINTWISE, Family::Pointwise);
+        let se = module("squeeze_excite.wgsl", SQUEEZE_EXCITE, Family::SqueezeExcite);
+        let losses = module("losses.wgsl", LOSSES, Family::Losses);
+        let optim = module("optim.wgsl", OPTIM, Family::Optimizer);
+        let lbfgs = module("lbfgs.wgsl", LBFGS, Family::Optimizer);
         let lbfgs_vectors = [(1, Read), (2, ReadWrite), (3, ReadWrite), (4, ReadWrite)];
         let forward = [(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)];
         let backward = [(5, Read), (2, Read), (6, Read), (7, ReadWrite)];
@@ -386,7 +435,12 @@ impl Kernels {
 
 impl Kernel {
     /// `storage`: binding number and access of each storage buffer, in the order `bind` takes them.
-    fn new(ctx: &GpuContext, module: &wgpu::ShaderModule, entry: &'static str, storage: &[(u32, Access)]) -> Self {
+    fn new(
+        ctx: &GpuContext,
+        (module, family): &(wgpu::ShaderModule, Family),
+        entry: &'static str,
+        storage: &[(u32, Access)],
+    ) -> Self {
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -425,7 +479,7 @@ impl Kernel {
             compilation_options: Default::default(),
             cache: None,
         });
-        Self { pipeline, layout, name: entry, bindings: storage.iter().map(|b| b.0).collect() }
+        Self { pipeline, layout, name: entry, family: *family, bindings: storage.iter().map(|b| b.0).collect() }
     }
 
     /// Binds a uniform block and storage buffers (in the order given to `new`) for a dispatch of
@@ -448,7 +502,7 @@ impl Kernel {
             layout: &self.layout,
             entries: &entries,
         });
-        BoundOp { pipeline: self.pipeline.clone(), bind_group, workgroups, uniform }
+        BoundOp { pipeline: self.pipeline.clone(), bind_group, workgroups, uniform, family: self.family }
     }
 }
 
@@ -459,9 +513,27 @@ pub struct BoundOp {
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
     uniform: wgpu::Buffer,
+    family: Family,
 }
 
 impl BoundOp {
+    /// The family the dispatch is timed under.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The same dispatch, timed under another family.
+    pub fn in_family(self, family: Family) -> Self {
+        Self { family, ..self }
+    }
+
+    /// Records this dispatch into a compute pass.
+    pub fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
+    }
+
     /// Rewrites the uniform parameters (for values that change between iterations).
     pub fn update<T: bytemuck::Pod>(&self, ctx: &GpuContext, params: &T) {
         ctx.queue.write_buffer(&self.uniform, 0, bytemuck::bytes_of(params));
@@ -509,9 +581,7 @@ pub fn record(encoder: &mut wgpu::CommandEncoder, ops: &[BoundOp]) {
     let mut pass =
         encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("kernels"), timestamp_writes: None });
     for op in ops {
-        pass.set_pipeline(&op.pipeline);
-        pass.set_bind_group(0, &op.bind_group, &[]);
-        pass.dispatch_workgroups(op.workgroups[0], op.workgroups[1], op.workgroups[2]);
+        op.dispatch(&mut pass);
     }
 }
 

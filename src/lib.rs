@@ -11,11 +11,13 @@
 
 pub mod arch;
 pub mod atomic;
+pub mod bench;
 pub mod engine;
 pub mod gpu;
 pub mod image_io;
 pub mod kernels;
 pub mod model;
+pub mod profile;
 pub mod reference;
 pub mod stylize;
 #[cfg(feature = "viewer")]

@@ -482,12 +482,28 @@ impl Session<'_> {
         if end < pending.commands.len() {
             return Ok((used, None));
         }
+        Ok((used, Some(self.complete(pending)?)))
+    }
+
+    /// Runs one iteration (without reading anything back) with every dispatch timed where the
+    /// adapter allows (see [`crate::profile`]); slower than [`Session::step`], for benchmarks.
+    pub fn step_profiled(&mut self) -> Result<crate::profile::IterationProfile> {
+        let mut pending = self.begin(false, false);
+        let profile = crate::profile::run(self.ctx, &pending.commands)?;
+        pending.next = pending.commands.len();
+        self.complete(&pending)?;
+        Ok(profile)
+    }
+
+    /// Bookkeeping after the last command of an iteration was submitted, and its readback.
+    fn complete(&mut self, pending: &PendingStep) -> Result<Step> {
+        let ctx = self.ctx;
         self.iteration += 1;
         if self.is_done() && self.clock_stopped.is_none() {
             self.clock_stopped = Some(Instant::now());
         }
         if !pending.report {
-            return Ok((used, Some(Step { losses: None, image: None })));
+            return Ok(Step { losses: None, image: None });
         }
         let l = ctx.read_mapped(&self.losses_readback, LOSS_SLOTS)?;
         let losses = LossValues { content: l[0], style: l[1], tv: l[2], loss: l[3] };
@@ -499,7 +515,7 @@ impl Session<'_> {
         } else {
             None
         };
-        Ok((used, Some(Step { losses: Some(losses), image })))
+        Ok(Step { losses: Some(losses), image })
     }
 
     /// Changes the loss weights (content, style, tv); the targets stay and the optimizer starts

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use crate::arch::LayerInfo;
 use crate::engine::{FeatureNet, ForwardPlan, PlanOptions};
 use crate::gpu::GpuContext;
-use crate::kernels::{self, BoundOp, Command, LossParams, POINTWISE_TILE, PointwiseParams, pointwise_flags};
+use crate::kernels::{self, BoundOp, Command, Family, LossParams, POINTWISE_TILE, PointwiseParams, pointwise_flags};
 
 /// Loss slots of the losses buffer.
 pub const LOSS_SLOTS: usize = 4;
@@ -88,7 +88,7 @@ fn gram_op(
         ..Default::default()
     };
     let wg = [c.div_ceil(POINTWISE_TILE), c.div_ceil(POINTWISE_TILE), 1];
-    fnet.kernels.pointwise.bind(ctx, &params, &[f, f, g, &dummy], wg)
+    fnet.kernels.pointwise.bind(ctx, &params, &[f, f, g, &dummy], wg).in_family(Family::Gram)
 }
 
 /// Target values read back: content activations and style Gram matrices, per layer.
@@ -264,7 +264,7 @@ impl Objective {
                 ..Default::default()
             };
             let wg = [(hw as u32).div_ceil(POINTWISE_TILE), (c as u32).div_ceil(POINTWISE_TILE), 1];
-            ops.push(k.pointwise.bind(ctx, &p, &[f, &r, forward.grad_buffer(name)?, &dummy], wg));
+            ops.push(k.pointwise.bind(ctx, &p, &[f, &r, forward.grad_buffer(name)?, &dummy], wg).in_family(Family::Gram));
         }
         ops.extend(forward.backward_ops(ctx, k)?);
         let image_grad = forward.image_grad().expect("training plan");

@@ -1,0 +1,113 @@
+//! The stylize loop on synthetic images, timed: what `neural-style bench` reports. The images
+//! are formulas (the same in `tools/bench_pytorch.py`), so no files are needed and both tools
+//! optimize the same pixels.
+
+use anyhow::{Result, bail};
+use image::RgbImage;
+
+use crate::engine::FeatureNet;
+use crate::gpu::GpuContext;
+use crate::profile::IterationProfile;
+use crate::stylize::{OptimizerKind, StylizeOptions, Stylizer};
+
+/// What to time.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Square image sizes (pixels per side).
+    pub sizes: Vec<u32>,
+    /// Timed iterations per size.
+    pub iterations: usize,
+    /// Untimed iterations first (pipeline creation, caches, clocks).
+    pub warmup: usize,
+    /// The optimizer of the loop.
+    pub optimizer: OptimizerKind,
+}
+
+/// One size's numbers.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchResult {
+    /// Pixels per side.
+    pub size: u32,
+    /// The optimizer.
+    pub optimizer: OptimizerKind,
+    /// Timed iterations.
+    pub iterations: usize,
+    /// Wall-clock seconds of the timed iterations (submitted back to back, one wait at the end).
+    pub seconds: f64,
+    /// Iterations per second.
+    pub iterations_per_second: f64,
+    /// Milliseconds per iteration.
+    pub ms_per_iteration: f64,
+    /// Dispatches and GPU time per kernel family of one more iteration, timed dispatch by dispatch.
+    pub profile: IterationProfile,
+    /// Bytes of GPU buffers allocated while planning this size (targets, activations,
+    /// gradients, optimizer state, uniforms): an upper bound of the plan's peak.
+    pub plan_bytes: u64,
+    /// The total loss after the last iteration (a finite number shows the loop really ran).
+    pub final_loss: f32,
+}
+
+/// The synthetic content image: smooth colour waves with finer detail.
+pub fn synthetic_content(size: u32) -> RgbImage {
+    synthetic(size, |u, v, c| 0.5 + 0.3 * (6.0 * u + 2.0 * c).sin() * (5.0 * v - c).cos() + 0.15 * (40.0 * u * v + c).sin())
+}
+
+/// The synthetic style image: a busy coloured interference texture.
+pub fn synthetic_style(size: u32) -> RgbImage {
+    synthetic(size, |u, v, c| 0.5 + 0.45 * (60.0 * u + 25.0 * v + 2.1 * c).sin() * (35.0 * v - 20.0 * u + c).sin())
+}
+
+/// A size×size image from a formula of (x/size, y/size, channel) in [0, 1], rounded to 8 bits.
+fn synthetic(size: u32, f: impl Fn(f64, f64, f64) -> f64) -> RgbImage {
+    let s = f64::from(size);
+    RgbImage::from_fn(size, size, |x, y| {
+        image::Rgb(std::array::from_fn(|c| {
+            (f(f64::from(x) / s, f64::from(y) / s, c as f64) * 255.0).round().clamp(0.0, 255.0) as u8
+        }))
+    })
+}
+
+/// Times the loop at one size with the default losses and layers.
+pub fn run_size(ctx: &GpuContext, fnet: &FeatureNet, size: u32, options: &BenchOptions) -> Result<BenchResult> {
+    if options.iterations == 0 {
+        bail!("--iterations must be at least 1");
+    }
+    let stylize_options = StylizeOptions {
+        size,
+        optimizer: options.optimizer,
+        // Warm-up, timed, profiled, and the final evaluation that reads the loss.
+        iterations: options.warmup + options.iterations + 1,
+        ..StylizeOptions::default()
+    };
+    let before = ctx.allocated_bytes();
+    let mut session =
+        Stylizer::new(ctx, fnet).start(&synthetic_content(size), &[synthetic_style(size)], &stylize_options)?;
+    let plan_bytes = ctx.allocated_bytes() - before;
+    for _ in 0..options.warmup {
+        session.step(false, false)?;
+    }
+    ctx.finish()?;
+    let start = std::time::Instant::now();
+    for _ in 0..options.iterations {
+        session.step(false, false)?;
+    }
+    ctx.finish()?;
+    let seconds = start.elapsed().as_secs_f64();
+    let profile = session.step_profiled()?;
+    let final_loss = session.step(true, false)?.losses.map_or(f32::NAN, |l| l.loss);
+    if !final_loss.is_finite() {
+        bail!("the loss became {final_loss} during the benchmark at {size} px");
+    }
+    let n = options.iterations as f64;
+    Ok(BenchResult {
+        size,
+        optimizer: options.optimizer,
+        iterations: options.iterations,
+        seconds,
+        iterations_per_second: n / seconds,
+        ms_per_iteration: seconds * 1e3 / n,
+        profile,
+        plan_bytes,
+        final_loss,
+    })
+}
