@@ -1,258 +1,316 @@
 // L-BFGS with PyTorch's torch.optim.LBFGS semantics (lr, no line search, one evaluation per
 // iteration, curvature pairs skipped when yᵀs ≤ 1e-10, first step scaled by min(1, 1/‖g‖₁)),
-// entirely on the GPU: the CPU records the same dispatches every iteration and reads nothing.
+// entirely on the GPU in three dispatches, with no readback:
+//   lbfgs_dots    one pass over the vectors: every dot product the two-loop recursion needs
+//                 (per-workgroup partial sums);
+//   lbfgs_solve   one workgroup: sums the partials, keeps the history's dot-product matrices,
+//                 and runs the two-loop recursion on scalars only, which leaves the direction as
+//                 d = c_g·g + Σ_i (c_s[i]·s_i + c_y[i]·y_i);
+//   lbfgs_update  one pass: stores the new curvature pair, forms d, and steps x += t·d.
+// The recursion is linear in the vectors, so running it on their dot products gives the same
+// direction as PyTorch's vector loop (up to rounding) for a fraction of the memory traffic.
 //
-// Buffers: g (the gradient), work = [g_prev | d | y | s] (4·n), hist = [Y_0 … Y_{m-1} | S_0 … S_{m-1}]
-// (2·m·n, a ring: logical pair i lives in slot (start + i) mod m), scalars = the state below
-// followed by two 256-entry regions of per-workgroup partial sums.
+// Buffers: g (the gradient); hist = [Y_0 … Y_{m-1} | S_0 … S_{m-1} | g_prev | d] ((2m + 2)·n; the
+// pairs are a ring: logical pair i, oldest first, lives in slot (start + i) mod m); scalars = the
+// state below, then per-slot arrays, the m×m matrices, the dot totals and the partial sums.
 
 struct LbfgsParams {
-    n: u32, history: u32, mode: u32, index: u32,
-    a_kind: u32, b_kind: u32, groups: u32, region: u32,
-    lr: f32, tolerance_grad: f32, tolerance_change: f32, _pad: u32,
+    n: u32, history: u32, groups: u32, _pad0: u32,
+    lr: f32, tolerance_grad: f32, tolerance_change: f32, _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: LbfgsParams;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> work: array<f32>;
-@group(0) @binding(3) var<storage, read_write> hist: array<f32>;
-@group(0) @binding(4) var<storage, read_write> scalars: array<f32>;
 
 // State slots (integers stored as exact floats).
 const N_ITER: u32 = 0u;
 const COUNT: u32 = 1u;
 const START: u32 = 2u;
 const STEP: u32 = 3u;
-const H_DIAG: u32 = 4u;
-const IDLE: u32 = 5u;
-const SKIP: u32 = 6u;
-const ACCEPTED: u32 = 7u;
-const ACCEPTED_SLOT: u32 = 8u;
-const RO: u32 = 16u; // ro[slot], then al[i], then coef[i] (i logical), m entries each
+const STEP_PREV: u32 = 4u;
+const H_DIAG: u32 = 5u;
+const IDLE: u32 = 6u;
+const SKIP: u32 = 7u;
+const ACCEPTED: u32 = 8u;
+const ACCEPTED_SLOT: u32 = 9u;
+const COEF_G: u32 = 10u;
+const STATE: u32 = 16u;
 
-fn al_at(i: u32) -> u32 { return RO + p.history + i; }
-fn coef_at(i: u32) -> u32 { return RO + 2u * p.history + i; }
-fn partials_at() -> u32 { return RO + 3u * p.history; }
-
-// Vector kinds.
-const V_G: u32 = 0u;
-const V_G_PREV: u32 = 1u;
-const V_D: u32 = 2u;
-const V_Y: u32 = 3u;
-const V_S: u32 = 4u;
-const V_HIST_Y: u32 = 5u; // logical pair p.index
-const V_HIST_S: u32 = 6u;
-
-fn slot(i: u32) -> u32 {
-    return (u32(scalars[START]) + i) % p.history;
+// Per-slot arrays (m entries each) after the state, then the matrices, totals and partials.
+fn rho_at(s: u32) -> u32 { return STATE + s; }
+fn coef_s_at(s: u32) -> u32 { return STATE + p.history + s; }
+fn coef_y_at(s: u32) -> u32 { return STATE + 2u * p.history + s; }
+fn alpha_at(s: u32) -> u32 { return STATE + 3u * p.history + s; }
+// S_a · Y_b and Y_a · Y_b by slot.
+fn sy_at(a: u32, b: u32) -> u32 { return STATE + 4u * p.history + a * p.history + b; }
+fn yy_at(a: u32, b: u32) -> u32 { return STATE + (4u + p.history) * p.history + a * p.history + b; }
+// Dot totals: row r < m is history slot r, row m the current vectors; QUANTITIES per row.
+fn total_at(row: u32, q: u32) -> u32 { return STATE + (4u + 2u * p.history) * p.history + row * QUANTITIES + q; }
+fn partial_at(row: u32, q: u32, group: u32) -> u32 {
+    return total_at(p.history + 1u, 0u) + (row * QUANTITIES + q) * p.groups + group;
 }
 
-fn read_vec(kind: u32, j: u32) -> f32 {
-    switch kind {
-        case 0u: { return g[j]; }
-        case 1u, 2u, 3u, 4u: { return work[(kind - 1u) * p.n + j]; }
-        case 5u: { return hist[slot(p.index) * p.n + j]; }
-        default: { return hist[(p.history + slot(p.index)) * p.n + j]; }
-    }
+const QUANTITIES: u32 = 8u;
+// Quantities of a history row (slot r): dots of the current vectors with Y_r and S_r.
+const G_Y: u32 = 0u;
+const G_S: u32 = 1u;
+const NEW_Y_Y: u32 = 2u; // y_new · Y_r
+const NEW_Y_S: u32 = 3u; // y_new · S_r
+const NEW_S_Y: u32 = 4u; // s_new · Y_r
+// Quantities of the current row (row m).
+const G_G: u32 = 0u;
+const Y_Y: u32 = 1u;
+const Y_S: u32 = 2u;
+const G_NEW_Y: u32 = 3u;
+const G_NEW_S: u32 = 4u;
+const ABS_SUM: u32 = 5u;
+const ABS_MAX: u32 = 6u;
+
+fn y_at(slot: u32, j: u32) -> u32 { return slot * p.n + j; }
+fn s_at(slot: u32, j: u32) -> u32 { return (p.history + slot) * p.n + j; }
+fn g_prev_at(j: u32) -> u32 { return 2u * p.history * p.n + j; }
+fn d_at(j: u32) -> u32 { return (2u * p.history + 1u) * p.n + j; }
+
+// Logical index (0 = oldest) of the pair in `slot`.
+fn logical(slot: u32, start: u32) -> u32 {
+    return (slot + p.history - start) % p.history;
 }
 
-fn is_active() -> bool {
-    return scalars[IDLE] == 0.0;
-}
+// ---- lbfgs_dots: grid [groups, m + 1]; row r < m pairs the current vectors with slot r ----
 
-// Whether logical pair p.index exists (for the per-pair dispatches).
-fn pair_exists() -> bool {
-    return p.index < u32(scalars[COUNT]);
-}
+@group(0) @binding(2) var<storage, read> hist_in: array<f32>;
+@group(0) @binding(3) var<storage, read_write> scalars_rw: array<f32>;
 
-// ---- Reductions: per-workgroup partial sums of a·b (mode 0), |a| (mode 1) or max |a| (mode 2) ----
-
-const OP_DOT: u32 = 0u;
-const OP_ABS_SUM: u32 = 1u;
-const OP_ABS_MAX: u32 = 2u;
-
-var<workgroup> partial: array<f32, 256>;
+var<workgroup> partials: array<array<f32, 8>, 256>;
 
 @compute @workgroup_size(256)
-fn lbfgs_reduce(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let per_pair = p.a_kind >= V_HIST_Y || p.b_kind >= V_HIST_Y;
-    // The convergence test (max |g|) runs every iteration; everything else only when active.
-    let skip = (p.mode != OP_ABS_MAX && !is_active()) || (per_pair && !pair_exists());
-    var acc = 0.0;
-    if !skip {
+fn lbfgs_dots(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row = wid.y;
+    let count = u32(scalars_rw[COUNT]);
+    // y and s of the previous step exist from the second iteration on.
+    let has_pair = scalars_rw[N_ITER] >= 1.0;
+    let t_prev = scalars_rw[STEP];
+    var acc: array<f32, 8>;
+    let row_used = row == p.history || logical(row, u32(scalars_rw[START])) < count;
+    if row_used {
         for (var j = wid.x * 256u + lid.x; j < p.n; j += p.groups * 256u) {
-            let a = read_vec(p.a_kind, j);
-            if p.mode == OP_DOT {
-                acc += a * read_vec(p.b_kind, j);
-            } else if p.mode == OP_ABS_SUM {
-                acc += abs(a);
+            let gj = g[j];
+            var y = 0.0;
+            var s = 0.0;
+            if has_pair {
+                y = gj - hist_in[g_prev_at(j)];
+                s = t_prev * hist_in[d_at(j)];
+            }
+            if row == p.history {
+                acc[G_G] += gj * gj;
+                acc[Y_Y] += y * y;
+                acc[Y_S] += y * s;
+                acc[G_NEW_Y] += gj * y;
+                acc[G_NEW_S] += gj * s;
+                acc[ABS_SUM] += abs(gj);
+                acc[ABS_MAX] = max(acc[ABS_MAX], abs(gj));
             } else {
-                acc = max(acc, abs(a));
+                let yr = hist_in[y_at(row, j)];
+                let sr = hist_in[s_at(row, j)];
+                acc[G_Y] += gj * yr;
+                acc[G_S] += gj * sr;
+                acc[NEW_Y_Y] += y * yr;
+                acc[NEW_Y_S] += y * sr;
+                acc[NEW_S_Y] += s * yr;
             }
         }
     }
-    partial[lid.x] = acc;
+    partials[lid.x] = acc;
     workgroupBarrier();
     for (var stride = 128u; stride > 0u; stride >>= 1u) {
         if lid.x < stride {
-            if p.mode == OP_ABS_MAX {
-                partial[lid.x] = max(partial[lid.x], partial[lid.x + stride]);
-            } else {
-                partial[lid.x] += partial[lid.x + stride];
+            for (var q = 0u; q < QUANTITIES; q++) {
+                let other = partials[lid.x + stride][q];
+                if row == p.history && q == ABS_MAX {
+                    partials[lid.x][q] = max(partials[lid.x][q], other);
+                } else {
+                    partials[lid.x][q] += other;
+                }
             }
         }
         workgroupBarrier();
     }
-    if lid.x == 0u {
-        scalars[partials_at() + p.region * 256u + wid.x] = partial[0];
+    if lid.x < QUANTITIES {
+        scalars_rw[partial_at(row, lid.x, wid.x)] = partials[0][lid.x];
     }
 }
 
-fn region_total(region: u32, take_max: bool) -> f32 {
-    var acc = 0.0;
-    for (var i = 0u; i < p.groups; i++) {
-        let v = scalars[partials_at() + region * 256u + i];
-        acc = select(acc + v, max(acc, v), take_max);
-    }
-    return acc;
-}
+// ---- lbfgs_solve: one workgroup ----
 
-// ---- Scalar steps (one invocation) ----
+@group(0) @binding(4) var<storage, read_write> scalars: array<f32>;
 
-const S_BEGIN: u32 = 0u;
-const S_PUSH: u32 = 1u;
-const S_ALPHA: u32 = 2u;
-const S_BETA: u32 = 3u;
-const S_STEP: u32 = 4u;
-
-@compute @workgroup_size(1)
-fn lbfgs_scalar() {
-    let m = p.history;
-    switch p.mode {
-        case 0u: {
-            // Converged (max |g| ≤ tolerance_grad): this iteration changes nothing.
-            let idle = region_total(0u, true) <= p.tolerance_grad;
-            scalars[IDLE] = select(0.0, 1.0, idle);
-            if !idle {
-                scalars[N_ITER] += 1.0;
-            }
-            if scalars[N_ITER] == 1.0 && !idle {
-                scalars[H_DIAG] = 1.0;
-            }
-        }
-        case 1u: {
-            scalars[ACCEPTED] = 0.0;
-            if !is_active() || scalars[N_ITER] <= 1.0 {
-                return;
-            }
-            let ys = region_total(0u, false);
-            let yy = region_total(1u, false);
-            if ys > 1e-10 {
-                let count = u32(scalars[COUNT]);
-                var s: u32;
-                if count < m {
-                    s = (u32(scalars[START]) + count) % m;
-                    scalars[COUNT] = f32(count + 1u);
-                } else {
-                    // Full: the oldest pair's slot is reused and the ring advances.
-                    s = u32(scalars[START]);
-                    scalars[START] = f32((s + 1u) % m);
-                }
-                scalars[RO + s] = 1.0 / ys;
-                scalars[H_DIAG] = ys / yy;
-                scalars[ACCEPTED] = 1.0;
-                scalars[ACCEPTED_SLOT] = f32(s);
-            }
-        }
-        case 2u: {
-            if is_active() && pair_exists() {
-                scalars[al_at(p.index)] = region_total(0u, false) * scalars[RO + slot(p.index)];
-            }
-        }
-        case 3u: {
-            if is_active() && pair_exists() {
-                let be = region_total(0u, false) * scalars[RO + slot(p.index)];
-                scalars[coef_at(p.index)] = scalars[al_at(p.index)] - be;
-            }
-        }
-        default: {
-            if !is_active() {
-                return;
-            }
-            var t = p.lr;
-            if scalars[N_ITER] == 1.0 {
-                t = min(1.0, 1.0 / region_total(1u, false)) * p.lr;
-            }
-            scalars[STEP] = t;
-            let gtd = region_total(0u, false);
-            // Not a descent direction: PyTorch stops this iteration without moving.
-            scalars[SKIP] = select(0.0, 1.0, gtd > -p.tolerance_change);
-        }
-    }
-}
-
-// ---- Elementwise steps over n values (x over 256-wide groups, y over rows of 65535) ----
-
-const E_PREPARE: u32 = 0u;
-const E_COMMIT: u32 = 1u;
-const E_NEG_G: u32 = 2u;
-const E_LOOP1: u32 = 3u;
-const E_SCALE: u32 = 4u;
-const E_LOOP2: u32 = 5u;
+fn sy(a: u32, b: u32) -> f32 { return scalars[sy_at(a, b)]; }
+fn yy(a: u32, b: u32) -> f32 { return scalars[yy_at(a, b)]; }
+fn total(row: u32, q: u32) -> f32 { return scalars[total_at(row, q)]; }
 
 @compute @workgroup_size(256)
-fn lbfgs_vector(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = flat_index(gid);
-    if j >= p.n || !is_active() {
+fn lbfgs_solve(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let m = p.history;
+    // Totals of the partial sums, each in a fixed order.
+    for (var i = lid.x; i < (m + 1u) * QUANTITIES; i += 256u) {
+        let row = i / QUANTITIES;
+        let q = i % QUANTITIES;
+        let take_max = row == m && q == ABS_MAX;
+        var acc = 0.0;
+        for (var w = 0u; w < p.groups; w++) {
+            let v = scalars[partial_at(row, q, w)];
+            acc = select(acc + v, max(acc, v), take_max);
+        }
+        scalars[total_at(row, q)] = acc;
+    }
+    storageBarrier();
+    if lid.x != 0u {
         return;
     }
-    let n = p.n;
-    let m = p.history;
-    switch p.mode {
-        case 0u: {
-            // y = g − g_prev, s = d · t (the previous step), from the second iteration on.
-            if scalars[N_ITER] > 1.0 {
-                work[2u * n + j] = g[j] - work[j];
-                work[3u * n + j] = work[n + j] * scalars[STEP];
+    // Converged (max |g| ≤ tolerance_grad): this iteration changes nothing.
+    let idle = total(m, ABS_MAX) <= p.tolerance_grad;
+    scalars[IDLE] = select(0.0, 1.0, idle);
+    scalars[ACCEPTED] = 0.0;
+    if idle {
+        return;
+    }
+    scalars[N_ITER] += 1.0;
+    scalars[STEP_PREV] = scalars[STEP];
+    let first = scalars[N_ITER] == 1.0;
+    var count = u32(scalars[COUNT]);
+    var start = u32(scalars[START]);
+    // g · y_i and g · s_i by slot (the accepted slot's from the current row).
+    var accepted_slot = m;
+    if first {
+        scalars[H_DIAG] = 1.0;
+    } else {
+        let ys = total(m, Y_S);
+        if ys > 1e-10 {
+            var s: u32;
+            if count < m {
+                s = (start + count) % m;
+                count += 1u;
+            } else {
+                // Full: the oldest pair's slot is reused and the ring advances.
+                s = start;
+                start = (start + 1u) % m;
             }
-        }
-        case 1u: {
-            if scalars[ACCEPTED] == 1.0 {
-                let s = u32(scalars[ACCEPTED_SLOT]);
-                hist[s * n + j] = work[2u * n + j];
-                hist[(m + s) * n + j] = work[3u * n + j];
+            accepted_slot = s;
+            scalars[rho_at(s)] = 1.0 / ys;
+            scalars[H_DIAG] = ys / total(m, Y_Y);
+            // The new pair's row and column of S·Y and Y·Y.
+            for (var l = 0u; l < count; l++) {
+                let b = (start + l) % m;
+                if b == s {
+                    continue;
+                }
+                scalars[sy_at(s, b)] = total(b, NEW_S_Y);
+                scalars[sy_at(b, s)] = total(b, NEW_Y_S);
+                scalars[yy_at(s, b)] = total(b, NEW_Y_Y);
+                scalars[yy_at(b, s)] = total(b, NEW_Y_Y);
             }
-        }
-        case 2u: {
-            work[n + j] = -g[j];
-        }
-        case 3u: {
-            if pair_exists() {
-                work[n + j] -= scalars[al_at(p.index)] * hist[slot(p.index) * n + j];
-            }
-        }
-        case 4u: {
-            work[n + j] *= scalars[H_DIAG];
-        }
-        default: {
-            if pair_exists() {
-                work[n + j] += scalars[coef_at(p.index)] * hist[(m + slot(p.index)) * n + j];
-            }
+            scalars[sy_at(s, s)] = ys;
+            scalars[yy_at(s, s)] = total(m, Y_Y);
+            scalars[COUNT] = f32(count);
+            scalars[START] = f32(start);
+            scalars[ACCEPTED] = 1.0;
+            scalars[ACCEPTED_SLOT] = f32(s);
         }
     }
+    // Two-loop recursion on coefficients. Loop 1: q = −g − Σ α_i y_i (newest to oldest),
+    // α_i = ρ_i s_i·q. d = H·q. Loop 2 (oldest to newest): β_i = ρ_i y_i·d, d += (α_i − β_i) s_i.
+    // c_y[i] holds q's (then d's) y_i coefficient, c_s[i] d's s_i coefficient.
+    for (var l = 0u; l < count; l++) {
+        let i = (start + l) % m;
+        scalars[coef_s_at(i)] = 0.0;
+        scalars[coef_y_at(i)] = 0.0;
+    }
+    for (var l = count; l > 0u; l--) {
+        let i = (start + l - 1u) % m;
+        var sq = -g_dot_s(i, accepted_slot);
+        for (var k = l; k < count; k++) {
+            let j = (start + k) % m;
+            sq += scalars[coef_y_at(j)] * sy(i, j);
+        }
+        let alpha = scalars[rho_at(i)] * sq;
+        scalars[alpha_at(i)] = alpha;
+        scalars[coef_y_at(i)] = -alpha;
+    }
+    let h = scalars[H_DIAG];
+    let c_g = -h;
+    for (var l = 0u; l < count; l++) {
+        let i = (start + l) % m;
+        scalars[coef_y_at(i)] *= h;
+    }
+    for (var l = 0u; l < count; l++) {
+        let i = (start + l) % m;
+        var yd = c_g * g_dot_y(i, accepted_slot);
+        for (var k = 0u; k < count; k++) {
+            let j = (start + k) % m;
+            yd += scalars[coef_y_at(j)] * yy(i, j);
+            if k < l {
+                yd += scalars[coef_s_at(j)] * sy(j, i);
+            }
+        }
+        let beta = scalars[rho_at(i)] * yd;
+        scalars[coef_s_at(i)] = scalars[alpha_at(i)] - beta;
+    }
+    scalars[COEF_G] = c_g;
+    var t = p.lr;
+    if first {
+        t = min(1.0, 1.0 / total(m, ABS_SUM)) * p.lr;
+    }
+    scalars[STEP] = t;
+    // g · d: not a descent direction means PyTorch stops this iteration without moving.
+    var gtd = c_g * total(m, G_G);
+    for (var l = 0u; l < count; l++) {
+        let i = (start + l) % m;
+        gtd += scalars[coef_y_at(i)] * g_dot_y(i, accepted_slot) + scalars[coef_s_at(i)] * g_dot_s(i, accepted_slot);
+    }
+    scalars[SKIP] = select(0.0, 1.0, gtd > -p.tolerance_change);
 }
 
-@group(0) @binding(5) var<storage, read_write> x: array<f32>;
+// g · s_i and g · y_i: the new pair's from the current row, the others' from their own rows.
+fn g_dot_s(slot: u32, accepted_slot: u32) -> f32 {
+    return select(total(slot, G_S), total(p.history, G_NEW_S), slot == accepted_slot);
+}
 
-// x += t · d (unless the direction was rejected), then g_prev = g.
+fn g_dot_y(slot: u32, accepted_slot: u32) -> f32 {
+    return select(total(slot, G_Y), total(p.history, G_NEW_Y), slot == accepted_slot);
+}
+
+// ---- lbfgs_update: one invocation per value (x over 256-wide groups, y over rows of 65535) ----
+
+@group(0) @binding(5) var<storage, read_write> hist: array<f32>;
+@group(0) @binding(6) var<storage, read> scalars_in: array<f32>;
+@group(0) @binding(7) var<storage, read_write> x: array<f32>;
+
+// Stores the accepted pair, forms d, then x += t·d (unless the direction was rejected) and
+// g_prev = g.
 @compute @workgroup_size(256)
 fn lbfgs_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = flat_index(gid);
-    if j >= p.n || !is_active() {
+    if j >= p.n || scalars_in[IDLE] != 0.0 {
         return;
     }
-    if scalars[SKIP] == 0.0 {
-        x[j] += scalars[STEP] * work[p.n + j];
+    let m = p.history;
+    let gj = g[j];
+    let accepted = scalars_in[ACCEPTED] == 1.0;
+    let new_slot = u32(scalars_in[ACCEPTED_SLOT]);
+    if accepted {
+        hist[y_at(new_slot, j)] = gj - hist[g_prev_at(j)];
+        hist[s_at(new_slot, j)] = scalars_in[STEP_PREV] * hist[d_at(j)];
     }
-    work[j] = g[j];
+    var d = scalars_in[COEF_G] * gj;
+    let count = u32(scalars_in[COUNT]);
+    let start = u32(scalars_in[START]);
+    for (var l = 0u; l < count; l++) {
+        let i = (start + l) % m;
+        d += scalars_in[coef_y_at(i)] * hist[y_at(i, j)] + scalars_in[coef_s_at(i)] * hist[s_at(i, j)];
+    }
+    hist[d_at(j)] = d;
+    hist[g_prev_at(j)] = gj;
+    if scalars_in[SKIP] == 0.0 {
+        x[j] += scalars_in[STEP] * d;
+    }
 }

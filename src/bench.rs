@@ -49,7 +49,9 @@ pub struct BenchResult {
 
 /// The synthetic content image: smooth colour waves with finer detail.
 pub fn synthetic_content(size: u32) -> RgbImage {
-    synthetic(size, |u, v, c| 0.5 + 0.3 * (6.0 * u + 2.0 * c).sin() * (5.0 * v - c).cos() + 0.15 * (40.0 * u * v + c).sin())
+    synthetic(size, |u, v, c| {
+        0.5 + 0.3 * (6.0 * u + 2.0 * c).sin() * (5.0 * v - c).cos() + 0.15 * (40.0 * u * v + c).sin()
+    })
 }
 
 /// The synthetic style image: a busy coloured interference texture.

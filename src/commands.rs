@@ -333,7 +333,14 @@ fn bench(options: &neural_style::bench::BenchOptions, common: &CommonArgs) -> Re
     let info = &ctx.info;
     let timestamps = ctx.device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
     if !common.json {
-        println!("{} ({:?}, {} {}), weights {}", info.name, info.backend, info.driver, info.driver_info, path.display());
+        println!(
+            "{} ({:?}, {} {}), weights {}",
+            info.name,
+            info.backend,
+            info.driver,
+            info.driver_info,
+            path.display()
+        );
         if !timestamps {
             println!("(no TIMESTAMP_QUERY on this adapter: no GPU time per kernel family)");
         }
@@ -385,6 +392,17 @@ fn print_bench(r: &neural_style::bench::BenchResult) {
     }
     if let Some(total) = p.gpu_ms {
         println!("    {:<15} {:>4} dispatches {:>9.2} ms (timed one dispatch per pass)", "total", p.dispatches, total);
+        println!("    slowest dispatches:");
+        for d in &p.slowest {
+            let [x, y, z] = d.workgroups;
+            println!(
+                "      #{:<4} {:<20} {:<15} {x}x{y}x{z} workgroups {:>9.2} ms",
+                d.index,
+                d.kernel,
+                d.family.name(),
+                d.gpu_ms
+            );
+        }
     }
 }
 

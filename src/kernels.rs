@@ -314,13 +314,11 @@ pub struct Kernels {
     pub squash: Kernel,
     /// Gradient through the sigmoid.
     pub squash_backward: Kernel,
-    /// L-BFGS partial sums.
-    pub lbfgs_reduce: Kernel,
-    /// L-BFGS scalar steps.
-    pub lbfgs_scalar: Kernel,
-    /// L-BFGS vector steps.
-    pub lbfgs_vector: Kernel,
-    /// L-BFGS image update.
+    /// L-BFGS dot products (partial sums).
+    pub lbfgs_dots: Kernel,
+    /// L-BFGS two-loop recursion on the dot products.
+    pub lbfgs_solve: Kernel,
+    /// L-BFGS history, direction and image update.
     pub lbfgs_update: Kernel,
 }
 
@@ -332,18 +330,10 @@ pub struct LbfgsParams {
     pub n: u32,
     /// History size m.
     pub history: u32,
-    /// Which step (see the shader's constants).
-    pub mode: u32,
-    /// Logical history pair of a per-pair step.
-    pub index: u32,
-    /// First vector of a reduction.
-    pub a_kind: u32,
-    /// Second vector of a reduction.
-    pub b_kind: u32,
-    /// Workgroups of the reductions.
+    /// Workgroups per row of the dot-product pass.
     pub groups: u32,
-    /// Partial-sum region written by a reduction.
-    pub region: u32,
+    /// Padding.
+    pub _pad0: u32,
     /// Learning rate (step length).
     pub lr: f32,
     /// Convergence threshold on max |g|.
@@ -351,7 +341,7 @@ pub struct LbfgsParams {
     /// Threshold on the directional derivative.
     pub tolerance_change: f32,
     /// Padding.
-    pub _pad: u32,
+    pub _pad1: u32,
 }
 
 impl Kernels {
@@ -372,7 +362,6 @@ impl Kernels {
         let losses = module("losses.wgsl", LOSSES, Family::Losses);
         let optim = module("optim.wgsl", OPTIM, Family::Optimizer);
         let lbfgs = module("lbfgs.wgsl", LBFGS, Family::Optimizer);
-        let lbfgs_vectors = [(1, Read), (2, ReadWrite), (3, ReadWrite), (4, ReadWrite)];
         let forward = [(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)];
         let backward = [(5, Read), (2, Read), (6, Read), (7, ReadWrite)];
         Self {
@@ -420,14 +409,13 @@ impl Kernels {
             ),
             squash: Kernel::new(ctx, &optim, "squash", &[(5, Read), (6, ReadWrite)]),
             squash_backward: Kernel::new(ctx, &optim, "squash_backward", &[(6, ReadWrite), (2, Read), (7, ReadWrite)]),
-            lbfgs_reduce: Kernel::new(ctx, &lbfgs, "lbfgs_reduce", &lbfgs_vectors),
-            lbfgs_scalar: Kernel::new(ctx, &lbfgs, "lbfgs_scalar", &[(4, ReadWrite)]),
-            lbfgs_vector: Kernel::new(ctx, &lbfgs, "lbfgs_vector", &lbfgs_vectors),
+            lbfgs_dots: Kernel::new(ctx, &lbfgs, "lbfgs_dots", &[(1, Read), (2, Read), (3, ReadWrite)]),
+            lbfgs_solve: Kernel::new(ctx, &lbfgs, "lbfgs_solve", &[(4, ReadWrite)]),
             lbfgs_update: Kernel::new(
                 ctx,
                 &lbfgs,
                 "lbfgs_update",
-                &[(1, Read), (2, ReadWrite), (4, ReadWrite), (5, ReadWrite)],
+                &[(1, Read), (5, ReadWrite), (6, Read), (7, ReadWrite)],
             ),
         }
     }
@@ -502,7 +490,14 @@ impl Kernel {
             layout: &self.layout,
             entries: &entries,
         });
-        BoundOp { pipeline: self.pipeline.clone(), bind_group, workgroups, uniform, family: self.family }
+        BoundOp {
+            pipeline: self.pipeline.clone(),
+            bind_group,
+            workgroups,
+            uniform,
+            family: self.family,
+            name: self.name,
+        }
     }
 }
 
@@ -514,12 +509,23 @@ pub struct BoundOp {
     workgroups: [u32; 3],
     uniform: wgpu::Buffer,
     family: Family,
+    name: &'static str,
 }
 
 impl BoundOp {
     /// The family the dispatch is timed under.
     pub fn family(&self) -> Family {
         self.family
+    }
+
+    /// The kernel's entry point.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Workgroups of the dispatch.
+    pub fn workgroups(&self) -> [u32; 3] {
+        self.workgroups
     }
 
     /// The same dispatch, timed under another family.

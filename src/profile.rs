@@ -20,7 +20,27 @@ pub struct IterationProfile {
     pub gpu_ms: Option<f64>,
     /// Per family, in [`Family::ALL`] order (families without dispatches left out).
     pub families: Vec<FamilyProfile>,
+    /// The slowest dispatches, slowest first (empty without timestamps).
+    pub slowest: Vec<DispatchProfile>,
 }
+
+/// One timed dispatch.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DispatchProfile {
+    /// Its position in the iteration.
+    pub index: usize,
+    /// The kernel's entry point.
+    pub kernel: &'static str,
+    /// Its family.
+    pub family: Family,
+    /// Workgroups dispatched.
+    pub workgroups: [u32; 3],
+    /// GPU time in milliseconds.
+    pub gpu_ms: f64,
+}
+
+/// How many dispatches [`IterationProfile::slowest`] lists.
+const SLOWEST: usize = 10;
 
 /// One family's share of an iteration.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -36,10 +56,9 @@ pub struct FamilyProfile {
 /// Runs `commands` (one iteration) and, with timestamps available, times each dispatch. The
 /// commands take effect exactly as `kernels::record_commands` would apply them.
 pub fn run(ctx: &GpuContext, commands: &[Command]) -> Result<IterationProfile> {
-    let families: Vec<Family> = commands
-        .iter()
-        .filter_map(|c| if let Command::Dispatch(op) = c { Some(op.family()) } else { None })
-        .collect();
+    let ops: Vec<_> =
+        commands.iter().filter_map(|c| if let Command::Dispatch(op) = c { Some(op) } else { None }).collect();
+    let families: Vec<Family> = ops.iter().map(|op| op.family()).collect();
     let times = if ctx.device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
         Some(timed(ctx, commands)?)
     } else {
@@ -58,10 +77,26 @@ pub fn run(ctx: &GpuContext, commands: &[Command]) -> Result<IterationProfile> {
             (dispatches > 0).then_some(FamilyProfile { family, dispatches, gpu_ms })
         })
         .collect();
+    let mut slowest: Vec<DispatchProfile> = times
+        .iter()
+        .flatten()
+        .zip(&ops)
+        .enumerate()
+        .map(|(index, (&gpu_ms, op))| DispatchProfile {
+            index,
+            kernel: op.name(),
+            family: op.family(),
+            workgroups: op.workgroups(),
+            gpu_ms,
+        })
+        .collect();
+    slowest.sort_by(|a, b| b.gpu_ms.total_cmp(&a.gpu_ms));
+    slowest.truncate(SLOWEST);
     Ok(IterationProfile {
         dispatches: families.len(),
         gpu_ms: times.map(|t| t.iter().sum()),
         families: per_family,
+        slowest,
     })
 }
 

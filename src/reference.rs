@@ -534,3 +534,83 @@ pub fn backward(net: &Network, image: &Tensor, acts: &[(String, Tensor)], layer_
     let g_stem = plus(seed("stem", act("stem")), &g_next);
     conv2d_backward(image, &net.stem, net.padding, net.input_scale, net.input_shift, &g_stem)
 }
+
+/// `torch.optim.LBFGS(lr, history_size, line_search_fn=None)` stepped once per evaluation, written
+/// as PyTorch writes it (the two-loop recursion over the vectors): the reference for the GPU's
+/// dot-product formulation.
+pub struct Lbfgs {
+    history: usize,
+    lr: f64,
+    n_iter: usize,
+    /// Curvature pairs (y, s, 1/yᵀs), oldest first.
+    pairs: Vec<(Vec<f64>, Vec<f64>, f64)>,
+    h_diag: f64,
+    d: Vec<f64>,
+    t: f64,
+    g_prev: Vec<f64>,
+    /// Pairs rejected because yᵀs ≤ 1e-10 so far.
+    pub rejected: usize,
+}
+
+impl Lbfgs {
+    /// A fresh optimizer.
+    pub fn new(history: usize, lr: f64) -> Self {
+        Self {
+            history,
+            lr,
+            n_iter: 0,
+            pairs: Vec::new(),
+            h_diag: 1.0,
+            d: Vec::new(),
+            t: 0.0,
+            g_prev: Vec::new(),
+            rejected: 0,
+        }
+    }
+
+    /// One iteration: updates `x` from its gradient `g`.
+    pub fn step(&mut self, x: &mut [f64], g: &[f64]) {
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
+        if g.iter().fold(0.0f64, |m, v| m.max(v.abs())) <= 1e-7 {
+            return;
+        }
+        self.n_iter += 1;
+        if self.n_iter == 1 {
+            self.d = g.iter().map(|v| -v).collect();
+            self.pairs.clear();
+            self.h_diag = 1.0;
+        } else {
+            let y: Vec<f64> = g.iter().zip(&self.g_prev).map(|(a, b)| a - b).collect();
+            let s: Vec<f64> = self.d.iter().map(|v| v * self.t).collect();
+            let ys = dot(&y, &s);
+            if ys > 1e-10 {
+                if self.pairs.len() == self.history {
+                    self.pairs.remove(0);
+                }
+                self.h_diag = ys / dot(&y, &y);
+                self.pairs.push((y, s, 1.0 / ys));
+            } else {
+                self.rejected += 1;
+            }
+            let mut q: Vec<f64> = g.iter().map(|v| -v).collect();
+            let mut alpha = vec![0.0; self.pairs.len()];
+            for (i, (y, s, rho)) in self.pairs.iter().enumerate().rev() {
+                alpha[i] = dot(s, &q) * rho;
+                q.iter_mut().zip(y).for_each(|(q, y)| *q -= alpha[i] * y);
+            }
+            let mut r: Vec<f64> = q.iter().map(|v| v * self.h_diag).collect();
+            for (i, (y, s, rho)) in self.pairs.iter().enumerate() {
+                let beta = dot(y, &r) * rho;
+                r.iter_mut().zip(s).for_each(|(r, s)| *r += (alpha[i] - beta) * s);
+            }
+            self.d = r;
+        }
+        self.g_prev = g.to_vec();
+        self.t =
+            if self.n_iter == 1 { (1.0 / g.iter().map(|v| v.abs()).sum::<f64>()).min(1.0) * self.lr } else { self.lr };
+        if dot(g, &self.d) > -1e-9 {
+            return;
+        }
+        x.iter_mut().zip(&self.d).for_each(|(x, d)| *x += self.t * d);
+    }
+}

@@ -264,7 +264,9 @@ impl Objective {
                 ..Default::default()
             };
             let wg = [(hw as u32).div_ceil(POINTWISE_TILE), (c as u32).div_ceil(POINTWISE_TILE), 1];
-            ops.push(k.pointwise.bind(ctx, &p, &[f, &r, forward.grad_buffer(name)?, &dummy], wg).in_family(Family::Gram));
+            ops.push(
+                k.pointwise.bind(ctx, &p, &[f, &r, forward.grad_buffer(name)?, &dummy], wg).in_family(Family::Gram),
+            );
         }
         ops.extend(forward.backward_ops(ctx, k)?);
         let image_grad = forward.image_grad().expect("training plan");

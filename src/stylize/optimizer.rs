@@ -44,38 +44,21 @@ impl Adam {
     }
 }
 
-// Modes and vector kinds of lbfgs.wgsl.
-const OP_DOT: u32 = 0;
-const OP_ABS_SUM: u32 = 1;
-const OP_ABS_MAX: u32 = 2;
-const S_BEGIN: u32 = 0;
-const S_PUSH: u32 = 1;
-const S_ALPHA: u32 = 2;
-const S_BETA: u32 = 3;
-const S_STEP: u32 = 4;
-const E_PREPARE: u32 = 0;
-const E_COMMIT: u32 = 1;
-const E_NEG_G: u32 = 2;
-const E_LOOP1: u32 = 3;
-const E_SCALE: u32 = 4;
-const E_LOOP2: u32 = 5;
-const V_G: u32 = 0;
-const V_D: u32 = 2;
-const V_Y: u32 = 3;
-const V_S: u32 = 4;
-const V_HIST_Y: u32 = 5;
-const V_HIST_S: u32 = 6;
+/// Values the dot-product pass sums per row (see `QUANTITIES` in `shaders/lbfgs.wgsl`).
+const QUANTITIES: usize = 8;
 
-/// State floats before the partial sums: 16 fixed slots and three per history pair.
-fn state_len(history: usize) -> usize {
-    16 + 3 * history
+/// Floats of the scalar state for `history` pairs and `groups` partial sums per quantity:
+/// 16 fixed slots, four per-pair arrays, two m×m matrices, the dot totals and partials.
+fn scalars_len(history: usize, groups: usize) -> usize {
+    16 + 4 * history + 2 * history * history + (history + 1) * QUANTITIES * (1 + groups)
 }
 
 /// L-BFGS as `torch.optim.LBFGS(lr, history_size, line_search_fn=None)` stepping once per
-/// evaluation: the same dispatches every iteration, no readback.
+/// evaluation: three dispatches every iteration (dot products, the two-loop recursion on them,
+/// the update), no readback.
 pub struct Lbfgs {
     ops: Vec<BoundOp>,
-    state: [wgpu::Buffer; 3],
+    state: [wgpu::Buffer; 2],
 }
 
 impl Lbfgs {
@@ -89,11 +72,12 @@ impl Lbfgs {
         history: usize,
         lr: f32,
     ) -> Self {
-        let work = ctx.zeroed_buffer("lbfgs.work", 4 * n);
-        let hist = ctx.zeroed_buffer("lbfgs.history", 2 * history.max(1) * n);
-        let scalars = ctx.zeroed_buffer("lbfgs.scalars", state_len(history) + 2 * 256);
+        let history = history.max(1);
+        // Pairs, then g_prev and d.
+        let hist = ctx.zeroed_buffer("lbfgs.history", (2 * history + 2) * n);
         let groups = (n as u32).div_ceil(256).clamp(1, 256);
-        let base = LbfgsParams {
+        let scalars = ctx.zeroed_buffer("lbfgs.scalars", scalars_len(history, groups as usize));
+        let params = LbfgsParams {
             n: n as u32,
             history: history as u32,
             groups,
@@ -102,35 +86,12 @@ impl Lbfgs {
             tolerance_change: 1e-9,
             ..Default::default()
         };
-        let vectors = [grad, &work, &hist, &scalars];
-        let reduce = |mode, a_kind, b_kind, index, region| {
-            let p = LbfgsParams { mode, a_kind, b_kind, index, region, ..base };
-            k.lbfgs_reduce.bind(ctx, &p, &vectors, [groups, 1, 1])
-        };
-        let scalar =
-            |mode, index| k.lbfgs_scalar.bind(ctx, &LbfgsParams { mode, index, ..base }, &[&scalars], [1, 1, 1]);
-        let vector =
-            |mode, index| k.lbfgs_vector.bind(ctx, &LbfgsParams { mode, index, ..base }, &vectors, flat_dispatch(n));
-        let mut ops = vec![reduce(OP_ABS_MAX, V_G, V_G, 0, 0), scalar(S_BEGIN, 0), vector(E_PREPARE, 0)];
-        ops.extend([
-            reduce(OP_DOT, V_Y, V_S, 0, 0),
-            reduce(OP_DOT, V_Y, V_Y, 0, 1),
-            scalar(S_PUSH, 0),
-            vector(E_COMMIT, 0),
-        ]);
-        // Two-loop recursion: q = −g; newest to oldest α_i = ρ_i s_iᵀq, q −= α_i y_i; d = H·q;
-        // oldest to newest β_i = ρ_i y_iᵀd, d += (α_i − β_i) s_i.
-        ops.push(vector(E_NEG_G, 0));
-        for i in (0..history as u32).rev() {
-            ops.extend([reduce(OP_DOT, V_HIST_S, V_D, i, 0), scalar(S_ALPHA, i), vector(E_LOOP1, i)]);
-        }
-        ops.push(vector(E_SCALE, 0));
-        for i in 0..history as u32 {
-            ops.extend([reduce(OP_DOT, V_HIST_Y, V_D, i, 0), scalar(S_BETA, i), vector(E_LOOP2, i)]);
-        }
-        ops.extend([reduce(OP_DOT, V_G, V_D, 0, 0), reduce(OP_ABS_SUM, V_G, V_G, 0, 1), scalar(S_STEP, 0)]);
-        ops.push(k.lbfgs_update.bind(ctx, &base, &[grad, &work, &scalars, x], flat_dispatch(n)));
-        Self { ops, state: [work, hist, scalars] }
+        let ops = vec![
+            k.lbfgs_dots.bind(ctx, &params, &[grad, &hist, &scalars], [groups, history as u32 + 1, 1]),
+            k.lbfgs_solve.bind(ctx, &params, &[&scalars], [1, 1, 1]),
+            k.lbfgs_update.bind(ctx, &params, &[grad, &hist, &scalars, x], flat_dispatch(n)),
+        ];
+        Self { ops, state: [hist, scalars] }
     }
 
     /// Forgets the history and the iteration count, as a fresh `torch.optim.LBFGS` (x stays).
