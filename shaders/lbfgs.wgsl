@@ -82,6 +82,7 @@ fn logical(slot: u32, start: u32) -> u32 {
 @group(0) @binding(3) var<storage, read_write> scalars_rw: array<f32>;
 
 var<workgroup> partials: array<array<f32, 8>, 256>;
+var<workgroup> stage: array<array<f32, 32>, 8>;
 
 @compute @workgroup_size(256)
 fn lbfgs_dots(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -120,23 +121,28 @@ fn lbfgs_dots(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
             }
         }
     }
+    // Workgroup sums in three barriers: 32 invocations per quantity each add 8 entries, then one
+    // invocation per quantity adds those 32.
     partials[lid.x] = acc;
     workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride >>= 1u) {
-        if lid.x < stride {
-            for (var q = 0u; q < QUANTITIES; q++) {
-                let other = partials[lid.x + stride][q];
-                if row == p.history && q == ABS_MAX {
-                    partials[lid.x][q] = max(partials[lid.x][q], other);
-                } else {
-                    partials[lid.x][q] += other;
-                }
-            }
-        }
-        workgroupBarrier();
+    let q = lid.x / 32u;
+    let lane = lid.x % 32u;
+    let take_max = row == p.history && q == ABS_MAX;
+    var v = 0.0;
+    for (var i = 0u; i < 8u; i++) {
+        let e = partials[lane * 8u + i][q];
+        v = select(v + e, max(v, e), take_max);
     }
+    workgroupBarrier();
+    stage[q][lane] = v;
+    workgroupBarrier();
     if lid.x < QUANTITIES {
-        scalars_rw[partial_at(row, lid.x, wid.x)] = partials[0][lid.x];
+        var total = 0.0;
+        for (var i = 0u; i < 32u; i++) {
+            let e = stage[lid.x][i];
+            total = select(total + e, max(total, e), row == p.history && lid.x == ABS_MAX);
+        }
+        scalars_rw[partial_at(row, lid.x, wid.x)] = total;
     }
 }
 

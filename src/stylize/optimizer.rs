@@ -75,7 +75,8 @@ impl Lbfgs {
         let history = history.max(1);
         // Pairs, then g_prev and d.
         let hist = ctx.zeroed_buffer("lbfgs.history", (2 * history + 2) * n);
-        let groups = (n as u32).div_ceil(256).clamp(1, 256);
+        // Each invocation of the dot-product pass covers at least 16 values.
+        let groups = (n as u32).div_ceil(16 * 256).clamp(1, 128);
         let scalars = ctx.zeroed_buffer("lbfgs.scalars", scalars_len(history, groups as usize));
         let params = LbfgsParams {
             n: n as u32,
