@@ -7,7 +7,7 @@
 
 struct LossParams {
     count: u32, height: u32, width: u32, channels: u32,
-    coef: f32, layer_weight: f32, _pad0: u32, _pad1: u32,
+    coef: f32, layer_weight: f32, splits: u32, _pad1: u32,
     content_weight: f32, style_weight: f32, tv_weight: f32, _pad2: u32,
 }
 
@@ -32,14 +32,19 @@ fn content_loss(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
 }
 
-// value = G, target = A (channels² values): grad = coef · (G − A) (the matrix R that the style
-// gradient R·F is made from), style slot += layer_weight · mean((G − A)²).
+// value = G as `splits` partial products (channels² values each, summed here), target = A:
+// grad = coef · (G − A) (the matrix R that the style gradient R·F is made from),
+// style slot += layer_weight · mean((G − A)²).
 @compute @workgroup_size(256)
 fn style_loss(@builtin(local_invocation_id) lid: vec3<u32>) {
     let n = p.channels * p.channels;
     var sum = 0.0;
     for (var i = lid.x; i < n; i += 256u) {
-        let d = value[i] - target_value[i];
+        var gram = 0.0;
+        for (var s = 0u; s < p.splits; s++) {
+            gram += value[s * n + i];
+        }
+        let d = gram - target_value[i];
         sum += d * d;
         grad[i] = p.coef * d;
     }

@@ -4,9 +4,11 @@
 // multiplied by the activation derivative of a pre-activation for the backward pass).
 // Forward: A = weights [out_c][in_c] followed by out_c biases, B = input [in_c][pixels].
 // Backward (input gradient): A = weights transposed, B = dL/dY ⊙ act'(Z), accumulated.
-// Gram matrices: A = F [c][pixels], B = Fᵀ (F read transposed), alpha = 1/(c·pixels).
-// Each 16×16 workgroup computes a 64×64 output tile, each invocation a 4×4 block of it, stepping
-// through k 16 at a time via workgroup memory.
+// Gram matrices: A = F [c][pixels], B = Fᵀ (F read transposed), alpha = 1/(c·pixels), with the
+// reduction split over workgroups along z (k_chunk values each) into separate partial products.
+// Each 16×16 workgroup computes a (16·ROWS)×(16·COLS) output tile, each invocation a ROWS×COLS
+// block of it, stepping through k 16 at a time via workgroup memory. ROWS and COLS (1, 2 or 4)
+// are chosen per product so that narrow layers don't pad their tiles with unused rows.
 
 const BIAS: u32 = 1u;
 const STORE_PREACT: u32 = 2u;
@@ -16,9 +18,12 @@ const TRANSPOSE_B: u32 = 16u;
 const GRAD_ACT_B: u32 = 32u;
 const ACCUMULATE: u32 = 64u;
 
+override ROWS: u32 = 4u;
+override COLS: u32 = 4u;
+
 struct PointwiseParams {
     m: u32, k: u32, n: u32, act: u32,
-    cap: f32, flags: u32, alpha: f32, _pad: u32,
+    cap: f32, flags: u32, alpha: f32, k_chunk: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: PointwiseParams;
@@ -39,8 +44,8 @@ fn has(flag: u32) -> bool {
     return (p.flags & flag) != 0u;
 }
 
-fn load_a(m: u32, k: u32) -> f32 {
-    if m >= p.m || k >= p.k {
+fn load_a(m: u32, k: u32, k_end: u32) -> f32 {
+    if m >= p.m || k >= k_end {
         return 0.0;
     }
     if has(TRANSPOSE_A) {
@@ -49,8 +54,8 @@ fn load_a(m: u32, k: u32) -> f32 {
     return weights[m * p.k + k];
 }
 
-fn load_b(k: u32, n: u32) -> f32 {
-    if k >= p.k || n >= p.n {
+fn load_b(k: u32, n: u32, k_end: u32) -> f32 {
+    if k >= k_end || n >= p.n {
         return 0.0;
     }
     var v: f32;
@@ -67,40 +72,59 @@ fn load_b(k: u32, n: u32) -> f32 {
 
 @compute @workgroup_size(16, 16)
 fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let m0 = wid.y * TILE;
-    let n0 = wid.x * TILE;
+    let tile_m = 16u * ROWS;
+    let tile_n = 16u * COLS;
+    let m0 = wid.y * tile_m;
+    let n0 = wid.x * tile_n;
+    var k_begin = 0u;
+    var k_end = p.k;
+    var out_base = 0u;
+    if p.k_chunk != 0u {
+        k_begin = wid.z * p.k_chunk;
+        k_end = min(p.k, k_begin + p.k_chunk);
+        out_base = wid.z * p.m * p.n;
+    }
     let tid = lid.y * 16u + lid.x;
     var acc: array<f32, 16>;
-    for (var k0 = 0u; k0 < p.k; k0 += KSTEP) {
-        for (var r = 0u; r < 4u; r++) {
+    for (var k0 = k_begin; k0 < k_end; k0 += KSTEP) {
+        // Consecutive invocations read consecutive addresses of whichever layout is stored.
+        for (var r = 0u; r < ROWS; r++) {
             let e = tid + r * 256u;
             if has(TRANSPOSE_A) {
-                // Consecutive invocations read consecutive m (contiguous when transposed).
-                a_tile[(e / TILE) * TILE + e % TILE] = load_a(m0 + e % TILE, k0 + e / TILE);
+                a_tile[(e / tile_m) * TILE + e % tile_m] = load_a(m0 + e % tile_m, k0 + e / tile_m, k_end);
             } else {
-                a_tile[(e % KSTEP) * TILE + e / KSTEP] = load_a(m0 + e / KSTEP, k0 + e % KSTEP);
+                a_tile[(e % KSTEP) * TILE + e / KSTEP] = load_a(m0 + e / KSTEP, k0 + e % KSTEP, k_end);
             }
-            b_tile[(e / TILE) * TILE + e % TILE] = load_b(k0 + e / TILE, n0 + e % TILE);
+        }
+        for (var r = 0u; r < COLS; r++) {
+            let e = tid + r * 256u;
+            if has(TRANSPOSE_B) {
+                b_tile[(e % KSTEP) * TILE + e / KSTEP] = load_b(k0 + e % KSTEP, n0 + e / KSTEP, k_end);
+            } else {
+                b_tile[(e / tile_n) * TILE + e % tile_n] = load_b(k0 + e / tile_n, n0 + e % tile_n, k_end);
+            }
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KSTEP; kk++) {
             var a: array<f32, 4>;
             var b: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
+            for (var i = 0u; i < ROWS; i++) {
                 a[i] = a_tile[kk * TILE + lid.y + 16u * i];
-                b[i] = b_tile[kk * TILE + lid.x + 16u * i];
             }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
+            for (var j = 0u; j < COLS; j++) {
+                b[j] = b_tile[kk * TILE + lid.x + 16u * j];
+            }
+            for (var i = 0u; i < ROWS; i++) {
+                for (var j = 0u; j < COLS; j++) {
                     acc[i * 4u + j] += a[i] * b[j];
                 }
             }
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < ROWS; i++) {
         let m = m0 + lid.y + 16u * i;
-        for (var j = 0u; j < 4u; j++) {
+        for (var j = 0u; j < COLS; j++) {
             let n = n0 + lid.x + 16u * j;
             if m >= p.m || n >= p.n {
                 continue;
@@ -121,9 +145,9 @@ fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
                 v += aux[idx];
             }
             if has(ACCUMULATE) {
-                v += output[idx];
+                v += output[out_base + idx];
             }
-            output[idx] = v;
+            output[out_base + idx] = v;
         }
     }
 }

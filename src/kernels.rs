@@ -131,8 +131,9 @@ pub struct PointwiseParams {
     pub flags: u32,
     /// Scale of the product.
     pub alpha: f32,
-    /// Padding to 16 bytes.
-    pub _pad: u32,
+    /// 0: one product over all of k. Otherwise the reduction is split into chunks of this many
+    /// values, each workgroup layer z writing its own partial product at offset z·m·n.
+    pub k_chunk: u32,
 }
 
 /// Uniforms of `losses.wgsl`.
@@ -151,8 +152,10 @@ pub struct LossParams {
     pub coef: f32,
     /// Style layer weight.
     pub layer_weight: f32,
+    /// Partial Gram products to sum (style loss).
+    pub splits: u32,
     /// Padding.
-    pub _pad0: [u32; 2],
+    pub _pad0: u32,
     /// Content weight of the total.
     pub content_weight: f32,
     /// Style weight of the total.
@@ -281,7 +284,7 @@ pub struct Kernels {
     /// Depthwise convolution.
     pub depthwise: Kernel,
     /// 1×1 convolution and every other product (backward, Gram, style gradient).
-    pub pointwise: Kernel,
+    pub pointwise: Products,
     /// Per-channel mean.
     pub channel_mean: Kernel,
     /// Squeeze-excite gate.
@@ -367,7 +370,7 @@ impl Kernels {
         Self {
             conv: Kernel::new(ctx, &conv, "conv_forward", &forward),
             depthwise: Kernel::new(ctx, &depthwise, "depthwise_forward", &forward),
-            pointwise: Kernel::new(ctx, &pointwise, "pointwise_forward", &forward),
+            pointwise: Products { module: pointwise.clone(), shapes: Default::default() },
             channel_mean: Kernel::new(ctx, &se, "channel_mean", &[(1, Read), (3, ReadWrite)]),
             se_gate: Kernel::new(ctx, &se, "se_gate", &[(1, Read), (2, Read), (3, ReadWrite)]),
             channel_scale: Kernel::new(ctx, &se, "channel_scale", &[(1, Read), (2, Read), (3, ReadWrite)]),
@@ -421,13 +424,61 @@ impl Kernels {
     }
 }
 
+/// Bindings of `pointwise_forward`: input, weights, output, aux.
+const POINTWISE_BINDINGS: [(u32, Access); 4] =
+    [(1, Access::Read), (2, Access::Read), (3, Access::ReadWrite), (4, Access::ReadWrite)];
+
+/// The pointwise product kernel in its nine tile shapes (1, 2 or 4 output rows and columns per
+/// invocation), each compiled on first use.
+pub struct Products {
+    module: (wgpu::ShaderModule, Family),
+    shapes: [std::sync::OnceLock<Kernel>; 9],
+}
+
+impl Products {
+    /// Binds a product with the tile shape that suits its m×n (see [`tile_shape`]), dispatching
+    /// enough workgroups to cover it (and one layer per k chunk when `k_chunk` is set).
+    pub fn bind(&self, ctx: &GpuContext, params: &PointwiseParams, buffers: &[&wgpu::Buffer]) -> BoundOp {
+        let (rows, cols) = tile_shape(params.m, params.n);
+        let shape = (rows.ilog2() * 3 + cols.ilog2()) as usize;
+        let kernel = self.shapes[shape].get_or_init(|| {
+            let constants = [("ROWS", f64::from(rows)), ("COLS", f64::from(cols))];
+            Kernel::with_constants(ctx, &self.module, "pointwise_forward", &POINTWISE_BINDINGS, &constants)
+        });
+        let splits = if params.k_chunk == 0 { 1 } else { params.k.div_ceil(params.k_chunk) };
+        kernel.bind(ctx, params, buffers, [params.n.div_ceil(16 * cols), params.m.div_ceil(16 * rows), splits])
+    }
+}
+
+/// Output rows and columns per invocation (1, 2 or 4 each; tiles are 16 invocations across) for
+/// an m×n product: the cheapest by a simple cost model, padded tile area × (1 + workgroup-memory
+/// reads per multiply-add). Large tiles reuse each loaded value more; small ones pad narrow
+/// layers less.
+pub fn tile_shape(m: u32, n: u32) -> (u32, u32) {
+    let padded = |len: u32, per: u32| f64::from(len.div_ceil(16 * per) * 16 * per);
+    let cost = |(r, c): (u32, u32)| padded(m, r) * padded(n, c) * (1.0 + f64::from(r + c) / f64::from(r * c));
+    let shapes = [1, 2, 4].into_iter().flat_map(|r| [1, 2, 4].map(|c| (r, c)));
+    shapes.min_by(|a, b| cost(*a).total_cmp(&cost(*b))).expect("nine shapes")
+}
+
 impl Kernel {
     /// `storage`: binding number and access of each storage buffer, in the order `bind` takes them.
     fn new(
         ctx: &GpuContext,
+        module: &(wgpu::ShaderModule, Family),
+        entry: &'static str,
+        storage: &[(u32, Access)],
+    ) -> Self {
+        Self::with_constants(ctx, module, entry, storage, &[])
+    }
+
+    /// As `new`, with values for the shader's pipeline-overridable constants.
+    fn with_constants(
+        ctx: &GpuContext,
         (module, family): &(wgpu::ShaderModule, Family),
         entry: &'static str,
         storage: &[(u32, Access)],
+        constants: &[(&str, f64)],
     ) -> Self {
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
@@ -464,7 +515,7 @@ impl Kernel {
             layout: Some(&pipeline_layout),
             module,
             entry_point: Some(entry),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
             cache: None,
         });
         Self { pipeline, layout, name: entry, family: *family, bindings: storage.iter().map(|b| b.0).collect() }

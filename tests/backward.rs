@@ -263,7 +263,7 @@ fn gpu_pointwise_and_squeeze_excite_backward_match_reference() {
     let Some(ctx) = gpu() else { return };
     let k = Kernels::new(&ctx);
     let mut rng = Rng::new(6);
-    for (cin, cout, h, w) in [(37, 70, 23, 37), (96, 576, 3, 5), (130, 9, 17, 19)] {
+    for (cin, cout, h, w) in [(37, 70, 23, 37), (96, 576, 3, 5), (130, 9, 17, 19), (24, 96, 8, 8), (40, 120, 5, 6)] {
         for act in ACTIVATIONS {
             let x = random_tensor(&mut rng, cin, h, w, 1.0);
             let conv = random_conv(&mut rng, [cout, cin, 1, 1], false, act, 1.5);
@@ -277,7 +277,7 @@ fn gpu_pointwise_and_squeeze_excite_backward_match_reference() {
                 cap: act.1,
                 flags: pointwise_flags::BIAS | pointwise_flags::STORE_PREACT,
                 alpha: 1.0,
-                _pad: 0,
+                k_chunk: 0,
             };
             let backward = PointwiseParams {
                 m: cin as u32,
@@ -292,18 +292,8 @@ fn gpu_pointwise_and_squeeze_excite_backward_match_reference() {
                 ctx.zeroed_buffer("gx", cin * h * w),
             );
             let ops = [
-                k.pointwise.bind(
-                    &ctx,
-                    &forward,
-                    &[&xb, &wb, &yb, &pre],
-                    [(h * w).div_ceil(64) as u32, cout.div_ceil(64) as u32, 1],
-                ),
-                k.pointwise.bind(
-                    &ctx,
-                    &backward,
-                    &[&gyb, &wb, &gx, &pre],
-                    [(h * w).div_ceil(64) as u32, cin.div_ceil(64) as u32, 1],
-                ),
+                k.pointwise.bind(&ctx, &forward, &[&xb, &wb, &yb, &pre]),
+                k.pointwise.bind(&ctx, &backward, &[&gyb, &wb, &gx, &pre]),
             ];
             kernels::run(&ctx, &ops).unwrap();
             check(
@@ -370,7 +360,10 @@ fn gpu_losses_and_their_gradients_match_reference() {
 
     let (fb, pb, ib) = (buffer(&ctx, &f), buffer(&ctx, &p), buffer(&ctx, &img));
     let tb = ctx.storage_buffer("target", &target.iter().map(|&v| v as f32).collect::<Vec<_>>());
-    let [gram, r] = ["gram", "r"].map(|l| ctx.zeroed_buffer(l, c * c));
+    // The Gram product split over pixels into three partial products, summed by the style loss.
+    let (k_chunk, splits) = (48, 3);
+    let gram = ctx.zeroed_buffer("gram partials", splits * c * c);
+    let r = ctx.zeroed_buffer("r", c * c);
     let [g_content, g_style] = ["g content", "g style"].map(|l| ctx.zeroed_buffer(l, c * h * w));
     let g_img = ctx.zeroed_buffer("g image", img.data.len());
     let losses = ctx.zeroed_buffer("losses", 4);
@@ -391,6 +384,7 @@ fn gpu_losses_and_their_gradients_match_reference() {
         flags: pointwise_flags::TRANSPOSE_B,
         alpha: 1.0 / (c as f32 * hw as f32),
         cap: f32::MAX,
+        k_chunk,
         ..Default::default()
     };
     let rf_params = PointwiseParams {
@@ -409,14 +403,20 @@ fn gpu_losses_and_their_gradients_match_reference() {
             &[&fb, &pb, &g_content, &losses],
             [1, 1, 1],
         ),
-        k.pointwise.bind(&ctx, &gram_params, &[&fb, &fb, &gram, &dummy], [1, 1, 1]),
+        k.pointwise.bind(&ctx, &gram_params, &[&fb, &fb, &gram, &dummy]),
         k.style_loss.bind(
             &ctx,
-            &LossParams { channels: c as u32, coef: 4.0 / ((c * c) as f32 * n as f32), layer_weight: 1.0, ..base },
+            &LossParams {
+                channels: c as u32,
+                coef: 4.0 / ((c * c) as f32 * n as f32),
+                layer_weight: 1.0,
+                splits: splits as u32,
+                ..base
+            },
             &[&gram, &tb, &r, &losses],
             [1, 1, 1],
         ),
-        k.pointwise.bind(&ctx, &rf_params, &[&fb, &r, &g_style, &dummy], [hw.div_ceil(64), 1, 1]),
+        k.pointwise.bind(&ctx, &rf_params, &[&fb, &r, &g_style, &dummy]),
         k.tv_loss.bind(&ctx, &base, &[&ib, &g_img, &losses], [1, 1, 1]),
         k.total_loss.bind(&ctx, &base, &[&losses], [1, 1, 1]),
     ];
@@ -430,7 +430,9 @@ fn gpu_losses_and_their_gradients_match_reference() {
     ] {
         assert!(((got as f64 - want) / want).abs() <= 1e-4, "{name} loss: GPU {got} vs reference {want}");
     }
-    check("gram", &ctx.read_buffer(&gram, c * c).unwrap(), &Tensor { c, h: c, w: 1, data: reference::gram(&f) });
+    let partials = ctx.read_buffer(&gram, splits * c * c).unwrap();
+    let summed: Vec<f32> = (0..c * c).map(|i| (0..splits).map(|s| partials[s * c * c + i]).sum()).collect();
+    check("gram (sum of the partial products)", &summed, &Tensor { c, h: c, w: 1, data: reference::gram(&f) });
     check("content gradient", &ctx.read_buffer(&g_content, n).unwrap(), &content_grad);
     check("style gradient", &ctx.read_buffer(&g_style, n).unwrap(), &style_grad);
     check("tv gradient", &ctx.read_buffer(&g_img, img.data.len()).unwrap(), &tv_grad);

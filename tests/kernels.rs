@@ -117,8 +117,10 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
     let k = Kernels::new(&ctx);
     let dummy = ctx.zeroed_buffer("dummy", 1);
     let mut rng = Rng::new(3);
-    // Channel counts that are not multiples of the 64×64 tile or the 16-deep k step.
-    for (cin, cout, h, w) in [(37, 70, 23, 37), (16, 16, 1, 1), (96, 576, 3, 5), (130, 9, 17, 19)] {
+    // Channel counts that are not multiples of the tiles or the 16-deep k step, and sizes that
+    // pick every tile height and width (1, 2 or 4 rows and columns per invocation).
+    let cases = [(37, 70, 23, 37), (16, 16, 1, 1), (96, 576, 3, 5), (130, 9, 17, 19), (24, 96, 8, 8), (40, 120, 5, 6)];
+    for (cin, cout, h, w) in cases {
         let input = rng.vec(cin * h * w, 1.0);
         let residual = rng.vec(cout * h * w, 1.0);
         let input_buf = ctx.storage_buffer("input", &input);
@@ -139,12 +141,11 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
                     cap: act.1,
                     flags,
                     alpha: 1.0,
-                    _pad: 0,
+                    k_chunk: 0,
                 };
                 let wb = conv_buffer(&ctx, &conv);
-                let groups = [(h * w).div_ceil(64) as u32, cout.div_ceil(64) as u32, 1];
                 let aux = if with_residual { &residual_buf } else { &dummy };
-                let op = k.pointwise.bind(&ctx, &params, &[&input_buf, &wb, &out, aux], groups);
+                let op = k.pointwise.bind(&ctx, &params, &[&input_buf, &wb, &out, aux]);
                 kernels::run(&ctx, &[op]).unwrap();
                 let got = ctx.read_buffer(&out, cout * h * w).unwrap();
                 check(&format!("pointwise {cin}->{cout} {h}x{w} {act:?} residual={with_residual}"), &got, &want);

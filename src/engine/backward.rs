@@ -5,7 +5,7 @@
 
 use anyhow::{Result, bail};
 
-use super::{ForwardPlan, Node, POINTWISE_TILE, WORKGROUP, flat_dispatch, groups};
+use super::{ForwardPlan, Node, WORKGROUP, flat_dispatch, groups};
 use crate::gpu::GpuContext;
 use crate::kernels::{BoundOp, Kernels, PointwiseParams, pointwise_flags};
 
@@ -32,9 +32,8 @@ impl ForwardPlan {
                         flags |= pointwise_flags::GRAD_ACT_B;
                     }
                     let p = PointwiseParams { m: params.k, k: params.m, n: params.n, flags, alpha: 1.0, ..*params };
-                    let wg = [groups(p.n as usize, POINTWISE_TILE), groups(p.m as usize, POINTWISE_TILE), 1];
                     let aux = preact.as_ref().unwrap_or(&dummy);
-                    ops.push(k.pointwise.bind(ctx, &p, &[grad(*out), weights, grad(*input), aux], wg));
+                    ops.push(k.pointwise.bind(ctx, &p, &[grad(*out), weights, grad(*input), aux]));
                 }
                 Node::Depthwise { weights, params, preact, input, out } => {
                     let wg = [groups((params.in_h * params.in_w) as usize, WORKGROUP), params.channels, 1];

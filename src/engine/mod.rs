@@ -512,15 +512,14 @@ impl Builder<'_> {
             cap: conv.cap,
             flags,
             alpha: 1.0,
-            _pad: 0,
+            k_chunk: 0,
         };
         let aux = match (residual, &preact) {
             (Some(r), _) => self.buffer(r),
             (None, Some(p)) => p,
             (None, None) => &self.dummy,
         };
-        let wg = [groups(pixels, POINTWISE_TILE), groups(conv.out_channels, POINTWISE_TILE), 1];
-        let op = self.k.pointwise.bind(self.ctx, &params, &[self.buffer(input), weights, self.buffer(out), aux], wg);
+        let op = self.k.pointwise.bind(self.ctx, &params, &[self.buffer(input), weights, self.buffer(out), aux]);
         self.ops.push(op);
         if self.train {
             self.nodes.push(Node::Pointwise { weights: weights.clone(), params, preact, input, out });
@@ -623,10 +622,9 @@ impl Builder<'_> {
                 cap: conv.cap,
                 flags: pointwise_flags::BIAS,
                 alpha: 1.0,
-                _pad: 0,
+                k_chunk: 0,
             };
-            let wg = [1, groups(conv.out_channels, POINTWISE_TILE), 1];
-            let op = self.k.pointwise.bind(self.ctx, &params, &[from, w, to, &self.dummy], wg);
+            let op = self.k.pointwise.bind(self.ctx, &params, &[from, w, to, &self.dummy]);
             self.ops.push(op);
         }
         (logits, cls.logits.out_channels)

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use crate::arch::LayerInfo;
 use crate::engine::{FeatureNet, ForwardPlan, PlanOptions};
 use crate::gpu::GpuContext;
-use crate::kernels::{self, BoundOp, Command, Family, LossParams, POINTWISE_TILE, PointwiseParams, pointwise_flags};
+use crate::kernels::{self, BoundOp, Command, Family, LossParams, PointwiseParams, pointwise_flags};
 
 /// Loss slots of the losses buffer.
 pub const LOSS_SLOTS: usize = 4;
@@ -61,7 +61,10 @@ pub struct PlanarImage {
     pub data: Vec<f32>,
 }
 
-/// A Gram matrix product: G (c×c) = alpha · F Fᵀ, or added into G with `accumulate`.
+/// A Gram matrix product: G (c×c) = scale · F Fᵀ / (c·pixels), or added into G with
+/// `accumulate`. With `k_chunk` > 0 the sum over pixels is split into chunks whose partial
+/// products land one after another in `g` (see [`gram_split`]).
+#[allow(clippy::too_many_arguments)]
 fn gram_op(
     ctx: &GpuContext,
     fnet: &FeatureNet,
@@ -70,6 +73,7 @@ fn gram_op(
     g: &wgpu::Buffer,
     scale: f32,
     accumulate: bool,
+    k_chunk: u32,
 ) -> BoundOp {
     let dummy = ctx.zeroed_buffer("dummy", 1);
     let c = info.channels as u32;
@@ -85,10 +89,21 @@ fn gram_op(
         flags,
         alpha: scale / (c * hw) as f32,
         cap: f32::MAX,
+        k_chunk,
         ..Default::default()
     };
-    let wg = [c.div_ceil(POINTWISE_TILE), c.div_ceil(POINTWISE_TILE), 1];
-    fnet.kernels.pointwise.bind(ctx, &params, &[f, f, g, &dummy], wg).in_family(Family::Gram)
+    fnet.kernels.pointwise.bind(ctx, &params, &[f, f, g, &dummy]).in_family(Family::Gram)
+}
+
+/// How the Gram product of a layer splits its sum over `pixels`: (chunk length, number of
+/// chunks). A c×c product has few output tiles, so without splitting a few workgroups would walk
+/// all pixels serially; chunks of at least 256 pixels are spread until about 256 workgroups run.
+pub fn gram_split(channels: usize, pixels: usize) -> (u32, u32) {
+    let (rows, cols) = kernels::tile_shape(channels as u32, channels as u32);
+    let tiles = channels.div_ceil(16 * rows as usize) * channels.div_ceil(16 * cols as usize);
+    let splits = 256usize.div_ceil(tiles).clamp(1, pixels.div_ceil(256).max(1));
+    let chunk = pixels.div_ceil(splits).div_ceil(16) * 16;
+    (chunk as u32, pixels.div_ceil(chunk) as u32)
 }
 
 /// Target values read back: content activations and style Gram matrices, per layer.
@@ -163,7 +178,7 @@ impl Targets {
                 let mut ops: Vec<BoundOp> = Vec::new();
                 for ((name, _), target) in spec.style_layers.iter().zip(&style_targets) {
                     let (info, buffer) = plan.layer_buffer(name)?;
-                    ops.push(gram_op(ctx, fnet, info, buffer, target, *blend, i > 0));
+                    ops.push(gram_op(ctx, fnet, info, buffer, target, *blend, i > 0, 0));
                 }
                 let mut encoder = ctx.device.create_command_encoder(&Default::default());
                 kernels::record(&mut encoder, plan.ops());
@@ -245,12 +260,13 @@ impl Objective {
             let (info, f) = forward.layer_buffer(name)?;
             let c = info.channels;
             let hw = info.height * info.width;
-            let gram = ctx.zeroed_buffer("gram", c * c);
+            let (k_chunk, splits) = gram_split(c, hw);
+            let gram = ctx.zeroed_buffer("gram partials", splits as usize * c * c);
             let r = ctx.zeroed_buffer("style residual", c * c);
-            ops.push(gram_op(ctx, fnet, info, f, &gram, 1.0, false));
+            ops.push(gram_op(ctx, fnet, info, f, &gram, 1.0, false, k_chunk));
             let unit_coef = weight * 4.0 / ((c * c) as f32 * (c * hw) as f32);
             let coef = spec.style_weight * unit_coef;
-            let p = LossParams { channels: c as u32, coef, layer_weight: *weight, ..totals };
+            let p = LossParams { channels: c as u32, coef, layer_weight: *weight, splits, ..totals };
             weighted.push((ops.len(), LossParams { coef: unit_coef, ..p }, Term::Style));
             ops.push(k.style_loss.bind(ctx, &p, &[&gram, target, &r, &losses], [1, 1, 1]));
             // dF += R · F.
@@ -263,10 +279,7 @@ impl Objective {
                 cap: f32::MAX,
                 ..Default::default()
             };
-            let wg = [(hw as u32).div_ceil(POINTWISE_TILE), (c as u32).div_ceil(POINTWISE_TILE), 1];
-            ops.push(
-                k.pointwise.bind(ctx, &p, &[f, &r, forward.grad_buffer(name)?, &dummy], wg).in_family(Family::Gram),
-            );
+            ops.push(k.pointwise.bind(ctx, &p, &[f, &r, forward.grad_buffer(name)?, &dummy]).in_family(Family::Gram));
         }
         ops.extend(forward.backward_ops(ctx, k)?);
         let image_grad = forward.image_grad().expect("training plan");
