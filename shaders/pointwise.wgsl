@@ -1,5 +1,5 @@
 // 1×1 convolution as a tiled matrix product, and everything else shaped like one:
-//   out[m][n] = act(alpha · Σ_k A[m][k] · B[k][n] + bias[m]) (+ residual[m][n]) (+ out[m][n])
+//   out[m][n] = act(alpha · Σ_k A[m][k] · B[k][n] + bias[m]) (+ out[m][n])
 // A is the weights ([m][k], or read transposed), B the input ([k][n], or read transposed, or
 // multiplied by the activation derivative of a pre-activation for the backward pass).
 // Forward: A = weights [out_c][in_c] followed by out_c biases, B = input [in_c][pixels].
@@ -12,7 +12,6 @@
 
 const BIAS: u32 = 1u;
 const STORE_PREACT: u32 = 2u;
-const ADD_RESIDUAL: u32 = 4u;
 const TRANSPOSE_A: u32 = 8u;
 const TRANSPOSE_B: u32 = 16u;
 const GRAD_ACT_B: u32 = 32u;
@@ -30,8 +29,8 @@ struct PointwiseParams {
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> weights: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
-// Residual to add (ADD_RESIDUAL), pre-activation to store (STORE_PREACT), or pre-activation whose
-// activation derivative multiplies B (GRAD_ACT_B). A 1-element dummy otherwise.
+// Pre-activation to store (STORE_PREACT), or pre-activation whose activation derivative
+// multiplies B (GRAD_ACT_B). A 1-element dummy otherwise.
 @group(0) @binding(4) var<storage, read_write> aux: array<f32>;
 
 const TILE: u32 = 64u;
@@ -141,9 +140,6 @@ fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
             if has(STORE_PREACT) {
                 aux[idx] = z;
             }
-            if has(ADD_RESIDUAL) {
-                v += aux[idx];
-            }
             if has(ACCUMULATE) {
                 v += output[out_base + idx];
             }
@@ -152,15 +148,26 @@ fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     }
 }
 
-@group(0) @binding(5) var<storage, read> grad_output: array<f32>;
-@group(0) @binding(6) var<storage, read_write> grad_input: array<f32>;
+// ---- The residual connection: blockN = blockN.project + block input ----
 
-// The residual connection's backward: the block input's gradient gains the block output's.
-// p.n values; x over 256-wide groups, y over rows of 65535 groups for large tensors.
+@group(0) @binding(5) var<storage, read> addend: array<f32>;
+@group(0) @binding(6) var<storage, read_write> sum: array<f32>;
+
+// Forward: sum = input + addend (the projection plus the block input), p.n values; x over
+// 256-wide groups, y over rows of 65535 groups for large tensors.
+@compute @workgroup_size(256)
+fn residual_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if i < p.n {
+        sum[i] = input[i] + addend[i];
+    }
+}
+
+// Backward: each summand's gradient gains the sum's (sum += addend, addend = dL/d blockN).
 @compute @workgroup_size(256)
 fn residual_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if i < p.n {
-        grad_input[i] += grad_output[i];
+        sum[i] += addend[i];
     }
 }

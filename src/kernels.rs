@@ -101,8 +101,6 @@ pub mod pointwise_flags {
     pub const BIAS: u32 = 1;
     /// Store the pre-activation in the aux buffer.
     pub const STORE_PREACT: u32 = 2;
-    /// Add the aux buffer (residual) after the activation.
-    pub const ADD_RESIDUAL: u32 = 4;
     /// Read A (the weights) transposed.
     pub const TRANSPOSE_A: u32 = 8;
     /// Read B (the input) transposed.
@@ -297,6 +295,8 @@ pub struct Kernels {
     pub depthwise_backward: Kernel,
     /// Residual connection gradient.
     pub residual_backward: Kernel,
+    /// Residual connection: projection plus block input.
+    pub residual_forward: Kernel,
     /// Per-channel dot product of gradient and input (gate gradient).
     pub channel_dot: Kernel,
     /// Squeeze-excite gate backward to the channel means.
@@ -377,6 +377,7 @@ impl Kernels {
             conv_backward: Kernel::new(ctx, &conv, "conv_backward", &backward),
             depthwise_backward: Kernel::new(ctx, &depthwise, "depthwise_backward", &backward),
             residual_backward: Kernel::new(ctx, &pointwise, "residual_backward", &[(5, Read), (6, ReadWrite)]),
+            residual_forward: Kernel::new(ctx, &pointwise, "residual_forward", &[(1, Read), (5, Read), (6, ReadWrite)]),
             channel_dot: Kernel::new(ctx, &se, "channel_dot", &[(1, Read), (3, ReadWrite), (4, Read)]),
             se_gate_backward: Kernel::new(
                 ctx,

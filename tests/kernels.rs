@@ -11,6 +11,7 @@ use neural_style::kernels::{
 use neural_style::model::SqueezeExcite;
 use neural_style::reference::{self, Tensor};
 
+use neural_style::engine::flat_dispatch;
 #[test]
 fn stem_convolution_matches_reference() {
     let Some(ctx) = gpu() else { return };
@@ -132,7 +133,7 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
                 let want =
                     reference::pointwise(&Tensor::from_f32(cin, h, w, &input), &conv, with_residual.then_some(&res_t));
                 let out = ctx.zeroed_buffer("out", cout * h * w);
-                let flags = pointwise_flags::BIAS | if with_residual { pointwise_flags::ADD_RESIDUAL } else { 0 };
+                let flags = pointwise_flags::BIAS;
                 let params = PointwiseParams {
                     m: cout as u32,
                     k: cin as u32,
@@ -144,9 +145,19 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
                     k_chunk: 0,
                 };
                 let wb = conv_buffer(&ctx, &conv);
-                let aux = if with_residual { &residual_buf } else { &dummy };
-                let op = k.pointwise.bind(&ctx, &params, &[&input_buf, &wb, &out, aux]);
-                kernels::run(&ctx, &[op]).unwrap();
+                let mut ops = vec![k.pointwise.bind(&ctx, &params, &[&input_buf, &wb, &out, &dummy])];
+                let sum = ctx.zeroed_buffer("sum", cout * h * w);
+                if with_residual {
+                    let p = PointwiseParams { n: (cout * h * w) as u32, ..Default::default() };
+                    ops.push(k.residual_forward.bind(
+                        &ctx,
+                        &p,
+                        &[&out, &residual_buf, &sum],
+                        flat_dispatch(cout * h * w),
+                    ));
+                }
+                kernels::run(&ctx, &ops).unwrap();
+                let out = if with_residual { sum } else { out };
                 let got = ctx.read_buffer(&out, cout * h * w).unwrap();
                 check(&format!("pointwise {cin}->{cout} {h}x{w} {act:?} residual={with_residual}"), &got, &want);
             }

@@ -124,7 +124,7 @@ enum Node {
         input: usize,
         out: usize,
     },
-    /// `out` = `project` + `skip` (computed by a fused product in the forward pass).
+    /// `out` = `project` + `skip`.
     Residual {
         project: usize,
         skip: usize,
@@ -202,7 +202,7 @@ pub fn check_size(ctx: &GpuContext, fnet: &FeatureNet, width: usize, height: usi
 
 /// A dispatch covering `n` values with 256-wide workgroups, folded into rows of 65535 groups
 /// (`flat_index` in `shaders/common.wgsl` undoes it).
-pub(crate) fn flat_dispatch(n: usize) -> [u32; 3] {
+pub fn flat_dispatch(n: usize) -> [u32; 3] {
     let g = groups(n, WORKGROUP).max(1);
     [g.min(65535), g.div_ceil(65535), 1]
 }
@@ -257,7 +257,7 @@ impl ForwardPlan {
             // Each sub-layer may be the last one needed (`until`): nothing after it is planned.
             let block_input = current;
             if let (Some(conv), Some(w)) = (&block.expand, &weights.expand) {
-                current = b.pointwise(conv, w, current, &format!("block{i}.expand"), None);
+                current = b.pointwise(conv, w, current, &format!("block{i}.expand"));
                 if b.done {
                     break;
                 }
@@ -273,27 +273,18 @@ impl ForwardPlan {
                     break;
                 }
             }
-            let project = b.pointwise(&block.project, &weights.project, current, &format!("block{i}.project"), None);
+            let project = b.pointwise(&block.project, &weights.project, current, &format!("block{i}.project"));
             if b.done && block.residual {
                 break;
             }
             current = if block.residual {
-                // The residual add is fused into a second product that writes `blockN`; the plain
-                // projection above keeps `blockN.project` available as a feature.
-                let out =
-                    b.pointwise(&block.project, &weights.project, current, &format!("block{i}"), Some(block_input));
-                if b.train {
-                    // For the backward pass, `blockN` = `blockN.project` + block input.
-                    b.nodes.pop();
-                    b.nodes.push(Node::Residual { project, skip: block_input, out });
-                }
-                out
+                b.residual(project, block_input, &format!("block{i}"))
             } else {
                 b.alias(&format!("block{i}"), project)
             };
         }
         if !b.done {
-            current = b.pointwise(&fnet.net.head, &fnet.head, current, "head", None);
+            current = b.pointwise(&fnet.net.head, &fnet.head, current, "head");
         }
         let logits = match (&fnet.net.classifier, &fnet.classifier, options.classify) {
             (Some(cls), Some((hidden_w, logits_w)), true) if b.layers[current].info.name == "head" => {
@@ -485,24 +476,14 @@ impl Builder<'_> {
         }
     }
 
-    /// A 1×1 convolution producing the named layer; with `residual`, that layer is added.
-    fn pointwise(
-        &mut self,
-        conv: &Conv,
-        weights: &wgpu::Buffer,
-        input: usize,
-        name: &str,
-        residual: Option<usize>,
-    ) -> usize {
+    /// A 1×1 convolution producing the named layer.
+    fn pointwise(&mut self, conv: &Conv, weights: &wgpu::Buffer, input: usize, name: &str) -> usize {
         let out = self.layer(name);
         let pixels = self.info(out).height * self.info(out).width;
         let preact = self.preact(conv, conv.out_channels * pixels);
         let mut flags = pointwise_flags::BIAS;
         if preact.is_some() {
             flags |= pointwise_flags::STORE_PREACT;
-        }
-        if residual.is_some() {
-            flags |= pointwise_flags::ADD_RESIDUAL;
         }
         let params = PointwiseParams {
             m: conv.out_channels as u32,
@@ -514,15 +495,25 @@ impl Builder<'_> {
             alpha: 1.0,
             k_chunk: 0,
         };
-        let aux = match (residual, &preact) {
-            (Some(r), _) => self.buffer(r),
-            (None, Some(p)) => p,
-            (None, None) => &self.dummy,
-        };
+        let aux = preact.as_ref().unwrap_or(&self.dummy);
         let op = self.k.pointwise.bind(self.ctx, &params, &[self.buffer(input), weights, self.buffer(out), aux]);
         self.ops.push(op);
         if self.train {
             self.nodes.push(Node::Pointwise { weights: weights.clone(), params, preact, input, out });
+        }
+        out
+    }
+
+    /// The named layer as `project` + `skip` (a residual connection).
+    fn residual(&mut self, project: usize, skip: usize, name: &str) -> usize {
+        let out = self.layer(name);
+        let info = self.info(out);
+        let n = info.channels * info.height * info.width;
+        let params = PointwiseParams { n: n as u32, ..Default::default() };
+        let buffers = [self.buffer(project), self.buffer(skip), self.buffer(out)];
+        self.ops.push(self.k.residual_forward.bind(self.ctx, &params, &buffers, flat_dispatch(n)));
+        if self.train {
+            self.nodes.push(Node::Residual { project, skip, out });
         }
         out
     }
