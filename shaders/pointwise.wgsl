@@ -6,6 +6,8 @@
 // Backward (input gradient): A = weights transposed, B = dL/dY ⊙ act'(Z), accumulated.
 // Gram matrices: A = F [c][pixels], B = Fᵀ (F read transposed), alpha = 1/(c·pixels), with the
 // reduction split over workgroups along z (k_chunk values each) into separate partial products.
+// A symmetric product (SYMMETRIC) computes only the tiles on and above the diagonal, one
+// workgroup each along x, and writes each off-diagonal tile to both places.
 // Each 16×16 workgroup computes a (16·ROWS)×(16·COLS) output tile, each invocation a ROWS×COLS
 // block of it, stepping through k 16 at a time via workgroup memory. ROWS and COLS (1, 2 or 4)
 // are chosen per product so that narrow layers don't pad their tiles with unused rows.
@@ -16,6 +18,7 @@ const TRANSPOSE_A: u32 = 8u;
 const TRANSPOSE_B: u32 = 16u;
 const GRAD_ACT_B: u32 = 32u;
 const ACCUMULATE: u32 = 64u;
+const SYMMETRIC: u32 = 128u;
 
 override ROWS: u32 = 4u;
 override COLS: u32 = 4u;
@@ -73,8 +76,21 @@ fn load_b(k: u32, n: u32, k_end: u32) -> f32 {
 fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let tile_m = 16u * ROWS;
     let tile_n = 16u * COLS;
-    let m0 = wid.y * tile_m;
-    let n0 = wid.x * tile_n;
+    var tile_row = wid.y;
+    var tile_col = wid.x;
+    if has(SYMMETRIC) {
+        // Workgroup x counts the tiles (row ≤ column) row by row.
+        let tiles = (p.m + tile_m - 1u) / tile_m;
+        tile_row = 0u;
+        tile_col = wid.x;
+        while tile_col >= tiles - tile_row {
+            tile_col -= tiles - tile_row;
+            tile_row++;
+        }
+        tile_col += tile_row;
+    }
+    let m0 = tile_row * tile_m;
+    let n0 = tile_col * tile_n;
     var k_begin = 0u;
     var k_end = p.k;
     var out_base = 0u;
@@ -144,6 +160,14 @@ fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
                 v += output[out_base + idx];
             }
             output[out_base + idx] = v;
+            if has(SYMMETRIC) && tile_row != tile_col {
+                let mirror = out_base + n * p.n + m;
+                var w = activate(z, p.act, p.cap);
+                if has(ACCUMULATE) {
+                    w += output[mirror];
+                }
+                output[mirror] = w;
+            }
         }
     }
 }

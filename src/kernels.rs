@@ -109,6 +109,8 @@ pub mod pointwise_flags {
     pub const GRAD_ACT_B: u32 = 32;
     /// Add to the output instead of overwriting it.
     pub const ACCUMULATE: u32 = 64;
+    /// The product is symmetric (A·Aᵀ, m = n): compute the tiles on and above the diagonal only.
+    pub const SYMMETRIC: u32 = 128;
 }
 
 /// Uniforms of `pointwise.wgsl`: out[m][n] = act(alpha · Σ_k A[m][k] B[k][n] + bias[m]) …
@@ -440,26 +442,36 @@ impl Products {
     /// Binds a product with the tile shape that suits its m×n (see [`tile_shape`]), dispatching
     /// enough workgroups to cover it (and one layer per k chunk when `k_chunk` is set).
     pub fn bind(&self, ctx: &GpuContext, params: &PointwiseParams, buffers: &[&wgpu::Buffer]) -> BoundOp {
-        let (rows, cols) = tile_shape(params.m, params.n);
+        let symmetric = params.flags & pointwise_flags::SYMMETRIC != 0;
+        let (rows, cols) = tile_shape(params.m, params.n, symmetric);
         let shape = (rows.ilog2() * 3 + cols.ilog2()) as usize;
         let kernel = self.shapes[shape].get_or_init(|| {
             let constants = [("ROWS", f64::from(rows)), ("COLS", f64::from(cols))];
             Kernel::with_constants(ctx, &self.module, "pointwise_forward", &POINTWISE_BINDINGS, &constants)
         });
         let splits = if params.k_chunk == 0 { 1 } else { params.k.div_ceil(params.k_chunk) };
-        kernel.bind(ctx, params, buffers, [params.n.div_ceil(16 * cols), params.m.div_ceil(16 * rows), splits])
+        let grid = product_tiles(params.m, params.n, symmetric);
+        kernel.bind(ctx, params, buffers, [grid[0], grid[1], splits])
     }
 }
 
 /// Output rows and columns per invocation (1, 2 or 4 each; tiles are 16 invocations across) for
 /// an m×n product: the cheapest by a simple cost model, padded tile area × (1 + workgroup-memory
 /// reads per multiply-add). Large tiles reuse each loaded value more; small ones pad narrow
-/// layers less.
-pub fn tile_shape(m: u32, n: u32) -> (u32, u32) {
+/// layers less. Symmetric products use square tiles.
+pub fn tile_shape(m: u32, n: u32, symmetric: bool) -> (u32, u32) {
     let padded = |len: u32, per: u32| f64::from(len.div_ceil(16 * per) * 16 * per);
     let cost = |(r, c): (u32, u32)| padded(m, r) * padded(n, c) * (1.0 + f64::from(r + c) / f64::from(r * c));
     let shapes = [1, 2, 4].into_iter().flat_map(|r| [1, 2, 4].map(|c| (r, c)));
-    shapes.min_by(|a, b| cost(*a).total_cmp(&cost(*b))).expect("nine shapes")
+    shapes.filter(|(r, c)| !symmetric || r == c).min_by(|a, b| cost(*a).total_cmp(&cost(*b))).expect("a shape")
+}
+
+/// Workgroups along x and y that cover an m×n product's tiles (for a symmetric product, all of
+/// them along x: only the tiles on and above the diagonal).
+pub fn product_tiles(m: u32, n: u32, symmetric: bool) -> [u32; 2] {
+    let (rows, cols) = tile_shape(m, n, symmetric);
+    let (across, down) = (n.div_ceil(16 * cols), m.div_ceil(16 * rows));
+    if symmetric { [down * (down + 1) / 2, 1] } else { [across, down] }
 }
 
 impl Kernel {

@@ -381,7 +381,7 @@ fn gpu_losses_and_their_gradients_match_reference() {
         m: c as u32,
         k: hw,
         n: c as u32,
-        flags: pointwise_flags::TRANSPOSE_B,
+        flags: pointwise_flags::TRANSPOSE_B | pointwise_flags::SYMMETRIC,
         alpha: 1.0 / (c as f32 * hw as f32),
         cap: f32::MAX,
         k_chunk,

@@ -226,3 +226,45 @@ fn squeeze_excite_mean_gate_and_scale_match_reference() {
         check(&format!("channel scale c{c}"), &got, &want);
     }
 }
+
+#[test]
+fn symmetric_gram_products_split_or_accumulated_match_reference() {
+    let Some(ctx) = gpu() else { return };
+    let k = Kernels::new(&ctx);
+    let dummy = ctx.zeroed_buffer("dummy", 1);
+    let mut rng = Rng::new(11);
+    // Channel counts that pick each square tile and odd numbers of tiles per side.
+    for (c, hw) in [(16, 600), (37, 143), (72, 300), (130, 97)] {
+        let f = rng.vec(c * hw, 1.0);
+        let gram = reference::gram(&Tensor::from_f32(c, hw, 1, &f));
+        let fb = ctx.storage_buffer("f", &f);
+        let base = PointwiseParams {
+            m: c as u32,
+            k: hw as u32,
+            n: c as u32,
+            flags: pointwise_flags::TRANSPOSE_B | pointwise_flags::SYMMETRIC,
+            alpha: 1.0 / (c * hw) as f32,
+            cap: f32::MAX,
+            ..Default::default()
+        };
+        // Added into a matrix that already holds values.
+        let start = rng.vec(c * c, 1.0);
+        let out = ctx.storage_buffer("gram", &start);
+        let params = PointwiseParams { flags: base.flags | pointwise_flags::ACCUMULATE, ..base };
+        kernels::run(&ctx, &[k.pointwise.bind(&ctx, &params, &[&fb, &fb, &out, &dummy])]).unwrap();
+        let want: Vec<f64> = gram.iter().zip(&start).map(|(g, s)| g + f64::from(*s)).collect();
+        check(
+            &format!("accumulated gram c={c}"),
+            &ctx.read_buffer(&out, c * c).unwrap(),
+            &Tensor { c, h: c, w: 1, data: want },
+        );
+        // Split over pixels into partial products.
+        let (chunk, splits) = (48, hw.div_ceil(48));
+        let partials = ctx.zeroed_buffer("partials", splits * c * c);
+        let params = PointwiseParams { k_chunk: chunk as u32, ..base };
+        kernels::run(&ctx, &[k.pointwise.bind(&ctx, &params, &[&fb, &fb, &partials, &dummy])]).unwrap();
+        let got = ctx.read_buffer(&partials, splits * c * c).unwrap();
+        let summed: Vec<f32> = (0..c * c).map(|i| (0..splits).map(|s| got[s * c * c + i]).sum()).collect();
+        check(&format!("split gram c={c}"), &summed, &Tensor { c, h: c, w: 1, data: gram.clone() });
+    }
+}

@@ -61,7 +61,7 @@ pub struct PlanarImage {
     pub data: Vec<f32>,
 }
 
-/// A Gram matrix product: G (c×c) = scale · F Fᵀ / (c·pixels), or added into G with
+/// A Gram matrix product (symmetric: half the tiles): G (c×c) = scale · F Fᵀ / (c·pixels), or added into G with
 /// `accumulate`. With `k_chunk` > 0 the sum over pixels is split into chunks whose partial
 /// products land one after another in `g` (see [`gram_split`]).
 #[allow(clippy::too_many_arguments)]
@@ -78,7 +78,7 @@ fn gram_op(
     let dummy = ctx.zeroed_buffer("dummy", 1);
     let c = info.channels as u32;
     let hw = (info.height * info.width) as u32;
-    let mut flags = pointwise_flags::TRANSPOSE_B;
+    let mut flags = pointwise_flags::TRANSPOSE_B | pointwise_flags::SYMMETRIC;
     if accumulate {
         flags |= pointwise_flags::ACCUMULATE;
     }
@@ -99,8 +99,8 @@ fn gram_op(
 /// chunks). A c×c product has few output tiles, so without splitting a few workgroups would walk
 /// all pixels serially; chunks of at least 256 pixels are spread until about 256 workgroups run.
 pub fn gram_split(channels: usize, pixels: usize) -> (u32, u32) {
-    let (rows, cols) = kernels::tile_shape(channels as u32, channels as u32);
-    let tiles = channels.div_ceil(16 * rows as usize) * channels.div_ceil(16 * cols as usize);
+    let [tiles, _] = kernels::product_tiles(channels as u32, channels as u32, true);
+    let tiles = tiles as usize;
     let splits = 256usize.div_ceil(tiles).clamp(1, pixels.div_ceil(256).max(1));
     let chunk = pixels.div_ceil(splits).div_ceil(16) * 16;
     (chunk as u32, pixels.div_ceil(chunk) as u32)
