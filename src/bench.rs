@@ -5,7 +5,7 @@
 use anyhow::{Result, bail};
 use image::RgbImage;
 
-use crate::engine::FeatureNet;
+use crate::engine::{FeatureNet, Work};
 use crate::gpu::GpuContext;
 use crate::profile::IterationProfile;
 use crate::stylize::{OptimizerKind, StylizeOptions, Stylizer};
@@ -40,6 +40,10 @@ pub struct BenchResult {
     pub ms_per_iteration: f64,
     /// Dispatches and GPU time per kernel family of one more iteration, timed dispatch by dispatch.
     pub profile: IterationProfile,
+    /// Floating-point operations and bytes of one iteration, counted from the shapes.
+    pub work: Work,
+    /// Achieved rate: `work.flops` per measured iteration time, in GFLOP/s.
+    pub gflops_per_second: f64,
     /// Bytes of GPU buffers allocated while planning this size (targets, activations,
     /// gradients, optimizer state, uniforms): an upper bound of the plan's peak.
     pub plan_bytes: u64,
@@ -69,11 +73,21 @@ fn synthetic(size: u32, f: impl Fn(f64, f64, f64) -> f64) -> RgbImage {
     })
 }
 
-/// Times the loop at one size with the default losses and layers.
-pub fn run_size(ctx: &GpuContext, fnet: &FeatureNet, size: u32, options: &BenchOptions) -> Result<BenchResult> {
+/// Checks the options against the device before any work: iterations, and each size.
+pub fn validate(ctx: &GpuContext, fnet: &FeatureNet, options: &BenchOptions) -> Result<()> {
     if options.iterations == 0 {
         bail!("--iterations must be at least 1");
     }
+    for &size in &options.sizes {
+        let stylize = StylizeOptions { size, optimizer: options.optimizer, ..StylizeOptions::default() };
+        crate::stylize::validate(&fnet.net, &stylize, 1)?;
+        crate::stylize::check_device(ctx, fnet, &stylize, size as usize, size as usize)?;
+    }
+    Ok(())
+}
+
+/// Times the loop at one size with the default losses and layers (after [`validate`]).
+pub fn run_size(ctx: &GpuContext, fnet: &FeatureNet, size: u32, options: &BenchOptions) -> Result<BenchResult> {
     let stylize_options = StylizeOptions {
         size,
         optimizer: options.optimizer,
@@ -101,7 +115,10 @@ pub fn run_size(ctx: &GpuContext, fnet: &FeatureNet, size: u32, options: &BenchO
         bail!("the loss became {final_loss} during the benchmark at {size} px");
     }
     let n = options.iterations as f64;
+    let work = session.work();
     Ok(BenchResult {
+        work,
+        gflops_per_second: work.flops * n / seconds / 1e9,
         size,
         optimizer: options.optimizer,
         iterations: options.iterations,

@@ -329,6 +329,7 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
 
 fn bench(options: &neural_style::bench::BenchOptions, common: &CommonArgs) -> Result<()> {
     let (ctx, fnet, path) = open(common)?;
+    neural_style::bench::validate(&ctx, &fnet, options)?;
     let network_bytes = ctx.allocated_bytes();
     let info = &ctx.info;
     let timestamps = ctx.device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
@@ -377,6 +378,12 @@ fn print_bench(r: &neural_style::bench::BenchResult) {
         p.dispatches,
         r.plan_bytes as f64 / (1 << 20) as f64,
         r.final_loss
+    );
+    println!(
+        "    work per iteration: {:.3} GFLOP, {:.1} MB moved at least; achieved {:.2} GFLOP/s",
+        r.work.flops / 1e9,
+        r.work.bytes / 1e6,
+        r.gflops_per_second
     );
     for f in &p.families {
         match (f.gpu_ms, p.gpu_ms) {

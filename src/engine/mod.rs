@@ -153,6 +153,38 @@ pub struct ForwardPlan {
     ops: Vec<BoundOp>,
 }
 
+/// Arithmetic and memory traffic of a set of dispatches, counted from their shapes: floating-
+/// point operations (a multiply-add is two) and the bytes each kernel must at least read and write
+/// (its inputs, outputs and weights once). `bench` sets them against a device's peak to show the
+/// floor an iteration cannot beat.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Work {
+    /// Floating-point operations.
+    pub flops: f64,
+    /// Bytes read and written.
+    pub bytes: f64,
+}
+
+impl Work {
+    /// `flops` operations touching `floats` f32 values.
+    pub fn new(flops: f64, floats: f64) -> Self {
+        Self { flops, bytes: 4.0 * floats }
+    }
+}
+
+impl std::ops::Add for Work {
+    type Output = Work;
+    fn add(self, o: Work) -> Work {
+        Work { flops: self.flops + o.flops, bytes: self.bytes + o.bytes }
+    }
+}
+
+impl std::iter::Sum for Work {
+    fn sum<I: Iterator<Item = Work>>(iter: I) -> Work {
+        iter.fold(Work::default(), |a, b| a + b)
+    }
+}
+
 /// Checks a buffer of `floats` values fits the device, naming the layer when it does not.
 pub(crate) fn check_fits(ctx: &GpuContext, what: &str, floats: usize, width: usize, height: usize) -> Result<()> {
     let bytes = floats as u64 * 4;
@@ -198,6 +230,53 @@ pub fn check_size(ctx: &GpuContext, fnet: &FeatureNet, width: usize, height: usi
         check_groups(&what, groups(info.height * info.width, POINTWISE_TILE))?;
     }
     Ok(())
+}
+
+impl ForwardPlan {
+    /// The work of one forward and one backward pass of a training plan (empty otherwise).
+    pub fn work(&self) -> Work {
+        let size = |layer: usize| {
+            let info = &self.layers[layer].info;
+            (info.channels * info.height * info.width) as f64
+        };
+        self.nodes
+            .iter()
+            .map(|node| match node {
+                Node::Stem { params: p, preact, .. } => {
+                    let out = f64::from(p.out_c * p.out_h * p.out_w);
+                    let flops = 2.0 * out * f64::from(p.in_c * p.kernel * p.kernel);
+                    let weights = f64::from(p.out_c * p.in_c * p.kernel * p.kernel);
+                    let input = f64::from(p.in_c * p.in_h * p.in_w);
+                    let pre = if preact.is_some() { 2.0 * out } else { 0.0 };
+                    // Forward writes the output (and pre-activation); backward reads the output
+                    // gradient (and pre-activation) and writes the image gradient.
+                    Work::new(2.0 * flops, 2.0 * (input + weights + out) + 2.0 * pre)
+                }
+                Node::Pointwise { params: p, preact, .. } => {
+                    let (m, k, n) = (f64::from(p.m), f64::from(p.k), f64::from(p.n));
+                    let pre = if preact.is_some() { 2.0 * m * n } else { 0.0 };
+                    // Backward accumulates into the input gradient: read and write.
+                    Work::new(4.0 * m * k * n, (k * n + m * k + m * n) + (m * n + m * k + 2.0 * k * n) + pre)
+                }
+                Node::Depthwise { params: p, preact, .. } => {
+                    let out = f64::from(p.channels * p.out_h * p.out_w);
+                    let input = f64::from(p.channels * p.in_h * p.in_w);
+                    let pre = if preact.is_some() { 2.0 * out } else { 0.0 };
+                    let flops = 2.0 * out * f64::from(p.kernel * p.kernel);
+                    Work::new(2.0 * flops, (input + out) + (out + 2.0 * input) + pre)
+                }
+                Node::SqueezeExcite { params: p, .. } => {
+                    // Mean, scale; gate gradient, input gradient: each a pass over the tensor.
+                    let n = f64::from(p.channels * p.pixels);
+                    Work::new(6.0 * n, n + 2.0 * n + 2.0 * n + 3.0 * n)
+                }
+                Node::Residual { out, .. } => {
+                    let n = size(*out);
+                    Work::new(3.0 * n, 3.0 * n + 4.0 * n)
+                }
+            })
+            .sum()
+    }
 }
 
 /// A dispatch covering `n` values with 256-wide workgroups, folded into rows of 65535 groups

@@ -30,6 +30,7 @@ pub const DEFAULT_TV_WEIGHT: f32 = 1.0;
 
 /// Which optimizer updates the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum OptimizerKind {
     /// L-BFGS as torch.optim.LBFGS (lr 1, no line search); pixels may leave [0, 1] and are
     /// clamped only when the image is written.
@@ -207,6 +208,23 @@ pub struct Stylizer<'a> {
     fnet: &'a FeatureNet,
 }
 
+/// Checks that an output of `width`×`height` fits the device: every layer, and the optimizer's
+/// history (one buffer of 2m + 2 image-sized vectors for L-BFGS).
+pub fn check_device(
+    ctx: &GpuContext,
+    fnet: &FeatureNet,
+    options: &StylizeOptions,
+    width: usize,
+    height: usize,
+) -> Result<()> {
+    crate::engine::check_size(ctx, fnet, width, height)?;
+    let history = match options.optimizer {
+        OptimizerKind::Adam => 0,
+        _ => Lbfgs::state_floats(3 * width * height, options.lbfgs_history),
+    };
+    crate::engine::check_fits(ctx, "the L-BFGS history", history, width, height)
+}
+
 fn planar(img: &RgbImage) -> PlanarImage {
     PlanarImage { width: img.width() as usize, height: img.height() as usize, data: image_io::to_chw(img) }
 }
@@ -230,13 +248,8 @@ impl<'a> Stylizer<'a> {
         // Every size is checked against the device before any image is resized.
         let (w, h) = image_io::scaled_size(content.width(), content.height(), options.size);
         let (w, h) = (w as usize, h as usize);
-        crate::engine::check_size(ctx, self.fnet, w, h)?;
+        check_device(ctx, self.fnet, options, w, h)?;
         let n = 3 * w * h;
-        let history = match options.optimizer {
-            OptimizerKind::Adam => 0,
-            _ => 2 * options.lbfgs_history * n,
-        };
-        crate::engine::check_fits(ctx, "the L-BFGS history", history, w, h)?;
         let style_side = ((options.size as f32 * options.style_scale).round() as u32).max(1);
         for s in styles {
             let (sw, sh) = image_io::scaled_size(s.width(), s.height(), style_side);
@@ -422,6 +435,16 @@ impl Session<'_> {
     /// The content photo at the output size (planar RGB).
     pub fn content_buffer(&self) -> &wgpu::Buffer {
         &self.content
+    }
+
+    /// The work of one iteration (evaluation and update), counted from the shapes.
+    pub fn work(&self) -> crate::engine::Work {
+        let update = match &self.optimizer {
+            Optimizer::Adam(adam) => adam.work(),
+            Optimizer::Lbfgs(lbfgs) => lbfgs.work(),
+            Optimizer::Bounded { squash, lbfgs, .. } => squash.work() + lbfgs.work(),
+        };
+        self.objective.work() + update
     }
 
     /// Current content, style and TV weights.

@@ -5,7 +5,7 @@
 use anyhow::{Result, bail};
 
 use crate::arch::LayerInfo;
-use crate::engine::{FeatureNet, ForwardPlan, PlanOptions};
+use crate::engine::{FeatureNet, ForwardPlan, PlanOptions, Work};
 use crate::gpu::GpuContext;
 use crate::kernels::{self, BoundOp, Command, Family, LossParams, PointwiseParams, pointwise_flags};
 
@@ -208,6 +208,7 @@ pub struct Objective {
     losses: wgpu::Buffer,
     /// The weight-dependent loss dispatches: (index in `ops`, parameters at weight 1, which weight).
     weighted: Vec<(usize, LossParams, Term)>,
+    work: Work,
     _targets: Targets,
 }
 
@@ -249,11 +250,15 @@ impl Objective {
         };
         let mut ops: Vec<BoundOp> = forward.ops().to_vec();
         let mut weighted = Vec::new();
+        let pixels = (3 * width * height) as f64;
+        // Network passes; TV (read the image, add into its gradient); losses' clears.
+        let mut work = forward.work() + Work::new(14.0 * pixels, 3.0 * pixels);
         for (name, target) in spec.content_layers.iter().zip(&targets.content) {
             let (info, f) = forward.layer_buffer(name)?;
             let n = info.channels * info.height * info.width;
             let p = LossParams { count: n as u32, coef: spec.content_weight * 2.0 / n as f32, ..totals };
             weighted.push((ops.len(), LossParams { coef: 2.0 / n as f32, ..p }, Term::Content));
+            work = work + Work::new(5.0 * n as f64, 4.0 * n as f64);
             ops.push(k.content_loss.bind(ctx, &p, &[f, target, forward.grad_buffer(name)?, &losses], [1, 1, 1]));
         }
         for ((name, weight), target) in spec.style_layers.iter().zip(&targets.style) {
@@ -261,6 +266,12 @@ impl Objective {
             let c = info.channels;
             let hw = info.height * info.width;
             let (k_chunk, splits) = gram_split(c, hw);
+            // Gram (half of the c×c outputs), the loss over the partials, R·F accumulated.
+            let (cf, hwf, sf) = (c as f64, hw as f64, f64::from(splits));
+            work = work
+                + Work::new(cf * (cf + 1.0) * hwf, cf * hwf + sf * cf * cf)
+                + Work::new(4.0 * cf * cf, (sf + 2.0) * cf * cf)
+                + Work::new(2.0 * cf * cf * hwf, cf * cf + 3.0 * cf * hwf);
             let gram = ctx.zeroed_buffer("gram partials", splits as usize * c * c);
             let r = ctx.zeroed_buffer("style residual", c * c);
             ops.push(gram_op(ctx, fnet, info, f, &gram, 1.0, false, k_chunk));
@@ -287,7 +298,7 @@ impl Objective {
         ops.push(k.tv_loss.bind(ctx, &totals, &[image, image_grad, &losses], [1, 1, 1]));
         weighted.push((ops.len(), totals, Term::Totals));
         ops.push(k.total_loss.bind(ctx, &totals, &[&losses], [1, 1, 1]));
-        Ok(Self { forward, ops, losses, weighted, _targets: targets })
+        Ok(Self { forward, ops, losses, weighted, work, _targets: targets })
     }
 
     /// Changes the loss weights for the following evaluations (layers and targets stay).
@@ -312,6 +323,11 @@ impl Objective {
     /// Records one evaluation.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
         kernels::record_commands(encoder, &self.commands());
+    }
+
+    /// The work of one evaluation, counted from the shapes (see [`Work`]).
+    pub fn work(&self) -> Work {
+        self.work
     }
 
     /// The losses buffer: content, style, tv, total.

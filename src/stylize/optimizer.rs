@@ -1,7 +1,7 @@
 //! Optimizers that update the image on the GPU from the objective's gradient: Adam, L-BFGS with
 //! PyTorch's semantics, and L-BFGS over a sigmoid pixel parameterization that cannot leave [0, 1].
 
-use crate::engine::flat_dispatch;
+use crate::engine::{Work, flat_dispatch};
 use crate::gpu::GpuContext;
 use crate::kernels::{BoundOp, Kernels, LbfgsParams, OptimParams};
 
@@ -15,6 +15,12 @@ pub struct Adam {
 }
 
 impl Adam {
+    /// The work of one step: read x, g, m, v; write x, m, v.
+    pub fn work(&self) -> Work {
+        let n = f64::from(self.params.n);
+        Work::new(14.0 * n, 7.0 * n)
+    }
+
     /// Plans the update of `image` (n values) from `grad`.
     pub fn new(ctx: &GpuContext, k: &Kernels, image: &wgpu::Buffer, grad: &wgpu::Buffer, n: usize, lr: f32) -> Self {
         let m = ctx.zeroed_buffer("adam.m", n);
@@ -58,6 +64,7 @@ fn scalars_len(history: usize, groups: usize) -> usize {
 /// the update), no readback.
 pub struct Lbfgs {
     ops: Vec<BoundOp>,
+    params: LbfgsParams,
     state: [wgpu::Buffer; 2],
 }
 
@@ -73,8 +80,7 @@ impl Lbfgs {
         lr: f32,
     ) -> Self {
         let history = history.max(1);
-        // Pairs, then g_prev and d.
-        let hist = ctx.zeroed_buffer("lbfgs.history", (2 * history + 2) * n);
+        let hist = ctx.zeroed_buffer("lbfgs.history", Self::state_floats(n, history));
         // Each invocation of the dot-product pass covers at least 16 values.
         let groups = (n as u32).div_ceil(16 * 256).clamp(1, 128);
         let scalars = ctx.zeroed_buffer("lbfgs.scalars", scalars_len(history, groups as usize));
@@ -92,7 +98,13 @@ impl Lbfgs {
             k.lbfgs_solve.bind(ctx, &params, &[&scalars], [1, 1, 1]),
             k.lbfgs_update.bind(ctx, &params, &[grad, &hist, &scalars, x], flat_dispatch(n)),
         ];
-        Self { ops, state: [hist, scalars] }
+        Self { ops, params, state: [hist, scalars] }
+    }
+
+    /// Floats of the vector state for n values and m pairs: the pairs, then g_prev and d (one
+    /// buffer, which must fit the device's largest storage binding).
+    pub fn state_floats(n: usize, history: usize) -> usize {
+        (2 * history.max(1) + 2) * n
     }
 
     /// Forgets the history and the iteration count, as a fresh `torch.optim.LBFGS` (x stays).
@@ -106,6 +118,15 @@ impl Lbfgs {
     pub fn ops(&self) -> &[BoundOp] {
         &self.ops
     }
+
+    /// The work of one iteration with a full history of m pairs: the dot pass reads g, g_prev, d
+    /// and the 2m history vectors; the update reads them again and writes the new pair, d, g_prev
+    /// and x.
+    pub fn work(&self) -> Work {
+        let (n, m) = (f64::from(self.params.n), f64::from(self.params.history));
+        let vectors = 2.0 * m + 3.0;
+        Work::new(2.0 * (5.0 * m + 7.0) * n + 2.0 * (2.0 * m + 2.0) * n, 2.0 * vectors * n + 6.0 * n)
+    }
 }
 
 /// The image as sigmoid(u): `squash` makes the image from u before the objective,
@@ -115,9 +136,16 @@ pub struct Squash {
     pub forward: BoundOp,
     /// grad_u = grad_image · image · (1 − image).
     pub backward: BoundOp,
+    n: usize,
 }
 
 impl Squash {
+    /// The work of both directions (the sigmoid counted as ten operations).
+    pub fn work(&self) -> Work {
+        let n = self.n as f64;
+        Work::new(14.0 * n, 5.0 * n)
+    }
+
     /// Plans both directions for n values.
     pub fn new(
         ctx: &GpuContext,
@@ -132,6 +160,7 @@ impl Squash {
         Self {
             forward: k.squash.bind(ctx, &params, &[u, image], flat_dispatch(n)),
             backward: k.squash_backward.bind(ctx, &params, &[image, image_grad, grad_u], flat_dispatch(n)),
+            n,
         }
     }
 }
