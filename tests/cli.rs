@@ -457,7 +457,7 @@ fn gpu_tests_fail_instead_of_skipping_when_a_gpu_is_required() {
 fn readme_shows_the_current_help_output() {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let mut args = vec![vec!["--help"]];
-    args.extend(["devices", "classify", "features", "stylize", "view", "layers"].map(|c| vec![c, "-h"]));
+    args.extend(["devices", "classify", "features", "stylize", "bench", "view", "layers"].map(|c| vec![c, "-h"]));
     for a in args {
         let out = neural_style(&a);
         assert!(out.status.success());

@@ -10,7 +10,7 @@ bin=target/debug/neural-style
   echo
   echo '```text'
   $bin --help
-  for c in devices classify features stylize view layers; do
+  for c in devices classify features stylize bench view layers; do
     echo
     echo "\$ neural-style $c -h"
     $bin $c -h

@@ -1,0 +1,103 @@
+//! `neural-style bench`: what it reports (rates, dispatches, per-family GPU times, counted work,
+//! memory, a finite loss) and its one-line errors. No timing is asserted, only consistency.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .arg("bench")
+        .args(args)
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .output()
+        .expect("run neural-style bench")
+}
+
+fn f(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+#[test]
+fn bench_reports_rates_dispatches_kernel_times_and_work_per_size() {
+    if gpu().is_none() {
+        return;
+    }
+    let out = bench(&["--size", "40,64", "--iterations", "2", "--warmup", "1", "--optimizer", "lbfgs", "--json"]);
+    assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(report["tool"], "neural-style");
+    let results = report["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2);
+    let timestamps = report["device"]["timestamps"].as_bool().expect("timestamps flag");
+    for r in results {
+        assert_eq!(r["optimizer"], "lbfgs");
+        let ips = f(r, "iterations_per_second");
+        assert!(ips.is_finite() && ips > 0.0);
+        assert!((f(r, "ms_per_iteration") * ips - 1000.0).abs() < 1e-6 * 1000.0);
+        assert!(f(r, "final_loss").is_finite());
+        assert!(f(r, "plan_bytes") > 0.0);
+        let p = &r["profile"];
+        let families = p["families"].as_array().expect("families");
+        let count =
+            |name: &str| families.iter().find(|x| x["family"] == name).map_or(0, |x| x["dispatches"].as_u64().unwrap());
+        let total: u64 = families.iter().map(|x| x["dispatches"].as_u64().unwrap()).sum();
+        assert_eq!(total, p["dispatches"].as_u64().unwrap(), "families add up to the dispatch count");
+        // L-BFGS is three dispatches; each of the four default style layers has a Gram product
+        // and a style-gradient product.
+        assert_eq!(count("optimizer"), 3);
+        assert_eq!(count("gram"), 8);
+        assert!(count("stem") == 2 && count("depthwise") > 0 && count("pointwise") > 0);
+        if timestamps {
+            let sum: f64 = families.iter().map(|x| f(x, "gpu_ms")).sum();
+            assert!(f(p, "gpu_ms") > 0.0 && (sum - f(p, "gpu_ms")).abs() <= 1e-6 * sum.max(1.0));
+            let slowest = p["slowest"].as_array().expect("slowest");
+            assert!(!slowest.is_empty() && slowest.windows(2).all(|w| f(&w[0], "gpu_ms") >= f(&w[1], "gpu_ms")));
+        }
+    }
+    // Work is counted from the shapes: about proportional to the pixels (64² / 40² = 2.56).
+    let work = |r: &Value| (f(&r["work"], "flops"), f(&r["work"], "bytes"));
+    let ((f40, b40), (f64_, b64)) = (work(&results[0]), work(&results[1]));
+    assert!(f40 > 0.0 && b40 > 0.0);
+    let (flop_ratio, byte_ratio) = (f64_ / f40, b64 / b40);
+    assert!((2.0..3.2).contains(&flop_ratio), "FLOPs grew {flop_ratio}× from 40 to 64 px");
+    assert!((1.5..3.2).contains(&byte_ratio), "bytes grew {byte_ratio}× from 40 to 64 px");
+    assert!(f(&results[1], "plan_bytes") > f(&results[0], "plan_bytes"));
+}
+
+#[test]
+fn bench_text_output_lists_each_family() {
+    if gpu().is_none() {
+        return;
+    }
+    let out = bench(&["--size", "32", "--iterations", "1", "--warmup", "0", "--optimizer", "adam"]);
+    assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("32x32") && text.contains("it/s") && text.contains("GFLOP"), "{text}");
+    for family in ["stem", "depthwise", "pointwise", "squeeze-excite", "gram", "losses", "optimizer"] {
+        assert!(text.lines().any(|l| l.trim_start().starts_with(family)), "no {family} line in:\n{text}");
+    }
+}
+
+#[test]
+fn bad_bench_options_are_one_line_errors() {
+    if gpu().is_none() {
+        return;
+    }
+    for (args, needle) in [
+        (vec!["--size", "0"], "--size must be at least 1"),
+        (vec!["--iterations", "0", "--size", "32"], "--iterations must be at least 1"),
+        (vec!["--size", "64,100000"], "too large for this device"),
+    ] {
+        let out = bench(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && !stderr.contains("panicked"), "{args:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty() || !String::from_utf8_lossy(&out.stdout).contains("it/s"));
+    }
+}
