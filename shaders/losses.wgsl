@@ -1,14 +1,17 @@
-// Style-transfer losses and their gradients. Each loss kernel is a single workgroup that adds its
-// (unweighted) value into a slot of the `losses` buffer — [content, style, tv, total] — and its
-// weighted gradient into `grad`; the single-workgroup sums keep results bit-reproducible.
+// Style-transfer losses and their gradients. Each loss kernel runs `groups` workgroups; each
+// workgroup adds its share of the weighted gradient into `grad` and writes its (unweighted) share
+// of the loss as one partial sum into the `losses` buffer, after the four slots
+// [content, style, tv, total]. `total_loss` then adds the partial sums of each term in a fixed
+// order, so results stay bit-reproducible without serializing a whole layer in one workgroup.
 //   content: mean((F − P)²) per layer;  style: w_l · mean((G − A)²) per layer, G = F Fᵀ/(C·H·W);
 //   tv: mean of squared vertical + mean of squared horizontal neighbour differences of the image.
 // The Gram matrices themselves and the style gradient (R·F) are products run by pointwise.wgsl.
 
 struct LossParams {
     count: u32, height: u32, width: u32, channels: u32,
-    coef: f32, layer_weight: f32, splits: u32, _pad1: u32,
-    content_weight: f32, style_weight: f32, tv_weight: f32, _pad2: u32,
+    coef: f32, layer_weight: f32, splits: u32, groups: u32,
+    content_weight: f32, style_weight: f32, tv_weight: f32, partial: u32,
+    ends: vec4<u32>,
 }
 
 @group(0) @binding(0) var<uniform> p: LossParams;
@@ -17,29 +20,31 @@ struct LossParams {
 @group(0) @binding(3) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(4) var<storage, read_write> losses: array<f32>;
 
+const FIRST_PARTIAL: u32 = 4u;
+
 // value = F, target = P (count values): grad += coef · (F − P), coef = content_weight · 2 / count.
 @compute @workgroup_size(256)
-fn content_loss(@builtin(local_invocation_id) lid: vec3<u32>) {
+fn content_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     var sum = 0.0;
-    for (var i = lid.x; i < p.count; i += 256u) {
+    for (var i = wid.x * 256u + lid.x; i < p.count; i += p.groups * 256u) {
         let d = value[i] - target_value[i];
         sum += d * d;
         grad[i] += p.coef * d;
     }
     let total = workgroup_sum(lid.x, sum);
     if lid.x == 0u {
-        losses[0] += total / f32(p.count);
+        losses[p.partial + wid.x] = total / f32(p.count);
     }
 }
 
 // value = G as `splits` partial products (channels² values each, summed here), target = A:
 // grad = coef · (G − A) (the matrix R that the style gradient R·F is made from),
-// style slot += layer_weight · mean((G − A)²).
+// style partial = layer_weight · mean((G − A)²) over this workgroup's entries.
 @compute @workgroup_size(256)
-fn style_loss(@builtin(local_invocation_id) lid: vec3<u32>) {
+fn style_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let n = p.channels * p.channels;
     var sum = 0.0;
-    for (var i = lid.x; i < n; i += 256u) {
+    for (var i = wid.x * 256u + lid.x; i < n; i += p.groups * 256u) {
         var gram = 0.0;
         for (var s = 0u; s < p.splits; s++) {
             gram += value[s * n + i];
@@ -50,19 +55,20 @@ fn style_loss(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
     let total = workgroup_sum(lid.x, sum);
     if lid.x == 0u {
-        losses[1] += p.layer_weight * total / f32(n);
+        losses[p.partial + wid.x] = p.layer_weight * total / f32(n);
     }
 }
 
-// value = the RGB image [3][height][width]: grad += tv_weight · dE_tv/dx, tv slot += E_tv.
+// value = the RGB image [3][height][width]: grad += tv_weight · dE_tv/dx, tv partial = this
+// workgroup's share of E_tv.
 @compute @workgroup_size(256)
-fn tv_loss(@builtin(local_invocation_id) lid: vec3<u32>) {
+fn tv_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let h = p.height;
     let w = p.width;
     let n_v = f32(3u * (h - 1u) * w);
     let n_h = f32(3u * h * (w - 1u));
     var sum = 0.0;
-    for (var i = lid.x; i < 3u * h * w; i += 256u) {
+    for (var i = wid.x * 256u + lid.x; i < 3u * h * w; i += p.groups * 256u) {
         let y = (i / w) % h;
         let x = i % w;
         let v = value[i];
@@ -87,12 +93,30 @@ fn tv_loss(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
     let total = workgroup_sum(lid.x, sum);
     if lid.x == 0u {
-        losses[2] += total;
+        losses[p.partial + wid.x] = total;
     }
 }
 
-// total slot = content_weight · content + style_weight · style + tv_weight · tv.
-@compute @workgroup_size(1)
-fn total_loss() {
-    losses[3] = p.content_weight * losses[0] + p.style_weight * losses[1] + p.tv_weight * losses[2];
+// One workgroup: each term's slot = the sum of its partials (content from 4 to ends.x, style to
+// ends.y, tv to ends.z), then total = content_weight · content + style_weight · style +
+// tv_weight · tv.
+@compute @workgroup_size(256)
+fn total_loss(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var begin = FIRST_PARTIAL;
+    for (var term = 0u; term < 3u; term++) {
+        let end = p.ends[term];
+        var v = 0.0;
+        for (var i = begin + lid.x; i < end; i += 256u) {
+            v += losses[i];
+        }
+        let total = workgroup_sum(lid.x, v);
+        if lid.x == 0u {
+            losses[term] = total;
+        }
+        begin = end;
+        workgroupBarrier();
+    }
+    if lid.x == 0u {
+        losses[3] = p.content_weight * losses[0] + p.style_weight * losses[1] + p.tv_weight * losses[2];
+    }
 }

@@ -154,16 +154,25 @@ pub struct LossParams {
     pub layer_weight: f32,
     /// Partial Gram products to sum (style loss).
     pub splits: u32,
-    /// Padding.
-    pub _pad0: u32,
+    /// Workgroups of this dispatch ([`loss_groups`]).
+    pub groups: u32,
     /// Content weight of the total.
     pub content_weight: f32,
     /// Style weight of the total.
     pub style_weight: f32,
     /// TV weight of the total (and of the TV gradient).
     pub tv_weight: f32,
-    /// Padding.
-    pub _pad1: u32,
+    /// Index in the losses buffer of this dispatch's first per-workgroup partial sum.
+    pub partial: u32,
+    /// `total_loss`: where the content, style and TV partial sums end (they start at 4 and
+    /// follow each other).
+    pub ends: [u32; 4],
+}
+
+/// Workgroups of a loss kernel over `count` values: one per 2048 values (at least 1, at most 64),
+/// each writing its own partial sum so no single workgroup walks a whole layer.
+pub fn loss_groups(count: usize) -> u32 {
+    count.div_ceil(2048).clamp(1, 64) as u32
 }
 
 /// Uniforms of `optim.wgsl` (Adam; the squash kernels use only `n`).

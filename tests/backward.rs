@@ -366,7 +366,10 @@ fn gpu_losses_and_their_gradients_match_reference() {
     let r = ctx.zeroed_buffer("r", c * c);
     let [g_content, g_style] = ["g content", "g style"].map(|l| ctx.zeroed_buffer(l, c * h * w));
     let g_img = ctx.zeroed_buffer("g image", img.data.len());
-    let losses = ctx.zeroed_buffer("losses", 4);
+    // Several workgroups per loss, each writing a partial sum after the four slots: content's
+    // 3 at 4..7, style's 2 at 7..9, TV's 3 at 9..12; total_loss adds them up.
+    let (content_groups, style_groups, tv_groups) = (3, 2, 3);
+    let losses = ctx.zeroed_buffer("losses", 12);
     let n = c * h * w;
     let base = LossParams {
         content_weight: 1.0,
@@ -399,9 +402,9 @@ fn gpu_losses_and_their_gradients_match_reference() {
     let ops = [
         k.content_loss.bind(
             &ctx,
-            &LossParams { count: n as u32, coef: 2.0 / n as f32, ..base },
+            &LossParams { count: n as u32, coef: 2.0 / n as f32, groups: content_groups, partial: 4, ..base },
             &[&fb, &pb, &g_content, &losses],
-            [1, 1, 1],
+            [content_groups, 1, 1],
         ),
         k.pointwise.bind(&ctx, &gram_params, &[&fb, &fb, &gram, &dummy]),
         k.style_loss.bind(
@@ -411,14 +414,21 @@ fn gpu_losses_and_their_gradients_match_reference() {
                 coef: 4.0 / ((c * c) as f32 * n as f32),
                 layer_weight: 1.0,
                 splits: splits as u32,
+                groups: style_groups,
+                partial: 7,
                 ..base
             },
             &[&gram, &tb, &r, &losses],
-            [1, 1, 1],
+            [style_groups, 1, 1],
         ),
         k.pointwise.bind(&ctx, &rf_params, &[&fb, &r, &g_style, &dummy]),
-        k.tv_loss.bind(&ctx, &base, &[&ib, &g_img, &losses], [1, 1, 1]),
-        k.total_loss.bind(&ctx, &base, &[&losses], [1, 1, 1]),
+        k.tv_loss.bind(
+            &ctx,
+            &LossParams { groups: tv_groups, partial: 9, ..base },
+            &[&ib, &g_img, &losses],
+            [tv_groups, 1, 1],
+        ),
+        k.total_loss.bind(&ctx, &LossParams { ends: [7, 9, 12, 0], ..base }, &[&losses], [1, 1, 1]),
     ];
     kernels::run(&ctx, &ops).unwrap();
     let l = ctx.read_buffer(&losses, 4).unwrap();

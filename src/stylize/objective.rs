@@ -239,7 +239,29 @@ impl Objective {
         let forward = ForwardPlan::with_input(ctx, fnet, width, height, &options, Some(image.clone()))?;
         let k = &fnet.kernels;
         let dummy = ctx.zeroed_buffer("dummy", 1);
-        let losses = ctx.zeroed_buffer("losses", LOSS_SLOTS);
+        // The four slots, then one partial sum per workgroup of each loss dispatch: content
+        // layers', style layers', then the TV loss's.
+        let layer_size = |name: &str| forward.layer_buffer(name).map(|(i, _)| (i.channels, i.height * i.width));
+        let mut content_groups = Vec::new();
+        for name in &spec.content_layers {
+            let (c, hw) = layer_size(name)?;
+            content_groups.push(kernels::loss_groups(c * hw));
+        }
+        let mut style_groups = Vec::new();
+        for (name, _) in &spec.style_layers {
+            let (c, _) = layer_size(name)?;
+            style_groups.push(kernels::loss_groups(c * c));
+        }
+        let tv_groups = kernels::loss_groups(3 * width * height);
+        let content_end = LOSS_SLOTS as u32 + content_groups.iter().sum::<u32>();
+        let style_end = content_end + style_groups.iter().sum::<u32>();
+        let tv_end = style_end + tv_groups;
+        let losses = ctx.zeroed_buffer("losses", tv_end as usize);
+        let mut next_partial = LOSS_SLOTS as u32;
+        let mut partials = |groups: u32| {
+            next_partial += groups;
+            next_partial - groups
+        };
         let totals = LossParams {
             content_weight: spec.content_weight,
             style_weight: spec.style_weight,
@@ -253,15 +275,22 @@ impl Objective {
         let pixels = (3 * width * height) as f64;
         // Network passes; TV (read the image, add into its gradient); losses' clears.
         let mut work = forward.work() + Work::new(14.0 * pixels, 3.0 * pixels);
-        for (name, target) in spec.content_layers.iter().zip(&targets.content) {
+        for ((name, target), &groups) in spec.content_layers.iter().zip(&targets.content).zip(&content_groups) {
             let (info, f) = forward.layer_buffer(name)?;
             let n = info.channels * info.height * info.width;
-            let p = LossParams { count: n as u32, coef: spec.content_weight * 2.0 / n as f32, ..totals };
+            let p = LossParams {
+                count: n as u32,
+                coef: spec.content_weight * 2.0 / n as f32,
+                groups,
+                partial: partials(groups),
+                ..totals
+            };
             weighted.push((ops.len(), LossParams { coef: 2.0 / n as f32, ..p }, Term::Content));
             work = work + Work::new(5.0 * n as f64, 4.0 * n as f64);
-            ops.push(k.content_loss.bind(ctx, &p, &[f, target, forward.grad_buffer(name)?, &losses], [1, 1, 1]));
+            let buffers = [f, target, forward.grad_buffer(name)?, &losses];
+            ops.push(k.content_loss.bind(ctx, &p, &buffers, [groups, 1, 1]));
         }
-        for ((name, weight), target) in spec.style_layers.iter().zip(&targets.style) {
+        for (((name, weight), target), &groups) in spec.style_layers.iter().zip(&targets.style).zip(&style_groups) {
             let (info, f) = forward.layer_buffer(name)?;
             let c = info.channels;
             let hw = info.height * info.width;
@@ -277,9 +306,17 @@ impl Objective {
             ops.push(gram_op(ctx, fnet, info, f, &gram, 1.0, false, k_chunk));
             let unit_coef = weight * 4.0 / ((c * c) as f32 * (c * hw) as f32);
             let coef = spec.style_weight * unit_coef;
-            let p = LossParams { channels: c as u32, coef, layer_weight: *weight, splits, ..totals };
+            let p = LossParams {
+                channels: c as u32,
+                coef,
+                layer_weight: *weight,
+                splits,
+                groups,
+                partial: partials(groups),
+                ..totals
+            };
             weighted.push((ops.len(), LossParams { coef: unit_coef, ..p }, Term::Style));
-            ops.push(k.style_loss.bind(ctx, &p, &[&gram, target, &r, &losses], [1, 1, 1]));
+            ops.push(k.style_loss.bind(ctx, &p, &[&gram, target, &r, &losses], [groups, 1, 1]));
             // dF += R · F.
             let p = PointwiseParams {
                 m: c as u32,
@@ -294,10 +331,12 @@ impl Objective {
         }
         ops.extend(forward.backward_ops(ctx, k)?);
         let image_grad = forward.image_grad().expect("training plan");
-        weighted.push((ops.len(), totals, Term::Totals));
-        ops.push(k.tv_loss.bind(ctx, &totals, &[image, image_grad, &losses], [1, 1, 1]));
-        weighted.push((ops.len(), totals, Term::Totals));
-        ops.push(k.total_loss.bind(ctx, &totals, &[&losses], [1, 1, 1]));
+        let tv = LossParams { groups: tv_groups, partial: partials(tv_groups), ..totals };
+        weighted.push((ops.len(), tv, Term::Totals));
+        ops.push(k.tv_loss.bind(ctx, &tv, &[image, image_grad, &losses], [tv_groups, 1, 1]));
+        let total = LossParams { ends: [content_end, style_end, tv_end, 0], ..totals };
+        weighted.push((ops.len(), total, Term::Totals));
+        ops.push(k.total_loss.bind(ctx, &total, &[&losses], [1, 1, 1]));
         Ok(Self { forward, ops, losses, weighted, work, _targets: targets })
     }
 
