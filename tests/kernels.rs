@@ -234,7 +234,7 @@ fn symmetric_gram_products_split_or_accumulated_match_reference() {
     let dummy = ctx.zeroed_buffer("dummy", 1);
     let mut rng = Rng::new(11);
     // Channel counts that pick each square tile and odd numbers of tiles per side.
-    for (c, hw) in [(16, 600), (37, 143), (72, 300), (130, 97)] {
+    for (c, hw) in [(16, 65536), (16, 600), (37, 143), (72, 300), (130, 97)] {
         let f = rng.vec(c * hw, 1.0);
         let gram = reference::gram(&Tensor::from_f32(c, hw, 1, &f));
         let fb = ctx.storage_buffer("f", &f);
@@ -253,13 +253,17 @@ fn symmetric_gram_products_split_or_accumulated_match_reference() {
         let params = PointwiseParams { flags: base.flags | pointwise_flags::ACCUMULATE, ..base };
         kernels::run(&ctx, &[k.pointwise.bind(&ctx, &params, &[&fb, &fb, &out, &dummy])]).unwrap();
         let want: Vec<f64> = gram.iter().zip(&start).map(|(g, s)| g + f64::from(*s)).collect();
-        check(
-            &format!("accumulated gram c={c}"),
-            &ctx.read_buffer(&out, c * c).unwrap(),
-            &Tensor { c, h: c, w: 1, data: want },
-        );
+        // One f32 sum over tens of thousands of pixels drifts by ~1e-3: long sums are split.
+        if hw < 10000 {
+            check(
+                &format!("accumulated gram c={c}"),
+                &ctx.read_buffer(&out, c * c).unwrap(),
+                &Tensor { c, h: c, w: 1, data: want },
+            );
+        }
         // Split over pixels into partial products.
-        let (chunk, splits) = (48, hw.div_ceil(48));
+        let chunk = if hw > 10000 { 256 } else { 48 };
+        let splits = hw.div_ceil(chunk);
         let partials = ctx.zeroed_buffer("partials", splits * c * c);
         let params = PointwiseParams { k_chunk: chunk as u32, ..base };
         kernels::run(&ctx, &[k.pointwise.bind(&ctx, &params, &[&fb, &fb, &partials, &dummy])]).unwrap();

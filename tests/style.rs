@@ -186,3 +186,25 @@ fn lbfgs_reproduces_pytorch_loss_trajectory() {
     let err = rel_l2(&final_image, fx.values("lbfgs_final"));
     assert!(err <= 1e-3, "L-BFGS final image: relative L2 error {err:e}");
 }
+
+#[test]
+fn style_loss_of_the_style_image_itself_is_zero_at_512_px() {
+    // At 512 px the stem has 65536 pixels: the style target's Gram and the objective's must be
+    // summed alike (both split over pixels), or one long f32 sum drifts from the other by far
+    // more than the style loss itself (it once read 0.04 instead of 0).
+    let Some(ctx) = gpu() else { return };
+    let fnet = FeatureNet::new(&ctx, weights::load(&default_weights()).unwrap());
+    let img = neural_style::bench::synthetic_style(512);
+    let planar = PlanarImage { width: 512, height: 512, data: neural_style::image_io::to_chw(&img) };
+    let spec = LossSpec::default();
+    let targets = Targets::compute(&ctx, &fnet, &spec, &planar, &[(planar.clone(), 1.0)]).unwrap();
+    let x = ctx.storage_buffer("image", &planar.data);
+    let objective = Objective::new(&ctx, &fnet, &spec, targets, &x, 512, 512).unwrap();
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    objective.record(&mut encoder);
+    ctx.queue.submit([encoder.finish()]);
+    let losses = ctx.read_buffer(objective.losses(), 4).unwrap();
+    assert_eq!(losses[0], 0.0, "content loss of the content image itself");
+    assert!(losses[1].abs() <= 1e-12, "style loss of the style image itself: {}", losses[1]);
+    assert!(losses[2] > 0.0);
+}

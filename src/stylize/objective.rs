@@ -61,10 +61,9 @@ pub struct PlanarImage {
     pub data: Vec<f32>,
 }
 
-/// A Gram matrix product (symmetric: half the tiles): G (c×c) = scale · F Fᵀ / (c·pixels), or added into G with
-/// `accumulate`. With `k_chunk` > 0 the sum over pixels is split into chunks whose partial
-/// products land one after another in `g` (see [`gram_split`]).
-#[allow(clippy::too_many_arguments)]
+/// A Gram matrix product (symmetric: half the tiles): G (c×c) = scale · F Fᵀ / (c·pixels), the
+/// sum over pixels split into chunks of `k_chunk` whose partial products land one after another
+/// in `g` (see [`gram_split`]).
 fn gram_op(
     ctx: &GpuContext,
     fnet: &FeatureNet,
@@ -72,16 +71,12 @@ fn gram_op(
     f: &wgpu::Buffer,
     g: &wgpu::Buffer,
     scale: f32,
-    accumulate: bool,
     k_chunk: u32,
 ) -> BoundOp {
     let dummy = ctx.zeroed_buffer("dummy", 1);
     let c = info.channels as u32;
     let hw = (info.height * info.width) as u32;
-    let mut flags = pointwise_flags::TRANSPOSE_B | pointwise_flags::SYMMETRIC;
-    if accumulate {
-        flags |= pointwise_flags::ACCUMULATE;
-    }
+    let flags = pointwise_flags::TRANSPOSE_B | pointwise_flags::SYMMETRIC;
     let params = PointwiseParams {
         m: c,
         k: hw,
@@ -93,6 +88,25 @@ fn gram_op(
         ..Default::default()
     };
     fnet.kernels.pointwise.bind(ctx, &params, &[f, f, g, &dummy]).in_family(Family::Gram)
+}
+
+/// target (1×len) = Σ_s partials[s] (`splits` rows of `len`), or added into it with
+/// `accumulate`: a product with a row of ones.
+fn sum_partials(
+    ctx: &GpuContext,
+    fnet: &FeatureNet,
+    partials: &wgpu::Buffer,
+    splits: u32,
+    len: usize,
+    target: &wgpu::Buffer,
+    accumulate: bool,
+) -> BoundOp {
+    let ones = ctx.storage_buffer("ones", &vec![1.0; splits as usize]);
+    let dummy = ctx.zeroed_buffer("dummy", 1);
+    let flags = if accumulate { pointwise_flags::ACCUMULATE } else { 0 };
+    let params =
+        PointwiseParams { m: 1, k: splits, n: len as u32, flags, alpha: 1.0, cap: f32::MAX, ..Default::default() };
+    fnet.kernels.pointwise.bind(ctx, &params, &[partials, &ones, target, &dummy]).in_family(Family::Gram)
 }
 
 /// How the Gram product of a layer splits its sum over `pixels`: (chunk length, number of
@@ -177,8 +191,14 @@ impl Targets {
                 plan.upload(ctx, &image.data)?;
                 let mut ops: Vec<BoundOp> = Vec::new();
                 for ((name, _), target) in spec.style_layers.iter().zip(&style_targets) {
+                    // Split over pixels as in the objective (one long f32 sum would drift from
+                    // the objective's chunked one), then the partials added into the target.
                     let (info, buffer) = plan.layer_buffer(name)?;
-                    ops.push(gram_op(ctx, fnet, info, buffer, target, *blend, i > 0, 0));
+                    let (c, hw) = (info.channels, info.height * info.width);
+                    let (k_chunk, splits) = gram_split(c, hw);
+                    let partials = ctx.zeroed_buffer("target gram partials", splits as usize * c * c);
+                    ops.push(gram_op(ctx, fnet, info, buffer, &partials, *blend, k_chunk));
+                    ops.push(sum_partials(ctx, fnet, &partials, splits, c * c, target, i > 0));
                 }
                 let mut encoder = ctx.device.create_command_encoder(&Default::default());
                 kernels::record(&mut encoder, plan.ops());
@@ -303,7 +323,7 @@ impl Objective {
                 + Work::new(2.0 * cf * cf * hwf, cf * cf + 3.0 * cf * hwf);
             let gram = ctx.zeroed_buffer("gram partials", splits as usize * c * c);
             let r = ctx.zeroed_buffer("style residual", c * c);
-            ops.push(gram_op(ctx, fnet, info, f, &gram, 1.0, false, k_chunk));
+            ops.push(gram_op(ctx, fnet, info, f, &gram, 1.0, k_chunk));
             let unit_coef = weight * 4.0 / ((c * c) as f32 * (c * hw) as f32);
             let coef = spec.style_weight * unit_coef;
             let p = LossParams {
