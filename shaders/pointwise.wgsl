@@ -100,7 +100,8 @@ fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
         out_base = wid.z * p.m * p.n;
     }
     let tid = lid.y * 16u + lid.x;
-    var acc: array<f32, 16>;
+    // acc[i][j]: row i, column j of this invocation's block (columns as vector lanes).
+    var acc: array<vec4<f32>, 4>;
     for (var k0 = k_begin; k0 < k_end; k0 += KSTEP) {
         // Consecutive invocations read consecutive addresses of whichever layout is stored.
         for (var r = 0u; r < ROWS; r++) {
@@ -121,18 +122,13 @@ fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KSTEP; kk++) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var i = 0u; i < ROWS; i++) {
-                a[i] = a_tile[kk * TILE + lid.y + 16u * i];
-            }
+            let row = kk * TILE;
+            var b = vec4<f32>(0.0);
             for (var j = 0u; j < COLS; j++) {
-                b[j] = b_tile[kk * TILE + lid.x + 16u * j];
+                b[j] = b_tile[row + lid.x + 16u * j];
             }
             for (var i = 0u; i < ROWS; i++) {
-                for (var j = 0u; j < COLS; j++) {
-                    acc[i * 4u + j] += a[i] * b[j];
-                }
+                acc[i] += a_tile[row + lid.y + 16u * i] * b;
             }
         }
         workgroupBarrier();
@@ -145,7 +141,7 @@ fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
                 continue;
             }
             let idx = m * p.n + n;
-            var z = p.alpha * acc[i * 4u + j];
+            var z = p.alpha * acc[i][j];
             if has(BIAS) {
                 z += weights[p.m * p.k + m];
             }
