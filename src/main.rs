@@ -9,12 +9,24 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     quiet_headless_vulkan_layers();
+    exit_quietly_on_closed_pipe();
     match commands::run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `neural-style … | head` closes stdout early; like other Unix tools, the process then ends
+/// quietly (SIGPIPE's default action) instead of panicking in `println!`.
+fn exit_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called at the start of main, before any other thread exists; restores the default
+    // disposition of a signal the Rust runtime set to "ignore".
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
