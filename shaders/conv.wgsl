@@ -58,9 +58,23 @@ fn conv_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(5) var<storage, read> grad_output: array<f32>;
 @group(0) @binding(6) var<storage, read> preact_in: array<f32>;
 @group(0) @binding(7) var<storage, read_write> grad_input: array<f32>;
+@group(0) @binding(8) var<storage, read_write> grad_inout: array<f32>;
+
+// The activation's backward, in place: dL/dZ = dL/dY ⊙ act'(Z) over out_c·out_h·out_w values.
+// It runs once per layer before the stem's (and each depthwise layer's) input gradient, which
+// would otherwise recompute it for every tap that reads an output.
+// x over 256-wide groups, y over rows of 65535 groups for large tensors.
+@compute @workgroup_size(256)
+fn activation_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if i < p.out_c * p.out_h * p.out_w {
+        grad_inout[i] *= activate_grad(preact_in[i], p.act, p.cap);
+    }
+}
 
 // Gradient with respect to the input image, added to grad_input: for each input value, the sum
-// over the outputs it fed of weight · dL/d(pre-activation) · normalization scale.
+// over the outputs it fed of weight · dL/d(pre-activation) · normalization scale (grad_output
+// holds dL/d(pre-activation): see activation_backward).
 // One invocation per input value: x over pixels, y over input channels.
 @compute @workgroup_size(256)
 fn conv_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -88,9 +102,7 @@ fn conv_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
             let opix = oy * p.out_w + u32(sx);
             for (var o = 0u; o < p.out_c; o++) {
-                let idx = o * out_pixels + opix;
-                let dz = grad_output[idx] * activate_grad(preact_in[idx], p.act, p.cap);
-                acc += weights[((o * p.in_c + i) * k + ky) * k + kx] * dz;
+                acc += weights[((o * p.in_c + i) * k + ky) * k + kx] * grad_output[o * out_pixels + opix];
             }
         }
     }

@@ -50,11 +50,10 @@ fn depthwise_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 @group(0) @binding(5) var<storage, read> grad_output: array<f32>;
-@group(0) @binding(6) var<storage, read> preact_in: array<f32>;
 @group(0) @binding(7) var<storage, read_write> grad_input: array<f32>;
 
 // Gradient with respect to the input, added to grad_input (the transposed depthwise convolution
-// of dL/d(pre-activation)). One invocation per input value: x over pixels, y over channels.
+// of dL/d(pre-activation), which grad_output holds: see activation_backward in conv.wgsl). One invocation per input value: x over pixels, y over channels.
 @compute @workgroup_size(256)
 fn depthwise_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let in_pixels = p.in_h * p.in_w;
@@ -79,9 +78,7 @@ fn depthwise_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
             if sx < 0 {
                 continue;
             }
-            let idx = c * out_pixels + oy * p.out_w + u32(sx);
-            let dz = grad_output[idx] * activate_grad(preact_in[idx], p.act, p.cap);
-            acc += weights[(c * k + ky) * k + kx] * dz;
+            acc += weights[(c * k + ky) * k + kx] * grad_output[c * out_pixels + oy * p.out_w + u32(sx)];
         }
     }
     grad_input[c * in_pixels + pix] += acc;

@@ -65,6 +65,11 @@ pub struct ConvParams {
     pub shift: [f32; 4],
 }
 
+/// Parameters of `activation_backward` (in `conv.wgsl`) over `count` values.
+pub fn activation_params(count: usize, act: u32, cap: f32) -> ConvParams {
+    ConvParams { out_c: 1, out_h: 1, out_w: count as u32, act, cap, ..bytemuck::Zeroable::zeroed() }
+}
+
 /// Uniforms of `depthwise.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -300,8 +305,10 @@ pub struct Kernels {
     pub se_gate: Kernel,
     /// Per-channel scale.
     pub channel_scale: Kernel,
-    /// Stem gradient with respect to the image.
+    /// Stem gradient with respect to the image (from dL/d(pre-activation)).
     pub conv_backward: Kernel,
+    /// dL/dY → dL/d(pre-activation) in place (before the stem and depthwise input gradients).
+    pub activation_backward: Kernel,
     /// Depthwise gradient with respect to its input.
     pub depthwise_backward: Kernel,
     /// Residual connection gradient.
@@ -377,7 +384,7 @@ impl Kernels {
         let optim = module("optim.wgsl", OPTIM, Family::Optimizer);
         let lbfgs = module("lbfgs.wgsl", LBFGS, Family::Optimizer);
         let forward = [(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)];
-        let backward = [(5, Read), (2, Read), (6, Read), (7, ReadWrite)];
+        let backward = [(5, Read), (2, Read), (7, ReadWrite)];
         Self {
             conv: Kernel::new(ctx, &conv, "conv_forward", &forward),
             depthwise: Kernel::new(ctx, &depthwise, "depthwise_forward", &forward),
@@ -386,6 +393,7 @@ impl Kernels {
             se_gate: Kernel::new(ctx, &se, "se_gate", &[(1, Read), (2, Read), (3, ReadWrite)]),
             channel_scale: Kernel::new(ctx, &se, "channel_scale", &[(1, Read), (2, Read), (3, ReadWrite)]),
             conv_backward: Kernel::new(ctx, &conv, "conv_backward", &backward),
+            activation_backward: Kernel::new(ctx, &conv, "activation_backward", &[(6, Read), (8, ReadWrite)]),
             depthwise_backward: Kernel::new(ctx, &depthwise, "depthwise_backward", &backward),
             residual_backward: Kernel::new(ctx, &pointwise, "residual_backward", &[(5, Read), (6, ReadWrite)]),
             residual_forward: Kernel::new(ctx, &pointwise, "residual_forward", &[(1, Read), (5, Read), (6, ReadWrite)]),

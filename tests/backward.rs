@@ -6,9 +6,11 @@ mod common;
 
 use common::*;
 use neural_style::arch::{Activation, Padding};
+use neural_style::engine::flat_dispatch;
 use neural_style::gpu::GpuContext;
 use neural_style::kernels::{
-    self, ConvParams, DepthwiseParams, Kernels, LossParams, PointwiseParams, SeParams, activation_code, pointwise_flags,
+    self, ConvParams, DepthwiseParams, Kernels, LossParams, PointwiseParams, SeParams, activation_code,
+    activation_params, pointwise_flags,
 };
 use neural_style::model::SqueezeExcite;
 use neural_style::reference::{self, Tensor};
@@ -190,14 +192,12 @@ fn gpu_conv_and_depthwise_backward_match_reference() {
                     ctx.zeroed_buffer("pre", y.data.len()),
                     ctx.zeroed_buffer("gx", x.data.len()),
                 );
+                // Forward (keeping the pre-activation), activation backward in place, input gradient.
+                let act_params = activation_params(y.data.len(), params.act, params.cap);
                 let ops = [
                     k.conv.bind(&ctx, &params, &[&xb, &wb, &yb, &pre], [(y.h * y.w).div_ceil(256) as u32, 16, 1]),
-                    k.conv_backward.bind(
-                        &ctx,
-                        &params,
-                        &[&gyb, &wb, &pre, &gx],
-                        [(x.h * x.w).div_ceil(256) as u32, 3, 1],
-                    ),
+                    k.activation_backward.bind(&ctx, &act_params, &[&pre, &gyb], flat_dispatch(y.data.len())),
+                    k.conv_backward.bind(&ctx, &params, &[&gyb, &wb, &gx], [(x.h * x.w).div_ceil(256) as u32, 3, 1]),
                 ];
                 kernels::run(&ctx, &ops).unwrap();
                 check(
@@ -240,10 +240,16 @@ fn gpu_conv_and_depthwise_backward_match_reference() {
                         &[&xb, &wb, &yb, &pre],
                         [(y.h * y.w).div_ceil(256) as u32, c as u32, 1],
                     ),
+                    k.activation_backward.bind(
+                        &ctx,
+                        &activation_params(y.data.len(), params.act, params.cap),
+                        &[&pre, &gyb],
+                        flat_dispatch(y.data.len()),
+                    ),
                     k.depthwise_backward.bind(
                         &ctx,
                         &params,
-                        &[&gyb, &wb, &pre, &gx],
+                        &[&gyb, &wb, &gx],
                         [(x.h * x.w).div_ceil(256) as u32, c as u32, 1],
                     ),
                 ];

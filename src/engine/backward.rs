@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 
 use super::{ForwardPlan, Node, WORKGROUP, flat_dispatch, groups};
 use crate::gpu::GpuContext;
-use crate::kernels::{BoundOp, Kernels, PointwiseParams, pointwise_flags};
+use crate::kernels::{BoundOp, Family, Kernels, PointwiseParams, activation_params, pointwise_flags};
 
 impl ForwardPlan {
     /// The backward dispatches: from the layer gradients (filled by the losses) to the image
@@ -21,9 +21,13 @@ impl ForwardPlan {
         for node in self.nodes.iter().rev() {
             match node {
                 Node::Stem { weights, params, preact, out } => {
+                    if let Some(preact) = preact {
+                        let n = (params.out_c * params.out_h * params.out_w) as usize;
+                        let p = activation_params(n, params.act, params.cap);
+                        ops.push(k.activation_backward.bind(ctx, &p, &[preact, grad(*out)], flat_dispatch(n)));
+                    }
                     let wg = [groups(self.width * self.height, WORKGROUP), 3, 1];
-                    let preact = preact.as_ref().unwrap_or(&dummy);
-                    ops.push(k.conv_backward.bind(ctx, params, &[grad(*out), weights, preact, image_grad], wg));
+                    ops.push(k.conv_backward.bind(ctx, params, &[grad(*out), weights, image_grad], wg));
                 }
                 Node::Pointwise { weights, params, preact, input, out } => {
                     // dX (in_c × pixels) += Wᵀ · (dY ⊙ act'(Z)).
@@ -36,9 +40,14 @@ impl ForwardPlan {
                     ops.push(k.pointwise.bind(ctx, &p, &[grad(*out), weights, grad(*input), aux]));
                 }
                 Node::Depthwise { weights, params, preact, input, out } => {
+                    if let Some(preact) = preact {
+                        let n = (params.channels * params.out_h * params.out_w) as usize;
+                        let p = activation_params(n, params.act, params.cap);
+                        let op = k.activation_backward.bind(ctx, &p, &[preact, grad(*out)], flat_dispatch(n));
+                        ops.push(op.in_family(Family::Depthwise));
+                    }
                     let wg = [groups((params.in_h * params.in_w) as usize, WORKGROUP), params.channels, 1];
-                    let preact = preact.as_ref().unwrap_or(&dummy);
-                    ops.push(k.depthwise_backward.bind(ctx, params, &[grad(*out), weights, preact, grad(*input)], wg));
+                    ops.push(k.depthwise_backward.bind(ctx, params, &[grad(*out), weights, grad(*input)], wg));
                 }
                 Node::SqueezeExcite { weights, params, means, gates, input, out } => {
                     let channels = params.channels as usize;
