@@ -20,19 +20,27 @@ struct ConvParams {
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 @group(0) @binding(4) var<storage, read_write> preact: array<f32>;
 
-// One invocation per output value: x over pixels, y over output channels.
+// Output channels per invocation: each normalized input value is loaded once for all of them.
+const OUT_BLOCK: u32 = 16u;
+
+// One invocation per output pixel and block of 16 output channels: x over pixels, y over blocks.
 @compute @workgroup_size(256)
 fn conv_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let pixels = p.out_h * p.out_w;
     let pix = gid.x;
-    let o = gid.y;
-    if pix >= pixels || o >= p.out_c {
+    let o0 = gid.y * OUT_BLOCK;
+    if pix >= pixels || o0 >= p.out_c {
         return;
     }
+    let count = min(OUT_BLOCK, p.out_c - o0);
     let y = pix / p.out_w;
     let x = pix % p.out_w;
     let k = p.kernel;
-    var acc = weights[p.out_c * p.in_c * k * k + o];
+    let taps = p.in_c * k * k;
+    var acc: array<f32, 16>;
+    for (var o = 0u; o < count; o++) {
+        acc[o] = weights[p.out_c * taps + o0 + o];
+    }
     for (var i = 0u; i < p.in_c; i++) {
         for (var ky = 0u; ky < k; ky++) {
             let iy = i32(y * p.stride + ky) - i32(p.pad_y);
@@ -45,13 +53,19 @@ fn conv_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
                     continue;
                 }
                 let v = input[(i * p.in_h + u32(iy)) * p.in_w + u32(ix)] * p.scale[i % 3u] + p.shift[i % 3u];
-                acc += weights[((o * p.in_c + i) * k + ky) * k + kx] * v;
+                let tap = (i * k + ky) * k + kx;
+                for (var o = 0u; o < count; o++) {
+                    acc[o] += weights[(o0 + o) * taps + tap] * v;
+                }
             }
         }
     }
-    output[o * pixels + pix] = activate(acc, p.act, p.cap);
-    if p.store_preact == 1u {
-        preact[o * pixels + pix] = acc;
+    for (var o = 0u; o < count; o++) {
+        let idx = (o0 + o) * pixels + pix;
+        output[idx] = activate(acc[o], p.act, p.cap);
+        if p.store_preact == 1u {
+            preact[idx] = acc[o];
+        }
     }
 }
 

@@ -65,6 +65,11 @@ pub struct ConvParams {
     pub shift: [f32; 4],
 }
 
+/// Workgroups of `conv_forward`: 256 output pixels by blocks of 16 output channels.
+pub fn conv_grid(p: &ConvParams) -> [u32; 3] {
+    [(p.out_h * p.out_w).div_ceil(WORKGROUP), p.out_c.div_ceil(16), 1]
+}
+
 /// Parameters of `activation_backward` (in `conv.wgsl`) over `count` values.
 pub fn activation_params(count: usize, act: u32, cap: f32) -> ConvParams {
     ConvParams { out_c: 1, out_h: 1, out_w: count as u32, act, cap, ..bytemuck::Zeroable::zeroed() }

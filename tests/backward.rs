@@ -195,7 +195,7 @@ fn gpu_conv_and_depthwise_backward_match_reference() {
                 // Forward (keeping the pre-activation), activation backward in place, input gradient.
                 let act_params = activation_params(y.data.len(), params.act, params.cap);
                 let ops = [
-                    k.conv.bind(&ctx, &params, &[&xb, &wb, &yb, &pre], [(y.h * y.w).div_ceil(256) as u32, 16, 1]),
+                    k.conv.bind(&ctx, &params, &[&xb, &wb, &yb, &pre], kernels::conv_grid(&params)),
                     k.activation_backward.bind(&ctx, &act_params, &[&pre, &gyb], flat_dispatch(y.data.len())),
                     k.conv_backward.bind(&ctx, &params, &[&gyb, &wb, &gx], [(x.h * x.w).div_ceil(256) as u32, 3, 1]),
                 ];

@@ -24,18 +24,19 @@ fn stem_convolution_matches_reference() {
     let scale = [2.0, 1.5, 0.7];
     let shift = [-1.0, -0.2, 0.3];
     for padding in [Padding::TfSame, Padding::Symmetric] {
-        for (kernel, stride) in [(3, 2), (3, 1), (5, 2)] {
+        // 16 output channels (the stems) and 21 (a second, partial block of 16 per invocation).
+        for (kernel, stride, out_c) in [(3, 2, 16), (3, 1, 21), (5, 2, 16)] {
             for act in ACTIVATIONS {
-                let conv = random_conv(&mut rng, [16, 3, kernel, stride], false, act, 1.0);
+                let conv = random_conv(&mut rng, [out_c, 3, kernel, stride], false, act, 1.0);
                 let want = reference::conv2d(&Tensor::from_f32(3, h, w, &input), &conv, padding, scale, shift);
                 let (oh, pad_y) = padding.geometry(h, kernel, stride);
                 let (ow, pad_x) = padding.geometry(w, kernel, stride);
-                let out = ctx.zeroed_buffer("out", 16 * oh * ow);
+                let out = ctx.zeroed_buffer("out", out_c * oh * ow);
                 let params = ConvParams {
                     in_c: 3,
                     in_h: h as u32,
                     in_w: w as u32,
-                    out_c: 16,
+                    out_c: out_c as u32,
                     out_h: oh as u32,
                     out_w: ow as u32,
                     kernel: kernel as u32,
@@ -54,11 +55,11 @@ fn stem_convolution_matches_reference() {
                     &ctx,
                     &params,
                     &[&input_buf, &wb, &out, &dummy],
-                    [(oh * ow).div_ceil(256) as u32, 16, 1],
+                    kernels::conv_grid(&params),
                 );
                 kernels::run(&ctx, &[op]).unwrap();
-                let got = ctx.read_buffer(&out, 16 * oh * ow).unwrap();
-                check(&format!("conv {padding:?} k{kernel} s{stride} {act:?}"), &got, &want);
+                let got = ctx.read_buffer(&out, out_c * oh * ow).unwrap();
+                check(&format!("conv {padding:?} k{kernel} s{stride} {out_c} {act:?}"), &got, &want);
             }
         }
     }

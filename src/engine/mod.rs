@@ -547,7 +547,7 @@ impl Builder<'_> {
             self.ctx,
             &params,
             &[&self.input, &fnet.stem, self.buffer(out), aux],
-            [groups(info.height * info.width, WORKGROUP), s.out_channels as u32, 1],
+            kernels::conv_grid(&params),
         );
         self.ops.push(op);
         if self.train {
