@@ -51,12 +51,7 @@ fn stem_convolution_matches_reference() {
                     shift: [shift[0], shift[1], shift[2], 0.0],
                 };
                 let wb = conv_buffer(&ctx, &conv);
-                let op = k.conv.bind(
-                    &ctx,
-                    &params,
-                    &[&input_buf, &wb, &out, &dummy],
-                    kernels::conv_grid(&params),
-                );
+                let op = k.conv.bind(&ctx, &params, &[&input_buf, &wb, &out, &dummy], kernels::conv_grid(&params));
                 kernels::run(&ctx, &[op]).unwrap();
                 let got = ctx.read_buffer(&out, out_c * oh * ow).unwrap();
                 check(&format!("conv {padding:?} k{kernel} s{stride} {out_c} {act:?}"), &got, &want);
