@@ -368,10 +368,10 @@ fn bench(options: &neural_style::bench::BenchOptions, common: &CommonArgs) -> Re
 fn print_bench(r: &neural_style::bench::BenchResult) {
     let p = &r.profile;
     println!(
-        "{0}x{0} {1:?}: {2:.2} it/s, {3:.1} ms/iteration ({4} iterations), {5} dispatches/iteration, plan {6:.1} MiB, \
+        "{0}x{0} {1}: {2:.2} it/s, {3:.1} ms/iteration ({4} iterations), {5} dispatches/iteration, plan {6:.1} MiB, \
          final loss {7:.4}",
         r.size,
-        r.optimizer,
+        clap::ValueEnum::to_possible_value(&r.optimizer).map_or_else(String::new, |v| v.get_name().to_string()),
         r.iterations_per_second,
         r.ms_per_iteration,
         r.iterations,

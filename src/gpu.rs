@@ -237,8 +237,9 @@ impl GpuContext {
         Ok(())
     }
 
-    /// Bytes of every buffer created through this context so far (buffers are never freed while
-    /// a plan lives, so the growth across planning is the plan's peak footprint).
+    /// Bytes of every buffer created through this context so far (creations are counted, drops
+    /// are not: the growth across planning bounds the plan's footprint from above, temporaries
+    /// included).
     pub fn allocated_bytes(&self) -> u64 {
         self.allocated.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -286,8 +287,8 @@ impl GpuContext {
         }))
     }
 
-    /// Waits for the submitted work, then reads `len` values (f32, or u64 timestamps) from a readback buffer the work
-    /// copied into.
+    /// Waits for the submitted work, then reads `len` values (f32, or u64 timestamps) from a
+    /// readback buffer the work copied into.
     pub fn read_mapped<T: bytemuck::Pod>(&self, staging: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {

@@ -238,11 +238,11 @@ pub struct SeParams {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Family {
-    /// The full 3×3 stem convolution, forward and backward.
+    /// The full 3×3 stem convolution, forward and backward (with its activation's backward).
     Stem,
     /// Depthwise convolutions, forward and backward.
     Depthwise,
-    /// 1×1 convolutions (forward and input-gradient products) and residual gradients.
+    /// 1×1 convolutions (forward and input-gradient products) and the residual connections.
     Pointwise,
     /// Squeeze-excite: channel means, gates, scaling, and their gradients.
     SqueezeExcite,
