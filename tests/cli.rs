@@ -469,3 +469,27 @@ fn readme_shows_the_current_help_output() {
         );
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn closed_stdout_ends_the_process_quietly_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    if !gpu_available() {
+        return;
+    }
+    // The reader goes away before the tool prints anything (it first opens the device and
+    // plans), as with `neural-style bench | head -0`.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(["bench", "--size", "32", "--iterations", "1", "--warmup", "0"])
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run neural-style");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "panicked on a closed pipe: {stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "status {:?}, stderr: {stderr}", out.status);
+}
