@@ -326,8 +326,13 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> ApplicationHandler for App<F> {
                 Ok(())
             }
             WindowEvent::RedrawRequested => self.frame(),
+            // One action per real press: winit synthesizes presses for keys already held when the
+            // window gains focus (the press that focused it would toggle twice), and held keys
+            // repeat.
             WindowEvent::KeyboardInput {
-                event: KeyEvent { logical_key, state: ElementState::Pressed, .. }, ..
+                event: KeyEvent { logical_key, state: ElementState::Pressed, repeat: false, .. },
+                is_synthetic: false,
+                ..
             } => self.key(event_loop, &logical_key),
             _ => Ok(()),
         };

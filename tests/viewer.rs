@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,11 @@ use common::*;
 /// starting at once could pick the same one.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// A private X server for one test, killed on drop.
+/// How long any one expected change of the window may take. Generous: a cold CI machine starts
+/// Xvfb (compiling its keymap) and the viewer (compiling its pipelines) on two busy cores.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// A private X server for one test, stopped on drop.
 struct Xvfb {
     child: Child,
     display: String,
@@ -23,8 +27,8 @@ struct Xvfb {
 }
 
 impl Xvfb {
-    /// Starts Xvfb, or returns `None` (skip) when the tools are missing, unless GPU tests are
-    /// required, in which case missing tools fail the test.
+    /// Starts Xvfb and waits until it answers, or returns `None` (skip) when the tools are
+    /// missing, unless GPU tests are required, in which case missing tools fail the test.
     fn start() -> Option<Self> {
         let have = |tool: &str| {
             Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
@@ -46,12 +50,13 @@ impl Xvfb {
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-            assert!(Instant::now() < deadline, "Xvfb did not start");
+        let x = Self { child, display, _turn: turn };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !x.xdotool(&["getdisplaygeometry"]).status.success() {
+            assert!(Instant::now() < deadline, "Xvfb {} did not start", x.display);
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(Self { child, display, _turn: turn })
+        Some(x)
     }
 
     fn xdotool(&self, args: &[&str]) -> Output {
@@ -59,17 +64,21 @@ impl Xvfb {
     }
 
     /// Waits for the neural-style window whose title satisfies `ready`; returns its id and title.
-    fn window(&self, ready: impl Fn(&str) -> bool) -> (String, String) {
-        let deadline = Instant::now() + Duration::from_secs(120);
+    /// Fails at once, with the viewer's stderr, if the viewer exits first.
+    fn window(&self, viewer: &mut Viewer, ready: impl Fn(&str) -> bool) -> (String, String) {
+        let deadline = Instant::now() + PATIENCE;
+        let mut last = String::from("(no window)");
         loop {
             let found = self.xdotool(&["search", "--name", "neural-style"]);
-            if let Some(id) = String::from_utf8_lossy(&found.stdout).lines().next() {
-                let title = String::from_utf8_lossy(&self.xdotool(&["getwindowname", id]).stdout).trim().to_string();
+            for id in String::from_utf8_lossy(&found.stdout).lines() {
+                let title = self.title(id);
                 if ready(&title) {
                     return (id.to_string(), title);
                 }
+                last = title;
             }
-            assert!(Instant::now() < deadline, "no ready neural-style window");
+            viewer.assert_running();
+            assert!(Instant::now() < deadline, "no ready neural-style window; last title: {last}");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -78,11 +87,11 @@ impl Xvfb {
         String::from_utf8_lossy(&self.xdotool(&["getwindowname", id]).stdout).trim().to_string()
     }
 
-    /// Focuses the window and types a key (XTEST, as a user would).
+    /// Focuses the window and types a key (XTEST, as a user would). The caller waits for its
+    /// effect: the viewer handles the key between frames.
     fn key(&self, id: &str, key: &str) {
-        self.xdotool(&["windowfocus", "--sync", id]);
-        assert!(self.xdotool(&["key", key]).status.success());
-        std::thread::sleep(Duration::from_millis(300));
+        assert!(self.xdotool(&["windowfocus", "--sync", id]).status.success(), "cannot focus window {id}");
+        assert!(self.xdotool(&["key", key]).status.success(), "xdotool key {key}");
     }
 
     fn screenshot(&self, id: &str, path: &Path) -> image::RgbImage {
@@ -97,42 +106,89 @@ impl Xvfb {
 }
 
 impl Drop for Xvfb {
+    /// SIGTERM lets Xvfb remove its socket and lock file; SIGKILL only if it does not exit.
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `neural-style stylize --viewer` process; its stderr goes to a file (a pipe nobody reads
+/// could fill and block it). Killed on drop if still running.
+struct Viewer {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Viewer {
+    fn start(x: &Xvfb, dir: &Path, output: &Path, extra: &[&str]) -> Self {
+        let img = |n: &str| shared().join("images").join(n).to_str().unwrap().to_string();
+        let stderr = dir.join("viewer-stderr.txt");
+        let child = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+            .args([
+                "stylize",
+                "--content",
+                &img("tubingen.jpg"),
+                "--style",
+                &img("starry_night.jpg"),
+                "--output",
+                output.to_str().unwrap(),
+                "--viewer",
+            ])
+            .args(extra)
+            .env("DISPLAY", &x.display)
+            .env_remove("WAYLAND_DISPLAY")
+            .env("NEURAL_STYLE_WEIGHTS", default_weights())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Fails the test if the viewer has exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("neural-style exited early ({status}): {}", self.stderr());
+        }
+    }
+
+    /// Waits for the viewer to exit; returns whether it succeeded, and its stderr.
+    fn wait_exit(mut self) -> (bool, String) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.success(), self.stderr());
+            }
+            assert!(Instant::now() < deadline, "neural-style did not exit: {}", self.stderr());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Viewer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn stylize_in_window(x: &Xvfb, output: &Path, extra: &[&str]) -> Child {
-    let img = |n: &str| shared().join("images").join(n).to_str().unwrap().to_string();
-    Command::new(env!("CARGO_BIN_EXE_neural-style"))
-        .args([
-            "stylize",
-            "--content",
-            &img("tubingen.jpg"),
-            "--style",
-            &img("starry_night.jpg"),
-            "--output",
-            output.to_str().unwrap(),
-            "--viewer",
-        ])
-        .args(extra)
-        .env("DISPLAY", &x.display)
-        .env_remove("WAYLAND_DISPLAY")
-        .env("NEURAL_STYLE_WEIGHTS", default_weights())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_exit(mut child: Child) -> Output {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "neural-style did not exit");
+/// Waits until `check` holds (a file appears), failing after [`PATIENCE`].
+fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    child.wait_with_output().unwrap()
 }
 
 /// "… iteration 12/500 …" → 12.
@@ -146,8 +202,9 @@ fn window_shows_the_image_being_optimized_and_esc_writes_the_output() {
     let Some(x) = Xvfb::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.png");
-    let child = stylize_in_window(&x, &output, &["--size", "64", "--iterations", "12", "--save-every", "5"]);
-    let (id, title) = x.window(|t| t.contains("done"));
+    let mut viewer =
+        Viewer::start(&x, dir.path(), &output, &["--size", "64", "--iterations", "12", "--save-every", "5"]);
+    let (id, title) = x.window(&mut viewer, |t| t.contains("done"));
     assert!(
         title.contains("iteration 12/12") && title.contains("it/s") && title.contains("style weight 5000"),
         "{title}"
@@ -181,10 +238,10 @@ fn window_shows_the_image_being_optimized_and_esc_writes_the_output() {
     assert!(diff / count < 2.0, "the window differs from the written image: mean abs diff {}", diff / count);
     std::fs::remove_file(&output).unwrap();
     x.key(&id, "Tab");
-    assert!(x.title(&id).contains("content photo"));
+    x.window(&mut viewer, |t| t.contains("content photo"));
     x.key(&id, "Escape");
-    let out = wait_exit(child);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, stderr) = viewer.wait_exit();
+    assert!(ok, "{stderr}");
     assert!(image::open(&output).is_ok(), "Esc writes the current result");
 }
 
@@ -193,30 +250,59 @@ fn space_pauses_s_saves_and_plus_doubles_the_style_weight() {
     let Some(x) = Xvfb::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.png");
-    let child = stylize_in_window(&x, &output, &["--size", "32", "--iterations", "100000", "--optimizer", "adam"]);
-    let (id, _) = x.window(|t| t.contains("iteration") && iteration_in(t) >= 2);
+    let mut viewer =
+        Viewer::start(&x, dir.path(), &output, &["--size", "32", "--iterations", "100000", "--optimizer", "adam"]);
+    let (id, _) = x.window(&mut viewer, |t| t.contains("iteration") && iteration_in(t) >= 2);
     x.key(&id, "space");
-    let paused = x.title(&id);
-    assert!(paused.contains("paused"), "{paused}");
+    let paused = x.window(&mut viewer, |t| t.contains("paused")).1;
     std::thread::sleep(Duration::from_millis(800));
     let still = x.title(&id);
+    assert!(still.contains("paused"), "{still}");
     assert_eq!(iteration_in(&paused), iteration_in(&still), "no progress while paused");
     x.key(&id, "s");
-    let snapshots: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().into_string().unwrap())
-        .collect();
-    assert!(snapshots.iter().any(|n| n.starts_with("out_") && n.ends_with(".png")), "snapshot written: {snapshots:?}");
+    let snapshot_written = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().into_string().unwrap())
+            .any(|n| n.starts_with("out_") && n.ends_with(".png"))
+    };
+    eventually("S writes a snapshot", snapshot_written);
     x.key(&id, "plus");
-    assert!(x.title(&id).contains("style weight 10000"));
+    x.window(&mut viewer, |t| t.contains("style weight 10000"));
     x.key(&id, "space");
-    let resumed = x.window(|t| !t.contains("paused") && iteration_in(t) > iteration_in(&still)).1;
-    assert!(iteration_in(&resumed) > iteration_in(&still));
+    x.window(&mut viewer, |t| !t.contains("paused") && iteration_in(t) > iteration_in(&still));
     x.key(&id, "Escape");
-    let out = wait_exit(child);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, stderr) = viewer.wait_exit();
+    assert!(ok, "{stderr}");
     assert!(image::open(&output).is_ok());
+}
+
+#[test]
+fn the_key_press_that_arrives_with_the_focus_acts_once() {
+    let Some(x) = Xvfb::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let mut viewer =
+        Viewer::start(&x, dir.path(), &output, &["--size", "32", "--iterations", "100000", "--optimizer", "adam"]);
+    let (id, _) = x.window(&mut viewer, |t| t.contains("iteration") && iteration_in(t) >= 2);
+    // The window gains focus and Space goes down before the viewer reads either event, as when
+    // a key is typed right after focusing: winit then reports a synthetic press on focus and the
+    // real press. Pausing the process makes that order certain.
+    let pid = viewer.child.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    assert!(x.xdotool(&["windowfocus", "--sync", &id]).status.success());
+    assert!(x.xdotool(&["keydown", "space"]).status.success());
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(x.xdotool(&["keyup", "space"]).status.success());
+    // Events are handled in order: once Tab's effect shows, Space has been handled.
+    x.key(&id, "Tab");
+    let title = x.window(&mut viewer, |t| t.contains("content photo")).1;
+    assert!(title.contains("paused"), "one press of Space pauses: {title}");
+    x.key(&id, "Escape");
+    let (ok, stderr) = viewer.wait_exit();
+    assert!(ok, "{stderr}");
 }
 
 #[test]
