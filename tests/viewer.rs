@@ -182,6 +182,14 @@ impl Drop for Viewer {
     }
 }
 
+/// A run that does not end by itself (32 px, Adam, 100000 iterations), once its window shows
+/// iteration 2; returns the viewer and the window id.
+fn endless_run(x: &Xvfb, dir: &Path, output: &Path) -> (Viewer, String) {
+    let mut viewer = Viewer::start(x, dir, output, &["--size", "32", "--iterations", "100000", "--optimizer", "adam"]);
+    let (id, _) = x.window(&mut viewer, |t| t.contains("iteration") && iteration_in(t) >= 2);
+    (viewer, id)
+}
+
 /// Waits until `check` holds (a file appears), failing after [`PATIENCE`].
 fn eventually(what: &str, check: impl Fn() -> bool) {
     let deadline = Instant::now() + PATIENCE;
@@ -250,9 +258,7 @@ fn space_pauses_s_saves_and_plus_doubles_the_style_weight() {
     let Some(x) = Xvfb::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.png");
-    let mut viewer =
-        Viewer::start(&x, dir.path(), &output, &["--size", "32", "--iterations", "100000", "--optimizer", "adam"]);
-    let (id, _) = x.window(&mut viewer, |t| t.contains("iteration") && iteration_in(t) >= 2);
+    let (mut viewer, id) = endless_run(&x, dir.path(), &output);
     x.key(&id, "space");
     let paused = x.window(&mut viewer, |t| t.contains("paused")).1;
     std::thread::sleep(Duration::from_millis(800));
@@ -283,9 +289,7 @@ fn the_key_press_that_arrives_with_the_focus_acts_once() {
     let Some(x) = Xvfb::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.png");
-    let mut viewer =
-        Viewer::start(&x, dir.path(), &output, &["--size", "32", "--iterations", "100000", "--optimizer", "adam"]);
-    let (id, _) = x.window(&mut viewer, |t| t.contains("iteration") && iteration_in(t) >= 2);
+    let (mut viewer, id) = endless_run(&x, dir.path(), &output);
     // The window gains focus and Space goes down before the viewer reads either event, as when
     // a key is typed right after focusing: winit then reports a synthetic press on focus and the
     // real press. Pausing the process makes that order certain.
