@@ -7,7 +7,7 @@
 
 use anyhow::Result;
 use neural_style::gpu::DeviceRequest;
-use neural_style::stylize::StylizeOptions;
+use neural_style::stylize::{Event, StylizeOptions};
 use neural_style::viewer::{Viewer, ViewerEvent};
 use neural_style::{image_io, weights};
 
@@ -21,7 +21,7 @@ fn main() -> Result<()> {
     let (content, style) = (image_io::load_rgb(content.as_ref())?, image_io::load_rgb(style.as_ref())?);
     let outcome = Viewer::new()?.stylize(&DeviceRequest::default(), net, content, vec![style], options, |event| {
         match event {
-            ViewerEvent::Progress { iteration, losses, .. } if iteration % 50 == 0 => {
+            ViewerEvent::Step(Event::Progress { iteration, losses, .. }) if iteration % 50 == 0 => {
                 println!("{iteration:>5}  loss {:.5}", losses.loss)
             }
             ViewerEvent::Finished { .. } => println!("done; close the window to save"),

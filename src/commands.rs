@@ -274,7 +274,7 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         let request = args.common.device_request();
         let mut last_report = 0;
         let outcome = viewer.stylize(&request, net, content, styles, options, |event| match event {
-            ViewerEvent::Progress { iteration, losses, elapsed_s } => {
+            ViewerEvent::Step(Event::Progress { iteration, losses, elapsed_s }) => {
                 let last = iteration as i64 == args.iterations;
                 if iteration >= last_report + args.print_every.max(1) || iteration == 0 || last {
                     last_report = iteration;
@@ -282,7 +282,9 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
                 }
                 Ok(())
             }
-            ViewerEvent::Snapshot { iteration, image } => write_image(image, &snapshot_path(&args.output, iteration)),
+            ViewerEvent::Step(Event::Snapshot { iteration, image }) => {
+                write_image(image, &snapshot_path(&args.output, iteration))
+            }
             ViewerEvent::Finished { image } => write_image(image, &args.output),
         })?;
         return finish_stylize(args, &outcome);

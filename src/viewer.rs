@@ -22,7 +22,7 @@ use crate::engine::FeatureNet;
 use crate::gpu::{DeviceRequest, GpuContext, PresentSurface};
 use crate::image_io;
 use crate::model::Network;
-use crate::stylize::{LossValues, Outcome, PendingStep, Session, StylizeOptions, Stylizer};
+use crate::stylize::{Event, LossValues, Outcome, PendingStep, Session, StylizeOptions, Stylizer};
 
 const PRESENT: &str = include_str!("../shaders/present.wgsl");
 
@@ -32,22 +32,9 @@ const FRAME_BUDGET_S: f64 = 0.15;
 
 /// What the viewer tells its caller.
 pub enum ViewerEvent<'a> {
-    /// Losses of the image after `iteration` updates (about once per frame).
-    Progress {
-        /// Updates made.
-        iteration: usize,
-        /// Its losses.
-        losses: LossValues,
-        /// Seconds since the run was prepared.
-        elapsed_s: f64,
-    },
-    /// S was pressed: the current image.
-    Snapshot {
-        /// Updates made.
-        iteration: usize,
-        /// The image.
-        image: &'a RgbImage,
-    },
+    /// What a headless run reports too: losses (about once per frame), or an image (every
+    /// `snapshot_every` updates, and when S is pressed).
+    Step(Event<'a>),
     /// All iterations are done (the window stays open until Esc or close).
     Finished {
         /// The result.
@@ -232,10 +219,14 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
                         break;
                     }
                     r.last = Some((iteration, losses));
-                    (self.on_event)(ViewerEvent::Progress { iteration, losses, elapsed_s: session.elapsed() })?;
+                    (self.on_event)(ViewerEvent::Step(Event::Progress {
+                        iteration,
+                        losses,
+                        elapsed_s: session.elapsed(),
+                    }))?;
                 }
                 if let Some(image) = &step.image {
-                    (self.on_event)(ViewerEvent::Snapshot { iteration, image })?;
+                    (self.on_event)(ViewerEvent::Step(Event::Snapshot { iteration, image }))?;
                 }
                 if session.is_done() {
                     r.finished = true;
@@ -275,7 +266,7 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
                     if let Some(session) = &mut r.session {
                         let image = session.current_image()?;
                         let iteration = session.iteration().saturating_sub(1);
-                        (self.on_event)(ViewerEvent::Snapshot { iteration, image: &image })?;
+                        (self.on_event)(ViewerEvent::Step(Event::Snapshot { iteration, image: &image }))?;
                     }
                 }
                 "+" | "=" | "-" => {
