@@ -317,9 +317,8 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> ApplicationHandler for App<F> {
                 Ok(())
             }
             WindowEvent::RedrawRequested => self.frame(),
-            // One action per real press: winit synthesizes presses for keys already held when the
-            // window gains focus (the press that focused it would toggle twice), and held keys
-            // repeat.
+            // One action per real press: on gaining focus winit synthesizes a press for each key
+            // already down, so a key typed just as focus arrives would act twice; held keys repeat.
             WindowEvent::KeyboardInput {
                 event: KeyEvent { logical_key, state: ElementState::Pressed, repeat: false, .. },
                 is_synthetic: false,
