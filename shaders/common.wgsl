@@ -1,8 +1,5 @@
-// Shared by every kernel family: prepended to each shader file at load time.
-
-const ACT_NONE: u32 = 0u;
-const ACT_RELU: u32 = 1u;
-const ACT_HARD_SWISH: u32 = 2u;
+// Shared by every kernel family: prepended to each shader file at load time, after the constants
+// header that src/kernels/mod.rs generates (ACT_*, WORKGROUP, MAX_ROW_GROUPS, FLAG_*, ...).
 
 // Activation followed by the upper clamp `cap` (a huge value when unused).
 fn activate(x: f32, act: u32, cap: f32) -> f32 {
@@ -36,20 +33,20 @@ fn activate_grad(z: f32, act: u32, cap: f32) -> f32 {
     return 1.0;
 }
 
-// The value index of an invocation in a flat dispatch: 256-wide workgroups along x, folded into
-// rows of 65535 workgroups along y (see `flat_dispatch` on the Rust side).
+// The value index of an invocation in a flat dispatch: WORKGROUP-wide workgroups along x, folded
+// into rows of MAX_ROW_GROUPS workgroups along y (see `flat_grid` on the Rust side).
 fn flat_index(gid: vec3<u32>) -> u32 {
-    return gid.x + gid.y * 65535u * 256u;
+    return gid.x + gid.y * MAX_ROW_GROUPS * WORKGROUP;
 }
 
-var<workgroup> sum_scratch: array<f32, 256>;
+var<workgroup> sum_scratch: array<f32, WORKGROUP>;
 
-// The sum of `v` over a 256-invocation workgroup, returned to every invocation (a tree reduction;
+// The sum of `v` over a WORKGROUP-invocation workgroup, returned to every invocation (a tree reduction;
 // the fixed order keeps results bit-reproducible).
 fn workgroup_sum(lid: u32, v: f32) -> f32 {
     sum_scratch[lid] = v;
     workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride >>= 1u) {
+    for (var stride = WORKGROUP / 2u; stride > 0u; stride >>= 1u) {
         if lid < stride {
             sum_scratch[lid] += sum_scratch[lid + stride];
         }

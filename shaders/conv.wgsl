@@ -20,24 +20,22 @@ struct ConvParams {
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 @group(0) @binding(4) var<storage, read_write> preact: array<f32>;
 
-// Output channels per invocation: each normalized input value is loaded once for all of them.
-const OUT_BLOCK: u32 = 16u;
-
-// One invocation per output pixel and block of 16 output channels: x over pixels, y over blocks.
-@compute @workgroup_size(256)
+// One invocation per output pixel and block of CONV_OUT_BLOCK output channels (each normalized
+// input value is loaded once for all of them): x over pixels, y over blocks.
+@compute @workgroup_size(WORKGROUP)
 fn conv_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let pixels = p.out_h * p.out_w;
     let pix = gid.x;
-    let o0 = gid.y * OUT_BLOCK;
+    let o0 = gid.y * CONV_OUT_BLOCK;
     if pix >= pixels || o0 >= p.out_c {
         return;
     }
-    let count = min(OUT_BLOCK, p.out_c - o0);
+    let count = min(CONV_OUT_BLOCK, p.out_c - o0);
     let y = pix / p.out_w;
     let x = pix % p.out_w;
     let k = p.kernel;
     let taps = p.in_c * k * k;
-    var acc: array<f32, 16>;
+    var acc: array<f32, CONV_OUT_BLOCK>;
     for (var o = 0u; o < count; o++) {
         acc[o] = weights[p.out_c * taps + o0 + o];
     }
@@ -69,20 +67,25 @@ fn conv_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
+struct ActivationParams {
+    n: u32, act: u32, cap: f32, _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> act_p: ActivationParams;
 @group(0) @binding(5) var<storage, read> grad_output: array<f32>;
 @group(0) @binding(6) var<storage, read> preact_in: array<f32>;
 @group(0) @binding(7) var<storage, read_write> grad_input: array<f32>;
 @group(0) @binding(8) var<storage, read_write> grad_inout: array<f32>;
 
-// The activation's backward, in place: dL/dZ = dL/dY ⊙ act'(Z) over out_c·out_h·out_w values.
+// The activation's backward, in place: dL/dZ = dL/dY ⊙ act'(Z) over act_p.n values.
 // It runs once per layer before the stem's (and each depthwise layer's) input gradient, which
 // would otherwise recompute it for every tap that reads an output.
-// x over 256-wide groups, y over rows of 65535 groups for large tensors.
-@compute @workgroup_size(256)
+// A flat dispatch (see flat_index).
+@compute @workgroup_size(WORKGROUP)
 fn activation_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
-    if i < p.out_c * p.out_h * p.out_w {
-        grad_inout[i] *= activate_grad(preact_in[i], p.act, p.cap);
+    if i < act_p.n {
+        grad_inout[i] *= activate_grad(preact_in[i], act_p.act, act_p.cap);
     }
 }
 
@@ -90,7 +93,7 @@ fn activation_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
 // over the outputs it fed of weight · dL/d(pre-activation) · normalization scale (grad_output
 // holds dL/d(pre-activation): see activation_backward).
 // One invocation per input value: x over pixels, y over input channels.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn conv_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let in_pixels = p.in_h * p.in_w;
     let pix = gid.x;

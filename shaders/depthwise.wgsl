@@ -18,7 +18,7 @@ struct DepthwiseParams {
 @group(0) @binding(4) var<storage, read_write> preact: array<f32>;
 
 // One invocation per output value: x over pixels, y over channels.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn depthwise_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let pixels = p.out_h * p.out_w;
     let pix = gid.x;
@@ -54,7 +54,7 @@ fn depthwise_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // Gradient with respect to the input, added to grad_input (the transposed depthwise convolution
 // of dL/d(pre-activation), which grad_output holds: see activation_backward in conv.wgsl). One invocation per input value: x over pixels, y over channels.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn depthwise_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let in_pixels = p.in_h * p.in_w;
     let pix = gid.x;

@@ -34,23 +34,21 @@ const SKIP: u32 = 7u;
 const ACCEPTED: u32 = 8u;
 const ACCEPTED_SLOT: u32 = 9u;
 const COEF_G: u32 = 10u;
-const STATE: u32 = 16u;
 
 // Per-slot arrays (m entries each) after the state, then the matrices, totals and partials.
-fn rho_at(s: u32) -> u32 { return STATE + s; }
-fn coef_s_at(s: u32) -> u32 { return STATE + p.history + s; }
-fn coef_y_at(s: u32) -> u32 { return STATE + 2u * p.history + s; }
-fn alpha_at(s: u32) -> u32 { return STATE + 3u * p.history + s; }
+fn rho_at(s: u32) -> u32 { return LBFGS_FIXED_SLOTS + s; }
+fn coef_s_at(s: u32) -> u32 { return LBFGS_FIXED_SLOTS + p.history + s; }
+fn coef_y_at(s: u32) -> u32 { return LBFGS_FIXED_SLOTS + 2u * p.history + s; }
+fn alpha_at(s: u32) -> u32 { return LBFGS_FIXED_SLOTS + 3u * p.history + s; }
 // S_a · Y_b and Y_a · Y_b by slot.
-fn sy_at(a: u32, b: u32) -> u32 { return STATE + 4u * p.history + a * p.history + b; }
-fn yy_at(a: u32, b: u32) -> u32 { return STATE + (4u + p.history) * p.history + a * p.history + b; }
-// Dot totals: row r < m is history slot r, row m the current vectors; QUANTITIES per row.
-fn total_at(row: u32, q: u32) -> u32 { return STATE + (4u + 2u * p.history) * p.history + row * QUANTITIES + q; }
+fn sy_at(a: u32, b: u32) -> u32 { return LBFGS_FIXED_SLOTS + 4u * p.history + a * p.history + b; }
+fn yy_at(a: u32, b: u32) -> u32 { return LBFGS_FIXED_SLOTS + (4u + p.history) * p.history + a * p.history + b; }
+// Dot totals: row r < m is history slot r, row m the current vectors; LBFGS_QUANTITIES per row.
+fn total_at(row: u32, q: u32) -> u32 { return LBFGS_FIXED_SLOTS + (4u + 2u * p.history) * p.history + row * LBFGS_QUANTITIES + q; }
 fn partial_at(row: u32, q: u32, group: u32) -> u32 {
-    return total_at(p.history + 1u, 0u) + (row * QUANTITIES + q) * p.groups + group;
+    return total_at(p.history + 1u, 0u) + (row * LBFGS_QUANTITIES + q) * p.groups + group;
 }
 
-const QUANTITIES: u32 = 8u;
 // Quantities of a history row (slot r): dots of the current vectors with Y_r and S_r.
 const G_Y: u32 = 0u;
 const G_S: u32 = 1u;
@@ -81,20 +79,24 @@ fn logical(slot: u32, start: u32) -> u32 {
 @group(0) @binding(2) var<storage, read> hist_in: array<f32>;
 @group(0) @binding(3) var<storage, read_write> scalars_rw: array<f32>;
 
-var<workgroup> partials: array<array<f32, 8>, 256>;
-var<workgroup> stage: array<array<f32, 32>, 8>;
+// Invocations per quantity in the dot pass's final sums, and the entries each of them adds.
+const LANES: u32 = WORKGROUP / LBFGS_QUANTITIES;
+const PER_LANE: u32 = WORKGROUP / LANES;
 
-@compute @workgroup_size(256)
+var<workgroup> partials: array<array<f32, LBFGS_QUANTITIES>, WORKGROUP>;
+var<workgroup> stage: array<array<f32, LANES>, LBFGS_QUANTITIES>;
+
+@compute @workgroup_size(WORKGROUP)
 fn lbfgs_dots(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let row = wid.y;
     let count = u32(scalars_rw[COUNT]);
     // y and s of the previous step exist from the second iteration on.
     let has_pair = scalars_rw[N_ITER] >= 1.0;
     let t_prev = scalars_rw[STEP];
-    var acc: array<f32, 8>;
+    var acc: array<f32, LBFGS_QUANTITIES>;
     let row_used = row == p.history || logical(row, u32(scalars_rw[START])) < count;
     if row_used {
-        for (var j = wid.x * 256u + lid.x; j < p.n; j += p.groups * 256u) {
+        for (var j = wid.x * WORKGROUP + lid.x; j < p.n; j += p.groups * WORKGROUP) {
             let gj = g[j];
             var y = 0.0;
             var s = 0.0;
@@ -121,24 +123,24 @@ fn lbfgs_dots(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
             }
         }
     }
-    // Workgroup sums in three barriers: 32 invocations per quantity each add 8 entries, then one
-    // invocation per quantity adds those 32.
+    // Workgroup sums in three barriers: LANES invocations per quantity each add PER_LANE entries,
+    // then one invocation per quantity adds those LANES.
     partials[lid.x] = acc;
     workgroupBarrier();
-    let q = lid.x / 32u;
-    let lane = lid.x % 32u;
+    let q = lid.x / LANES;
+    let lane = lid.x % LANES;
     let take_max = row == p.history && q == ABS_MAX;
     var v = 0.0;
-    for (var i = 0u; i < 8u; i++) {
-        let e = partials[lane * 8u + i][q];
+    for (var i = 0u; i < PER_LANE; i++) {
+        let e = partials[lane * PER_LANE + i][q];
         v = select(v + e, max(v, e), take_max);
     }
     workgroupBarrier();
     stage[q][lane] = v;
     workgroupBarrier();
-    if lid.x < QUANTITIES {
+    if lid.x < LBFGS_QUANTITIES {
         var total = 0.0;
-        for (var i = 0u; i < 32u; i++) {
+        for (var i = 0u; i < LANES; i++) {
             let e = stage[lid.x][i];
             total = select(total + e, max(total, e), row == p.history && lid.x == ABS_MAX);
         }
@@ -154,13 +156,13 @@ fn sy(a: u32, b: u32) -> f32 { return scalars[sy_at(a, b)]; }
 fn yy(a: u32, b: u32) -> f32 { return scalars[yy_at(a, b)]; }
 fn total(row: u32, q: u32) -> f32 { return scalars[total_at(row, q)]; }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn lbfgs_solve(@builtin(local_invocation_id) lid: vec3<u32>) {
     let m = p.history;
     // Totals of the partial sums, each in a fixed order.
-    for (var i = lid.x; i < (m + 1u) * QUANTITIES; i += 256u) {
-        let row = i / QUANTITIES;
-        let q = i % QUANTITIES;
+    for (var i = lid.x; i < (m + 1u) * LBFGS_QUANTITIES; i += WORKGROUP) {
+        let row = i / LBFGS_QUANTITIES;
+        let q = i % LBFGS_QUANTITIES;
         let take_max = row == m && q == ABS_MAX;
         var acc = 0.0;
         for (var w = 0u; w < p.groups; w++) {
@@ -285,7 +287,7 @@ fn g_dot_y(slot: u32, accepted_slot: u32) -> f32 {
     return select(total(slot, G_Y), total(p.history, G_NEW_Y), slot == accepted_slot);
 }
 
-// ---- lbfgs_update: one invocation per value (x over 256-wide groups, y over rows of 65535) ----
+// ---- lbfgs_update: one invocation per value (a flat dispatch, see flat_index) ----
 
 @group(0) @binding(5) var<storage, read_write> hist: array<f32>;
 @group(0) @binding(6) var<storage, read> scalars_in: array<f32>;
@@ -293,7 +295,7 @@ fn g_dot_y(slot: u32, accepted_slot: u32) -> f32 {
 
 // Stores the accepted pair, forms d, then x += t·d (unless the direction was rejected) and
 // g_prev = g.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn lbfgs_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = flat_index(gid);
     if j >= p.n || scalars_in[IDLE] != 0.0 {

@@ -20,13 +20,11 @@ struct LossParams {
 @group(0) @binding(3) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(4) var<storage, read_write> losses: array<f32>;
 
-const FIRST_PARTIAL: u32 = 4u;
-
 // value = F, target = P (count values): grad += coef · (F − P), coef = content_weight · 2 / count.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn content_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     var sum = 0.0;
-    for (var i = wid.x * 256u + lid.x; i < p.count; i += p.groups * 256u) {
+    for (var i = wid.x * WORKGROUP + lid.x; i < p.count; i += p.groups * WORKGROUP) {
         let d = value[i] - target_value[i];
         sum += d * d;
         grad[i] += p.coef * d;
@@ -40,11 +38,11 @@ fn content_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
 // value = G as `splits` partial products (channels² values each, summed here), target = A:
 // grad = coef · (G − A) (the matrix R that the style gradient R·F is made from),
 // style partial = layer_weight · mean((G − A)²) over this workgroup's entries.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn style_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let n = p.channels * p.channels;
     var sum = 0.0;
-    for (var i = wid.x * 256u + lid.x; i < n; i += p.groups * 256u) {
+    for (var i = wid.x * WORKGROUP + lid.x; i < n; i += p.groups * WORKGROUP) {
         var gram = 0.0;
         for (var s = 0u; s < p.splits; s++) {
             gram += value[s * n + i];
@@ -61,14 +59,14 @@ fn style_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
 
 // value = the RGB image [3][height][width]: grad += tv_weight · dE_tv/dx, tv partial = this
 // workgroup's share of E_tv.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn tv_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let h = p.height;
     let w = p.width;
     let n_v = f32(3u * (h - 1u) * w);
     let n_h = f32(3u * h * (w - 1u));
     var sum = 0.0;
-    for (var i = wid.x * 256u + lid.x; i < 3u * h * w; i += p.groups * 256u) {
+    for (var i = wid.x * WORKGROUP + lid.x; i < 3u * h * w; i += p.groups * WORKGROUP) {
         let y = (i / w) % h;
         let x = i % w;
         let v = value[i];
@@ -97,16 +95,16 @@ fn tv_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     }
 }
 
-// One workgroup: each term's slot = the sum of its partials (content from 4 to ends.x, style to
+// One workgroup: each term's slot = the sum of its partials (content from LOSS_SLOTS to ends.x, style to
 // ends.y, tv to ends.z), then total = content_weight · content + style_weight · style +
 // tv_weight · tv.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn total_loss(@builtin(local_invocation_id) lid: vec3<u32>) {
-    var begin = FIRST_PARTIAL;
+    var begin = LOSS_SLOTS;
     for (var term = 0u; term < 3u; term++) {
         let end = p.ends[term];
         var v = 0.0;
-        for (var i = begin + lid.x; i < end; i += 256u) {
+        for (var i = begin + lid.x; i < end; i += WORKGROUP) {
             v += losses[i];
         }
         let total = workgroup_sum(lid.x, v);

@@ -6,19 +6,11 @@
 // Backward (input gradient): A = weights transposed, B = dL/dY ⊙ act'(Z), accumulated.
 // Gram matrices: A = F [c][pixels], B = Fᵀ (F read transposed), alpha = 1/(c·pixels), with the
 // reduction split over workgroups along z (k_chunk values each) into separate partial products.
-// A symmetric product (SYMMETRIC) computes only the tiles on and above the diagonal, one
+// A symmetric product (FLAG_SYMMETRIC) computes only the tiles on and above the diagonal, one
 // workgroup each along x, and writes each off-diagonal tile to both places.
-// Each 16×16 workgroup computes a (16·ROWS)×(16·COLS) output tile, each invocation a ROWS×COLS
-// block of it, stepping through k 16 at a time via workgroup memory. ROWS and COLS (1, 2 or 4)
+// Each TILE_SIDE×TILE_SIDE workgroup computes a (TILE_SIDE·ROWS)×(TILE_SIDE·COLS) output tile,
+// each invocation a ROWS×COLS block of it, stepping through k KSTEP at a time via workgroup memory. ROWS and COLS (1, 2 or 4)
 // are chosen per product so that narrow layers don't pad their tiles with unused rows.
-
-const BIAS: u32 = 1u;
-const STORE_PREACT: u32 = 2u;
-const TRANSPOSE_A: u32 = 8u;
-const TRANSPOSE_B: u32 = 16u;
-const GRAD_ACT_B: u32 = 32u;
-const ACCUMULATE: u32 = 64u;
-const SYMMETRIC: u32 = 128u;
 
 override ROWS: u32 = 4u;
 override COLS: u32 = 4u;
@@ -36,11 +28,29 @@ struct PointwiseParams {
 // multiplies B (GRAD_ACT_B). A 1-element dummy otherwise.
 @group(0) @binding(4) var<storage, read_write> aux: array<f32>;
 
-const TILE: u32 = 64u;
-const KSTEP: u32 = 16u;
+var<workgroup> a_tile: array<f32, KSTEP * TILE>; // [KSTEP][TILE]: a_tile[k * TILE + m]
+var<workgroup> b_tile: array<f32, KSTEP * TILE>; // [KSTEP][TILE]: b_tile[k * TILE + n]
 
-var<workgroup> a_tile: array<f32, 1024>; // [KSTEP][TILE]: a_tile[k * TILE + m]
-var<workgroup> b_tile: array<f32, 1024>; // [KSTEP][TILE]: b_tile[k * TILE + n]
+// Writes entry (row, col) of the product from z = alpha · Σ (before the bias), honouring every
+// flag: bias, activation (none with GRAD_ACT_B), pre-activation store, accumulation.
+fn store(out_base: u32, row: u32, col: u32, z_in: f32) {
+    let idx = row * p.n + col;
+    var z = z_in;
+    if has(FLAG_BIAS) {
+        z += weights[p.m * p.k + row];
+    }
+    var v = z;
+    if !has(FLAG_GRAD_ACT_B) {
+        v = activate(z, p.act, p.cap);
+    }
+    if has(FLAG_STORE_PREACT) {
+        aux[idx] = z;
+    }
+    if has(FLAG_ACCUMULATE) {
+        v += output[out_base + idx];
+    }
+    output[out_base + idx] = v;
+}
 
 fn has(flag: u32) -> bool {
     return (p.flags & flag) != 0u;
@@ -50,7 +60,7 @@ fn load_a(m: u32, k: u32, k_end: u32) -> f32 {
     if m >= p.m || k >= k_end {
         return 0.0;
     }
-    if has(TRANSPOSE_A) {
+    if has(FLAG_TRANSPOSE_A) {
         return weights[k * p.m + m];
     }
     return weights[m * p.k + k];
@@ -61,24 +71,24 @@ fn load_b(k: u32, n: u32, k_end: u32) -> f32 {
         return 0.0;
     }
     var v: f32;
-    if has(TRANSPOSE_B) {
+    if has(FLAG_TRANSPOSE_B) {
         v = input[n * p.k + k];
     } else {
         v = input[k * p.n + n];
     }
-    if has(GRAD_ACT_B) {
+    if has(FLAG_GRAD_ACT_B) {
         v *= activate_grad(aux[k * p.n + n], p.act, p.cap);
     }
     return v;
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(TILE_SIDE, TILE_SIDE)
 fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let tile_m = 16u * ROWS;
-    let tile_n = 16u * COLS;
+    let tile_m = TILE_SIDE * ROWS;
+    let tile_n = TILE_SIDE * COLS;
     var tile_row = wid.y;
     var tile_col = wid.x;
-    if has(SYMMETRIC) {
+    if has(FLAG_SYMMETRIC) {
         // Workgroup x counts the tiles (row ≤ column) row by row.
         let tiles = (p.m + tile_m - 1u) / tile_m;
         tile_row = 0u;
@@ -99,22 +109,22 @@ fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
         k_end = min(p.k, k_begin + p.k_chunk);
         out_base = wid.z * p.m * p.n;
     }
-    let tid = lid.y * 16u + lid.x;
+    let tid = lid.y * TILE_SIDE + lid.x;
     // acc[i][j]: row i, column j of this invocation's block (columns as vector lanes).
     var acc: array<vec4<f32>, 4>;
     for (var k0 = k_begin; k0 < k_end; k0 += KSTEP) {
         // Consecutive invocations read consecutive addresses of whichever layout is stored.
         for (var r = 0u; r < ROWS; r++) {
-            let e = tid + r * 256u;
-            if has(TRANSPOSE_A) {
+            let e = tid + r * TILE_SIDE * TILE_SIDE;
+            if has(FLAG_TRANSPOSE_A) {
                 a_tile[(e / tile_m) * TILE + e % tile_m] = load_a(m0 + e % tile_m, k0 + e / tile_m, k_end);
             } else {
                 a_tile[(e % KSTEP) * TILE + e / KSTEP] = load_a(m0 + e / KSTEP, k0 + e % KSTEP, k_end);
             }
         }
         for (var r = 0u; r < COLS; r++) {
-            let e = tid + r * 256u;
-            if has(TRANSPOSE_B) {
+            let e = tid + r * TILE_SIDE * TILE_SIDE;
+            if has(FLAG_TRANSPOSE_B) {
                 b_tile[(e % KSTEP) * TILE + e / KSTEP] = load_b(k0 + e % KSTEP, n0 + e / KSTEP, k_end);
             } else {
                 b_tile[(e / tile_n) * TILE + e % tile_n] = load_b(k0 + e / tile_n, n0 + e % tile_n, k_end);
@@ -125,44 +135,26 @@ fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
             let row = kk * TILE;
             var b = vec4<f32>(0.0);
             for (var j = 0u; j < COLS; j++) {
-                b[j] = b_tile[row + lid.x + 16u * j];
+                b[j] = b_tile[row + lid.x + TILE_SIDE * j];
             }
             for (var i = 0u; i < ROWS; i++) {
-                acc[i] += a_tile[row + lid.y + 16u * i] * b;
+                acc[i] += a_tile[row + lid.y + TILE_SIDE * i] * b;
             }
         }
         workgroupBarrier();
     }
     for (var i = 0u; i < ROWS; i++) {
-        let m = m0 + lid.y + 16u * i;
+        let m = m0 + lid.y + TILE_SIDE * i;
         for (var j = 0u; j < COLS; j++) {
-            let n = n0 + lid.x + 16u * j;
+            let n = n0 + lid.x + TILE_SIDE * j;
             if m >= p.m || n >= p.n {
                 continue;
             }
-            let idx = m * p.n + n;
-            var z = p.alpha * acc[i][j];
-            if has(BIAS) {
-                z += weights[p.m * p.k + m];
-            }
-            var v = z;
-            if !has(GRAD_ACT_B) {
-                v = activate(z, p.act, p.cap);
-            }
-            if has(STORE_PREACT) {
-                aux[idx] = z;
-            }
-            if has(ACCUMULATE) {
-                v += output[out_base + idx];
-            }
-            output[out_base + idx] = v;
-            if has(SYMMETRIC) && tile_row != tile_col {
-                let mirror = out_base + n * p.n + m;
-                var w = activate(z, p.act, p.cap);
-                if has(ACCUMULATE) {
-                    w += output[mirror];
-                }
-                output[mirror] = w;
+            let z = p.alpha * acc[i][j];
+            store(out_base, m, n, z);
+            // The mirror tile of a symmetric product gets the same treatment.
+            if has(FLAG_SYMMETRIC) && tile_row != tile_col {
+                store(out_base, n, m, z);
             }
         }
     }
@@ -170,24 +162,29 @@ fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
 
 // ---- The residual connection: blockN = blockN.project + block input ----
 
+struct ResidualParams {
+    n: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> rp: ResidualParams;
 @group(0) @binding(5) var<storage, read> addend: array<f32>;
 @group(0) @binding(6) var<storage, read_write> sum: array<f32>;
 
-// Forward: sum = input + addend (the projection plus the block input), p.n values; x over
-// 256-wide groups, y over rows of 65535 groups for large tensors.
-@compute @workgroup_size(256)
+// Forward: sum = input + addend (the projection plus the block input), rp.n values in a flat
+// dispatch (see flat_index).
+@compute @workgroup_size(WORKGROUP)
 fn residual_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
-    if i < p.n {
+    if i < rp.n {
         sum[i] = input[i] + addend[i];
     }
 }
 
 // Backward: each summand's gradient gains the sum's (sum += addend, addend = dL/d blockN).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn residual_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
-    if i < p.n {
+    if i < rp.n {
         sum[i] += addend[i];
     }
 }

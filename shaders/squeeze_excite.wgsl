@@ -13,15 +13,15 @@ struct SeParams {
 @group(0) @binding(2) var<storage, read> aux: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 
-// The gate's hidden layer (squeeze channels ≤ 256).
-var<workgroup> hidden: array<f32, 256>;
+// The gate's hidden layer.
+var<workgroup> hidden: array<f32, MAX_SQUEEZE>;
 
 // One workgroup per channel: output[c] = mean of input[c][..].
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn channel_mean(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let c = wid.x;
     var sum = 0.0;
-    for (var i = lid.x; i < p.pixels; i += 256u) {
+    for (var i = lid.x; i < p.pixels; i += WORKGROUP) {
         sum += input[c * p.pixels + i];
     }
     let total = workgroup_sum(lid.x, sum);
@@ -40,18 +40,18 @@ fn reduce_pre_activation(s: u32) -> f32 {
 }
 
 // A single workgroup: input = channel means, output = gates.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn se_gate(@builtin(local_invocation_id) lid: vec3<u32>) {
     let c_n = p.channels;
     let s_n = p.squeeze;
     let reduce_bias = s_n * c_n;
     let expand_w = reduce_bias + s_n;
     let expand_bias = expand_w + c_n * s_n;
-    for (var s = lid.x; s < s_n; s += 256u) {
+    for (var s = lid.x; s < s_n; s += WORKGROUP) {
         hidden[s] = activate(reduce_pre_activation(s), p.reduce_act, p.reduce_cap);
     }
     workgroupBarrier();
-    for (var c = lid.x; c < c_n; c += 256u) {
+    for (var c = lid.x; c < c_n; c += WORKGROUP) {
         var acc = aux[expand_bias + c];
         for (var s = 0u; s < s_n; s++) {
             acc += aux[expand_w + c * s_n + s] * hidden[s];
@@ -61,7 +61,7 @@ fn se_gate(@builtin(local_invocation_id) lid: vec3<u32>) {
 }
 
 // output[c][n] = input[c][n] · gate[c]; x over pixels, y over channels.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn channel_scale(@builtin(global_invocation_id) gid: vec3<u32>) {
     if gid.x >= p.pixels || gid.y >= p.channels {
         return;
@@ -79,11 +79,11 @@ fn channel_scale(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(5) var<storage, read_write> grad_input: array<f32>;
 
 // One workgroup per channel: output[c] = Σ_n grad[c][n] · input[c][n].
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn channel_dot(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let c = wid.x;
     var sum = 0.0;
-    for (var i = lid.x; i < p.pixels; i += 256u) {
+    for (var i = lid.x; i < p.pixels; i += WORKGROUP) {
         sum += grad[c * p.pixels + i] * input[c * p.pixels + i];
     }
     let total = workgroup_sum(lid.x, sum);
@@ -92,24 +92,24 @@ fn channel_dot(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     }
 }
 
-var<workgroup> hidden_pre: array<f32, 256>;
-var<workgroup> grad_hidden: array<f32, 256>;
-var<workgroup> grad_gate_pre: array<f32, 1024>;
+var<workgroup> hidden_pre: array<f32, MAX_SQUEEZE>;
+var<workgroup> grad_hidden: array<f32, MAX_SQUEEZE>;
+var<workgroup> grad_gate_pre: array<f32, MAX_SE_CHANNELS>;
 
 // A single workgroup: back through the gate clamp, the expand layer, the reduce ReLU and the
 // reduce layer, to the channel means.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn se_gate_backward(@builtin(local_invocation_id) lid: vec3<u32>) {
     let c_n = p.channels;
     let s_n = p.squeeze;
     let reduce_bias = s_n * c_n;
     let expand_w = reduce_bias + s_n;
     let expand_bias = expand_w + c_n * s_n;
-    for (var s = lid.x; s < s_n; s += 256u) {
+    for (var s = lid.x; s < s_n; s += WORKGROUP) {
         hidden_pre[s] = reduce_pre_activation(s);
     }
     workgroupBarrier();
-    for (var c = lid.x; c < c_n; c += 256u) {
+    for (var c = lid.x; c < c_n; c += WORKGROUP) {
         var a = aux[expand_bias + c] + p.gate_add;
         for (var s = 0u; s < s_n; s++) {
             a += aux[expand_w + c * s_n + s] * activate(hidden_pre[s], p.reduce_act, p.reduce_cap);
@@ -117,7 +117,7 @@ fn se_gate_backward(@builtin(local_invocation_id) lid: vec3<u32>) {
         grad_gate_pre[c] = select(0.0, grad[c] * p.gate_mul, a > 0.0 && a < p.gate_max);
     }
     workgroupBarrier();
-    for (var s = lid.x; s < s_n; s += 256u) {
+    for (var s = lid.x; s < s_n; s += WORKGROUP) {
         var acc = 0.0;
         for (var c = 0u; c < c_n; c++) {
             acc += aux[expand_w + c * s_n + s] * grad_gate_pre[c];
@@ -125,7 +125,7 @@ fn se_gate_backward(@builtin(local_invocation_id) lid: vec3<u32>) {
         grad_hidden[s] = acc * activate_grad(hidden_pre[s], p.reduce_act, p.reduce_cap);
     }
     workgroupBarrier();
-    for (var c = lid.x; c < c_n; c += 256u) {
+    for (var c = lid.x; c < c_n; c += WORKGROUP) {
         var acc = 0.0;
         for (var s = 0u; s < s_n; s++) {
             acc += aux[s * c_n + c] * grad_hidden[s];
@@ -135,7 +135,7 @@ fn se_gate_backward(@builtin(local_invocation_id) lid: vec3<u32>) {
 }
 
 // grad_input[c][n] += grad[c][n] · gate[c] + dL/dmean[c] / pixels; x over pixels, y over channels.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WORKGROUP)
 fn se_input_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     if gid.x >= p.pixels || gid.y >= p.channels {
         return;

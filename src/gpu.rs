@@ -324,8 +324,3 @@ impl GpuContext {
 fn first_line(s: &str) -> String {
     s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
-
-/// Whether GPU tests must fail instead of skipping when no adapter exists (`NEURAL_STYLE_REQUIRE_GPU=1`).
-pub fn gpu_required() -> bool {
-    std::env::var("NEURAL_STYLE_REQUIRE_GPU").is_ok_and(|v| v == "1")
-}

@@ -6,12 +6,15 @@ mod common;
 
 use common::*;
 use neural_style::arch::{Activation, Padding};
-use neural_style::engine::flat_dispatch;
 use neural_style::gpu::GpuContext;
-use neural_style::kernels::{
-    self, ConvParams, DepthwiseParams, Kernels, LossParams, PointwiseParams, SeParams, activation_code,
-    activation_params, pointwise_flags,
+use neural_style::kernels::conv::{ActivationBackward, ConvBackward, ConvForward, ConvParams};
+use neural_style::kernels::depthwise::{DepthwiseBackward, DepthwiseForward, DepthwiseParams};
+use neural_style::kernels::losses::{ContentLoss, LossParams, StyleLoss, TotalLoss, TvLoss};
+use neural_style::kernels::pointwise::{PointwiseParams, ProductBuffers, flags};
+use neural_style::kernels::squeeze_excite::{
+    ChannelDot, ChannelMean, SeGate, SeGateBackward, SeInputBackward, SeParams,
 };
+use neural_style::kernels::{self, Family, Kernels};
 use neural_style::model::SqueezeExcite;
 use neural_style::reference::{self, Tensor};
 
@@ -166,26 +169,7 @@ fn gpu_conv_and_depthwise_backward_match_reference() {
                 let y = reference::conv2d(&x, &conv, padding, scale, shift);
                 let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
                 let want = reference::conv2d_backward(&x, &conv, padding, scale, shift, &gy);
-                let (_, pad_y) = padding.geometry(x.h, kernel, stride);
-                let (_, pad_x) = padding.geometry(x.w, kernel, stride);
-                let params = ConvParams {
-                    in_c: 3,
-                    in_h: x.h as u32,
-                    in_w: x.w as u32,
-                    out_c: 16,
-                    out_h: y.h as u32,
-                    out_w: y.w as u32,
-                    kernel: kernel as u32,
-                    stride: stride as u32,
-                    pad_y: pad_y as u32,
-                    pad_x: pad_x as u32,
-                    act: activation_code(act.0),
-                    cap: act.1,
-                    store_preact: 1,
-                    _pad: [0; 3],
-                    scale: [scale[0], scale[1], scale[2], 0.0],
-                    shift: [shift[0], shift[1], shift[2], 0.0],
-                };
+                let params = ConvParams::new(&conv, padding, [3, x.h, x.w], scale, shift, true);
                 let (xb, wb, gyb) = (buffer(&ctx, &x), conv_buffer(&ctx, &conv), buffer(&ctx, &gy));
                 let (yb, pre, gx) = (
                     ctx.zeroed_buffer("y", y.data.len()),
@@ -193,11 +177,11 @@ fn gpu_conv_and_depthwise_backward_match_reference() {
                     ctx.zeroed_buffer("gx", x.data.len()),
                 );
                 // Forward (keeping the pre-activation), activation backward in place, input gradient.
-                let act_params = activation_params(y.data.len(), params.act, params.cap);
+                let activation = ActivationBackward { preact_in: &pre, grad_inout: &gyb };
                 let ops = [
-                    k.conv.bind(&ctx, &params, &[&xb, &wb, &yb, &pre], kernels::conv_grid(&params)),
-                    k.activation_backward.bind(&ctx, &act_params, &[&pre, &gyb], flat_dispatch(y.data.len())),
-                    k.conv_backward.bind(&ctx, &params, &[&gyb, &wb, &gx], [(x.h * x.w).div_ceil(256) as u32, 3, 1]),
+                    k.conv.forward(&ctx, ConvForward { input: &xb, weights: &wb, output: &yb, preact: &pre }, &params),
+                    k.conv.activation_backward(&ctx, activation, &params.activation_backward(), Family::Stem),
+                    k.conv.backward(&ctx, ConvBackward { grad_output: &gyb, weights: &wb, grad_input: &gx }, &params),
                 ];
                 kernels::run(&ctx, &ops).unwrap();
                 check(
@@ -213,45 +197,20 @@ fn gpu_conv_and_depthwise_backward_match_reference() {
                 let y = reference::depthwise(&x, &conv, padding);
                 let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
                 let want = reference::depthwise_backward(&x, &conv, padding, &gy);
-                let params = DepthwiseParams {
-                    channels: c as u32,
-                    in_h: x.h as u32,
-                    in_w: x.w as u32,
-                    out_h: y.h as u32,
-                    out_w: y.w as u32,
-                    kernel: kernel as u32,
-                    stride: stride as u32,
-                    pad_y: pad_y as u32,
-                    pad_x: pad_x as u32,
-                    act: activation_code(act.0),
-                    cap: act.1,
-                    store_preact: 1,
-                };
+                let params = DepthwiseParams::new(&conv, padding, [x.h, x.w], true);
                 let (xb, wb, gyb) = (buffer(&ctx, &x), conv_buffer(&ctx, &conv), buffer(&ctx, &gy));
                 let (yb, pre, gx) = (
                     ctx.zeroed_buffer("y", y.data.len()),
                     ctx.zeroed_buffer("pre", y.data.len()),
                     ctx.zeroed_buffer("gx", x.data.len()),
                 );
+                let forward = DepthwiseForward { input: &xb, weights: &wb, output: &yb, preact: &pre };
+                let activation = ActivationBackward { preact_in: &pre, grad_inout: &gyb };
+                let backward = DepthwiseBackward { grad_output: &gyb, weights: &wb, grad_input: &gx };
                 let ops = [
-                    k.depthwise.bind(
-                        &ctx,
-                        &params,
-                        &[&xb, &wb, &yb, &pre],
-                        [(y.h * y.w).div_ceil(256) as u32, c as u32, 1],
-                    ),
-                    k.activation_backward.bind(
-                        &ctx,
-                        &activation_params(y.data.len(), params.act, params.cap),
-                        &[&pre, &gyb],
-                        flat_dispatch(y.data.len()),
-                    ),
-                    k.depthwise_backward.bind(
-                        &ctx,
-                        &params,
-                        &[&gyb, &wb, &gx],
-                        [(x.h * x.w).div_ceil(256) as u32, c as u32, 1],
-                    ),
+                    k.depthwise.forward(&ctx, forward, &params),
+                    k.conv.activation_backward(&ctx, activation, &params.activation_backward(), Family::Depthwise),
+                    k.depthwise.backward(&ctx, backward, &params),
                 ];
                 kernels::run(&ctx, &ops).unwrap();
                 check(
@@ -275,22 +234,8 @@ fn gpu_pointwise_and_squeeze_excite_backward_match_reference() {
             let conv = random_conv(&mut rng, [cout, cin, 1, 1], false, act, 1.5);
             let gy = random_tensor(&mut rng, cout, h, w, 1.0);
             let want = reference::pointwise_backward(&x, &conv, &gy);
-            let forward = PointwiseParams {
-                m: cout as u32,
-                k: cin as u32,
-                n: (h * w) as u32,
-                act: activation_code(act.0),
-                cap: act.1,
-                flags: pointwise_flags::BIAS | pointwise_flags::STORE_PREACT,
-                alpha: 1.0,
-                k_chunk: 0,
-            };
-            let backward = PointwiseParams {
-                m: cin as u32,
-                k: cout as u32,
-                flags: pointwise_flags::TRANSPOSE_A | pointwise_flags::GRAD_ACT_B | pointwise_flags::ACCUMULATE,
-                ..forward
-            };
+            let forward = PointwiseParams::conv(&conv, h * w, true);
+            let backward = forward.input_gradient();
             let (xb, wb, gyb) = (buffer(&ctx, &x), conv_buffer(&ctx, &conv), buffer(&ctx, &gy));
             let (yb, pre, gx) = (
                 ctx.zeroed_buffer("y", cout * h * w),
@@ -298,8 +243,12 @@ fn gpu_pointwise_and_squeeze_excite_backward_match_reference() {
                 ctx.zeroed_buffer("gx", cin * h * w),
             );
             let ops = [
-                k.pointwise.bind(&ctx, &forward, &[&xb, &wb, &yb, &pre]),
-                k.pointwise.bind(&ctx, &backward, &[&gyb, &wb, &gx, &pre]),
+                k.products.product(&ctx, ProductBuffers { input: &xb, weights: &wb, output: &yb, aux: &pre }, &forward),
+                k.products.product(
+                    &ctx,
+                    ProductBuffers { input: &gyb, weights: &wb, output: &gx, aux: &pre },
+                    &backward,
+                ),
             ];
             kernels::run(&ctx, &ops).unwrap();
             check(
@@ -322,27 +271,26 @@ fn gpu_pointwise_and_squeeze_excite_backward_match_reference() {
         packed.extend(&se.reduce.bias);
         packed.extend(&se.expand.weight);
         packed.extend(&se.expand.bias);
-        let params = SeParams {
-            channels: c as u32,
-            pixels: (h * w) as u32,
-            squeeze: s as u32,
-            reduce_act: activation_code(Activation::Relu),
-            reduce_cap: 2.5,
-            gate_add: gate.0,
-            gate_max: gate.1,
-            gate_mul: gate.2,
-        };
+        let params = SeParams::new(&se, c, h * w);
         let (xb, wb, gyb) = (buffer(&ctx, &x), ctx.storage_buffer("se", &packed), buffer(&ctx, &gy));
         let [means, gates, grad_gates, grad_means] =
             ["means", "gates", "grad gates", "grad means"].map(|l| ctx.zeroed_buffer(l, c));
         let gx = ctx.zeroed_buffer("gx", c * h * w);
-        let wg = [(h * w).div_ceil(256) as u32, c as u32, 1];
+        let se_kernels = &k.squeeze_excite;
         let ops = [
-            k.channel_mean.bind(&ctx, &params, &[&xb, &means], [c as u32, 1, 1]),
-            k.se_gate.bind(&ctx, &params, &[&means, &wb, &gates], [1, 1, 1]),
-            k.channel_dot.bind(&ctx, &params, &[&xb, &grad_gates, &gyb], [c as u32, 1, 1]),
-            k.se_gate_backward.bind(&ctx, &params, &[&means, &wb, &grad_means, &grad_gates], [1, 1, 1]),
-            k.se_input_backward.bind(&ctx, &params, &[&grad_means, &gates, &gyb, &gx], wg),
+            se_kernels.channel_mean(&ctx, ChannelMean { input: &xb, output: &means }, &params),
+            se_kernels.gate(&ctx, SeGate { input: &means, aux: &wb, output: &gates }, &params),
+            se_kernels.channel_dot(&ctx, ChannelDot { input: &xb, output: &grad_gates, grad: &gyb }, &params),
+            se_kernels.gate_backward(
+                &ctx,
+                SeGateBackward { input: &means, aux: &wb, output: &grad_means, grad: &grad_gates },
+                &params,
+            ),
+            se_kernels.input_backward(
+                &ctx,
+                SeInputBackward { input: &grad_means, aux: &gates, grad: &gyb, grad_input: &gx },
+                &params,
+            ),
         ];
         kernels::run(&ctx, &ops).unwrap();
         check(&format!("squeeze-excite backward c{c} s{s}"), &ctx.read_buffer(&gx, c * h * w).unwrap(), &want);
@@ -354,7 +302,6 @@ fn gpu_losses_and_their_gradients_match_reference() {
     let Some(ctx) = gpu() else { return };
     let k = Kernels::new(&ctx);
     let mut rng = Rng::new(7);
-    let dummy = ctx.zeroed_buffer("dummy", 1);
     let (c, h, w) = (37, 13, 11);
     let f = random_tensor(&mut rng, c, h, w, 1.0);
     let p = random_tensor(&mut rng, c, h, w, 1.0);
@@ -390,31 +337,23 @@ fn gpu_losses_and_their_gradients_match_reference() {
         m: c as u32,
         k: hw,
         n: c as u32,
-        flags: pointwise_flags::TRANSPOSE_B | pointwise_flags::SYMMETRIC,
+        flags: flags::TRANSPOSE_B | flags::SYMMETRIC,
         alpha: 1.0 / (c as f32 * hw as f32),
-        cap: f32::MAX,
         k_chunk,
         ..Default::default()
     };
-    let rf_params = PointwiseParams {
-        m: c as u32,
-        k: c as u32,
-        n: hw,
-        flags: pointwise_flags::ACCUMULATE,
-        alpha: 1.0,
-        cap: f32::MAX,
-        ..Default::default()
-    };
+    let rf_params = PointwiseParams { m: c as u32, k: c as u32, n: hw, flags: flags::ACCUMULATE, ..Default::default() };
+    let none = k.placeholder();
     let ops = [
-        k.content_loss.bind(
+        k.losses.content(
             &ctx,
+            ContentLoss { value: &fb, target_value: &pb, grad: &g_content, losses: &losses },
             &LossParams { count: n as u32, coef: 2.0 / n as f32, groups: content_groups, partial: 4, ..base },
-            &[&fb, &pb, &g_content, &losses],
-            [content_groups, 1, 1],
         ),
-        k.pointwise.bind(&ctx, &gram_params, &[&fb, &fb, &gram, &dummy]),
-        k.style_loss.bind(
+        k.products.product(&ctx, ProductBuffers { input: &fb, weights: &fb, output: &gram, aux: none }, &gram_params),
+        k.losses.style(
             &ctx,
+            StyleLoss { value: &gram, target_value: &tb, grad: &r, losses: &losses },
             &LossParams {
                 channels: c as u32,
                 coef: 4.0 / ((c * c) as f32 * n as f32),
@@ -424,17 +363,14 @@ fn gpu_losses_and_their_gradients_match_reference() {
                 partial: 7,
                 ..base
             },
-            &[&gram, &tb, &r, &losses],
-            [style_groups, 1, 1],
         ),
-        k.pointwise.bind(&ctx, &rf_params, &[&fb, &r, &g_style, &dummy]),
-        k.tv_loss.bind(
+        k.products.product(&ctx, ProductBuffers { input: &fb, weights: &r, output: &g_style, aux: none }, &rf_params),
+        k.losses.tv(
             &ctx,
+            TvLoss { value: &ib, grad: &g_img, losses: &losses },
             &LossParams { groups: tv_groups, partial: 9, ..base },
-            &[&ib, &g_img, &losses],
-            [tv_groups, 1, 1],
         ),
-        k.total_loss.bind(&ctx, &LossParams { ends: [7, 9, 12, 0], ..base }, &[&losses], [1, 1, 1]),
+        k.losses.total(&ctx, TotalLoss { losses: &losses }, &LossParams { ends: [7, 9, 12, 0], ..base }),
     ];
     kernels::run(&ctx, &ops).unwrap();
     let l = ctx.read_buffer(&losses, 4).unwrap();

@@ -102,7 +102,7 @@ fn features_writes_requested_layers_as_nchw_safetensors() {
         let t = st.tensor(name).unwrap();
         let l = layers.iter().find(|l| l.name == name).unwrap();
         assert_eq!(t.shape(), [1, l.channels, l.height, l.width], "{name}");
-        let v: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let v: Vec<f32> = bytemuck::pod_collect_to_vec(t.data());
         assert!(v.iter().all(|x| x.is_finite()) && v.iter().any(|&x| x != 0.0), "{name} is empty or not finite");
     }
     assert_eq!(st.names().len(), 4);

@@ -5,18 +5,17 @@ mod common;
 
 use common::*;
 use neural_style::arch::{Activation, Padding};
-use neural_style::kernels::{
-    self, ConvParams, DepthwiseParams, Kernels, PointwiseParams, SeParams, activation_code, pointwise_flags,
-};
+use neural_style::kernels::conv::{ConvForward, ConvParams};
+use neural_style::kernels::depthwise::{DepthwiseForward, DepthwiseParams};
+use neural_style::kernels::pointwise::{PointwiseParams, ProductBuffers, ResidualForward, ResidualParams, flags};
+use neural_style::kernels::squeeze_excite::{ChannelMean, ChannelScale, SeGate, SeParams};
+use neural_style::kernels::{self, Kernels};
 use neural_style::model::SqueezeExcite;
 use neural_style::reference::{self, Tensor};
-
-use neural_style::engine::flat_dispatch;
 #[test]
 fn stem_convolution_matches_reference() {
     let Some(ctx) = gpu() else { return };
     let k = Kernels::new(&ctx);
-    let dummy = ctx.zeroed_buffer("dummy", 1);
     let mut rng = Rng::new(1);
     let (h, w) = (23, 37);
     let input = rng.vec(3 * h * w, 1.0).iter().map(|v| v * 0.5 + 0.5).collect::<Vec<_>>();
@@ -29,29 +28,12 @@ fn stem_convolution_matches_reference() {
             for act in ACTIVATIONS {
                 let conv = random_conv(&mut rng, [out_c, 3, kernel, stride], false, act, 1.0);
                 let want = reference::conv2d(&Tensor::from_f32(3, h, w, &input), &conv, padding, scale, shift);
-                let (oh, pad_y) = padding.geometry(h, kernel, stride);
-                let (ow, pad_x) = padding.geometry(w, kernel, stride);
+                let params = ConvParams::new(&conv, padding, [3, h, w], scale, shift, false);
+                let (oh, ow) = (params.out_h as usize, params.out_w as usize);
                 let out = ctx.zeroed_buffer("out", out_c * oh * ow);
-                let params = ConvParams {
-                    in_c: 3,
-                    in_h: h as u32,
-                    in_w: w as u32,
-                    out_c: out_c as u32,
-                    out_h: oh as u32,
-                    out_w: ow as u32,
-                    kernel: kernel as u32,
-                    stride: stride as u32,
-                    pad_y: pad_y as u32,
-                    pad_x: pad_x as u32,
-                    act: activation_code(act.0),
-                    cap: act.1,
-                    store_preact: 0,
-                    _pad: [0; 3],
-                    scale: [scale[0], scale[1], scale[2], 0.0],
-                    shift: [shift[0], shift[1], shift[2], 0.0],
-                };
                 let wb = conv_buffer(&ctx, &conv);
-                let op = k.conv.bind(&ctx, &params, &[&input_buf, &wb, &out, &dummy], kernels::conv_grid(&params));
+                let buffers = ConvForward { input: &input_buf, weights: &wb, output: &out, preact: k.placeholder() };
+                let op = k.conv.forward(&ctx, buffers, &params);
                 kernels::run(&ctx, &[op]).unwrap();
                 let got = ctx.read_buffer(&out, out_c * oh * ow).unwrap();
                 check(&format!("conv {padding:?} k{kernel} s{stride} {out_c} {act:?}"), &got, &want);
@@ -64,7 +46,6 @@ fn stem_convolution_matches_reference() {
 fn depthwise_convolution_matches_reference() {
     let Some(ctx) = gpu() else { return };
     let k = Kernels::new(&ctx);
-    let dummy = ctx.zeroed_buffer("dummy", 1);
     let mut rng = Rng::new(2);
     let (c, h, w) = (13, 23, 37);
     let input = rng.vec(c * h * w, 2.0);
@@ -75,30 +56,13 @@ fn depthwise_convolution_matches_reference() {
                 for act in ACTIVATIONS {
                     let conv = random_conv(&mut rng, [c, c, kernel, stride], true, act, 1.0);
                     let want = reference::depthwise(&Tensor::from_f32(c, h, w, &input), &conv, padding);
-                    let (oh, pad_y) = padding.geometry(h, kernel, stride);
-                    let (ow, pad_x) = padding.geometry(w, kernel, stride);
+                    let params = DepthwiseParams::new(&conv, padding, [h, w], false);
+                    let (oh, ow) = (params.out_h as usize, params.out_w as usize);
                     let out = ctx.zeroed_buffer("out", c * oh * ow);
-                    let params = DepthwiseParams {
-                        channels: c as u32,
-                        in_h: h as u32,
-                        in_w: w as u32,
-                        out_h: oh as u32,
-                        out_w: ow as u32,
-                        kernel: kernel as u32,
-                        stride: stride as u32,
-                        pad_y: pad_y as u32,
-                        pad_x: pad_x as u32,
-                        act: activation_code(act.0),
-                        cap: act.1,
-                        store_preact: 0,
-                    };
                     let wb = conv_buffer(&ctx, &conv);
-                    let op = k.depthwise.bind(
-                        &ctx,
-                        &params,
-                        &[&input_buf, &wb, &out, &dummy],
-                        [(oh * ow).div_ceil(256) as u32, c as u32, 1],
-                    );
+                    let buffers =
+                        DepthwiseForward { input: &input_buf, weights: &wb, output: &out, preact: k.placeholder() };
+                    let op = k.depthwise.forward(&ctx, buffers, &params);
                     kernels::run(&ctx, &[op]).unwrap();
                     let got = ctx.read_buffer(&out, c * oh * ow).unwrap();
                     check(&format!("depthwise {padding:?} k{kernel} s{stride} {act:?}"), &got, &want);
@@ -112,7 +76,6 @@ fn depthwise_convolution_matches_reference() {
 fn pointwise_product_with_and_without_residual_matches_reference() {
     let Some(ctx) = gpu() else { return };
     let k = Kernels::new(&ctx);
-    let dummy = ctx.zeroed_buffer("dummy", 1);
     let mut rng = Rng::new(3);
     // Channel counts that are not multiples of the tiles or the 16-deep k step, and sizes that
     // pick every tile height and width (1, 2 or 4 rows and columns per invocation).
@@ -129,28 +92,14 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
                 let want =
                     reference::pointwise(&Tensor::from_f32(cin, h, w, &input), &conv, with_residual.then_some(&res_t));
                 let out = ctx.zeroed_buffer("out", cout * h * w);
-                let flags = pointwise_flags::BIAS;
-                let params = PointwiseParams {
-                    m: cout as u32,
-                    k: cin as u32,
-                    n: (h * w) as u32,
-                    act: activation_code(act.0),
-                    cap: act.1,
-                    flags,
-                    alpha: 1.0,
-                    k_chunk: 0,
-                };
+                let params = PointwiseParams::conv(&conv, h * w, false);
                 let wb = conv_buffer(&ctx, &conv);
-                let mut ops = vec![k.pointwise.bind(&ctx, &params, &[&input_buf, &wb, &out, &dummy])];
+                let buffers = ProductBuffers { input: &input_buf, weights: &wb, output: &out, aux: k.placeholder() };
+                let mut ops = vec![k.products.product(&ctx, buffers, &params)];
                 let sum = ctx.zeroed_buffer("sum", cout * h * w);
                 if with_residual {
-                    let p = PointwiseParams { n: (cout * h * w) as u32, ..Default::default() };
-                    ops.push(k.residual_forward.bind(
-                        &ctx,
-                        &p,
-                        &[&out, &residual_buf, &sum],
-                        flat_dispatch(cout * h * w),
-                    ));
+                    let buffers = ResidualForward { input: &out, addend: &residual_buf, sum: &sum };
+                    ops.push(k.products.residual_forward(&ctx, buffers, &ResidualParams::new(cout * h * w)));
                 }
                 kernels::run(&ctx, &ops).unwrap();
                 let out = if with_residual { sum } else { out };
@@ -193,25 +142,12 @@ fn squeeze_excite_mean_gate_and_scale_match_reference() {
         let means = ctx.zeroed_buffer("means", c);
         let gates = ctx.zeroed_buffer("gates", c);
         let out = ctx.zeroed_buffer("out", c * h * w);
-        let params = SeParams {
-            channels: c as u32,
-            pixels: (h * w) as u32,
-            squeeze: s as u32,
-            reduce_act: activation_code(Activation::Relu),
-            reduce_cap: 3.0,
-            gate_add: gate.0,
-            gate_max: gate.1,
-            gate_mul: gate.2,
-        };
+        let params = SeParams::new(&se, c, h * w);
+        let se_kernels = &k.squeeze_excite;
         let ops = [
-            k.channel_mean.bind(&ctx, &params, &[&input_buf, &means], [c as u32, 1, 1]),
-            k.se_gate.bind(&ctx, &params, &[&means, &weights, &gates], [1, 1, 1]),
-            k.channel_scale.bind(
-                &ctx,
-                &params,
-                &[&input_buf, &gates, &out],
-                [(h * w).div_ceil(256) as u32, c as u32, 1],
-            ),
+            se_kernels.channel_mean(&ctx, ChannelMean { input: &input_buf, output: &means }, &params),
+            se_kernels.gate(&ctx, SeGate { input: &means, aux: &weights, output: &gates }, &params),
+            se_kernels.channel_scale(&ctx, ChannelScale { input: &input_buf, aux: &gates, output: &out }, &params),
         ];
         kernels::run(&ctx, &ops).unwrap();
         let means_got = ctx.read_buffer(&means, c).unwrap();
@@ -227,7 +163,6 @@ fn squeeze_excite_mean_gate_and_scale_match_reference() {
 fn symmetric_gram_products_split_or_accumulated_match_reference() {
     let Some(ctx) = gpu() else { return };
     let k = Kernels::new(&ctx);
-    let dummy = ctx.zeroed_buffer("dummy", 1);
     let mut rng = Rng::new(11);
     // Channel counts that pick each square tile and odd numbers of tiles per side.
     for (c, hw) in [(16, 65536), (16, 600), (37, 143), (72, 300), (130, 97)] {
@@ -238,16 +173,16 @@ fn symmetric_gram_products_split_or_accumulated_match_reference() {
             m: c as u32,
             k: hw as u32,
             n: c as u32,
-            flags: pointwise_flags::TRANSPOSE_B | pointwise_flags::SYMMETRIC,
+            flags: flags::TRANSPOSE_B | flags::SYMMETRIC,
             alpha: 1.0 / (c * hw) as f32,
-            cap: f32::MAX,
             ..Default::default()
         };
         // Added into a matrix that already holds values.
         let start = rng.vec(c * c, 1.0);
         let out = ctx.storage_buffer("gram", &start);
-        let params = PointwiseParams { flags: base.flags | pointwise_flags::ACCUMULATE, ..base };
-        kernels::run(&ctx, &[k.pointwise.bind(&ctx, &params, &[&fb, &fb, &out, &dummy])]).unwrap();
+        let params = PointwiseParams { flags: base.flags | flags::ACCUMULATE, ..base };
+        let buffers = ProductBuffers { input: &fb, weights: &fb, output: &out, aux: k.placeholder() };
+        kernels::run(&ctx, &[k.products.product(&ctx, buffers, &params)]).unwrap();
         let want: Vec<f64> = gram.iter().zip(&start).map(|(g, s)| g + f64::from(*s)).collect();
         // One f32 sum over tens of thousands of pixels drifts by ~1e-3: long sums are split.
         if hw < 10000 {
@@ -262,7 +197,8 @@ fn symmetric_gram_products_split_or_accumulated_match_reference() {
         let splits = hw.div_ceil(chunk);
         let partials = ctx.zeroed_buffer("partials", splits * c * c);
         let params = PointwiseParams { k_chunk: chunk as u32, ..base };
-        kernels::run(&ctx, &[k.pointwise.bind(&ctx, &params, &[&fb, &fb, &partials, &dummy])]).unwrap();
+        let buffers = ProductBuffers { input: &fb, weights: &fb, output: &partials, aux: k.placeholder() };
+        kernels::run(&ctx, &[k.products.product(&ctx, buffers, &params)]).unwrap();
         let got = ctx.read_buffer(&partials, splits * c * c).unwrap();
         let summed: Vec<f32> = (0..c * c).map(|i| (0..splits).map(|s| got[s * c * c + i]).sum()).collect();
         check(&format!("split gram c={c}"), &summed, &Tensor { c, h: c, w: 1, data: gram.clone() });

@@ -34,7 +34,7 @@ impl Xvfb {
             Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
         };
         if !(have("Xvfb") && have("xdotool") && have("import")) {
-            assert!(!neural_style::gpu::gpu_required(), "viewer tests need Xvfb, xdotool and ImageMagick's import");
+            assert!(!gpu_required(), "viewer tests need Xvfb, xdotool and ImageMagick's import");
             eprintln!("skipping viewer test: Xvfb, xdotool or import missing");
             return None;
         }

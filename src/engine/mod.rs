@@ -10,10 +10,11 @@ use anyhow::{Result, bail};
 
 use crate::arch::{self, LayerInfo};
 use crate::gpu::GpuContext;
-use crate::kernels::{
-    self, BoundOp, ConvParams, DepthwiseParams, Kernels, POINTWISE_TILE, PointwiseParams, SeParams, WORKGROUP,
-    activation_code, pointwise_flags,
-};
+use crate::kernels::conv::{ConvForward, ConvParams};
+use crate::kernels::depthwise::{DepthwiseForward, DepthwiseParams};
+use crate::kernels::pointwise::{self, PointwiseParams, ProductBuffers, ResidualForward, ResidualParams};
+use crate::kernels::squeeze_excite::{ChannelMean, ChannelScale, SeGate, SeParams};
+use crate::kernels::{self, BoundOp, Kernels, WORKGROUP, groups};
 use crate::model::{Conv, Network, SqueezeExcite};
 
 /// The network's weights resident on the GPU, with the compiled kernels.
@@ -200,11 +201,6 @@ pub(crate) fn check_fits(ctx: &GpuContext, what: &str, floats: usize, width: usi
     Ok(())
 }
 
-/// Workgroups to cover `n` items, `per` at a time (saturating: the size checks reject huge counts).
-pub(crate) fn groups(n: usize, per: u32) -> u32 {
-    u32::try_from(n.div_ceil(per as usize)).unwrap_or(u32::MAX)
-}
-
 /// Checks that a `width`×`height` image fits the device before anything is allocated: every
 /// buffer under the binding limits, every dispatch (one invocation per input pixel for the stem's
 /// backward, 64-pixel tiles for products over a layer) under the workgroup-count limit.
@@ -227,7 +223,7 @@ pub fn check_size(ctx: &GpuContext, fnet: &FeatureNet, width: usize, height: usi
     for info in fnet.layers(width, height) {
         let what = format!("layer {}", info.name);
         check_fits(ctx, &what, info.channels * info.height * info.width, width, height)?;
-        check_groups(&what, groups(info.height * info.width, POINTWISE_TILE))?;
+        check_groups(&what, groups(info.height * info.width, pointwise::TILE))?;
     }
     Ok(())
 }
@@ -279,13 +275,6 @@ impl ForwardPlan {
     }
 }
 
-/// A dispatch covering `n` values with 256-wide workgroups, folded into rows of 65535 groups
-/// (`flat_index` in `shaders/common.wgsl` undoes it).
-pub fn flat_dispatch(n: usize) -> [u32; 3] {
-    let g = groups(n, WORKGROUP).max(1);
-    [g.min(65535), g.div_ceil(65535), 1]
-}
-
 impl ForwardPlan {
     /// Plans the forward pass for a `width`×`height` image.
     pub fn new(
@@ -322,7 +311,6 @@ impl ForwardPlan {
             buffers: Vec::new(),
             nodes: Vec::new(),
             ops: Vec::new(),
-            dummy: ctx.zeroed_buffer("dummy", 1),
             input: input.unwrap_or_else(|| ctx.zeroed_buffer("input", 3 * width * height)),
             until: options.until.clone(),
             done: false,
@@ -476,7 +464,6 @@ struct Builder<'a> {
     buffers: Vec<wgpu::Buffer>,
     nodes: Vec<Node>,
     ops: Vec<BoundOp>,
-    dummy: wgpu::Buffer,
     input: wgpu::Buffer,
     until: Option<String>,
     done: bool,
@@ -520,35 +507,17 @@ impl Builder<'_> {
         let net = &fnet.net;
         let out = self.layer("stem");
         let info = self.info(out).clone();
-        let (_, pad_y) = net.padding.geometry(height, 3, 2);
-        let (_, pad_x) = net.padding.geometry(width, 3, 2);
         let s = &net.stem;
         let preact = self.preact(s, info.channels * info.height * info.width);
-        let params = ConvParams {
-            in_c: 3,
-            in_h: height as u32,
-            in_w: width as u32,
-            out_c: s.out_channels as u32,
-            out_h: info.height as u32,
-            out_w: info.width as u32,
-            kernel: s.kernel as u32,
-            stride: s.stride as u32,
-            pad_y: pad_y as u32,
-            pad_x: pad_x as u32,
-            act: activation_code(s.activation),
-            cap: s.cap,
-            store_preact: preact.is_some() as u32,
-            _pad: [0; 3],
-            scale: [net.input_scale[0], net.input_scale[1], net.input_scale[2], 0.0],
-            shift: [net.input_shift[0], net.input_shift[1], net.input_shift[2], 0.0],
+        let params =
+            ConvParams::new(s, net.padding, [3, height, width], net.input_scale, net.input_shift, preact.is_some());
+        let buffers = ConvForward {
+            input: &self.input,
+            weights: &fnet.stem,
+            output: self.buffer(out),
+            preact: preact.as_ref().unwrap_or(self.k.placeholder()),
         };
-        let aux = preact.as_ref().unwrap_or(&self.dummy);
-        let op = self.k.conv.bind(
-            self.ctx,
-            &params,
-            &[&self.input, &fnet.stem, self.buffer(out), aux],
-            kernels::conv_grid(&params),
-        );
+        let op = self.k.conv.forward(self.ctx, buffers, &params);
         self.ops.push(op);
         if self.train {
             self.nodes.push(Node::Stem { weights: fnet.stem.clone(), params, preact, out });
@@ -560,22 +529,14 @@ impl Builder<'_> {
         let out = self.layer(name);
         let pixels = self.info(out).height * self.info(out).width;
         let preact = self.preact(conv, conv.out_channels * pixels);
-        let mut flags = pointwise_flags::BIAS;
-        if preact.is_some() {
-            flags |= pointwise_flags::STORE_PREACT;
-        }
-        let params = PointwiseParams {
-            m: conv.out_channels as u32,
-            k: conv.in_channels as u32,
-            n: pixels as u32,
-            act: activation_code(conv.activation),
-            cap: conv.cap,
-            flags,
-            alpha: 1.0,
-            k_chunk: 0,
+        let params = PointwiseParams::conv(conv, pixels, preact.is_some());
+        let buffers = ProductBuffers {
+            input: self.buffer(input),
+            weights,
+            output: self.buffer(out),
+            aux: preact.as_ref().unwrap_or(self.k.placeholder()),
         };
-        let aux = preact.as_ref().unwrap_or(&self.dummy);
-        let op = self.k.pointwise.bind(self.ctx, &params, &[self.buffer(input), weights, self.buffer(out), aux]);
+        let op = self.k.products.product(self.ctx, buffers, &params);
         self.ops.push(op);
         if self.train {
             self.nodes.push(Node::Pointwise { weights: weights.clone(), params, preact, input, out });
@@ -588,9 +549,8 @@ impl Builder<'_> {
         let out = self.layer(name);
         let info = self.info(out);
         let n = info.channels * info.height * info.width;
-        let params = PointwiseParams { n: n as u32, ..Default::default() };
-        let buffers = [self.buffer(project), self.buffer(skip), self.buffer(out)];
-        self.ops.push(self.k.residual_forward.bind(self.ctx, &params, &buffers, flat_dispatch(n)));
+        let buffers = ResidualForward { input: self.buffer(project), addend: self.buffer(skip), sum: self.buffer(out) };
+        self.ops.push(self.k.products.residual_forward(self.ctx, buffers, &ResidualParams::new(n)));
         if self.train {
             self.nodes.push(Node::Residual { project, skip, out });
         }
@@ -600,26 +560,15 @@ impl Builder<'_> {
     fn depthwise(&mut self, net: &Network, conv: &Conv, weights: &wgpu::Buffer, input: usize, name: &str) -> usize {
         let out = self.layer(name);
         let (inp, info) = (self.info(input).clone(), self.info(out).clone());
-        let (_, pad_y) = net.padding.geometry(inp.height, conv.kernel, conv.stride);
-        let (_, pad_x) = net.padding.geometry(inp.width, conv.kernel, conv.stride);
         let preact = self.preact(conv, info.channels * info.height * info.width);
-        let params = DepthwiseParams {
-            channels: conv.out_channels as u32,
-            in_h: inp.height as u32,
-            in_w: inp.width as u32,
-            out_h: info.height as u32,
-            out_w: info.width as u32,
-            kernel: conv.kernel as u32,
-            stride: conv.stride as u32,
-            pad_y: pad_y as u32,
-            pad_x: pad_x as u32,
-            act: activation_code(conv.activation),
-            cap: conv.cap,
-            store_preact: preact.is_some() as u32,
+        let params = DepthwiseParams::new(conv, net.padding, [inp.height, inp.width], preact.is_some());
+        let buffers = DepthwiseForward {
+            input: self.buffer(input),
+            weights,
+            output: self.buffer(out),
+            preact: preact.as_ref().unwrap_or(self.k.placeholder()),
         };
-        let aux = preact.as_ref().unwrap_or(&self.dummy);
-        let wg = [groups(info.height * info.width, WORKGROUP), info.channels as u32, 1];
-        let op = self.k.depthwise.bind(self.ctx, &params, &[self.buffer(input), weights, self.buffer(out), aux], wg);
+        let op = self.k.depthwise.forward(self.ctx, buffers, &params);
         self.ops.push(op);
         if self.train {
             self.nodes.push(Node::Depthwise { weights: weights.clone(), params, preact, input, out });
@@ -635,24 +584,15 @@ impl Builder<'_> {
         let pixels = inp.height * inp.width;
         let means = self.ctx.zeroed_buffer("se.means", channels);
         let gates = self.ctx.zeroed_buffer("se.gates", channels);
-        let params = SeParams {
-            channels: channels as u32,
-            pixels: pixels as u32,
-            squeeze: se.reduce.out_channels as u32,
-            reduce_act: activation_code(se.reduce.activation),
-            reduce_cap: se.reduce.cap,
-            gate_add: se.gate_add,
-            gate_max: se.gate_max,
-            gate_mul: se.gate_mul,
-        };
+        let params = SeParams::new(se, channels, pixels);
+        let se_kernels = &self.k.squeeze_excite;
         let ops = [
-            self.k.channel_mean.bind(self.ctx, &params, &[self.buffer(input), &means], [channels as u32, 1, 1]),
-            self.k.se_gate.bind(self.ctx, &params, &[&means, weights, &gates], [1, 1, 1]),
-            self.k.channel_scale.bind(
+            se_kernels.channel_mean(self.ctx, ChannelMean { input: self.buffer(input), output: &means }, &params),
+            se_kernels.gate(self.ctx, SeGate { input: &means, aux: weights, output: &gates }, &params),
+            se_kernels.channel_scale(
                 self.ctx,
+                ChannelScale { input: self.buffer(input), aux: &gates, output: self.buffer(out) },
                 &params,
-                &[self.buffer(input), &gates, self.buffer(out)],
-                [groups(pixels, WORKGROUP), channels as u32, 1],
             ),
         ];
         self.ops.extend(ops);
@@ -673,28 +613,19 @@ impl Builder<'_> {
         let pooled = self.ctx.zeroed_buffer("pooled", info.channels);
         let hidden = self.ctx.zeroed_buffer("hidden", cls.hidden.out_channels);
         let logits = self.ctx.zeroed_buffer("logits", cls.logits.out_channels);
-        let params = SeParams {
-            channels: info.channels as u32,
-            pixels: (info.height * info.width) as u32,
-            ..Default::default()
-        };
-        let mean =
-            self.k.channel_mean.bind(self.ctx, &params, &[self.buffer(head), &pooled], [info.channels as u32, 1, 1]);
+        let params = SeParams::pool(info.channels, info.height * info.width);
+        let mean = self.k.squeeze_excite.channel_mean(
+            self.ctx,
+            ChannelMean { input: self.buffer(head), output: &pooled },
+            &params,
+        );
         self.ops.push(mean);
         for (conv, w, from, to) in
             [(&cls.hidden, hidden_w, &pooled, &hidden), (&cls.logits, logits_w, &hidden, &logits)]
         {
-            let params = PointwiseParams {
-                m: conv.out_channels as u32,
-                k: conv.in_channels as u32,
-                n: 1,
-                act: activation_code(conv.activation),
-                cap: conv.cap,
-                flags: pointwise_flags::BIAS,
-                alpha: 1.0,
-                k_chunk: 0,
-            };
-            let op = self.k.pointwise.bind(self.ctx, &params, &[from, w, to, &self.dummy]);
+            let params = PointwiseParams::conv(conv, 1, false);
+            let buffers = ProductBuffers { input: from, weights: w, output: to, aux: self.k.placeholder() };
+            let op = self.k.products.product(self.ctx, buffers, &params);
             self.ops.push(op);
         }
         (logits, cls.logits.out_channels)

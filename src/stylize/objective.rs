@@ -7,10 +7,10 @@ use anyhow::{Result, bail};
 use crate::arch::LayerInfo;
 use crate::engine::{FeatureNet, ForwardPlan, PlanOptions, Work};
 use crate::gpu::GpuContext;
-use crate::kernels::{self, BoundOp, Command, Family, LossParams, PointwiseParams, pointwise_flags};
-
-/// Loss slots of the losses buffer.
-pub const LOSS_SLOTS: usize = 4;
+pub use crate::kernels::losses::LOSS_SLOTS;
+use crate::kernels::losses::{ContentLoss, LossParams, StyleLoss, TotalLoss, TvLoss, loss_groups};
+use crate::kernels::pointwise::{PointwiseParams, ProductBuffers, flags, product_tiles};
+use crate::kernels::{self, BoundOp, Command};
 
 /// Which layers the losses use, and how the terms are weighted.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,21 +73,19 @@ fn gram_op(
     scale: f32,
     k_chunk: u32,
 ) -> BoundOp {
-    let dummy = ctx.zeroed_buffer("dummy", 1);
     let c = info.channels as u32;
     let hw = (info.height * info.width) as u32;
-    let flags = pointwise_flags::TRANSPOSE_B | pointwise_flags::SYMMETRIC;
     let params = PointwiseParams {
         m: c,
         k: hw,
         n: c,
-        flags,
+        flags: flags::TRANSPOSE_B | flags::SYMMETRIC,
         alpha: scale / (c * hw) as f32,
-        cap: f32::MAX,
         k_chunk,
         ..Default::default()
     };
-    fnet.kernels.pointwise.bind(ctx, &params, &[f, f, g, &dummy]).in_family(Family::Gram)
+    let k = &fnet.kernels;
+    k.products.gram(ctx, ProductBuffers { input: f, weights: f, output: g, aux: k.placeholder() }, &params)
 }
 
 /// target (1×len) = Σ_s partials[s] (`splits` rows of `len`), or added into it with
@@ -102,18 +100,21 @@ fn sum_partials(
     accumulate: bool,
 ) -> BoundOp {
     let ones = ctx.storage_buffer("ones", &vec![1.0; splits as usize]);
-    let dummy = ctx.zeroed_buffer("dummy", 1);
-    let flags = if accumulate { pointwise_flags::ACCUMULATE } else { 0 };
-    let params =
-        PointwiseParams { m: 1, k: splits, n: len as u32, flags, alpha: 1.0, cap: f32::MAX, ..Default::default() };
-    fnet.kernels.pointwise.bind(ctx, &params, &[partials, &ones, target, &dummy]).in_family(Family::Gram)
+    let flags = if accumulate { flags::ACCUMULATE } else { 0 };
+    let params = PointwiseParams { m: 1, k: splits, n: len as u32, flags, ..Default::default() };
+    let k = &fnet.kernels;
+    k.products.gram(
+        ctx,
+        ProductBuffers { input: partials, weights: &ones, output: target, aux: k.placeholder() },
+        &params,
+    )
 }
 
 /// How the Gram product of a layer splits its sum over `pixels`: (chunk length, number of
 /// chunks). A c×c product has few output tiles, so without splitting a few workgroups would walk
 /// all pixels serially; chunks of at least 256 pixels are spread until about 256 workgroups run.
 pub fn gram_split(channels: usize, pixels: usize) -> (u32, u32) {
-    let [tiles, _] = kernels::product_tiles(channels as u32, channels as u32, true);
+    let [tiles, _] = product_tiles(channels as u32, channels as u32, true);
     let tiles = tiles as usize;
     let splits = 256usize.div_ceil(tiles).clamp(1, pixels.div_ceil(256).max(1));
     let chunk = pixels.div_ceil(splits).div_ceil(16) * 16;
@@ -258,21 +259,20 @@ impl Objective {
         let options = PlanOptions { train: true, until: spec.deepest_layer(fnet), classify: false };
         let forward = ForwardPlan::with_input(ctx, fnet, width, height, &options, Some(image.clone()))?;
         let k = &fnet.kernels;
-        let dummy = ctx.zeroed_buffer("dummy", 1);
         // The four slots, then one partial sum per workgroup of each loss dispatch: content
         // layers', style layers', then the TV loss's.
         let layer_size = |name: &str| forward.layer_buffer(name).map(|(i, _)| (i.channels, i.height * i.width));
         let mut content_groups = Vec::new();
         for name in &spec.content_layers {
             let (c, hw) = layer_size(name)?;
-            content_groups.push(kernels::loss_groups(c * hw));
+            content_groups.push(loss_groups(c * hw));
         }
         let mut style_groups = Vec::new();
         for (name, _) in &spec.style_layers {
             let (c, _) = layer_size(name)?;
-            style_groups.push(kernels::loss_groups(c * c));
+            style_groups.push(loss_groups(c * c));
         }
-        let tv_groups = kernels::loss_groups(3 * width * height);
+        let tv_groups = loss_groups(3 * width * height);
         let content_end = LOSS_SLOTS as u32 + content_groups.iter().sum::<u32>();
         let style_end = content_end + style_groups.iter().sum::<u32>();
         let tv_end = style_end + tv_groups;
@@ -307,8 +307,9 @@ impl Objective {
             };
             weighted.push((ops.len(), LossParams { coef: 2.0 / n as f32, ..p }, Term::Content));
             work = work + Work::new(5.0 * n as f64, 4.0 * n as f64);
-            let buffers = [f, target, forward.grad_buffer(name)?, &losses];
-            ops.push(k.content_loss.bind(ctx, &p, &buffers, [groups, 1, 1]));
+            let buffers =
+                ContentLoss { value: f, target_value: target, grad: forward.grad_buffer(name)?, losses: &losses };
+            ops.push(k.losses.content(ctx, buffers, &p));
         }
         for (((name, weight), target), &groups) in spec.style_layers.iter().zip(&targets.style).zip(&style_groups) {
             let (info, f) = forward.layer_buffer(name)?;
@@ -336,27 +337,28 @@ impl Objective {
                 ..totals
             };
             weighted.push((ops.len(), LossParams { coef: unit_coef, ..p }, Term::Style));
-            ops.push(k.style_loss.bind(ctx, &p, &[&gram, target, &r, &losses], [groups, 1, 1]));
+            let buffers = StyleLoss { value: &gram, target_value: target, grad: &r, losses: &losses };
+            ops.push(k.losses.style(ctx, buffers, &p));
             // dF += R · F.
             let p = PointwiseParams {
                 m: c as u32,
                 k: c as u32,
                 n: hw as u32,
-                flags: pointwise_flags::ACCUMULATE,
-                alpha: 1.0,
-                cap: f32::MAX,
+                flags: flags::ACCUMULATE,
                 ..Default::default()
             };
-            ops.push(k.pointwise.bind(ctx, &p, &[f, &r, forward.grad_buffer(name)?, &dummy]).in_family(Family::Gram));
+            let buffers =
+                ProductBuffers { input: f, weights: &r, output: forward.grad_buffer(name)?, aux: k.placeholder() };
+            ops.push(k.products.gram(ctx, buffers, &p));
         }
         ops.extend(forward.backward_ops(ctx, k)?);
         let image_grad = forward.image_grad().expect("training plan");
         let tv = LossParams { groups: tv_groups, partial: partials(tv_groups), ..totals };
         weighted.push((ops.len(), tv, Term::Totals));
-        ops.push(k.tv_loss.bind(ctx, &tv, &[image, image_grad, &losses], [tv_groups, 1, 1]));
+        ops.push(k.losses.tv(ctx, TvLoss { value: image, grad: image_grad, losses: &losses }, &tv));
         let total = LossParams { ends: [content_end, style_end, tv_end, 0], ..totals };
         weighted.push((ops.len(), total, Term::Totals));
-        ops.push(k.total_loss.bind(ctx, &total, &[&losses], [1, 1, 1]));
+        ops.push(k.losses.total(ctx, TotalLoss { losses: &losses }, &total));
         Ok(Self { forward, ops, losses, weighted, work, _targets: targets })
     }
 

@@ -1,15 +1,19 @@
 //! Optimizers that update the image on the GPU from the objective's gradient: Adam, L-BFGS with
 //! PyTorch's semantics, and L-BFGS over a sigmoid pixel parameterization that cannot leave [0, 1].
 
-use crate::engine::{Work, flat_dispatch};
+use crate::engine::Work;
 use crate::gpu::GpuContext;
-use crate::kernels::{BoundOp, Kernels, LbfgsParams, OptimParams};
+use crate::kernels::optimizers::{
+    AdamParams, AdamStep, LbfgsDots, LbfgsParams, LbfgsSolve, LbfgsUpdate, SquashBackward, SquashParams,
+    lbfgs_scalars_len,
+};
+use crate::kernels::{BoundOp, Kernels};
 
 /// PyTorch's Adam (β1 0.9, β2 0.999, ε 1e-8, bias correction), clamping the image to [0, 1] after
 /// each step.
 pub struct Adam {
     op: BoundOp,
-    params: OptimParams,
+    params: AdamParams,
     step: u32,
     state: [wgpu::Buffer; 2],
 }
@@ -25,9 +29,8 @@ impl Adam {
     pub fn new(ctx: &GpuContext, k: &Kernels, image: &wgpu::Buffer, grad: &wgpu::Buffer, n: usize, lr: f32) -> Self {
         let m = ctx.zeroed_buffer("adam.m", n);
         let v = ctx.zeroed_buffer("adam.v", n);
-        let params =
-            OptimParams { n: n as u32, clamp_01: 1, lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, ..Default::default() };
-        let op = k.adam_step.bind(ctx, &params, &[image, grad, &m, &v], flat_dispatch(n));
+        let params = AdamParams::new(n, lr, true);
+        let op = k.optimizers.adam(ctx, AdamStep { x: image, g: grad, m: &m, v: &v }, &params);
         Self { op, params, step: 0, state: [m, v] }
     }
 
@@ -48,15 +51,6 @@ impl Adam {
         self.op.update(ctx, &self.params);
         &self.op
     }
-}
-
-/// Values the dot-product pass sums per row (see `QUANTITIES` in `shaders/lbfgs.wgsl`).
-const QUANTITIES: usize = 8;
-
-/// Floats of the scalar state for `history` pairs and `groups` partial sums per quantity:
-/// 16 fixed slots, four per-pair arrays, two m×m matrices, the dot totals and partials.
-fn scalars_len(history: usize, groups: usize) -> usize {
-    16 + 4 * history + 2 * history * history + (history + 1) * QUANTITIES * (1 + groups)
 }
 
 /// L-BFGS as `torch.optim.LBFGS(lr, history_size, line_search_fn=None)` stepping once per
@@ -81,22 +75,13 @@ impl Lbfgs {
     ) -> Self {
         let history = history.max(1);
         let hist = ctx.zeroed_buffer("lbfgs.history", Self::state_floats(n, history));
-        // Each invocation of the dot-product pass covers at least 16 values.
-        let groups = (n as u32).div_ceil(16 * 256).clamp(1, 128);
-        let scalars = ctx.zeroed_buffer("lbfgs.scalars", scalars_len(history, groups as usize));
-        let params = LbfgsParams {
-            n: n as u32,
-            history: history as u32,
-            groups,
-            lr,
-            tolerance_grad: 1e-7,
-            tolerance_change: 1e-9,
-            ..Default::default()
-        };
+        let params = LbfgsParams::new(n, history, lr);
+        let scalars = ctx.zeroed_buffer("lbfgs.scalars", lbfgs_scalars_len(history, params.groups as usize));
+        let o = &k.optimizers;
         let ops = vec![
-            k.lbfgs_dots.bind(ctx, &params, &[grad, &hist, &scalars], [groups, history as u32 + 1, 1]),
-            k.lbfgs_solve.bind(ctx, &params, &[&scalars], [1, 1, 1]),
-            k.lbfgs_update.bind(ctx, &params, &[grad, &hist, &scalars, x], flat_dispatch(n)),
+            o.lbfgs_dots(ctx, LbfgsDots { g: grad, hist_in: &hist, scalars_rw: &scalars }, &params),
+            o.lbfgs_solve(ctx, LbfgsSolve { scalars: &scalars }, &params),
+            o.lbfgs_update(ctx, LbfgsUpdate { g: grad, hist: &hist, scalars_in: &scalars, x }, &params),
         ];
         Self { ops, params, state: [hist, scalars] }
     }
@@ -156,10 +141,11 @@ impl Squash {
         grad_u: &wgpu::Buffer,
         n: usize,
     ) -> Self {
-        let params = OptimParams { n: n as u32, ..Default::default() };
+        let params = SquashParams::new(n);
+        let o = &k.optimizers;
         Self {
-            forward: k.squash.bind(ctx, &params, &[u, image], flat_dispatch(n)),
-            backward: k.squash_backward.bind(ctx, &params, &[image, image_grad, grad_u], flat_dispatch(n)),
+            forward: o.squash(ctx, crate::kernels::optimizers::Squash { u, image }, &params),
+            backward: o.squash_backward(ctx, SquashBackward { image, g: image_grad, grad_u }, &params),
             n,
         }
     }

@@ -4,9 +4,15 @@
 use std::path::PathBuf;
 
 use neural_style::arch::Activation;
-use neural_style::gpu::{DeviceRequest, GpuContext, gpu_required};
+use neural_style::gpu::{DeviceRequest, GpuContext};
 use neural_style::model::Conv;
 use neural_style::reference::{self, Tensor};
+
+/// Whether GPU tests must fail instead of skipping when no adapter exists
+/// (`NEURAL_STYLE_REQUIRE_GPU=1`).
+pub fn gpu_required() -> bool {
+    std::env::var("NEURAL_STYLE_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
 
 /// Opens the default device. Without an adapter the test is skipped (returns `None`), unless
 /// `NEURAL_STYLE_REQUIRE_GPU=1`, in which case it fails.
@@ -55,7 +61,7 @@ pub fn read_fixture(name: &str) -> std::collections::HashMap<String, (Vec<usize>
     st.tensors()
         .into_iter()
         .map(|(n, t)| {
-            let v = t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            let v = bytemuck::pod_collect_to_vec(t.data());
             (n, (t.shape().to_vec(), v))
         })
         .collect()

@@ -1,0 +1,160 @@
+//! `shaders/losses.wgsl`: the content, style and total-variation losses with their gradients,
+//! each spread over many workgroups that write per-workgroup partial sums, and the weighted total
+//! that adds those partials in a fixed order.
+
+use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP};
+use super::{kernel_bindings, uniform_params};
+use crate::gpu::GpuContext;
+
+/// Slots at the start of the losses buffer: content, style, tv, total (`LOSS_SLOTS` in WGSL);
+/// the per-workgroup partial sums follow.
+pub const LOSS_SLOTS: usize = 4;
+
+uniform_params! {
+    /// Uniforms of every loss kernel.
+    #[derive(Default)]
+    pub struct LossParams {
+        /// Values in the content layer.
+        pub count: u32,
+        /// Image height (TV).
+        pub height: u32,
+        /// Image width (TV).
+        pub width: u32,
+        /// Channels of the style layer.
+        pub channels: u32,
+        /// Gradient coefficient.
+        pub coef: f32,
+        /// Style layer weight.
+        pub layer_weight: f32,
+        /// Partial Gram products to sum (style loss).
+        pub splits: u32,
+        /// Workgroups of this dispatch ([`loss_groups`]).
+        pub groups: u32,
+        /// Content weight of the total.
+        pub content_weight: f32,
+        /// Style weight of the total.
+        pub style_weight: f32,
+        /// TV weight of the total (and of the TV gradient).
+        pub tv_weight: f32,
+        /// Index in the losses buffer of this dispatch's first per-workgroup partial sum.
+        pub partial: u32,
+        /// `total_loss`: where the content, style and TV partial sums end (they start at
+        /// [`LOSS_SLOTS`] and follow each other).
+        pub ends: [u32; 4],
+    }
+}
+
+/// Workgroups of a loss kernel over `count` values: one per 2048 values (at least 1, at most 64),
+/// each writing its own partial sum so no single workgroup walks a whole layer.
+pub fn loss_groups(count: usize) -> u32 {
+    count.div_ceil(2048).clamp(1, 64) as u32
+}
+
+kernel_bindings! {
+    /// Buffers of `content_loss`.
+    pub struct ContentLoss {
+        /// The layer's activations F.
+        value: 1 Read,
+        /// The content photo's activations P.
+        target_value: 2 Read,
+        /// dL/dF, added into.
+        grad: 3 ReadWrite,
+        /// The losses buffer.
+        losses: 4 ReadWrite,
+    }
+}
+
+kernel_bindings! {
+    /// Buffers of `style_loss`.
+    pub struct StyleLoss {
+        /// The layer's Gram partial products.
+        value: 1 Read,
+        /// The style Gram matrix A.
+        target_value: 2 Read,
+        /// The residual R = coef · (G − A), for the gradient product R·F.
+        grad: 3 ReadWrite,
+        /// The losses buffer.
+        losses: 4 ReadWrite,
+    }
+}
+
+kernel_bindings! {
+    /// Buffers of `tv_loss`.
+    pub struct TvLoss {
+        /// The image (planar RGB).
+        value: 1 Read,
+        /// dL/d image, added into.
+        grad: 3 ReadWrite,
+        /// The losses buffer.
+        losses: 4 ReadWrite,
+    }
+}
+
+kernel_bindings! {
+    /// Buffers of `total_loss`.
+    pub struct TotalLoss {
+        /// The losses buffer: partials in, the four slots out.
+        losses: 4 ReadWrite,
+    }
+}
+
+/// `content_loss`.
+pub const CONTENT: KernelSpec = KernelSpec {
+    entry: "content_loss",
+    shader: Shader::Losses,
+    family: Family::Losses,
+    params: LossParams::LAYOUT,
+    storage: ContentLoss::BINDINGS,
+    workgroup_size: [WORKGROUP, 1, 1],
+    overrides: &[],
+};
+/// `style_loss`.
+pub const STYLE: KernelSpec = KernelSpec { entry: "style_loss", storage: StyleLoss::BINDINGS, ..CONTENT };
+/// `tv_loss`.
+pub const TV: KernelSpec = KernelSpec { entry: "tv_loss", storage: TvLoss::BINDINGS, ..CONTENT };
+/// `total_loss`.
+pub const TOTAL: KernelSpec = KernelSpec { entry: "total_loss", storage: TotalLoss::BINDINGS, ..CONTENT };
+
+/// Every kernel of the file.
+pub const SPECS: &[KernelSpec] = &[CONTENT, STYLE, TV, TOTAL];
+
+/// The kernels of `losses.wgsl`.
+pub struct Losses {
+    content: Kernel,
+    style: Kernel,
+    tv: Kernel,
+    total: Kernel,
+}
+
+impl Losses {
+    /// Compiles the file's kernels.
+    pub fn new(ctx: &GpuContext) -> Self {
+        let module = Shader::Losses.module(ctx);
+        Self {
+            content: Kernel::new(ctx, &module, CONTENT),
+            style: Kernel::new(ctx, &module, STYLE),
+            tv: Kernel::new(ctx, &module, TV),
+            total: Kernel::new(ctx, &module, TOTAL),
+        }
+    }
+
+    /// Content loss and gradient of one layer over `p.groups` workgroups.
+    pub fn content(&self, ctx: &GpuContext, buffers: ContentLoss, p: &LossParams) -> BoundOp {
+        self.content.bind(ctx, p, &buffers.buffers(), [p.groups, 1, 1])
+    }
+
+    /// Style loss of one layer and its residual R over `p.groups` workgroups.
+    pub fn style(&self, ctx: &GpuContext, buffers: StyleLoss, p: &LossParams) -> BoundOp {
+        self.style.bind(ctx, p, &buffers.buffers(), [p.groups, 1, 1])
+    }
+
+    /// Total variation loss and gradient over `p.groups` workgroups.
+    pub fn tv(&self, ctx: &GpuContext, buffers: TvLoss, p: &LossParams) -> BoundOp {
+        self.tv.bind(ctx, p, &buffers.buffers(), [p.groups, 1, 1])
+    }
+
+    /// The weighted total: one workgroup.
+    pub fn total(&self, ctx: &GpuContext, buffers: TotalLoss, p: &LossParams) -> BoundOp {
+        self.total.bind(ctx, p, &buffers.buffers(), [1, 1, 1])
+    }
+}
