@@ -2,7 +2,8 @@
 //! every numeric kernel written in WGSL and run through wgpu.
 //!
 //! Modules: weight loading ([`weights`]) into the network description ([`model`], [`arch`]); the
-//! GPU engine ([`gpu`], [`kernels`], [`engine`]: forward and backward passes); style transfer
+//! GPU engine ([`gpu`]; [`kernels`], one module per WGSL kernel family with typed calls;
+//! [`engine`]: forward and backward passes); style transfer
 //! ([`stylize`]: targets, losses, optimizers, the steppable session); the live window
 //! (`viewer`, feature `viewer`); and the f64 CPU reference everything is tested against
 //! ([`reference`]).
