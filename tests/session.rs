@@ -20,9 +20,10 @@ fn network() -> Network {
     weights::load(&default_weights()).expect("weights")
 }
 
-fn images() -> (RgbImage, RgbImage) {
+/// The content photo and the style images.
+fn images() -> (RgbImage, Vec<RgbImage>) {
     let load = |name: &str| image_io::load_rgb(&shared().join("images").join(name)).expect("image");
-    (load("tubingen.jpg"), load("starry_night.jpg"))
+    (load("tubingen.jpg"), vec![load("starry_night.jpg")])
 }
 
 /// 32 px from seeded noise, reporting every iteration.
@@ -41,14 +42,14 @@ fn run_to_end(driver: Driver) -> Outcome {
 #[test]
 fn sessions_are_created_dropped_and_recreated_in_one_process_with_identical_results() {
     let net = network();
-    let (content, style) = images();
+    let (content, styles) = images();
     let mut results = Vec::new();
     for _ in 0..3 {
         let Some(ctx) = gpu() else { return };
         let ctx = Arc::new(ctx);
         let stylizer = stylizer(&ctx, &net);
         for _ in 0..2 {
-            let outcome = run_to_end(stylizer.drive(&content, &[style.clone()], &small(4)).unwrap());
+            let outcome = run_to_end(stylizer.drive(&content, &styles, &small(4)).unwrap());
             assert_eq!(outcome.iterations, 4);
             assert_eq!(outcome.non_finite_at, None);
             results.push(outcome.image);
@@ -66,8 +67,8 @@ fn a_session_outlives_its_stylizer_and_runs_on_another_thread() {
     fn send_and_static<T: Send + 'static>(_: &T) {}
     let Some(ctx) = gpu() else { return };
     let ctx = Arc::new(ctx);
-    let (content, style) = images();
-    let driver = stylizer(&ctx, &network()).drive(&content, &[style], &small(3)).unwrap();
+    let (content, styles) = images();
+    let driver = stylizer(&ctx, &network()).drive(&content, &styles, &small(3)).unwrap();
     send_and_static(driver.session());
     send_and_static(&driver);
     let outcome = std::thread::spawn(move || run_to_end(driver)).join().unwrap();
@@ -79,9 +80,9 @@ fn a_session_outlives_its_stylizer_and_runs_on_another_thread() {
 fn the_cancel_flag_ends_the_run_after_the_current_iteration_with_its_image() {
     let Some(ctx) = gpu() else { return };
     let ctx = Arc::new(ctx);
-    let (content, style) = images();
+    let (content, styles) = images();
     let options = StylizeOptions { snapshot_every: Some(3), ..small(50) };
-    let driver = stylizer(&ctx, &network()).drive(&content, &[style], &options).unwrap();
+    let driver = stylizer(&ctx, &network()).drive(&content, &styles, &options).unwrap();
     let cancel = driver.cancel_flag();
     let (mut reported, mut snapshot) = (Vec::new(), None);
     let outcome = driver
@@ -108,10 +109,10 @@ fn the_cancel_flag_ends_the_run_after_the_current_iteration_with_its_image() {
 fn driving_in_pieces_gives_the_same_image_as_whole_iterations() {
     let Some(ctx) = gpu() else { return };
     let ctx = Arc::new(ctx);
-    let (content, style) = images();
+    let (content, styles) = images();
     let stylizer = stylizer(&ctx, &network());
-    let whole = run_to_end(stylizer.drive(&content, &[style.clone()], &small(3)).unwrap());
-    let mut driver = stylizer.drive(&content, &[style], &small(3)).unwrap();
+    let whole = run_to_end(stylizer.drive(&content, &styles, &small(3)).unwrap());
+    let mut driver = stylizer.drive(&content, &styles, &small(3)).unwrap();
     let (mut calls, mut iterations, mut reported) = (0, 0, Vec::new());
     let mut on_event = |event: Event| {
         if let Event::Progress { iteration, .. } = event {

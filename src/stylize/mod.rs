@@ -798,8 +798,8 @@ impl Driver {
                 return Ok(idle);
             }
             let it = self.session.iteration();
-            let report = it % self.report_every == 0 || it == self.session.total_iterations();
-            let snapshot = self.snapshot_every.is_some_and(|n| it > 0 && it % n == 0);
+            let report = it.is_multiple_of(self.report_every) || it == self.session.total_iterations();
+            let snapshot = self.snapshot_every.is_some_and(|n| it > 0 && it.is_multiple_of(n));
             self.pending = Some((self.session.begin(report || self.read_every_iteration, snapshot), report));
         }
         let Some((pending, report)) = &mut self.pending else { return Ok(idle) };
