@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
 use image::RgbImage;
@@ -82,8 +82,11 @@ fn the_cancel_flag_ends_the_run_after_the_current_iteration_with_its_image() {
     let ctx = Arc::new(ctx);
     let (content, styles) = images();
     let options = StylizeOptions { snapshot_every: Some(3), ..small(50) };
-    let driver = stylizer(&ctx, &network()).drive(&content, &styles, &options).unwrap();
-    let cancel = driver.cancel_flag();
+    // One flag can stop several runs (a Ctrl-C handler installed once).
+    let cancel = Arc::new(AtomicBool::new(false));
+    let driver =
+        stylizer(&ctx, &network()).drive(&content, &styles, &options).unwrap().with_cancel_flag(cancel.clone());
+    assert!(Arc::ptr_eq(&driver.cancel_flag(), &cancel));
     let (mut reported, mut snapshot) = (Vec::new(), None);
     let outcome = driver
         .run(|event| {
