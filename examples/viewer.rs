@@ -1,5 +1,6 @@
-//! The live viewer driven from the library: style transfer in a window, printing progress and
-//! saving the result when the window closes.
+//! The live viewer driven from the library: style transfer in a window, printing progress every
+//! 50 iterations (the run's `report_every`, paced by the same driver as a headless run) and saving
+//! the result when the window closes.
 //!
 //! ```text
 //! cargo run --release --example viewer -- WEIGHTS CONTENT STYLE OUTPUT.png
@@ -16,12 +17,12 @@ fn main() -> Result<()> {
     let [weights_path, content, style, output] = &args[..] else {
         anyhow::bail!("usage: viewer WEIGHTS CONTENT STYLE OUTPUT.png")
     };
-    let options = StylizeOptions { size: 256, iterations: 1000, report_every: 1, ..StylizeOptions::default() };
+    let options = StylizeOptions { size: 256, iterations: 1000, report_every: 50, ..StylizeOptions::default() };
     let net = weights::load(weights_path.as_ref())?;
     let (content, style) = (image_io::load_rgb(content.as_ref())?, image_io::load_rgb(style.as_ref())?);
     let outcome = Viewer::new()?.stylize(&DeviceRequest::default(), net, content, vec![style], options, |event| {
         match event {
-            ViewerEvent::Step(Event::Progress { iteration, losses, .. }) if iteration % 50 == 0 => {
+            ViewerEvent::Step(Event::Progress { iteration, losses, .. }) => {
                 println!("{iteration:>5}  loss {:.5}", losses.loss)
             }
             ViewerEvent::Finished { .. } => println!("done; close the window to save"),

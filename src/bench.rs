@@ -2,13 +2,15 @@
 //! are formulas (the same in `tools/bench_pytorch.py`), so no files are needed and both tools
 //! optimize the same pixels.
 
+use std::sync::Arc;
+
 use anyhow::{Result, bail};
 use image::RgbImage;
 
 use crate::engine::{FeatureNet, Work};
 use crate::gpu::GpuContext;
 use crate::profile::IterationProfile;
-use crate::stylize::{OptimizerKind, StylizeOptions, Stylizer};
+use crate::stylize::{OptimizerKind, OptionError, StylizeOptions, Stylizer};
 
 /// What to time.
 #[derive(Clone, Debug)]
@@ -73,10 +75,11 @@ fn synthetic(size: u32, f: impl Fn(f64, f64, f64) -> f64) -> RgbImage {
     })
 }
 
-/// Checks the options against the device before any work: iterations, and each size.
+/// Checks the options against the device before any work: iterations, and each size (a bad
+/// value is an [`OptionError`]).
 pub fn validate(ctx: &GpuContext, fnet: &FeatureNet, options: &BenchOptions) -> Result<()> {
     if options.iterations == 0 {
-        bail!("--iterations must be at least 1");
+        return Err(OptionError::NoIterations.into());
     }
     for &size in &options.sizes {
         let stylize = StylizeOptions { size, optimizer: options.optimizer, ..StylizeOptions::default() };
@@ -87,7 +90,12 @@ pub fn validate(ctx: &GpuContext, fnet: &FeatureNet, options: &BenchOptions) -> 
 }
 
 /// Times the loop at one size with the default losses and layers (after [`validate`]).
-pub fn run_size(ctx: &GpuContext, fnet: &FeatureNet, size: u32, options: &BenchOptions) -> Result<BenchResult> {
+pub fn run_size(
+    ctx: &Arc<GpuContext>,
+    fnet: &Arc<FeatureNet>,
+    size: u32,
+    options: &BenchOptions,
+) -> Result<BenchResult> {
     let stylize_options = StylizeOptions {
         size,
         optimizer: options.optimizer,
@@ -96,8 +104,11 @@ pub fn run_size(ctx: &GpuContext, fnet: &FeatureNet, size: u32, options: &BenchO
         ..StylizeOptions::default()
     };
     let before = ctx.allocated_bytes();
-    let mut session =
-        Stylizer::new(ctx, fnet).start(&synthetic_content(size), &[synthetic_style(size)], &stylize_options)?;
+    let mut session = Stylizer::new(ctx.clone(), fnet.clone()).start(
+        &synthetic_content(size),
+        &[synthetic_style(size)],
+        &stylize_options,
+    )?;
     let plan_bytes = ctx.allocated_bytes() - before;
     for _ in 0..options.warmup {
         session.step(false, false)?;

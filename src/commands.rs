@@ -2,10 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
 use neural_style::arch::{self, LayerInfo, Padding};
 use neural_style::engine::{FeatureNet, ForwardPlan, PlanOptions};
 use neural_style::gpu::{self, GpuContext};
+use neural_style::stylize::{OptionError, OptionName};
 use neural_style::{atomic, image_io, weights};
 use serde_json::json;
 
@@ -215,6 +218,30 @@ fn snapshot_path(output: &Path, iteration: usize) -> PathBuf {
     output.with_file_name(format!("{stem}_{iteration}.{ext}"))
 }
 
+/// The CLI's name for an option of the library's [`StylizeOptions`](neural_style::stylize::StylizeOptions).
+fn flag(option: OptionName) -> &'static str {
+    match option {
+        OptionName::Size => "--size",
+        OptionName::StyleScale => "--style-scale",
+        OptionName::Iterations => "--iterations",
+        OptionName::LearningRate => "--learning-rate",
+        OptionName::LbfgsHistory => "--lbfgs-history",
+        OptionName::ContentWeight => "--content-weight",
+        OptionName::StyleWeight => "--style-weight",
+        OptionName::TvWeight => "--tv-weight",
+        OptionName::StyleLayers => "--style-layers",
+        OptionName::StyleBlendWeights => "--style-blend-weights",
+    }
+}
+
+/// A library error about a bad option, restated with the option's flag.
+fn with_flag_names(error: anyhow::Error) -> anyhow::Error {
+    match error.downcast_ref::<OptionError>() {
+        Some(e) => anyhow!(e.message(flag(e.option()))),
+        None => error,
+    }
+}
+
 fn stylize(args: &StylizeArgs) -> Result<()> {
     use neural_style::stylize::{Control, Event, Init, LossSpec, StylizeOptions, Stylizer};
     // Everything that can be checked before the long run is checked first.
@@ -251,49 +278,16 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         report_every: args.print_every.max(1),
         snapshot_every: args.save_every.filter(|&n| n > 0),
     };
-    let json = args.common.json;
-    let report = |iteration: usize, losses: neural_style::stylize::LossValues, elapsed_s: f64| {
-        if json {
-            println!(
-                "{}",
-                json!({"iteration": iteration, "loss": losses.loss, "content": losses.content,
-                       "style": losses.style, "tv": losses.tv, "elapsed_s": elapsed_s})
-            );
-        } else {
-            println!(
-                "iteration {iteration}: loss {:.6} (content {:.6}, style {:.6}, tv {:.6}) {elapsed_s:.1}s",
-                losses.loss, losses.content, losses.style, losses.tv
-            );
-        }
-    };
     #[cfg(feature = "viewer")]
-    if let Some(viewer) = open_viewer(args.viewer)? {
-        use neural_style::viewer::ViewerEvent;
-        let net = weights::load(&weights::resolve_path(args.common.weights.as_deref())?)?;
-        neural_style::stylize::validate(&net, &options, styles.len())?;
-        let request = args.common.device_request();
-        let mut last_report = 0;
-        let outcome = viewer.stylize(&request, net, content, styles, options, |event| match event {
-            ViewerEvent::Step(Event::Progress { iteration, losses, elapsed_s }) => {
-                let last = iteration as i64 == args.iterations;
-                if iteration >= last_report + args.print_every.max(1) || iteration == 0 || last {
-                    last_report = iteration;
-                    report(iteration, losses, elapsed_s);
-                }
-                Ok(())
-            }
-            ViewerEvent::Step(Event::Snapshot { iteration, image }) => {
-                write_image(image, &snapshot_path(&args.output, iteration))
-            }
-            ViewerEvent::Finished { image } => write_image(image, &args.output),
-        })?;
-        return finish_stylize(args, &outcome);
-    }
-
-    let (ctx, fnet, _) = open(&args.common)?;
-    let stylizer = Stylizer::new(&ctx, &fnet);
-    stylizer.validate(&options, styles.len())?;
-    let bar = (!json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+    let viewer = open_viewer(args.viewer)?;
+    #[cfg(not(feature = "viewer"))]
+    let viewer: Option<std::convert::Infallible> = None;
+    let net = weights::load(&weights::resolve_path(args.common.weights.as_deref())?)?;
+    neural_style::stylize::validate(&net, &options, styles.len()).map_err(with_flag_names)?;
+    let request = args.common.device_request();
+    let json = args.common.json;
+    // Presentation: a window, or headless a progress bar on a terminal, or a line per report.
+    let bar = (viewer.is_none() && !json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
         let bar = indicatif::ProgressBar::new(options.iterations as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} iterations, {per_sec}, eta {eta} {msg}")
@@ -301,37 +295,58 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         );
         bar
     });
-    let mut save_error = None;
-    let outcome = stylizer.run(&content, &styles, &options, |event| {
+    // The same events from the same driver either way.
+    let on_event = |event: Event| -> Result<()> {
         match event {
             Event::Progress { iteration, losses, elapsed_s } => match &bar {
                 Some(bar) => {
                     bar.set_position(iteration as u64);
                     bar.set_message(format!("loss {:.4}", losses.loss));
                 }
-                None => report(iteration, losses, elapsed_s),
+                None if json => println!(
+                    "{}",
+                    json!({"iteration": iteration, "loss": losses.loss, "content": losses.content,
+                           "style": losses.style, "tv": losses.tv, "elapsed_s": elapsed_s})
+                ),
+                None => println!(
+                    "iteration {iteration}: loss {:.6} (content {:.6}, style {:.6}, tv {:.6}) {elapsed_s:.1}s",
+                    losses.loss, losses.content, losses.style, losses.tv
+                ),
             },
-            Event::Snapshot { iteration, image } => {
-                if let Err(e) = write_image(image, &snapshot_path(&args.output, iteration)) {
-                    save_error = Some(e);
-                    return Control::Stop;
-                }
-            }
+            Event::Snapshot { iteration, image } => write_image(image, &snapshot_path(&args.output, iteration))?,
         }
-        Control::Continue
-    })?;
+        Ok(())
+    };
+    let outcome = match viewer {
+        #[cfg(feature = "viewer")]
+        Some(viewer) => {
+            use neural_style::viewer::ViewerEvent;
+            viewer.stylize(&request, net, content, styles, options, |event| match event {
+                ViewerEvent::Step(event) => on_event(event),
+                ViewerEvent::Finished { image } => write_image(image, &args.output),
+            })
+        }
+        #[cfg(not(feature = "viewer"))]
+        Some(never) => match never {},
+        None => {
+            let ctx = Arc::new(GpuContext::new(&request)?);
+            let fnet = Arc::new(FeatureNet::new(&ctx, net));
+            Stylizer::new(ctx, fnet)
+                .drive(&content, &styles, &options)
+                .and_then(|driver| driver.run(|event| on_event(event).map(|()| Control::Continue)))
+        }
+    }
+    .map_err(with_flag_names)?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
-    }
-    if let Some(e) = save_error {
-        return Err(e);
     }
     finish_stylize(args, &outcome)
 }
 
 fn bench(options: &neural_style::bench::BenchOptions, common: &CommonArgs) -> Result<()> {
     let (ctx, fnet, path) = open(common)?;
-    neural_style::bench::validate(&ctx, &fnet, options)?;
+    neural_style::bench::validate(&ctx, &fnet, options).map_err(with_flag_names)?;
+    let (ctx, fnet) = (Arc::new(ctx), Arc::new(fnet));
     let network_bytes = ctx.allocated_bytes();
     let info = &ctx.info;
     let timestamps = ctx.device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
@@ -452,7 +467,10 @@ fn open_viewer(mode: crate::cli::ViewerMode) -> Result<Option<neural_style::view
     use neural_style::viewer::Viewer;
     match mode {
         ViewerMode::Off => Ok(None),
-        ViewerMode::On => Viewer::new().map(Some),
+        ViewerMode::On => match Viewer::new() {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => Err(anyhow!("{e:#}; use --viewer=auto to run headless")),
+        },
         ViewerMode::Auto => match Viewer::new() {
             Ok(v) => Ok(Some(v)),
             Err(e) => {

@@ -22,7 +22,7 @@ use crate::engine::FeatureNet;
 use crate::gpu::{DeviceRequest, GpuContext, PresentSurface};
 use crate::image_io;
 use crate::model::Network;
-use crate::stylize::{Event, LossValues, Outcome, PendingStep, Session, StylizeOptions, Stylizer};
+use crate::stylize::{Control, Driver, Event, Outcome, StylizeOptions, Stylizer};
 
 const PRESENT: &str = include_str!("../shaders/present.wgsl");
 
@@ -32,8 +32,9 @@ const FRAME_BUDGET_S: f64 = 0.15;
 
 /// What the viewer tells its caller.
 pub enum ViewerEvent<'a> {
-    /// What a headless run reports too: losses (about once per frame), or an image (every
-    /// `snapshot_every` updates, and when S is pressed).
+    /// What a headless run reports too, from the same [`Driver`]: losses (every `report_every`
+    /// updates and at the end), or an image (every `snapshot_every` updates, and when S is
+    /// pressed).
     Step(Event<'a>),
     /// All iterations are done (the window stays open until Esc or close).
     Finished {
@@ -42,10 +43,9 @@ pub enum ViewerEvent<'a> {
     },
 }
 
-/// A connection to the display, ready to open a window.
-///
-/// Each window's GPU device and uploaded network live until the process exits (the session
-/// borrows them across the event loop), so open a window once per process.
+/// A connection to the display, ready to open a window. The window's GPU device, network and
+/// session are freed when it closes; the display connection (winit's event loop) can be made
+/// only once per process.
 pub struct Viewer {
     event_loop: EventLoop<()>,
 }
@@ -53,13 +53,14 @@ pub struct Viewer {
 impl Viewer {
     /// Connects to the display; fails with a one-line error when there is none.
     pub fn new() -> Result<Self> {
-        let event_loop = EventLoop::new().map_err(|e| {
-            anyhow!("cannot open a window: {e} (no display? set DISPLAY, or use --viewer=auto to run headless)")
-        })?;
+        let event_loop =
+            EventLoop::new().map_err(|e| anyhow!("cannot open a window: {e} (no display? set DISPLAY)"))?;
         Ok(Self { event_loop })
     }
 
-    /// Runs style transfer in a window until Esc or close; returns the current result then.
+    /// Runs style transfer in a window until Esc or close; returns the current result then. The
+    /// run is driven by a [`Driver`] with the options' cadence that also reads every iteration's
+    /// loss for the title.
     pub fn stylize(
         self,
         request: &DeviceRequest,
@@ -111,25 +112,21 @@ struct App<F> {
 /// The window and what it shows.
 struct Running {
     window: Arc<Window>,
-    ctx: &'static GpuContext,
+    ctx: Arc<GpuContext>,
     surface: PresentSurface,
     presenter: Presenter,
-    session: Option<Session<'static>>,
+    /// The run (none when only showing an image).
+    driver: Option<Driver>,
     paused: bool,
     show_content: bool,
+    /// Whether [`ViewerEvent::Finished`] was sent.
     finished: bool,
-    non_finite_at: Option<usize>,
-    /// Hand out the image every this many iterations (`--save-every`).
-    snapshot_every: Option<usize>,
     /// GPU commands submitted per frame, adapted to the frame time.
     commands_per_frame: usize,
-    /// The iteration in flight, when a slow device spreads one over several frames.
-    pending: Option<PendingStep>,
     /// Frames presented in the current second, and the rate over the last full second.
     frames: (usize, Instant, f64),
     /// Iterations completed in the current second, and the rate over the last full second.
     iterations: (usize, Instant, f64),
-    last: Option<(usize, LossValues)>,
 }
 
 impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
@@ -151,41 +148,34 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
                 .context("cannot create a window")?,
         );
         let (ctx, surface) = GpuContext::with_surface(&self.request, window.clone())?;
-        // The GPU context lives as long as the process: the session borrows it across frames.
-        let ctx: &'static GpuContext = Box::leak(Box::new(ctx));
-        let snapshot_every = match &job {
-            Job::Stylize { options, .. } => options.snapshot_every,
-            Job::Show(_) => None,
-        };
-        let (session, image, content) = match job {
+        let ctx = Arc::new(ctx);
+        let (driver, image, content) = match job {
             Job::Stylize { net, content, styles, options } => {
-                let fnet: &'static FeatureNet = Box::leak(Box::new(FeatureNet::new(ctx, *net)));
-                let session = Stylizer::new(ctx, fnet).start(&content, &styles, &options)?;
+                let fnet = Arc::new(FeatureNet::new(&ctx, *net));
+                let driver =
+                    Stylizer::new(ctx.clone(), fnet).drive(&content, &styles, &options)?.read_every_iteration();
+                let session = driver.session();
                 let (image, content) = (session.image_buffer().clone(), session.content_buffer().clone());
-                (Some(session), image, content)
+                (Some(driver), image, content)
             }
             Job::Show(img) => {
                 let buffer = ctx.storage_buffer("image", &image_io::to_chw(&img));
                 (None, buffer.clone(), buffer)
             }
         };
-        let presenter = Presenter::new(ctx, &surface, [&image, &content], (w, h));
+        let presenter = Presenter::new(&ctx, &surface, [&image, &content], (w, h));
         let mut running = Running {
             window,
             ctx,
             surface,
             presenter,
-            session,
+            driver,
             paused: false,
             show_content: false,
             finished: false,
-            non_finite_at: None,
-            snapshot_every,
             commands_per_frame: 16,
-            pending: None,
             frames: (0, Instant::now(), 0.0),
             iterations: (0, Instant::now(), 0.0),
-            last: None,
         };
         running.configure();
         running.window.request_redraw();
@@ -198,41 +188,19 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
     fn frame(&mut self) -> Result<()> {
         let Some(r) = &mut self.running else { return Ok(()) };
         let frame_start = Instant::now();
-        if let Some(session) = &mut r.session {
+        if let Some(driver) = &mut r.driver {
+            let on_event = &mut self.on_event;
+            let mut on_step = |event: Event| on_event(ViewerEvent::Step(event)).map(|()| Control::Continue);
             let mut budget = r.commands_per_frame;
-            while budget > 0 && !r.paused && !r.finished {
-                let snapshot = r.snapshot_every.is_some_and(|n| {
-                    let it = session.iteration();
-                    it > 0 && it % n == 0
-                });
-                let pending = r.pending.get_or_insert_with(|| session.begin(true, snapshot));
-                let (used, step) = session.advance(pending, budget)?;
-                budget = budget.saturating_sub(used);
-                let Some(step) = step else { continue };
-                r.pending = None;
-                r.iterations.0 += 1;
-                let iteration = session.iteration() - 1;
-                if let Some(losses) = step.losses {
-                    if !losses.loss.is_finite() {
-                        r.non_finite_at = Some(iteration);
-                        r.finished = true;
-                        break;
-                    }
-                    r.last = Some((iteration, losses));
-                    (self.on_event)(ViewerEvent::Step(Event::Progress {
-                        iteration,
-                        losses,
-                        elapsed_s: session.elapsed(),
-                    }))?;
-                }
-                if let Some(image) = &step.image {
-                    (self.on_event)(ViewerEvent::Step(Event::Snapshot { iteration, image }))?;
-                }
-                if session.is_done() {
-                    r.finished = true;
-                    let image = session.current_image()?;
-                    (self.on_event)(ViewerEvent::Finished { image: &image })?;
-                }
+            while budget > 0 && !r.paused && !driver.is_finished() {
+                let advanced = driver.advance(budget, &mut on_step)?;
+                budget = budget.saturating_sub(advanced.commands);
+                r.iterations.0 += usize::from(advanced.completed_iteration);
+            }
+            if driver.session().is_done() && driver.non_finite_at().is_none() && !r.finished {
+                r.finished = true;
+                let image = driver.current_image()?;
+                on_event(ViewerEvent::Finished { image: &image })?;
             }
         }
         r.present()?;
@@ -244,7 +212,7 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
             r.commands_per_frame = r.commands_per_frame * 3 / 2 + 1;
         }
         r.update_title();
-        if r.session.is_some() && !r.paused && !r.finished {
+        if r.driver.as_ref().is_some_and(|d| !d.is_finished()) && !r.paused {
             r.window.request_redraw();
         }
         Ok(())
@@ -256,29 +224,24 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
             Key::Named(NamedKey::Escape) => event_loop.exit(),
             Key::Named(NamedKey::Space) => {
                 r.paused = !r.paused;
-                if let Some(session) = &mut r.session {
-                    session.pause_clock(r.paused);
+                if let Some(driver) = &mut r.driver {
+                    driver.pause_clock(r.paused);
                 }
             }
             Key::Named(NamedKey::Tab) => r.show_content = !r.show_content,
             Key::Character(c) => match c.as_str() {
                 "s" | "S" => {
-                    if let Some(session) = &mut r.session {
-                        let image = session.current_image()?;
-                        let iteration = session.iteration().saturating_sub(1);
+                    if let Some(driver) = &mut r.driver {
+                        let image = driver.current_image()?;
+                        let iteration = driver.session().iteration().saturating_sub(1);
                         (self.on_event)(ViewerEvent::Step(Event::Snapshot { iteration, image: &image }))?;
                     }
                 }
                 "+" | "=" | "-" => {
-                    if let Some(session) = &mut r.session {
-                        // Finish the iteration in flight before the optimizer state resets.
-                        if let Some(mut pending) = r.pending.take() {
-                            while session.advance(&mut pending, usize::MAX)?.1.is_none() {}
-                        }
-                        let mut w = session.weights();
+                    if let Some(driver) = &mut r.driver {
+                        let mut w = driver.weights();
                         w[1] = if c == "-" { w[1] / 2.0 } else { w[1] * 2.0 };
-                        session.set_weights(w);
-                        r.finished = session.is_done();
+                        driver.set_weights(w);
                     }
                 }
                 _ => {}
@@ -333,12 +296,9 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> ApplicationHandler for App<F> {
 
     fn exiting(&mut self, _event_loop: &ActiveEventLoop) {
         let Some(r) = self.running.take() else { return };
-        if let Some(session) = r.session {
-            match session.finish() {
-                Ok(mut outcome) => {
-                    outcome.non_finite_at = r.non_finite_at;
-                    self.outcome = Some(outcome);
-                }
+        if let Some(driver) = r.driver {
+            match driver.finish() {
+                Ok(outcome) => self.outcome = Some(outcome),
                 Err(e) => {
                     self.error.get_or_insert(e);
                 }
@@ -373,7 +333,7 @@ impl Running {
             color_space: wgpu::SurfaceColorSpace::default(),
         };
         self.surface.surface.configure(&self.ctx.device, &config);
-        self.presenter.resize(self.ctx, config.width, config.height);
+        self.presenter.resize(&self.ctx, config.width, config.height);
     }
 
     fn present(&mut self) -> Result<()> {
@@ -402,26 +362,26 @@ impl Running {
     }
 
     fn update_title(&self) {
-        let Some(session) = &self.session else {
+        let Some(driver) = &self.driver else {
             self.window.set_title("neural-style — view (Esc closes)");
             return;
         };
-        let (iteration, loss) = self.last.map_or((0, f32::NAN), |(i, l)| (i, l.loss));
+        let (iteration, loss) = driver.latest().map_or((0, f32::NAN), |(i, l)| (i, l.loss));
         let state = if self.paused {
             " · paused"
-        } else if self.non_finite_at.is_some() {
+        } else if driver.non_finite_at().is_some() {
             " · stopped: loss not finite"
-        } else if self.finished {
+        } else if driver.is_finished() {
             " · done (Esc to write and quit)"
         } else {
             ""
         };
         self.window.set_title(&format!(
             "neural-style — iteration {iteration}/{} · loss {loss:.5} · {:.1} it/s · {:.0} fps · style weight {}{}{state}",
-            session.total_iterations(),
+            driver.session().total_iterations(),
             self.iterations.2,
             self.frames.2,
-            session.weights()[1],
+            driver.weights()[1],
             if self.show_content { " · content photo" } else { "" },
         ));
     }

@@ -1,13 +1,19 @@
 //! Style transfer (Gatys et al.): optimize an image so its MobileNetV3 features keep a content
 //! photo's content and take the style images' Gram statistics. [`Stylizer`] is the library entry
 //! point: options in, images in, image out, with a progress callback that can stop the run.
+//!
+//! A run is a [`Session`] (the planned GPU work of one output, stepped an iteration at a time)
+//! paced by a [`Driver`] (reporting and snapshot cadence, non-finite stops, cancellation); the
+//! CLI, [`Stylizer::run`] and the viewer all drive their sessions with it.
 
 pub mod objective;
 pub mod optimizer;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use image::RgbImage;
 
 use crate::engine::FeatureNet;
@@ -156,31 +162,157 @@ pub struct Outcome {
     pub non_finite_at: Option<usize>,
 }
 
-/// Checks run options against a network before any work: one clear error per problem.
+/// An option of [`StylizeOptions`] (or of its [`LossSpec`]) that an [`OptionError`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionName {
+    /// [`StylizeOptions::size`].
+    Size,
+    /// [`StylizeOptions::style_scale`].
+    StyleScale,
+    /// [`StylizeOptions::iterations`].
+    Iterations,
+    /// [`StylizeOptions::learning_rate`].
+    LearningRate,
+    /// [`StylizeOptions::lbfgs_history`].
+    LbfgsHistory,
+    /// [`LossSpec::content_weight`].
+    ContentWeight,
+    /// [`LossSpec::style_weight`].
+    StyleWeight,
+    /// [`LossSpec::tv_weight`].
+    TvWeight,
+    /// [`LossSpec::style_layers`].
+    StyleLayers,
+    /// [`StylizeOptions::style_blend_weights`].
+    StyleBlendWeights,
+}
+
+impl OptionName {
+    /// The field's path from [`StylizeOptions`], e.g. `loss.style_weight`.
+    pub fn field(self) -> &'static str {
+        match self {
+            OptionName::Size => "size",
+            OptionName::StyleScale => "style_scale",
+            OptionName::Iterations => "iterations",
+            OptionName::LearningRate => "learning_rate",
+            OptionName::LbfgsHistory => "lbfgs_history",
+            OptionName::ContentWeight => "loss.content_weight",
+            OptionName::StyleWeight => "loss.style_weight",
+            OptionName::TvWeight => "loss.tv_weight",
+            OptionName::StyleLayers => "loss.style_layers",
+            OptionName::StyleBlendWeights => "style_blend_weights",
+        }
+    }
+}
+
+/// A value of [`StylizeOptions`] that cannot be run. Its [`Display`](std::fmt::Display) names the
+/// option by its field; a front end names it its own way with [`OptionError::message`] (the CLI
+/// says `--style-weight`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum OptionError {
+    /// `iterations` is 0.
+    NoIterations,
+    /// `size` is 0.
+    ZeroSize,
+    /// `style_scale` is not a positive finite number.
+    StyleScale,
+    /// A loss weight is negative or not finite.
+    LossWeight {
+        /// Which weight.
+        option: OptionName,
+        /// Its value.
+        value: f32,
+    },
+    /// A style layer's weight is negative or not finite.
+    StyleLayerWeight,
+    /// `learning_rate` is not a positive finite number.
+    LearningRate,
+    /// `lbfgs_history` is outside 1..=1000.
+    LbfgsHistory(usize),
+    /// `style_blend_weights` has a value count other than the style image count.
+    BlendWeightCount {
+        /// Values given.
+        values: usize,
+        /// Style images given.
+        styles: usize,
+    },
+    /// `style_blend_weights` has a negative or non-finite value, or sums to 0.
+    BlendWeights,
+    /// A style image scaled by `style_scale` does not fit the device.
+    StyleImageTooLarge(String),
+}
+
+impl OptionError {
+    /// The option the error is about.
+    pub fn option(&self) -> OptionName {
+        match self {
+            OptionError::NoIterations => OptionName::Iterations,
+            OptionError::ZeroSize => OptionName::Size,
+            OptionError::StyleScale | OptionError::StyleImageTooLarge(_) => OptionName::StyleScale,
+            OptionError::LossWeight { option, .. } => *option,
+            OptionError::StyleLayerWeight => OptionName::StyleLayers,
+            OptionError::LearningRate => OptionName::LearningRate,
+            OptionError::LbfgsHistory(_) => OptionName::LbfgsHistory,
+            OptionError::BlendWeightCount { .. } | OptionError::BlendWeights => OptionName::StyleBlendWeights,
+        }
+    }
+
+    /// The one-line message, naming the option `name`.
+    pub fn message(&self, name: &str) -> String {
+        match self {
+            OptionError::NoIterations | OptionError::ZeroSize => format!("{name} must be at least 1"),
+            OptionError::StyleScale | OptionError::LearningRate => format!("{name} must be positive"),
+            OptionError::LossWeight { value, .. } => format!("{name} must be a finite number ≥ 0, got {value}"),
+            OptionError::StyleLayerWeight => "style layer weights must be finite numbers ≥ 0".into(),
+            OptionError::LbfgsHistory(h) => format!("{name} must be between 1 and 1000, got {h}"),
+            OptionError::BlendWeightCount { values, styles } => {
+                format!("{name} has {values} values for {styles} style images")
+            }
+            OptionError::BlendWeights => format!("{name} must be non-negative with a positive sum"),
+            OptionError::StyleImageTooLarge(reason) => format!("style image (see {name}): {reason}"),
+        }
+    }
+}
+
+impl std::fmt::Display for OptionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message(self.option().field()))
+    }
+}
+
+impl std::error::Error for OptionError {}
+
+/// Checks run options against a network before any work: one clear error per problem, an
+/// [`OptionError`] for a bad value.
 pub fn validate(net: &crate::model::Network, options: &StylizeOptions, style_count: usize) -> Result<()> {
     let spec = &options.loss;
+    let fail = |e: OptionError| Err(anyhow::Error::new(e));
     if options.iterations == 0 {
-        bail!("--iterations must be at least 1");
+        return fail(OptionError::NoIterations);
     }
     if options.size == 0 {
-        bail!("--size must be at least 1");
+        return fail(OptionError::ZeroSize);
     }
     if !(options.style_scale > 0.0 && options.style_scale.is_finite()) {
-        bail!("--style-scale must be positive");
+        return fail(OptionError::StyleScale);
     }
-    for (name, w) in [("content", spec.content_weight), ("style", spec.style_weight), ("tv", spec.tv_weight)] {
-        if !(w >= 0.0 && w.is_finite()) {
-            bail!("--{name}-weight must be a finite number ≥ 0, got {w}");
+    for (option, value) in [
+        (OptionName::ContentWeight, spec.content_weight),
+        (OptionName::StyleWeight, spec.style_weight),
+        (OptionName::TvWeight, spec.tv_weight),
+    ] {
+        if !(value >= 0.0 && value.is_finite()) {
+            return fail(OptionError::LossWeight { option, value });
         }
     }
     if spec.style_layers.iter().any(|(_, w)| !(*w >= 0.0 && w.is_finite())) {
-        bail!("style layer weights must be finite numbers ≥ 0");
+        return fail(OptionError::StyleLayerWeight);
     }
     if !(options.learning_rate > 0.0 && options.learning_rate.is_finite()) {
-        bail!("--learning-rate must be positive");
+        return fail(OptionError::LearningRate);
     }
     if !(1..=1000).contains(&options.lbfgs_history) {
-        bail!("--lbfgs-history must be between 1 and 1000, got {}", options.lbfgs_history);
+        return fail(OptionError::LbfgsHistory(options.lbfgs_history));
     }
     let names: Vec<String> =
         spec.content_layers.iter().cloned().chain(spec.style_layers.iter().map(|(n, _)| n.clone())).collect();
@@ -193,19 +325,22 @@ pub fn validate(net: &crate::model::Network, options: &StylizeOptions, style_cou
     }
     if let Some(b) = &options.style_blend_weights {
         if b.len() != style_count {
-            bail!("--style-blend-weights has {} values for {} style images", b.len(), style_count);
+            return fail(OptionError::BlendWeightCount { values: b.len(), styles: style_count });
         }
         if b.iter().any(|w| !(*w >= 0.0 && w.is_finite())) || b.iter().sum::<f32>() <= 0.0 {
-            bail!("--style-blend-weights must be non-negative with a positive sum");
+            return fail(OptionError::BlendWeights);
         }
     }
     Ok(())
 }
 
-/// Runs style transfer on a GPU with a loaded network.
-pub struct Stylizer<'a> {
-    ctx: &'a GpuContext,
-    fnet: &'a FeatureNet,
+/// Runs style transfer on a GPU with a loaded network, both shared: every [`Session`] it starts
+/// keeps the device alive, so stylizers and sessions can be created and dropped any number of
+/// times in a process.
+#[derive(Clone)]
+pub struct Stylizer {
+    ctx: Arc<GpuContext>,
+    fnet: Arc<FeatureNet>,
 }
 
 /// Checks that an output of `width`×`height` fits the device: every layer, and the optimizer's
@@ -229,9 +364,9 @@ fn planar(img: &RgbImage) -> PlanarImage {
     PlanarImage { width: img.width() as usize, height: img.height() as usize, data: image_io::to_chw(img) }
 }
 
-impl<'a> Stylizer<'a> {
-    /// A stylizer on this device and network.
-    pub fn new(ctx: &'a GpuContext, fnet: &'a FeatureNet) -> Self {
+impl Stylizer {
+    /// A stylizer on this device and network (the network loaded onto this device).
+    pub fn new(ctx: Arc<GpuContext>, fnet: Arc<FeatureNet>) -> Self {
         Self { ctx, fnet }
     }
 
@@ -241,20 +376,21 @@ impl<'a> Stylizer<'a> {
     }
 
     /// Prepares a run: targets computed, every buffer and dispatch planned. The returned
-    /// [`Session`] is then stepped (by [`Stylizer::run`], or by a viewer).
-    pub fn start(&self, content: &RgbImage, styles: &[RgbImage], options: &StylizeOptions) -> Result<Session<'a>> {
+    /// [`Session`] is then stepped, usually by a [`Driver`] (see [`Stylizer::drive`]).
+    pub fn start(&self, content: &RgbImage, styles: &[RgbImage], options: &StylizeOptions) -> Result<Session> {
         self.validate(options, styles.len())?;
-        let ctx = self.ctx;
+        let ctx = &*self.ctx;
+        let fnet = &*self.fnet;
         // Every size is checked against the device before any image is resized.
         let (w, h) = image_io::scaled_size(content.width(), content.height(), options.size);
         let (w, h) = (w as usize, h as usize);
-        check_device(ctx, self.fnet, options, w, h)?;
+        check_device(ctx, fnet, options, w, h)?;
         let n = 3 * w * h;
         let style_side = ((options.size as f32 * options.style_scale).round() as u32).max(1);
         for s in styles {
             let (sw, sh) = image_io::scaled_size(s.width(), s.height(), style_side);
-            crate::engine::check_size(ctx, self.fnet, sw as usize, sh as usize)
-                .context("style image (see --style-scale)")?;
+            crate::engine::check_size(ctx, fnet, sw as usize, sh as usize)
+                .map_err(|e| OptionError::StyleImageTooLarge(format!("{e:#}")))?;
         }
         let content = image_io::resize_max_side(content, options.size);
         let blend = options.style_blend_weights.clone().unwrap_or_else(|| vec![1.0; styles.len()]);
@@ -265,7 +401,7 @@ impl<'a> Stylizer<'a> {
             .map(|(s, b)| (planar(&image_io::resize_max_side(s, style_side)), b / total))
             .collect();
         let content_planar = planar(&content);
-        let targets = Targets::compute(ctx, self.fnet, &options.loss, &content_planar, &styles)?;
+        let targets = Targets::compute(ctx, fnet, &options.loss, &content_planar, &styles)?;
 
         let init = match &options.init {
             Init::Content => content_planar.data.clone(),
@@ -273,8 +409,8 @@ impl<'a> Stylizer<'a> {
             Init::Image(img) => image_io::to_chw(&image_io::resize_exact(img, w as u32, h as u32)),
         };
         let x = ctx.storage_buffer("image", &init);
-        let objective = Objective::new(ctx, self.fnet, &options.loss, targets, &x, w, h)?;
-        let k = &self.fnet.kernels;
+        let objective = Objective::new(ctx, fnet, &options.loss, targets, &x, w, h)?;
+        let k = &fnet.kernels;
         let optimizer = match options.optimizer {
             OptimizerKind::Adam => {
                 Optimizer::Adam(Adam::new(ctx, k, &x, objective.image_grad(), n, options.learning_rate))
@@ -291,7 +427,7 @@ impl<'a> Stylizer<'a> {
             }
         };
         Ok(Session {
-            ctx,
+            ctx: self.ctx.clone(),
             width: w,
             height: h,
             iterations: options.iterations,
@@ -312,6 +448,12 @@ impl<'a> Stylizer<'a> {
         })
     }
 
+    /// Prepares a run ([`Stylizer::start`]) and a [`Driver`] for it with the options' reporting
+    /// and snapshot cadence.
+    pub fn drive(&self, content: &RgbImage, styles: &[RgbImage], options: &StylizeOptions) -> Result<Driver> {
+        Ok(Driver::new(self.start(content, styles, options)?, options))
+    }
+
     /// Optimizes an image; `callback` hears progress (every `report_every` iterations and at the
     /// end) and snapshots, and may stop the run.
     pub fn run(
@@ -321,34 +463,7 @@ impl<'a> Stylizer<'a> {
         options: &StylizeOptions,
         mut callback: impl FnMut(Event) -> Control,
     ) -> Result<Outcome> {
-        let mut session = self.start(content, styles, options)?;
-        let every = options.report_every.max(1);
-        let mut non_finite_at = None;
-        while !session.is_done() {
-            let it = session.iteration();
-            let report = it % every == 0 || it == options.iterations;
-            let snapshot = options.snapshot_every.is_some_and(|s| s > 0 && it % s == 0 && it > 0);
-            let step = session.step(report || snapshot, snapshot)?;
-            let Some(losses) = step.losses else { continue };
-            if !losses.loss.is_finite() {
-                non_finite_at = Some(it);
-                break;
-            }
-            let mut stop = false;
-            if report {
-                let event = Event::Progress { iteration: it, losses, elapsed_s: session.elapsed() };
-                stop |= callback(event) == Control::Stop;
-            }
-            if let Some(img) = &step.image {
-                stop |= callback(Event::Snapshot { iteration: it, image: img }) == Control::Stop;
-            }
-            if stop {
-                break;
-            }
-        }
-        let mut outcome = session.finish()?;
-        outcome.non_finite_at = non_finite_at;
-        Ok(outcome)
+        self.drive(content, styles, options)?.run(|event| Ok(callback(event)))
     }
 }
 
@@ -361,7 +476,7 @@ pub struct Step {
 }
 
 /// An iteration planned by [`Session::begin`], submitted by [`Session::advance`].
-pub struct PendingStep {
+struct PendingStep {
     commands: Vec<Command>,
     next: usize,
     report: bool,
@@ -369,9 +484,11 @@ pub struct PendingStep {
 }
 
 /// A prepared run, stepped one iteration at a time. Iteration k evaluates the image after k
-/// updates and, while k < `iterations`, updates it: one command encoder, one submit.
-pub struct Session<'a> {
-    ctx: &'a GpuContext,
+/// updates and, while k < `iterations`, updates it: one command encoder, one submit. It shares
+/// the device ([`GpuContext`]) it runs on, so it can outlive the [`Stylizer`] that started it and
+/// move to another thread. A [`Driver`] paces it: reports, snapshots, stops.
+pub struct Session {
+    ctx: Arc<GpuContext>,
     width: usize,
     height: usize,
     iterations: usize,
@@ -392,7 +509,7 @@ pub struct Session<'a> {
     paused: std::time::Duration,
 }
 
-impl Session<'_> {
+impl Session {
     /// The next iteration to evaluate (= updates made so far).
     pub fn iteration(&self) -> usize {
         self.iteration
@@ -465,9 +582,9 @@ impl Session<'_> {
     }
 
     /// Plans the next iteration without submitting it: (keep the last image whose loss was
-    /// finite), (image from u), evaluation, (copies for the caller), update. A viewer submits it
-    /// in pieces with [`Session::advance`] to keep redrawing while a slow device works.
-    pub fn begin(&mut self, report: bool, snapshot: bool) -> PendingStep {
+    /// finite), (image from u), evaluation, (copies for the caller), update. [`Driver::advance`]
+    /// submits it in pieces with [`Session::advance`] so a viewer keeps redrawing on a slow device.
+    fn begin(&mut self, report: bool, snapshot: bool) -> PendingStep {
         let report = report || snapshot;
         let bytes = self.x.size();
         let mut commands = Vec::new();
@@ -487,15 +604,15 @@ impl Session<'_> {
             commands.push(Command::Copy(self.x.clone(), self.image_readback.clone(), bytes));
         }
         if self.iteration < self.iterations {
-            commands.extend(self.optimizer.commands(self.ctx));
+            commands.extend(self.optimizer.commands(&self.ctx));
         }
         PendingStep { commands, next: 0, report, snapshot }
     }
 
     /// Submits up to `max_commands` more commands of a pending iteration (one encoder, one
     /// submit); returns how many it submitted and, once the iteration is complete, what it read.
-    pub fn advance(&mut self, pending: &mut PendingStep, max_commands: usize) -> Result<(usize, Option<Step>)> {
-        let ctx = self.ctx;
+    fn advance(&mut self, pending: &mut PendingStep, max_commands: usize) -> Result<(usize, Option<Step>)> {
+        let ctx = &*self.ctx;
         let end = pending.next.saturating_add(max_commands.max(1)).min(pending.commands.len());
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         crate::kernels::record_commands(&mut encoder, &pending.commands[pending.next..end]);
@@ -512,7 +629,7 @@ impl Session<'_> {
     /// adapter allows (see [`crate::profile`]); slower than [`Session::step`], for benchmarks.
     pub fn step_profiled(&mut self) -> Result<crate::profile::IterationProfile> {
         let mut pending = self.begin(false, false);
-        let profile = crate::profile::run(self.ctx, &pending.commands)?;
+        let profile = crate::profile::run(&self.ctx, &pending.commands)?;
         pending.next = pending.commands.len();
         self.complete(&pending)?;
         Ok(profile)
@@ -520,7 +637,7 @@ impl Session<'_> {
 
     /// Bookkeeping after the last command of an iteration was submitted, and its readback.
     fn complete(&mut self, pending: &PendingStep) -> Result<Step> {
-        let ctx = self.ctx;
+        let ctx = &*self.ctx;
         self.iteration += 1;
         if self.is_done() && self.clock_stopped.is_none() {
             self.clock_stopped = Some(Instant::now());
@@ -545,7 +662,7 @@ impl Session<'_> {
     /// afresh from the current image.
     pub fn set_weights(&mut self, weights: [f32; 3]) {
         self.weights = weights;
-        self.objective.set_weights(self.ctx, weights[0], weights[1], weights[2]);
+        self.objective.set_weights(&self.ctx, weights[0], weights[1], weights[2]);
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         self.optimizer.reset(&mut encoder);
         self.ctx.queue.submit([encoder.finish()]);
@@ -571,6 +688,189 @@ impl Session<'_> {
             seconds: self.elapsed(),
             non_finite_at: None,
         })
+    }
+}
+
+/// What one [`Driver::advance`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Advanced {
+    /// GPU commands submitted.
+    pub commands: usize,
+    /// Whether an iteration was completed (its events, if any, have been handed out).
+    pub completed_iteration: bool,
+}
+
+/// The one loop around a [`Session`]: it decides when losses are read back and progress
+/// reported (every `report_every` iterations, and at the end), when the image is handed out
+/// (every `snapshot_every`), and when the run ends: all iterations done, a NaN or infinite loss
+/// (the result is then the last image with a finite loss), the event handler answering
+/// [`Control::Stop`], or the cancel flag set (checked between iterations, so another thread, a
+/// Ctrl-C handler or an app's stop button, ends the run after the current iteration).
+///
+/// [`Driver::run`] drives a whole run; [`Driver::advance`] submits a bounded amount of work, for
+/// a viewer that interleaves optimization with frames (on a slow device one iteration spreads
+/// over several calls).
+pub struct Driver {
+    session: Session,
+    report_every: usize,
+    snapshot_every: Option<usize>,
+    read_every_iteration: bool,
+    cancel: Arc<AtomicBool>,
+    /// The iteration in flight, and whether it reports progress.
+    pending: Option<(PendingStep, bool)>,
+    /// Loss weights to apply once the iteration in flight is complete.
+    next_weights: Option<[f32; 3]>,
+    latest: Option<(usize, LossValues)>,
+    non_finite_at: Option<usize>,
+    stopped: bool,
+}
+
+impl Driver {
+    /// Drives `session` with the cadence of `options` (`report_every`, `snapshot_every`).
+    pub fn new(session: Session, options: &StylizeOptions) -> Self {
+        Self {
+            session,
+            report_every: options.report_every.max(1),
+            snapshot_every: options.snapshot_every.filter(|&n| n > 0),
+            read_every_iteration: false,
+            cancel: Arc::new(AtomicBool::new(false)),
+            pending: None,
+            next_weights: None,
+            latest: None,
+            non_finite_at: None,
+            stopped: false,
+        }
+    }
+
+    /// Also reads the losses of every iteration (a few bytes each), for a live display of
+    /// [`Driver::latest`]; progress is still reported at the cadence. Every iteration's loss is
+    /// then checked for NaN or infinity.
+    pub fn read_every_iteration(mut self) -> Self {
+        self.read_every_iteration = true;
+        self
+    }
+
+    /// Uses `flag` as the cancel flag (see [`Driver::cancel_flag`]).
+    pub fn with_cancel_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = flag;
+        self
+    }
+
+    /// The cancel flag: set it (from any thread) to end the run after the current iteration.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// The session being driven.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Whether the run has ended: all iterations done, a non-finite loss, a stop or a cancel.
+    pub fn is_finished(&self) -> bool {
+        self.stopped || self.non_finite_at.is_some() || self.session.is_done()
+    }
+
+    /// The iteration whose loss was NaN or infinite, if that ended the run.
+    pub fn non_finite_at(&self) -> Option<usize> {
+        self.non_finite_at
+    }
+
+    /// The last losses read back, with their iteration.
+    pub fn latest(&self) -> Option<(usize, LossValues)> {
+        self.latest
+    }
+
+    /// Submits up to `max_commands` GPU commands (at least one) of the current iteration,
+    /// starting the next one if none is in flight and the run has not ended. When an iteration
+    /// completes, `on_event` hears its progress and snapshot, at the cadence.
+    pub fn advance(
+        &mut self,
+        max_commands: usize,
+        on_event: &mut impl FnMut(Event) -> Result<Control>,
+    ) -> Result<Advanced> {
+        let idle = Advanced { commands: 0, completed_iteration: false };
+        if self.pending.is_none() {
+            if self.cancel.load(Ordering::Relaxed) {
+                self.stopped = true;
+            }
+            if self.is_finished() {
+                return Ok(idle);
+            }
+            let it = self.session.iteration();
+            let report = it.is_multiple_of(self.report_every) || it == self.session.total_iterations();
+            let snapshot = self.snapshot_every.is_some_and(|n| it > 0 && it.is_multiple_of(n));
+            self.pending = Some((self.session.begin(report || self.read_every_iteration, snapshot), report));
+        }
+        let Some((pending, report)) = &mut self.pending else { return Ok(idle) };
+        let report = *report;
+        let (commands, step) = self.session.advance(pending, max_commands)?;
+        let Some(step) = step else { return Ok(Advanced { commands, completed_iteration: false }) };
+        self.pending = None;
+        if let Some(weights) = self.next_weights.take() {
+            self.session.set_weights(weights);
+        }
+        let completed = Advanced { commands, completed_iteration: true };
+        let iteration = self.session.iteration() - 1;
+        let Some(losses) = step.losses else { return Ok(completed) };
+        if !losses.loss.is_finite() {
+            self.non_finite_at = Some(iteration);
+            return Ok(completed);
+        }
+        self.latest = Some((iteration, losses));
+        let mut stop = false;
+        if report {
+            let elapsed_s = self.session.elapsed();
+            stop |= on_event(Event::Progress { iteration, losses, elapsed_s })? == Control::Stop;
+        }
+        if let Some(image) = &step.image {
+            stop |= on_event(Event::Snapshot { iteration, image })? == Control::Stop;
+        }
+        self.stopped |= stop;
+        Ok(completed)
+    }
+
+    /// Runs until the run ends (see [`Driver`]) and returns its outcome; `on_event` hears
+    /// progress and snapshots, and may stop the run or fail it.
+    pub fn run(mut self, mut on_event: impl FnMut(Event) -> Result<Control>) -> Result<Outcome> {
+        while !self.is_finished() {
+            self.advance(usize::MAX, &mut on_event)?;
+        }
+        self.finish()
+    }
+
+    /// Current content, style and TV weights (including a change waiting for the iteration in
+    /// flight).
+    pub fn weights(&self) -> [f32; 3] {
+        self.next_weights.unwrap_or_else(|| self.session.weights())
+    }
+
+    /// Changes the loss weights (see [`Session::set_weights`]) as soon as the iteration in flight
+    /// is complete.
+    pub fn set_weights(&mut self, weights: [f32; 3]) {
+        if self.pending.is_some() {
+            self.next_weights = Some(weights);
+        } else {
+            self.session.set_weights(weights);
+        }
+    }
+
+    /// Stops or restarts the run's clock (see [`Session::pause_clock`]).
+    pub fn pause_clock(&mut self, paused: bool) {
+        self.session.pause_clock(paused);
+    }
+
+    /// The last image with a finite reported loss (see [`Session::current_image`]).
+    pub fn current_image(&mut self) -> Result<RgbImage> {
+        self.session.current_image()
+    }
+
+    /// Ends the run: the result is the last image with a finite reported loss, and
+    /// [`Outcome::non_finite_at`] says whether a non-finite loss ended it.
+    pub fn finish(self) -> Result<Outcome> {
+        let mut outcome = self.session.finish()?;
+        outcome.non_finite_at = self.non_finite_at;
+        Ok(outcome)
     }
 }
 
