@@ -21,10 +21,9 @@ use winit::window::{Window, WindowId};
 use crate::engine::FeatureNet;
 use crate::gpu::{DeviceRequest, GpuContext, PresentSurface};
 use crate::image_io;
+use crate::kernels::present::Presenter;
 use crate::model::Network;
 use crate::stylize::{Control, Driver, Event, Outcome, StylizeOptions, Stylizer};
-
-const PRESENT: &str = include_str!("../shaders/present.wgsl");
 
 /// Target frame time: optimization work per frame is adapted to it, so that a slow device still
 /// redraws a few times a second.
@@ -384,96 +383,5 @@ impl Running {
             driver.weights()[1],
             if self.show_content { " · content photo" } else { "" },
         ));
-    }
-}
-
-/// The render pipeline that draws an image buffer into the window.
-struct Presenter {
-    pipeline: wgpu::RenderPipeline,
-    bind_groups: [wgpu::BindGroup; 2],
-    view: wgpu::Buffer,
-    params: [u32; 8],
-}
-
-impl Presenter {
-    fn new(ctx: &GpuContext, surface: &PresentSurface, images: [&wgpu::Buffer; 2], (w, h): (u32, u32)) -> Self {
-        let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("present.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(PRESENT.into()),
-        });
-        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::FRAGMENT,
-            ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
-            count: None,
-        };
-        let layout = ctx.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("present"),
-            entries: &[
-                entry(0, wgpu::BufferBindingType::Uniform),
-                entry(1, wgpu::BufferBindingType::Storage { read_only: true }),
-            ],
-        });
-        let pipeline_layout = ctx.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("present"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = ctx.device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
-            label: Some("present"),
-            layout: Some(&pipeline_layout),
-            vertex: wgpu::VertexState {
-                module: &module,
-                entry_point: Some("present_vertex"),
-                compilation_options: Default::default(),
-                buffers: &[],
-            },
-            primitive: wgpu::PrimitiveState::default(),
-            depth_stencil: None,
-            multisample: wgpu::MultisampleState::default(),
-            fragment: Some(wgpu::FragmentState {
-                module: &module,
-                entry_point: Some("present_fragment"),
-                compilation_options: Default::default(),
-                targets: &[Some(surface.format.into())],
-            }),
-            multiview_mask: None,
-            cache: None,
-        });
-        let params = [w, h, 1, 1, surface.format.is_srgb() as u32, 0, 0, 0];
-        let view = ctx.uniform_buffer("present view", &params);
-        let bind_groups = images.map(|img| {
-            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("present"),
-                layout: &layout,
-                entries: &[
-                    wgpu::BindGroupEntry { binding: 0, resource: view.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 1, resource: img.as_entire_binding() },
-                ],
-            })
-        });
-        Self { pipeline, bind_groups, view, params }
-    }
-
-    fn resize(&mut self, ctx: &GpuContext, width: u32, height: u32) {
-        self.params[2] = width;
-        self.params[3] = height;
-        ctx.queue.write_buffer(&self.view, 0, bytemuck::cast_slice(&self.params));
-    }
-
-    fn draw(&self, encoder: &mut wgpu::CommandEncoder, target: &wgpu::TextureView, show_content: bool) {
-        let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
-            label: Some("present"),
-            color_attachments: &[Some(wgpu::RenderPassColorAttachment {
-                view: target,
-                depth_slice: None,
-                resolve_target: None,
-                ops: wgpu::Operations { load: wgpu::LoadOp::Clear(wgpu::Color::BLACK), store: wgpu::StoreOp::Store },
-            })],
-            ..Default::default()
-        });
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_groups[show_content as usize], &[]);
-        pass.draw(0..3, 0..1);
     }
 }
