@@ -113,8 +113,12 @@ impl Network {
         }
     }
 
-    /// The squeeze-and-excite of block `index`, when it has one.
-    pub fn squeeze_excite(&self, index: usize) -> Option<&SqueezeExcite> {
-        self.blocks.get(index)?.se.as_ref()
+    /// The squeeze-and-excite computing layer `id` (a block's `.se`; `None` for other layers, or
+    /// blocks without one).
+    pub fn squeeze_excite(&self, id: LayerId) -> Option<&SqueezeExcite> {
+        match id {
+            LayerId::Block { index, part: BlockPart::Se } => self.blocks.get(index)?.se.as_ref(),
+            _ => None,
+        }
     }
 }

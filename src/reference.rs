@@ -181,11 +181,7 @@ fn conv_of(net: &Network, id: LayerId) -> &Conv {
 
 /// The squeeze-and-excite of layer `id`.
 fn se_of(net: &Network, id: LayerId) -> &SqueezeExcite {
-    let se = match id {
-        LayerId::Block { index, .. } => net.squeeze_excite(index),
-        _ => None,
-    };
-    se.unwrap_or_else(|| panic!("the network has no squeeze-and-excite for layer {id}"))
+    net.squeeze_excite(id).unwrap_or_else(|| panic!("the network has no squeeze-and-excite for layer {id}"))
 }
 
 /// For each layer of `walk`, the position of the block input a residual adds (`None` elsewhere).

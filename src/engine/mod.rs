@@ -101,9 +101,10 @@ impl FeatureNet {
         self.net.conv(id).zip(weights)
     }
 
-    /// The squeeze-and-excite of block `index` with its uploaded weights.
-    fn squeeze_excite(&self, index: usize) -> Option<(&SqueezeExcite, &wgpu::Buffer)> {
-        self.net.squeeze_excite(index).zip(self.blocks.get(index)?.se.as_ref())
+    /// The squeeze-and-excite computing layer `id` with its uploaded weights.
+    fn squeeze_excite(&self, id: LayerId) -> Option<(&SqueezeExcite, &wgpu::Buffer)> {
+        let LayerId::Block { index, .. } = id else { return None };
+        self.net.squeeze_excite(id).zip(self.blocks.get(index)?.se.as_ref())
     }
 }
 
@@ -370,8 +371,7 @@ impl ForwardPlan {
                     b.depthwise(&fnet.net, conv, weights, current, info)
                 }
                 LayerOp::SqueezeExcite { .. } => {
-                    let LayerId::Block { index, .. } = id else { return Err(mismatch()) };
-                    let (se, weights) = fnet.squeeze_excite(index).ok_or_else(mismatch)?;
+                    let (se, weights) = fnet.squeeze_excite(id).ok_or_else(mismatch)?;
                     b.squeeze_excite(se, weights, current, info)
                 }
                 LayerOp::Residual => b.residual(current, block_input, info),

@@ -78,6 +78,9 @@ trait LayerReader {
 
 /// The stem, the blocks and the head of `arch`, read layer by layer along its walk.
 fn read_layers(arch: Arch, reader: &mut impl LayerReader) -> Result<(Conv, Vec<Block>, Conv)> {
+    fn take(convs: &mut BTreeMap<LayerId, Conv>, id: LayerId) -> Result<Conv> {
+        convs.remove(&id).with_context(|| format!("no convolution was read for layer {id}"))
+    }
     let mut convs = BTreeMap::new();
     let mut squeeze_excite = None;
     let mut blocks = Vec::new();
@@ -89,20 +92,15 @@ fn read_layers(arch: Arch, reader: &mut impl LayerReader) -> Result<(Conv, Vec<B
             LayerOp::SqueezeExcite { squeeze } => squeeze_excite = Some(reader.read_squeeze_excite(&layer, squeeze)?),
             LayerOp::Residual | LayerOp::Alias => {
                 let LayerId::Block { index, .. } = layer.id else { bail!("layer {} is no block output", layer.id) };
-                let mut take = |part| {
-                    let id = LayerId::block(index, part);
-                    convs.remove(&id).with_context(|| format!("the walk of {} has no layer {id}", arch.name()))
-                };
                 blocks.push(Block {
-                    expand: take(BlockPart::Expand).ok(),
-                    depthwise: take(BlockPart::Depthwise)?,
+                    expand: convs.remove(&LayerId::block(index, BlockPart::Expand)),
+                    depthwise: take(&mut convs, LayerId::block(index, BlockPart::Depthwise))?,
                     se: squeeze_excite.take(),
-                    project: take(BlockPart::Project)?,
+                    project: take(&mut convs, LayerId::block(index, BlockPart::Project))?,
                     residual: layer.op == LayerOp::Residual,
                 });
             }
         }
     }
-    let mut take = |id| convs.remove(&id).with_context(|| format!("the walk of {} has no layer {id}", arch.name()));
-    Ok((take(LayerId::Stem)?, blocks, take(LayerId::Head)?))
+    Ok((take(&mut convs, LayerId::Stem)?, blocks, take(&mut convs, LayerId::Head)?))
 }
