@@ -321,16 +321,6 @@ pub enum LayerOp {
     Alias,
 }
 
-impl LayerOp {
-    /// The convolution computing the layer, when one does.
-    pub fn conv(&self) -> Option<&ConvSpec> {
-        match self {
-            LayerOp::Stem(c) | LayerOp::Pointwise(c) | LayerOp::Depthwise(c) => Some(c),
-            LayerOp::SqueezeExcite { .. } | LayerOp::Residual | LayerOp::Alias => None,
-        }
-    }
-}
-
 /// A layer of a variant, independent of the input size: what it is, its channels, what computes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerSpec {
@@ -552,8 +542,12 @@ mod tests {
         assert_eq!(op("block3.se"), LayerOp::SqueezeExcite { squeeze: 24 });
         assert_eq!(op("block3"), LayerOp::Alias);
         assert_eq!(op("block4"), LayerOp::Residual);
-        assert_eq!(op("head").conv().map(|c| c.in_channels), Some(96));
-        assert_eq!(op("stem").conv().map(|c| (c.in_channels, c.kernel, c.stride)), Some((3, 3, 2)));
+        let head = ConvSpec { in_channels: 96, kernel: 1, stride: 1, activation: Activation::HardSwish };
+        assert_eq!(op("head"), LayerOp::Pointwise(head));
+        let stem = ConvSpec { in_channels: 3, kernel: 3, stride: 2, activation: Activation::HardSwish };
+        assert_eq!(op("stem"), LayerOp::Stem(stem));
+        let project = ConvSpec { in_channels: 96, kernel: 1, stride: 1, activation: Activation::None };
+        assert_eq!(op("block3.project"), LayerOp::Pointwise(project));
     }
 
     #[test]
