@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use neural_style::arch::LayerId;
 use neural_style::engine::{FeatureNet, ForwardPlan, PlanOptions};
 use neural_style::gpu::{DeviceRequest, GpuContext};
 use neural_style::{image_io, weights};
@@ -42,7 +43,7 @@ fn main() -> Result<()> {
     let ms = start.elapsed().as_secs_f64() * 1000.0 / runs as f64;
     println!("{size}x{size}: {ms:.1} ms per forward pass ({} dispatches, one submit)", plan.dispatch_count());
 
-    let head = plan.read_layer(&ctx, "head")?;
+    let head = plan.read_layer(&ctx, LayerId::Head)?;
     let mean = head.iter().sum::<f32>() / head.len() as f32;
     println!("head: {} values, mean activation {mean:.4}", head.len());
     Ok(())

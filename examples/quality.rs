@@ -9,9 +9,10 @@
 //! Weights come from `$NEURAL_STYLE_WEIGHTS`.
 
 use anyhow::Result;
+use neural_style::arch::{BlockPart, LayerId};
 use neural_style::engine::{FeatureNet, ForwardPlan, PlanOptions};
 use neural_style::gpu::{DeviceRequest, GpuContext};
-use neural_style::stylize::{DEFAULT_STYLE_LAYERS, LossSpec, Objective, PlanarImage, Targets};
+use neural_style::stylize::{LossSpec, Objective, PlanarImage, Targets};
 use neural_style::{image_io, weights};
 
 fn planar(img: &image::RgbImage) -> PlanarImage {
@@ -46,25 +47,20 @@ fn main() -> Result<()> {
     let style = planar(&image_io::resize_max_side(&image_io::load_rgb(style.as_ref())?, side));
     let spec = LossSpec {
         content_layers: Vec::new(),
-        style_layers: DEFAULT_STYLE_LAYERS.split(',').map(|l| (l.to_string(), 1.0)).collect(),
         content_weight: 0.0,
         style_weight: 1.0,
         tv_weight: 0.0,
+        ..LossSpec::default()
     };
     let e_out = style_energy(&ctx, &fnet, &spec, &planar(&out), &style)?;
     let e_photo = style_energy(&ctx, &fnet, &spec, &planar(&photo), &style)?;
     let (w, h) = (out.width() as usize, out.height() as usize);
-    let plan = ForwardPlan::new(
-        &ctx,
-        &fnet,
-        w,
-        h,
-        &PlanOptions { until: Some("block4.expand".into()), ..Default::default() },
-    )?;
+    let content_layer = LayerId::block(4, BlockPart::Expand);
+    let plan = ForwardPlan::new(&ctx, &fnet, w, h, &PlanOptions { until: Some(content_layer), ..Default::default() })?;
     plan.run(&ctx, &image_io::to_chw(&photo))?;
-    let f_photo = plan.read_layer(&ctx, "block4.expand")?;
+    let f_photo = plan.read_layer(&ctx, content_layer)?;
     plan.run(&ctx, &image_io::to_chw(&out))?;
-    let f_out = plan.read_layer(&ctx, "block4.expand")?;
+    let f_out = plan.read_layer(&ctx, content_layer)?;
     let num: f64 = f_out.iter().zip(&f_photo).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
     let den: f64 = f_photo.iter().map(|b| (*b as f64).powi(2)).sum();
     let distance = (num / den).sqrt();

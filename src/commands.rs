@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
-use neural_style::arch::{self, LayerInfo, Padding};
+use neural_style::arch::{self, LayerId, Padding};
 use neural_style::engine::{FeatureNet, ForwardPlan, PlanOptions};
 use neural_style::gpu::{self, GpuContext};
 use neural_style::stylize::{OptionError, OptionName};
@@ -103,9 +103,9 @@ fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &Comm
 
 fn features(image: &Path, names: &[String], out: &Path, size: Option<u32>, common: &CommonArgs) -> Result<()> {
     let (ctx, fnet, _) = open(common)?;
-    arch::check_layer_names(fnet.net.arch, names)?;
-    if let Some(dup) = names.iter().enumerate().find_map(|(i, n)| names[..i].contains(n).then_some(n)) {
-        bail!("layer {dup:?} is listed twice in --layers");
+    let ids = names.iter().map(|n| fnet.net.arch.parse_layer(n)).collect::<Result<Vec<_>>>()?;
+    if let Some(dup) = ids.iter().enumerate().find_map(|(i, id)| ids[..i].contains(id).then_some(id)) {
+        bail!("layer \"{dup}\" is listed twice in --layers");
     }
     if out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
         bail!("--out must name a .safetensors file, got {}", out.display());
@@ -121,25 +121,24 @@ fn features(image: &Path, names: &[String], out: &Path, size: Option<u32>, commo
     let img = image_io::load_rgb(image)?;
     let img = image_io::resize_exact(&img, w, h);
     plan.run(&ctx, &image_io::to_chw(&img))?;
-    let infos: Vec<LayerInfo> = plan.layers().cloned().collect();
     let mut tensors = Vec::new();
-    for name in names {
-        let info = infos.iter().find(|l| &l.name == name).context("planned layer")?;
-        let data = plan.read_layer(&ctx, name)?;
-        tensors.push((info.clone(), bytemuck::cast_slice::<f32, u8>(&data).to_vec()));
+    for &id in &ids {
+        let (&info, _) = plan.layer_buffer(id)?;
+        let data = plan.read_layer(&ctx, id)?;
+        tensors.push((info, bytemuck::cast_slice::<f32, u8>(&data).to_vec()));
     }
     let views = tensors
         .iter()
         .map(|(info, bytes)| {
             let shape = vec![1, info.channels, info.height, info.width];
-            Ok((info.name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes)?))
+            Ok((info.id.to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes)?))
         })
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(views, None)?;
     atomic::write(out, &bytes)?;
     if common.json {
         let layers: Vec<_> =
-            tensors.iter().map(|(i, _)| json!({"name": i.name, "shape": [1, i.channels, i.height, i.width]})).collect();
+            tensors.iter().map(|(i, _)| json!({"name": i.id, "shape": [1, i.channels, i.height, i.width]})).collect();
         println!("{}", json!({"image": image, "output": out, "width": w, "height": h, "layers": layers}));
     } else {
         println!("wrote {} layer(s) of {} ({}x{}) to {}", tensors.len(), image.display(), w, h, out.display());
@@ -171,7 +170,7 @@ fn layers(size: &str, arch: Option<arch::Arch>, weights_path: Option<&Path>, jso
     } else {
         println!("{} ({:?} padding), input {}x{}", arch.name(), padding, w, h);
         for l in layers {
-            println!("  {:<18} {:>4} x {:>4} x {:>4}", l.name, l.channels, l.height, l.width);
+            println!("  {:<18} {:>4} x {:>4} x {:>4}", l.id, l.channels, l.height, l.width);
         }
     }
     Ok(())
@@ -201,13 +200,13 @@ fn write_image(img: &image::RgbImage, path: &Path) -> Result<()> {
 }
 
 /// `layer` or `layer:weight`.
-fn parse_style_layer(s: &str) -> Result<(String, f32)> {
+fn parse_style_layer(s: &str) -> Result<(LayerId, f32)> {
     match s.split_once(':') {
         Some((name, w)) => {
             let w: f32 = w.parse().with_context(|| format!("invalid style layer weight in {s:?}"))?;
-            Ok((name.trim().to_string(), w))
+            Ok((name.trim().parse()?, w))
         }
-        None => Ok((s.trim().to_string(), 1.0)),
+        None => Ok((s.trim().parse()?, 1.0)),
     }
 }
 
@@ -250,6 +249,7 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
     if args.iterations < 1 {
         bail!("--iterations must be at least 1, got {}", args.iterations);
     }
+    let content_layers = args.content_layers.iter().map(|s| s.parse()).collect::<Result<Vec<LayerId>, _>>()?;
     let style_layers = args.style_layers.iter().map(|s| parse_style_layer(s)).collect::<Result<Vec<_>>>()?;
     let content = image_io::load_rgb(&args.content)?;
     let styles = args.styles.iter().map(|p| image_io::load_rgb(p)).collect::<Result<Vec<_>>>()?;
@@ -266,7 +266,7 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         learning_rate: args.learning_rate,
         lbfgs_history: args.lbfgs_history,
         loss: LossSpec {
-            content_layers: args.content_layers.clone(),
+            content_layers,
             style_layers,
             content_weight: args.content_weight,
             style_weight: args.style_weight,

@@ -2,7 +2,7 @@
 //! way the kernels read them. Loaders in [`crate::weights`] produce it; the GPU engine and the CPU
 //! reference both consume it.
 
-use crate::arch::{Activation, Arch, Padding};
+use crate::arch::{Activation, Arch, BlockPart, LayerId, Padding};
 
 /// A convolution with its bias and activation.
 ///
@@ -92,4 +92,33 @@ pub struct Network {
     pub head: Conv,
     /// Classifier, when the weights have one.
     pub classifier: Option<Classifier>,
+}
+
+impl Network {
+    /// The convolution computing layer `id`: the stem, the head, or a block's expansion,
+    /// depthwise or projection convolution (`None` for other layers, or layers this network lacks).
+    pub fn conv(&self, id: LayerId) -> Option<&Conv> {
+        match id {
+            LayerId::Stem => Some(&self.stem),
+            LayerId::Head => Some(&self.head),
+            LayerId::Block { index, part } => {
+                let block = self.blocks.get(index)?;
+                match part {
+                    BlockPart::Expand => block.expand.as_ref(),
+                    BlockPart::Depthwise => Some(&block.depthwise),
+                    BlockPart::Project => Some(&block.project),
+                    BlockPart::Se | BlockPart::Output => None,
+                }
+            }
+        }
+    }
+
+    /// The squeeze-and-excite computing layer `id` (a block's `.se`; `None` for other layers, or
+    /// blocks without one).
+    pub fn squeeze_excite(&self, id: LayerId) -> Option<&SqueezeExcite> {
+        match id {
+            LayerId::Block { index, part: BlockPart::Se } => self.blocks.get(index)?.se.as_ref(),
+            _ => None,
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! Tensors are `[channels][height][width]`, row-major, batch 1.
 
-use crate::arch::{Activation, Padding};
+use crate::arch::{Activation, BlockPart, LayerId, LayerOp, LayerSpec, Padding};
 use crate::model::{Conv, Network, SqueezeExcite};
 
 /// A CHW tensor.
@@ -158,37 +158,77 @@ pub fn channel_scale(input: &Tensor, gate: &[f64]) -> Tensor {
     out
 }
 
-/// Runs the network on an RGB image in [0, 1] and returns every named layer (see
-/// [`crate::arch::layers`]) in order, plus `logits` when the network has a classifier.
-pub fn forward(net: &Network, image: &Tensor) -> Vec<(String, Tensor)> {
-    let mut out = Vec::new();
-    let mut x = conv2d(image, &net.stem, net.padding, net.input_scale, net.input_shift);
-    out.push(("stem".to_string(), x.clone()));
-    for (i, block) in net.blocks.iter().enumerate() {
-        let input = x.clone();
-        if let Some(expand) = &block.expand {
-            x = pointwise(&x, expand, None);
-            out.push((format!("block{i}.expand"), x.clone()));
-        }
-        x = depthwise(&x, &block.depthwise, net.padding);
-        out.push((format!("block{i}.depthwise"), x.clone()));
-        if let Some(se) = &block.se {
-            x = channel_scale(&x, &se_gate(&channel_mean(&x), se));
-            out.push((format!("block{i}.se"), x.clone()));
-        }
-        let projected = pointwise(&x, &block.project, None);
-        out.push((format!("block{i}.project"), projected.clone()));
-        x = if block.residual { pointwise(&x, &block.project, Some(&input)) } else { projected };
-        out.push((format!("block{i}"), x.clone()));
+/// Every layer's output, in execution order, and the classifier's.
+#[derive(Clone, Debug)]
+pub struct Activations {
+    /// Each layer of the architecture walk with its output.
+    pub layers: Vec<(LayerId, Tensor)>,
+    /// The logits (classes × 1 × 1), when the network has a classifier.
+    pub logits: Option<Tensor>,
+}
+
+impl Activations {
+    /// The output of layer `id`.
+    pub fn layer(&self, id: LayerId) -> Option<&Tensor> {
+        self.layers.iter().find(|(l, _)| *l == id).map(|(_, t)| t)
     }
-    x = pointwise(&x, &net.head, None);
-    out.push(("head".to_string(), x.clone()));
-    if let Some(cls) = &net.classifier {
-        let pooled = Tensor { c: x.c, h: 1, w: 1, data: channel_mean(&x) };
-        let hidden = pointwise(&pooled, &cls.hidden, None);
-        out.push(("logits".to_string(), pointwise(&hidden, &cls.logits, None)));
+}
+
+/// The convolution of layer `id`; the loaders build every layer of the walk.
+fn conv_of(net: &Network, id: LayerId) -> &Conv {
+    net.conv(id).unwrap_or_else(|| panic!("the network has no convolution for layer {id}"))
+}
+
+/// The squeeze-and-excite of layer `id`.
+fn se_of(net: &Network, id: LayerId) -> &SqueezeExcite {
+    net.squeeze_excite(id).unwrap_or_else(|| panic!("the network has no squeeze-and-excite for layer {id}"))
+}
+
+/// For each layer of `walk`, the position of the block input a residual adds (`None` elsewhere).
+fn residual_inputs(walk: &[LayerSpec]) -> Vec<Option<usize>> {
+    let mut block_input = 0;
+    walk.iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let skip = (l.op == LayerOp::Residual).then_some(block_input);
+            if matches!(l.id, LayerId::Stem | LayerId::Block { part: BlockPart::Output, .. }) {
+                block_input = i;
+            }
+            skip
+        })
+        .collect()
+}
+
+/// Runs the network on an RGB image in [0, 1]: every layer of the architecture walk (see
+/// [`crate::arch::Arch::walk`]) in order, and the logits when the network has a classifier.
+pub fn forward(net: &Network, image: &Tensor) -> Activations {
+    let walk = net.arch.walk();
+    let skips = residual_inputs(&walk);
+    let mut layers: Vec<(LayerId, Tensor)> = Vec::with_capacity(walk.len());
+    for (layer, skip) in walk.iter().zip(skips) {
+        let id = layer.id;
+        let x = layers.last().map_or(image, |(_, t)| t);
+        let out = match layer.op {
+            LayerOp::Stem(_) => conv2d(image, conv_of(net, id), net.padding, net.input_scale, net.input_shift),
+            LayerOp::Pointwise(_) => pointwise(x, conv_of(net, id), None),
+            LayerOp::Depthwise(_) => depthwise(x, conv_of(net, id), net.padding),
+            LayerOp::SqueezeExcite { .. } => channel_scale(x, &se_gate(&channel_mean(x), se_of(net, id))),
+            LayerOp::Residual => {
+                let mut sum = x.clone();
+                let block_input = &layers[skip.expect("a residual has a block input")].1;
+                sum.data.iter_mut().zip(&block_input.data).for_each(|(a, b)| *a += b);
+                sum
+            }
+            LayerOp::Alias => x.clone(),
+        };
+        layers.push((id, out));
     }
-    out
+    let logits = net.classifier.as_ref().map(|cls| {
+        let head = &layers.last().expect("the walk ends with the head").1;
+        let pooled = Tensor { c: head.c, h: 1, w: 1, data: channel_mean(head) };
+        pointwise(&pointwise(&pooled, &cls.hidden, None), &cls.logits, None)
+    });
+    Activations { layers, logits }
 }
 
 /// Relative L2 error ‖a − b‖ / ‖b‖.
@@ -434,9 +474,9 @@ pub fn tv_loss(x: &Tensor) -> (f64, Tensor) {
 #[derive(Clone, Debug, Default)]
 pub struct Objective {
     /// Content layers and the content photo's activations there.
-    pub content: Vec<(String, Tensor)>,
+    pub content: Vec<(LayerId, Tensor)>,
     /// Style layers, their weight, and the style target's Gram matrix there.
-    pub style: Vec<(String, f64, Vec<f64>)>,
+    pub style: Vec<(LayerId, f64, Vec<f64>)>,
     /// Weight of the content term.
     pub content_weight: f64,
     /// Weight of the style term.
@@ -461,22 +501,22 @@ pub struct Losses {
 /// Losses of `image` and the gradient of the total with respect to it, through the network.
 pub fn objective_and_grad(net: &Network, image: &Tensor, objective: &Objective) -> (Losses, Tensor) {
     let acts = forward(net, image);
-    let find = |name: &str| acts.iter().find(|(n, _)| n == name).map(|(_, t)| t).expect("layer computed");
-    let mut grads: Vec<(String, Tensor)> = Vec::new();
-    let mut add = |name: &str, g: Tensor, scale: f64| match grads.iter_mut().find(|(n, _)| n == name) {
+    let find = |id: LayerId| acts.layer(id).unwrap_or_else(|| panic!("layer {id} not computed"));
+    let mut grads: Vec<(LayerId, Tensor)> = Vec::new();
+    let mut add = |id: LayerId, g: Tensor, scale: f64| match grads.iter_mut().find(|(n, _)| *n == id) {
         Some((_, t)) => t.data.iter_mut().zip(&g.data).for_each(|(a, b)| *a += scale * b),
-        None => grads.push((name.to_string(), Tensor { data: g.data.iter().map(|v| v * scale).collect(), ..g })),
+        None => grads.push((id, Tensor { data: g.data.iter().map(|v| v * scale).collect(), ..g })),
     };
     let mut losses = Losses::default();
-    for (name, target) in &objective.content {
-        let (l, g) = content_loss(find(name), target);
+    for &(id, ref target) in &objective.content {
+        let (l, g) = content_loss(find(id), target);
         losses.content += l;
-        add(name, g, objective.content_weight);
+        add(id, g, objective.content_weight);
     }
-    for (name, weight, target) in &objective.style {
-        let (l, g) = style_loss(find(name), target);
+    for &(id, weight, ref target) in &objective.style {
+        let (l, g) = style_loss(find(id), target);
         losses.style += weight * l;
-        add(name, g, objective.style_weight * weight);
+        add(id, g, objective.style_weight * weight);
     }
     let (tv, tv_grad) = tv_loss(image);
     losses.tv = tv;
@@ -487,13 +527,15 @@ pub fn objective_and_grad(net: &Network, image: &Tensor, objective: &Objective) 
     (losses, grad)
 }
 
-/// Back-propagates layer gradients (by name) through the network to the input image.
-pub fn backward(net: &Network, image: &Tensor, acts: &[(String, Tensor)], layer_grads: &[(String, Tensor)]) -> Tensor {
-    let act = |name: &str| acts.iter().find(|(n, _)| n == name).map(|(_, t)| t).expect("layer computed");
-    let seed = |name: &str, like: &Tensor| -> Tensor {
+/// Back-propagates layer gradients through the network to the input image, layer by layer
+/// against the architecture walk: each layer's gradient is its own (from `layer_grads`) plus what
+/// the layers reading it send back.
+pub fn backward(net: &Network, image: &Tensor, acts: &Activations, layer_grads: &[(LayerId, Tensor)]) -> Tensor {
+    let act = |id: LayerId| acts.layer(id).unwrap_or_else(|| panic!("layer {id} not computed"));
+    let seed = |id: LayerId, like: &Tensor| -> Tensor {
         layer_grads
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| *n == id)
             .map(|(_, g)| g.clone())
             .unwrap_or_else(|| Tensor::zeros(like.c, like.h, like.w))
     };
@@ -501,38 +543,44 @@ pub fn backward(net: &Network, image: &Tensor, acts: &[(String, Tensor)], layer_
         a.data.iter_mut().zip(&b.data).for_each(|(x, y)| *x += y);
         a
     };
-    // Gradient flowing into the output of the last block, from layers after it (head only).
-    let last = net.blocks.len() - 1;
-    let mut g_next = pointwise_backward(act(&format!("block{last}")), &net.head, &seed("head", act("head")));
-    for (i, block) in net.blocks.iter().enumerate().rev() {
-        let block_in_name = if i == 0 { "stem".to_string() } else { format!("block{}", i - 1) };
-        let block_in = act(&block_in_name);
-        let g_out = plus(seed(&format!("block{i}"), act(&format!("block{i}"))), &g_next);
-        // A block without residual has `blockN` = `blockN.project`; with one, the projection gets
-        // the block output's gradient and so does the block input.
-        let g_project = plus(seed(&format!("block{i}.project"), act(&format!("block{i}.project"))), &g_out);
-        let pre_project = if block.se.is_some() { format!("block{i}.se") } else { format!("block{i}.depthwise") };
-        let mut g = plus(
-            seed(&pre_project, act(&pre_project)),
-            &pointwise_backward(act(&pre_project), &block.project, &g_project),
-        );
-        if let Some(se) = &block.se {
-            let dw = act(&format!("block{i}.depthwise"));
-            g = plus(seed(&format!("block{i}.depthwise"), dw), &squeeze_excite_backward(dw, se, &g));
+    let walk = net.arch.walk();
+    let skips = residual_inputs(&walk);
+    // What the layers after each one send back to it.
+    let mut incoming: Vec<Option<Tensor>> = vec![None; walk.len()];
+    let send = |incoming: &mut [Option<Tensor>], to: usize, g: Tensor| {
+        incoming[to] = Some(match incoming[to].take() {
+            Some(sum) => plus(sum, &g),
+            None => g,
+        });
+    };
+    let mut image_grad = None;
+    for i in (0..walk.len()).rev() {
+        let id = walk[i].id;
+        let own = seed(id, act(id));
+        let g = match incoming[i].take() {
+            Some(sent) => plus(own, &sent),
+            None => own,
+        };
+        let input = if i == 0 { image } else { act(walk[i - 1].id) };
+        let g_input = match walk[i].op {
+            LayerOp::Stem(_) => {
+                conv2d_backward(input, conv_of(net, id), net.padding, net.input_scale, net.input_shift, &g)
+            }
+            LayerOp::Pointwise(_) => pointwise_backward(input, conv_of(net, id), &g),
+            LayerOp::Depthwise(_) => depthwise_backward(input, conv_of(net, id), net.padding, &g),
+            LayerOp::SqueezeExcite { .. } => squeeze_excite_backward(input, se_of(net, id), &g),
+            LayerOp::Residual => {
+                send(&mut incoming, skips[i].expect("a residual has a block input"), g.clone());
+                g
+            }
+            LayerOp::Alias => g,
+        };
+        match i.checked_sub(1) {
+            Some(before) => send(&mut incoming, before, g_input),
+            None => image_grad = Some(g_input),
         }
-        let dw_in = if block.expand.is_some() { act(&format!("block{i}.expand")) } else { block_in };
-        g = depthwise_backward(dw_in, &block.depthwise, net.padding, &g);
-        if let Some(expand) = &block.expand {
-            g = plus(seed(&format!("block{i}.expand"), dw_in), &g);
-            g = pointwise_backward(block_in, expand, &g);
-        }
-        if block.residual {
-            g = plus(g, &g_out);
-        }
-        g_next = g;
     }
-    let g_stem = plus(seed("stem", act("stem")), &g_next);
-    conv2d_backward(image, &net.stem, net.padding, net.input_scale, net.input_shift, &g_stem)
+    image_grad.expect("the walk starts with the stem")
 }
 
 /// `torch.optim.LBFGS(lr, history_size, line_search_fn=None)` stepped once per evaluation, written

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use neural_style::arch::{Activation, Padding};
+use neural_style::arch::{Activation, LayerId, Padding};
 use neural_style::gpu::GpuContext;
 use neural_style::kernels::conv::{ActivationBackward, ConvBackward, ConvForward, ConvParams};
 use neural_style::kernels::depthwise::{DepthwiseBackward, DepthwiseForward, DepthwiseParams};
@@ -132,12 +132,13 @@ fn reference_whole_network_gradient_matches_finite_differences() {
     let image = Tensor::from_f32(3, h, w, &rng.vec(3 * h * w, 0.5).iter().map(|v| v + 0.5).collect::<Vec<_>>());
     let other = Tensor::from_f32(3, h, w, &rng.vec(3 * h * w, 0.5).iter().map(|v| v + 0.5).collect::<Vec<_>>());
     let acts = reference::forward(&net, &other);
-    let find = |n: &str| acts.iter().find(|(name, _)| name == n).unwrap().1.clone();
+    let layer = |n: &str| -> LayerId { n.parse().unwrap() };
+    let find = |n: &str| acts.layer(layer(n)).unwrap().clone();
     let objective = reference::Objective {
-        content: vec![("block4.expand".into(), find("block4.expand")), ("block2".into(), find("block2"))],
+        content: vec![(layer("block4.expand"), find("block4.expand")), (layer("block2"), find("block2"))],
         style: vec![
-            ("stem".into(), 1.0, reference::gram(&find("stem"))),
-            ("block3.se".into(), 0.5, reference::gram(&find("block3.se"))),
+            (layer("stem"), 1.0, reference::gram(&find("stem"))),
+            (layer("block3.se"), 0.5, reference::gram(&find("block3.se"))),
         ],
         content_weight: 1.0,
         style_weight: 10.0,

@@ -100,7 +100,7 @@ fn features_writes_requested_layers_as_nchw_safetensors() {
     );
     for name in ["stem", "block3.expand", "block5", "head"] {
         let t = st.tensor(name).unwrap();
-        let l = layers.iter().find(|l| l.name == name).unwrap();
+        let l = layers.iter().find(|l| l.id.to_string() == name).unwrap();
         assert_eq!(t.shape(), [1, l.channels, l.height, l.width], "{name}");
         let v: Vec<f32> = bytemuck::pod_collect_to_vec(t.data());
         assert!(v.iter().all(|x| x.is_finite()) && v.iter().any(|&x| x != 0.0), "{name} is empty or not finite");

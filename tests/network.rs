@@ -22,11 +22,15 @@ fn compare_with_fixture(weights_path: &std::path::Path, fixture_name: &str, requ
     let plan = ForwardPlan::new(&ctx, &fnet, w, h, &PlanOptions { classify: true, ..Default::default() }).unwrap();
     plan.run(&ctx, input).unwrap();
     let mut compared = 0;
-    for (name, cpu_out) in &cpu {
-        let Some((_, want)) = fx.get(name) else {
+    let layers = cpu.layers.iter().map(|(id, t)| (id.to_string(), Some(*id), t));
+    for (name, id, cpu_out) in layers.chain(cpu.logits.iter().map(|t| ("logits".to_string(), None, t))) {
+        let Some((_, want)) = fx.get(&name) else {
             continue;
         };
-        let got = if name == "logits" { plan.read_logits(&ctx).unwrap() } else { plan.read_layer(&ctx, name).unwrap() };
+        let got = match id {
+            Some(id) => plan.read_layer(&ctx, id).unwrap(),
+            None => plan.read_logits(&ctx).unwrap(),
+        };
         let gpu_err = rel_l2(&got, want);
         let cpu_f32: Vec<f32> = cpu_out.data.iter().map(|&v| v as f32).collect();
         let cpu_err = rel_l2(&cpu_f32, want);

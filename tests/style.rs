@@ -25,13 +25,13 @@ fn fixture_chain() -> Fixture {
             .as_array()
             .unwrap()
             .iter()
-            .map(|v| v.as_str().unwrap().to_string())
+            .map(|v| v.as_str().unwrap().parse().unwrap())
             .collect(),
         style_layers: settings["style_layers"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|v| (v[0].as_str().unwrap().to_string(), v[1].as_f64().unwrap() as f32))
+            .map(|v| (v[0].as_str().unwrap().parse().unwrap(), v[1].as_f64().unwrap() as f32))
             .collect(),
         content_weight: settings["content_weight"].as_f64().unwrap() as f32,
         style_weight: settings["style_weight"].as_f64().unwrap() as f32,
@@ -102,16 +102,14 @@ fn cpu_reference_objective_matches_pytorch() {
             .iter()
             .map(|n| {
                 let (s, v) = &fx.tensors[&format!("content_target.{n}")];
-                (n.clone(), Tensor::from_f32(s[0], s[1], s[2], v))
+                (*n, Tensor::from_f32(s[0], s[1], s[2], v))
             })
             .collect(),
         style: fx
             .spec
             .style_layers
             .iter()
-            .map(|(n, w)| {
-                (n.clone(), *w as f64, fx.values(&format!("gram_target.{n}")).iter().map(|&v| v as f64).collect())
-            })
+            .map(|(n, w)| (*n, *w as f64, fx.values(&format!("gram_target.{n}")).iter().map(|&v| v as f64).collect()))
             .collect(),
         content_weight: fx.spec.content_weight as f64,
         style_weight: fx.spec.style_weight as f64,

@@ -6,9 +6,9 @@
 
 mod backward;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 
-use crate::arch::{self, LayerInfo};
+use crate::arch::{self, BlockPart, LayerId, LayerInfo, LayerOp};
 use crate::gpu::GpuContext;
 use crate::kernels::conv::{ConvForward, ConvParams};
 use crate::kernels::depthwise::{DepthwiseForward, DepthwiseParams};
@@ -55,15 +55,16 @@ fn se_buffer(ctx: &GpuContext, label: &str, se: &SqueezeExcite) -> wgpu::Buffer 
 impl FeatureNet {
     /// Uploads the weights and compiles the kernels.
     pub fn new(ctx: &GpuContext, net: Network) -> Self {
+        let label = |i, part| LayerId::block(i, part).to_string();
         let blocks = net
             .blocks
             .iter()
             .enumerate()
             .map(|(i, b)| BlockWeights {
-                expand: b.expand.as_ref().map(|c| conv_buffer(ctx, &format!("block{i}.expand"), c)),
-                depthwise: conv_buffer(ctx, &format!("block{i}.depthwise"), &b.depthwise),
-                se: b.se.as_ref().map(|s| se_buffer(ctx, &format!("block{i}.se"), s)),
-                project: conv_buffer(ctx, &format!("block{i}.project"), &b.project),
+                expand: b.expand.as_ref().map(|c| conv_buffer(ctx, &label(i, BlockPart::Expand), c)),
+                depthwise: conv_buffer(ctx, &label(i, BlockPart::Depthwise), &b.depthwise),
+                se: b.se.as_ref().map(|s| se_buffer(ctx, &label(i, BlockPart::Se), s)),
+                project: conv_buffer(ctx, &label(i, BlockPart::Project), &b.project),
             })
             .collect();
         Self {
@@ -82,6 +83,30 @@ impl FeatureNet {
     pub fn layers(&self, width: usize, height: usize) -> Vec<LayerInfo> {
         arch::layers(self.net.arch, self.net.padding, width, height)
     }
+
+    /// The convolution computing layer `id` with its uploaded weights.
+    fn conv(&self, id: LayerId) -> Option<(&Conv, &wgpu::Buffer)> {
+        let weights = match id {
+            LayerId::Stem => Some(&self.stem),
+            LayerId::Head => Some(&self.head),
+            LayerId::Block { index, part } => {
+                let block = self.blocks.get(index)?;
+                match part {
+                    BlockPart::Expand => block.expand.as_ref(),
+                    BlockPart::Depthwise => Some(&block.depthwise),
+                    BlockPart::Project => Some(&block.project),
+                    BlockPart::Se | BlockPart::Output => None,
+                }
+            }
+        };
+        self.net.conv(id).zip(weights)
+    }
+
+    /// The squeeze-and-excite computing layer `id` with its uploaded weights.
+    fn squeeze_excite(&self, id: LayerId) -> Option<(&SqueezeExcite, &wgpu::Buffer)> {
+        let LayerId::Block { index, .. } = id else { return None };
+        self.net.squeeze_excite(id).zip(self.blocks.get(index)?.se.as_ref())
+    }
 }
 
 /// What a plan computes.
@@ -92,7 +117,7 @@ pub struct PlanOptions {
     /// Keep what the backward pass needs and allocate gradient buffers.
     pub train: bool,
     /// Stop after this layer (the deepest one any loss uses); `None` runs up to `head`.
-    pub until: Option<String>,
+    pub until: Option<LayerId>,
 }
 
 /// One forward operation, as the backward pass needs to know it.
@@ -221,7 +246,7 @@ pub fn check_size(ctx: &GpuContext, fnet: &FeatureNet, width: usize, height: usi
     };
     check_groups("the input image", groups(width * height, WORKGROUP))?;
     for info in fnet.layers(width, height) {
-        let what = format!("layer {}", info.name);
+        let what = format!("layer {}", info.id);
         check_fits(ctx, &what, info.channels * info.height * info.width, width, height)?;
         check_groups(&what, groups(info.height * info.width, pointwise::TILE))?;
     }
@@ -298,63 +323,54 @@ impl ForwardPlan {
         input: Option<wgpu::Buffer>,
     ) -> Result<Self> {
         check_size(ctx, fnet, width, height)?;
-        let all = fnet.layers(width, height);
-        if let Some(until) = &options.until {
-            arch::check_layer_names(fnet.net.arch, std::slice::from_ref(until))?;
+        let arch = fnet.net.arch;
+        if let Some(until) = options.until {
+            arch.layer(until)?;
         }
         let mut b = Builder {
             ctx,
             k: &fnet.kernels,
             train: options.train,
-            all,
             layers: Vec::new(),
             buffers: Vec::new(),
             nodes: Vec::new(),
             ops: Vec::new(),
             input: input.unwrap_or_else(|| ctx.zeroed_buffer("input", 3 * width * height)),
-            until: options.until.clone(),
+            until: options.until,
             done: false,
         };
-        b.stem(fnet, width, height);
-        let mut current = 0;
-        for (i, (block, weights)) in fnet.net.blocks.iter().zip(&fnet.blocks).enumerate() {
-            if b.done {
+        // Layer by layer as the architecture walks them; each may be the last one needed (`until`):
+        // nothing after it is planned but the block output sharing its projection's buffer.
+        let (mut current, mut block_input) = (0, 0);
+        for info in fnet.layers(width, height) {
+            if b.done && info.op != LayerOp::Alias {
                 break;
             }
-            // Each sub-layer may be the last one needed (`until`): nothing after it is planned.
-            let block_input = current;
-            if let (Some(conv), Some(w)) = (&block.expand, &weights.expand) {
-                current = b.pointwise(conv, w, current, &format!("block{i}.expand"));
-                if b.done {
-                    break;
+            let id = info.id;
+            let mismatch = || anyhow!("the network does not match {}: it has no weights for layer {id}", arch.name());
+            current = match info.op {
+                LayerOp::Stem(_) => b.stem(fnet, width, height, info),
+                LayerOp::Pointwise(_) => {
+                    let (conv, weights) = fnet.conv(id).ok_or_else(mismatch)?;
+                    b.pointwise(conv, weights, current, info)
                 }
-            }
-            current =
-                b.depthwise(&fnet.net, &block.depthwise, &weights.depthwise, current, &format!("block{i}.depthwise"));
-            if b.done {
-                break;
-            }
-            if let (Some(se), Some(w)) = (&block.se, &weights.se) {
-                current = b.squeeze_excite(se, w, current, &format!("block{i}.se"));
-                if b.done {
-                    break;
+                LayerOp::Depthwise(_) => {
+                    let (conv, weights) = fnet.conv(id).ok_or_else(mismatch)?;
+                    b.depthwise(&fnet.net, conv, weights, current, info)
                 }
-            }
-            let project = b.pointwise(&block.project, &weights.project, current, &format!("block{i}.project"));
-            if b.done && block.residual {
-                break;
-            }
-            current = if block.residual {
-                b.residual(project, block_input, &format!("block{i}"))
-            } else {
-                b.alias(&format!("block{i}"), project)
+                LayerOp::SqueezeExcite { .. } => {
+                    let (se, weights) = fnet.squeeze_excite(id).ok_or_else(mismatch)?;
+                    b.squeeze_excite(se, weights, current, info)
+                }
+                LayerOp::Residual => b.residual(current, block_input, info),
+                LayerOp::Alias => b.alias(info, current),
             };
-        }
-        if !b.done {
-            current = b.pointwise(&fnet.net.head, &fnet.head, current, "head");
+            if matches!(id, LayerId::Stem | LayerId::Block { part: BlockPart::Output, .. }) {
+                block_input = current;
+            }
         }
         let logits = match (&fnet.net.classifier, &fnet.classifier, options.classify) {
-            (Some(cls), Some((hidden_w, logits_w)), true) if b.layers[current].info.name == "head" => {
+            (Some(cls), Some((hidden_w, logits_w)), true) if b.layers[current].info.id == LayerId::Head => {
                 Some(b.classifier(cls, hidden_w, logits_w, current))
             }
             (_, _, true) => bail!("these weights have no classifier"),
@@ -404,22 +420,22 @@ impl ForwardPlan {
         self.layers.iter().map(|l| &l.info)
     }
 
-    fn layer(&self, name: &str) -> Result<&Layer> {
-        match self.layers.iter().find(|l| l.info.name == name) {
+    fn layer(&self, id: LayerId) -> Result<&Layer> {
+        match self.layers.iter().find(|l| l.info.id == id) {
             Some(l) => Ok(l),
-            None => bail!("layer {name:?} is not computed by this plan"),
+            None => bail!("layer \"{id}\" is not computed by this plan"),
         }
     }
 
     /// A layer's shape and activation buffer.
-    pub fn layer_buffer(&self, name: &str) -> Result<(&LayerInfo, &wgpu::Buffer)> {
-        let l = self.layer(name)?;
+    pub fn layer_buffer(&self, id: LayerId) -> Result<(&LayerInfo, &wgpu::Buffer)> {
+        let l = self.layer(id)?;
         Ok((&l.info, &self.buffers[l.storage]))
     }
 
     /// A layer's gradient buffer (training plans only).
-    pub fn grad_buffer(&self, name: &str) -> Result<&wgpu::Buffer> {
-        let l = self.layer(name)?;
+    pub fn grad_buffer(&self, id: LayerId) -> Result<&wgpu::Buffer> {
+        let l = self.layer(id)?;
         match self.grads.get(l.storage) {
             Some(g) => Ok(g),
             None => bail!("the plan was not made for training"),
@@ -437,8 +453,8 @@ impl ForwardPlan {
     }
 
     /// Reads a layer's activations back (CHW).
-    pub fn read_layer(&self, ctx: &GpuContext, name: &str) -> Result<Vec<f32>> {
-        let (info, buffer) = self.layer_buffer(name)?;
+    pub fn read_layer(&self, ctx: &GpuContext, id: LayerId) -> Result<Vec<f32>> {
+        let (info, buffer) = self.layer_buffer(id)?;
         ctx.read_buffer(buffer, info.channels * info.height * info.width)
     }
 
@@ -459,31 +475,29 @@ struct Builder<'a> {
     ctx: &'a GpuContext,
     k: &'a Kernels,
     train: bool,
-    all: Vec<LayerInfo>,
     layers: Vec<Layer>,
     buffers: Vec<wgpu::Buffer>,
     nodes: Vec<Node>,
     ops: Vec<BoundOp>,
     input: wgpu::Buffer,
-    until: Option<String>,
+    until: Option<LayerId>,
     done: bool,
 }
 
 impl Builder<'_> {
-    /// Allocates the buffer of the named layer and returns its index.
-    fn layer(&mut self, name: &str) -> usize {
-        let info = self.all.iter().find(|l| l.name == name).expect("layer in the architecture table").clone();
-        self.buffers.push(self.ctx.zeroed_buffer(name, info.channels * info.height * info.width));
+    /// Allocates the buffer of a layer and returns its index.
+    fn layer(&mut self, info: LayerInfo) -> usize {
+        self.buffers.push(self.ctx.zeroed_buffer(&info.id.to_string(), info.channels * info.height * info.width));
         self.push_layer(info, self.buffers.len() - 1)
     }
 
-    fn alias(&mut self, name: &str, of: usize) -> usize {
-        let info = self.all.iter().find(|l| l.name == name).expect("layer in the architecture table").clone();
+    /// A layer with the values (and buffer) of layer `of`.
+    fn alias(&mut self, info: LayerInfo, of: usize) -> usize {
         self.push_layer(info, self.layers[of].storage)
     }
 
     fn push_layer(&mut self, info: LayerInfo, storage: usize) -> usize {
-        if self.until.as_deref() == Some(info.name.as_str()) {
+        if self.until == Some(info.id) {
             self.done = true;
         }
         self.layers.push(Layer { info, storage });
@@ -503,10 +517,9 @@ impl Builder<'_> {
         (self.train && conv.activation != arch::Activation::None).then(|| self.ctx.zeroed_buffer("preact", floats))
     }
 
-    fn stem(&mut self, fnet: &FeatureNet, width: usize, height: usize) {
+    fn stem(&mut self, fnet: &FeatureNet, width: usize, height: usize, info: LayerInfo) -> usize {
         let net = &fnet.net;
-        let out = self.layer("stem");
-        let info = self.info(out).clone();
+        let out = self.layer(info);
         let s = &net.stem;
         let preact = self.preact(s, info.channels * info.height * info.width);
         let params =
@@ -522,11 +535,12 @@ impl Builder<'_> {
         if self.train {
             self.nodes.push(Node::Stem { weights: fnet.stem.clone(), params, preact, out });
         }
+        out
     }
 
-    /// A 1×1 convolution producing the named layer.
-    fn pointwise(&mut self, conv: &Conv, weights: &wgpu::Buffer, input: usize, name: &str) -> usize {
-        let out = self.layer(name);
+    /// A 1×1 convolution producing a layer.
+    fn pointwise(&mut self, conv: &Conv, weights: &wgpu::Buffer, input: usize, info: LayerInfo) -> usize {
+        let out = self.layer(info);
         let pixels = self.info(out).height * self.info(out).width;
         let preact = self.preact(conv, conv.out_channels * pixels);
         let params = PointwiseParams::conv(conv, pixels, preact.is_some());
@@ -544,9 +558,9 @@ impl Builder<'_> {
         out
     }
 
-    /// The named layer as `project` + `skip` (a residual connection).
-    fn residual(&mut self, project: usize, skip: usize, name: &str) -> usize {
-        let out = self.layer(name);
+    /// A layer as `project` + `skip` (a residual connection).
+    fn residual(&mut self, project: usize, skip: usize, info: LayerInfo) -> usize {
+        let out = self.layer(info);
         let info = self.info(out);
         let n = info.channels * info.height * info.width;
         let buffers = ResidualForward { input: self.buffer(project), addend: self.buffer(skip), sum: self.buffer(out) };
@@ -557,9 +571,16 @@ impl Builder<'_> {
         out
     }
 
-    fn depthwise(&mut self, net: &Network, conv: &Conv, weights: &wgpu::Buffer, input: usize, name: &str) -> usize {
-        let out = self.layer(name);
-        let (inp, info) = (self.info(input).clone(), self.info(out).clone());
+    fn depthwise(
+        &mut self,
+        net: &Network,
+        conv: &Conv,
+        weights: &wgpu::Buffer,
+        input: usize,
+        info: LayerInfo,
+    ) -> usize {
+        let out = self.layer(info);
+        let inp = *self.info(input);
         let preact = self.preact(conv, info.channels * info.height * info.width);
         let params = DepthwiseParams::new(conv, net.padding, [inp.height, inp.width], preact.is_some());
         let buffers = DepthwiseForward {
@@ -577,9 +598,9 @@ impl Builder<'_> {
     }
 
     /// Squeeze-excite: mean, gate, scale.
-    fn squeeze_excite(&mut self, se: &SqueezeExcite, weights: &wgpu::Buffer, input: usize, name: &str) -> usize {
-        let out = self.layer(name);
-        let inp = self.info(input).clone();
+    fn squeeze_excite(&mut self, se: &SqueezeExcite, weights: &wgpu::Buffer, input: usize, info: LayerInfo) -> usize {
+        let out = self.layer(info);
+        let inp = *self.info(input);
         let channels = inp.channels;
         let pixels = inp.height * inp.width;
         let means = self.ctx.zeroed_buffer("se.means", channels);
@@ -609,7 +630,7 @@ impl Builder<'_> {
         logits_w: &wgpu::Buffer,
         head: usize,
     ) -> (wgpu::Buffer, usize) {
-        let info = self.info(head).clone();
+        let info = *self.info(head);
         let pooled = self.ctx.zeroed_buffer("pooled", info.channels);
         let hidden = self.ctx.zeroed_buffer("hidden", cls.hidden.out_channels);
         let logits = self.ctx.zeroed_buffer("logits", cls.logits.out_channels);

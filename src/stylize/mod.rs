@@ -314,10 +314,11 @@ pub fn validate(net: &crate::model::Network, options: &StylizeOptions, style_cou
     if !(1..=1000).contains(&options.lbfgs_history) {
         return fail(OptionError::LbfgsHistory(options.lbfgs_history));
     }
-    let names: Vec<String> =
-        spec.content_layers.iter().cloned().chain(spec.style_layers.iter().map(|(n, _)| n.clone())).collect();
-    crate::arch::check_layer_names(net.arch, &names)?;
-    if names.is_empty() {
+    let layers: Vec<_> = spec.content_layers.iter().copied().chain(spec.style_layers.iter().map(|l| l.0)).collect();
+    for &id in &layers {
+        net.arch.layer(id)?;
+    }
+    if layers.is_empty() {
         bail!("no content or style layers given");
     }
     if style_count == 0 && !spec.style_layers.is_empty() {

@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 
-use crate::arch::LayerInfo;
+use crate::arch::{LayerId, LayerInfo};
 use crate::engine::{FeatureNet, ForwardPlan, PlanOptions, Work};
 use crate::gpu::GpuContext;
 pub use crate::kernels::losses::LOSS_SLOTS;
@@ -16,9 +16,9 @@ use crate::kernels::{self, BoundOp, Command};
 #[derive(Clone, Debug, PartialEq)]
 pub struct LossSpec {
     /// Content layers.
-    pub content_layers: Vec<String>,
+    pub content_layers: Vec<LayerId>,
     /// Style layers with their weights.
-    pub style_layers: Vec<(String, f32)>,
+    pub style_layers: Vec<(LayerId, f32)>,
     /// Weight of E_content.
     pub content_weight: f32,
     /// Weight of E_style.
@@ -31,9 +31,10 @@ impl Default for LossSpec {
     /// The documented defaults (see the README): content `block4.expand`, style layers
     /// `stem`, `block1.expand`, `block3.expand`, `block5.expand`, weights 1 / 5000 / 1.
     fn default() -> Self {
+        let layer = |name: &str| name.parse().expect("the default layer names are layer names");
         Self {
-            content_layers: super::DEFAULT_CONTENT_LAYERS.split(',').map(String::from).collect(),
-            style_layers: super::DEFAULT_STYLE_LAYERS.split(',').map(|l| (l.to_string(), 1.0)).collect(),
+            content_layers: super::DEFAULT_CONTENT_LAYERS.split(',').map(layer).collect(),
+            style_layers: super::DEFAULT_STYLE_LAYERS.split(',').map(|name| (layer(name), 1.0)).collect(),
             content_weight: super::DEFAULT_CONTENT_WEIGHT,
             style_weight: super::DEFAULT_STYLE_WEIGHT,
             tv_weight: super::DEFAULT_TV_WEIGHT,
@@ -42,11 +43,9 @@ impl Default for LossSpec {
 }
 
 impl LossSpec {
-    /// The deepest layer any loss uses, in execution order.
-    pub fn deepest_layer(&self, fnet: &FeatureNet) -> Option<String> {
-        let order = fnet.layers(224, 224);
-        let used = self.content_layers.iter().chain(self.style_layers.iter().map(|(n, _)| n));
-        used.filter_map(|n| order.iter().position(|l| &l.name == n)).max().map(|i| order[i].name.clone())
+    /// The deepest layer any loss uses ([`LayerId`]'s order is execution order).
+    pub fn deepest_layer(&self) -> Option<LayerId> {
+        self.content_layers.iter().chain(self.style_layers.iter().map(|(id, _)| id)).max().copied()
     }
 }
 
@@ -149,7 +148,7 @@ impl Targets {
         let content_targets = if spec.content_layers.is_empty() {
             Vec::new()
         } else {
-            let deepest = LossSpec { style_layers: Vec::new(), ..spec.clone() }.deepest_layer(fnet);
+            let deepest = LossSpec { style_layers: Vec::new(), ..spec.clone() }.deepest_layer();
             let plan = ForwardPlan::new(
                 ctx,
                 fnet,
@@ -159,8 +158,8 @@ impl Targets {
             )?;
             plan.run(ctx, &content.data)?;
             let mut out = Vec::new();
-            for name in &spec.content_layers {
-                let (info, buffer) = plan.layer_buffer(name)?;
+            for &id in &spec.content_layers {
+                let (info, buffer) = plan.layer_buffer(id)?;
                 let n = info.channels * info.height * info.width;
                 let copy = ctx.zeroed_buffer("content target", n);
                 let mut encoder = ctx.device.create_command_encoder(&Default::default());
@@ -171,30 +170,30 @@ impl Targets {
             ctx.finish()?;
             out
         };
-        let style_targets: Vec<wgpu::Buffer> = spec
+        let style_targets = spec
             .style_layers
             .iter()
-            .map(|(name, _)| {
-                let c = fnet.layers(224, 224).into_iter().find(|l| &l.name == name).map_or(1, |l| l.channels);
-                ctx.zeroed_buffer("style target", c * c)
+            .map(|&(id, _)| {
+                let c = fnet.net.arch.layer(id)?.channels;
+                Ok(ctx.zeroed_buffer("style target", c * c))
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         if !spec.style_layers.is_empty() {
-            let deepest = LossSpec { content_layers: Vec::new(), ..spec.clone() }.deepest_layer(fnet);
+            let deepest = LossSpec { content_layers: Vec::new(), ..spec.clone() }.deepest_layer();
             for (i, (image, blend)) in styles.iter().enumerate() {
                 let plan = ForwardPlan::new(
                     ctx,
                     fnet,
                     image.width,
                     image.height,
-                    &PlanOptions { until: deepest.clone(), ..Default::default() },
+                    &PlanOptions { until: deepest, ..Default::default() },
                 )?;
                 plan.upload(ctx, &image.data)?;
                 let mut ops: Vec<BoundOp> = Vec::new();
-                for ((name, _), target) in spec.style_layers.iter().zip(&style_targets) {
+                for (&(id, _), target) in spec.style_layers.iter().zip(&style_targets) {
                     // Split over pixels as in the objective (one long f32 sum would drift from
                     // the objective's chunked one), then the partials added into the target.
-                    let (info, buffer) = plan.layer_buffer(name)?;
+                    let (info, buffer) = plan.layer_buffer(id)?;
                     let (c, hw) = (info.channels, info.height * info.width);
                     let (k_chunk, splits) = gram_split(c, hw);
                     let partials = ctx.zeroed_buffer("target gram partials", splits as usize * c * c);
@@ -256,20 +255,20 @@ impl Objective {
         if spec.content_layers.is_empty() && spec.style_layers.is_empty() {
             bail!("no content or style layers");
         }
-        let options = PlanOptions { train: true, until: spec.deepest_layer(fnet), classify: false };
+        let options = PlanOptions { train: true, until: spec.deepest_layer(), classify: false };
         let forward = ForwardPlan::with_input(ctx, fnet, width, height, &options, Some(image.clone()))?;
         let k = &fnet.kernels;
         // The four slots, then one partial sum per workgroup of each loss dispatch: content
         // layers', style layers', then the TV loss's.
-        let layer_size = |name: &str| forward.layer_buffer(name).map(|(i, _)| (i.channels, i.height * i.width));
+        let layer_size = |id: LayerId| forward.layer_buffer(id).map(|(i, _)| (i.channels, i.height * i.width));
         let mut content_groups = Vec::new();
-        for name in &spec.content_layers {
-            let (c, hw) = layer_size(name)?;
+        for &id in &spec.content_layers {
+            let (c, hw) = layer_size(id)?;
             content_groups.push(loss_groups(c * hw));
         }
         let mut style_groups = Vec::new();
-        for (name, _) in &spec.style_layers {
-            let (c, _) = layer_size(name)?;
+        for &(id, _) in &spec.style_layers {
+            let (c, _) = layer_size(id)?;
             style_groups.push(loss_groups(c * c));
         }
         let tv_groups = loss_groups(3 * width * height);
@@ -295,8 +294,8 @@ impl Objective {
         let pixels = (3 * width * height) as f64;
         // Network passes; TV (read the image, add into its gradient); losses' clears.
         let mut work = forward.work() + Work::new(14.0 * pixels, 3.0 * pixels);
-        for ((name, target), &groups) in spec.content_layers.iter().zip(&targets.content).zip(&content_groups) {
-            let (info, f) = forward.layer_buffer(name)?;
+        for ((&id, target), &groups) in spec.content_layers.iter().zip(&targets.content).zip(&content_groups) {
+            let (info, f) = forward.layer_buffer(id)?;
             let n = info.channels * info.height * info.width;
             let p = LossParams {
                 count: n as u32,
@@ -308,11 +307,11 @@ impl Objective {
             weighted.push((ops.len(), LossParams { coef: 2.0 / n as f32, ..p }, Term::Content));
             work = work + Work::new(5.0 * n as f64, 4.0 * n as f64);
             let buffers =
-                ContentLoss { value: f, target_value: target, grad: forward.grad_buffer(name)?, losses: &losses };
+                ContentLoss { value: f, target_value: target, grad: forward.grad_buffer(id)?, losses: &losses };
             ops.push(k.losses.content(ctx, buffers, &p));
         }
-        for (((name, weight), target), &groups) in spec.style_layers.iter().zip(&targets.style).zip(&style_groups) {
-            let (info, f) = forward.layer_buffer(name)?;
+        for (((id, weight), target), &groups) in spec.style_layers.iter().zip(&targets.style).zip(&style_groups) {
+            let (info, f) = forward.layer_buffer(*id)?;
             let c = info.channels;
             let hw = info.height * info.width;
             let (k_chunk, splits) = gram_split(c, hw);
@@ -348,7 +347,7 @@ impl Objective {
                 ..Default::default()
             };
             let buffers =
-                ProductBuffers { input: f, weights: &r, output: forward.grad_buffer(name)?, aux: k.placeholder() };
+                ProductBuffers { input: f, weights: &r, output: forward.grad_buffer(*id)?, aux: k.placeholder() };
             ops.push(k.products.gram(ctx, buffers, &p));
         }
         ops.extend(forward.backward_ops(ctx, k)?);

@@ -5,11 +5,13 @@ mod tflite;
 pub mod tflite_schema;
 mod torchvision;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::model::Network;
+use crate::arch::{Arch, BlockPart, ConvSpec, LayerId, LayerOp, LayerSpec};
+use crate::model::{Block, Conv, Network, SqueezeExcite};
 
 /// Environment variable naming the default weights file.
 pub const WEIGHTS_ENV: &str = "NEURAL_STYLE_WEIGHTS";
@@ -64,4 +66,41 @@ pub fn read_labels(path: &Path) -> Result<Vec<String>> {
         labels.push(label.to_string());
     }
     Ok(labels)
+}
+
+/// Reads the weights of one layer, called in the order of [`Arch::walk`].
+trait LayerReader {
+    /// The convolution computing `layer` (the stem, a 1×1 or a depthwise convolution).
+    fn read_conv(&mut self, layer: &LayerSpec, conv: &ConvSpec) -> Result<Conv>;
+    /// The squeeze-and-excite computing `layer`, with a bottleneck of `squeeze` channels.
+    fn read_squeeze_excite(&mut self, layer: &LayerSpec, squeeze: usize) -> Result<SqueezeExcite>;
+}
+
+/// The stem, the blocks and the head of `arch`, read layer by layer along its walk.
+fn read_layers(arch: Arch, reader: &mut impl LayerReader) -> Result<(Conv, Vec<Block>, Conv)> {
+    fn take(convs: &mut BTreeMap<LayerId, Conv>, id: LayerId) -> Result<Conv> {
+        convs.remove(&id).with_context(|| format!("no convolution was read for layer {id}"))
+    }
+    let mut convs = BTreeMap::new();
+    let mut squeeze_excite = None;
+    let mut blocks = Vec::new();
+    for layer in arch.walk() {
+        match layer.op {
+            LayerOp::Stem(conv) | LayerOp::Pointwise(conv) | LayerOp::Depthwise(conv) => {
+                convs.insert(layer.id, reader.read_conv(&layer, &conv)?);
+            }
+            LayerOp::SqueezeExcite { squeeze } => squeeze_excite = Some(reader.read_squeeze_excite(&layer, squeeze)?),
+            LayerOp::Residual | LayerOp::Alias => {
+                let LayerId::Block { index, .. } = layer.id else { bail!("layer {} is no block output", layer.id) };
+                blocks.push(Block {
+                    expand: convs.remove(&LayerId::block(index, BlockPart::Expand)),
+                    depthwise: take(&mut convs, LayerId::block(index, BlockPart::Depthwise))?,
+                    se: squeeze_excite.take(),
+                    project: take(&mut convs, LayerId::block(index, BlockPart::Project))?,
+                    residual: layer.op == LayerOp::Residual,
+                });
+            }
+        }
+    }
+    Ok((take(&mut convs, LayerId::Stem)?, blocks, take(&mut convs, LayerId::Head)?))
 }

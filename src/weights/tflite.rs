@@ -7,9 +7,10 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
 
+use super::LayerReader;
 use super::tflite_schema::tflite as fb;
-use crate::arch::{Activation, Arch, BlockSpec, Padding, STEM_CHANNELS};
-use crate::model::{Block, Classifier, Conv, Network, SqueezeExcite};
+use crate::arch::{Activation, Arch, BlockPart, ConvSpec, LayerId, LayerOp, LayerSpec, Padding};
+use crate::model::{Classifier, Conv, Network, SqueezeExcite};
 
 /// A tensor of the graph with its dequantization parameters.
 struct TensorInfo<'a> {
@@ -289,7 +290,7 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
     Matcher { tensors: &tensors, convs: &convs, next: 0, arch }.network(scale, shift)
 }
 
-/// Walks the convolutions in graph order against the architecture table.
+/// Walks the convolutions in graph order against the architecture's walk.
 struct Matcher<'t, 'a> {
     tensors: &'t [TensorInfo<'a>],
     convs: &'t [ConvRecord],
@@ -299,13 +300,7 @@ struct Matcher<'t, 'a> {
 
 impl Matcher<'_, '_> {
     fn network(mut self, scale: f32, shift: f32) -> Result<Network> {
-        let stem = self.conv("stem", false, STEM_CHANNELS, 3, 3, 2, Activation::HardSwish)?;
-        let mut blocks = Vec::new();
-        for (i, spec) in self.arch.blocks().iter().enumerate() {
-            blocks.push(self.block(i, spec)?);
-        }
-        let last = self.arch.blocks().last().unwrap().out;
-        let head = self.conv("head", false, self.arch.head_channels(), last, 1, 1, Activation::HardSwish)?;
+        let (stem, blocks, head) = super::read_layers(self.arch, &mut self)?;
         let classifier = if self.next < self.convs.len() {
             let hidden_width = self.arch.classifier_hidden();
             let hidden = self.conv(
@@ -341,48 +336,6 @@ impl Matcher<'_, '_> {
     fn tensor_shape_out(&self, conv: usize) -> Result<usize> {
         let w = &self.tensors[self.convs[conv].weight];
         w.shape.first().copied().context("logits weights have no shape")
-    }
-
-    fn block(&mut self, i: usize, spec: &BlockSpec) -> Result<Block> {
-        let cin = self.arch.block_input_channels(i);
-        let expand = if spec.has_expand(cin) {
-            Some(self.conv(&format!("block{i}.expand"), false, spec.expanded, cin, 1, 1, spec.activation)?)
-        } else {
-            None
-        };
-        let depthwise = self.conv(
-            &format!("block{i}.depthwise"),
-            true,
-            spec.expanded,
-            1,
-            spec.kernel,
-            spec.stride,
-            spec.activation,
-        )?;
-        let se = if spec.se {
-            let s = spec.se_channels();
-            let reduce = self.conv(&format!("block{i}.se.reduce"), false, s, spec.expanded, 1, 1, Activation::Relu)?;
-            let gate_index = self.next;
-            let expand = self.conv(&format!("block{i}.se.expand"), false, spec.expanded, s, 1, 1, Activation::None)?;
-            let rec = &self.convs[gate_index];
-            // The gate's upper clamp: a fused RELU6, or (uint8 release) the quantized range of the
-            // addition's output.
-            let gate_max = match rec.post_add_output.map(|t| &self.tensors[t]) {
-                Some(t) if t.dtype == fb::TensorType::UINT8 && t.zero_points.first() == Some(&0) => {
-                    255.0 * t.scales.first().copied().unwrap_or(6.0)
-                }
-                _ if rec.fused == fb::ActivationFunctionType::RELU6 => 6.0,
-                _ => {
-                    bail!("weights do not match {}: block{i} squeeze-excite gate has no [0, 6] clamp", self.arch.name())
-                }
-            };
-            Some(SqueezeExcite { reduce, expand, gate_add: rec.post_add, gate_max, gate_mul: rec.post_mul })
-        } else {
-            None
-        };
-        let project =
-            self.conv(&format!("block{i}.project"), false, spec.out, spec.expanded, 1, 1, Activation::None)?;
-        Ok(Block { expand, depthwise, se, project, residual: spec.has_residual(cin) })
     }
 
     /// Takes the next convolution and checks it is what the table says.
@@ -472,5 +425,37 @@ impl Matcher<'_, '_> {
             activation,
             cap,
         })
+    }
+}
+
+impl LayerReader for Matcher<'_, '_> {
+    fn read_conv(&mut self, layer: &LayerSpec, conv: &ConvSpec) -> Result<Conv> {
+        let depthwise = matches!(layer.op, LayerOp::Depthwise(_));
+        let cin = if depthwise { 1 } else { conv.in_channels };
+        self.conv(&layer.id.to_string(), depthwise, layer.channels, cin, conv.kernel, conv.stride, conv.activation)
+    }
+
+    fn read_squeeze_excite(&mut self, layer: &LayerSpec, squeeze: usize) -> Result<SqueezeExcite> {
+        let (id, channels) = (layer.id, layer.channels);
+        let reduce = self.conv(&format!("{id}.reduce"), false, squeeze, channels, 1, 1, Activation::Relu)?;
+        let gate_index = self.next;
+        let expand = self.conv(&format!("{id}.expand"), false, channels, squeeze, 1, 1, Activation::None)?;
+        let rec = &self.convs[gate_index];
+        // The gate's upper clamp: a fused RELU6, or (uint8 release) the quantized range of the
+        // addition's output.
+        let gate_max = match rec.post_add_output.map(|t| &self.tensors[t]) {
+            Some(t) if t.dtype == fb::TensorType::UINT8 && t.zero_points.first() == Some(&0) => {
+                255.0 * t.scales.first().copied().unwrap_or(6.0)
+            }
+            _ if rec.fused == fb::ActivationFunctionType::RELU6 => 6.0,
+            _ => {
+                let block = match id {
+                    LayerId::Block { index, .. } => LayerId::block(index, BlockPart::Output),
+                    other => other,
+                };
+                bail!("weights do not match {}: {block} squeeze-excite gate has no [0, 6] clamp", self.arch.name())
+            }
+        };
+        Ok(SqueezeExcite { reduce, expand, gate_add: rec.post_add, gate_max, gate_mul: rec.post_mul })
     }
 }

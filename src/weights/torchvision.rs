@@ -5,8 +5,9 @@
 use anyhow::{Context, Result, bail};
 use safetensors::{Dtype, SafeTensors};
 
-use crate::arch::{Activation, Arch, BlockSpec, Padding, STEM_CHANNELS};
-use crate::model::{Block, Classifier, Conv, Network, SqueezeExcite};
+use super::LayerReader;
+use crate::arch::{Activation, Arch, ConvSpec, LayerId, LayerOp, LayerSpec, Padding};
+use crate::model::{Classifier, Conv, Network, SqueezeExcite};
 
 const BN_EPS: f64 = 1e-3;
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -16,16 +17,8 @@ const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 pub fn load(bytes: &[u8]) -> Result<Network> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow::anyhow!("corrupt safetensors file: {e}"))?;
     let arch = if st.names().iter().any(|n| n.starts_with("features.16.")) { Arch::Large } else { Arch::Small };
-    let reader = Reader { st: &st, arch };
-    let stem = reader.conv_bn("features.0", false, STEM_CHANNELS, 3, 3, 2, Activation::HardSwish)?;
-    let mut blocks = Vec::new();
-    for (i, spec) in arch.blocks().iter().enumerate() {
-        blocks.push(reader.block(i, spec)?);
-    }
-    let n = arch.blocks().len() + 1;
-    let last = arch.blocks().last().unwrap().out;
-    let head =
-        reader.conv_bn(&format!("features.{n}"), false, arch.head_channels(), last, 1, 1, Activation::HardSwish)?;
+    let mut reader = Reader { st: &st, arch, block: 0, module: 0 };
+    let (stem, blocks, head) = super::read_layers(arch, &mut reader)?;
     let classifier = if st.names().iter().any(|n| n.starts_with("classifier.")) {
         let hidden_width = arch.classifier_hidden();
         let hidden =
@@ -50,6 +43,9 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
 struct Reader<'a, 'b> {
     st: &'a SafeTensors<'b>,
     arch: Arch,
+    /// The block last read, and how many of its modules (`features.{block + 1}.block.{module}`).
+    block: usize,
+    module: usize,
 }
 
 impl Reader<'_, '_> {
@@ -69,31 +65,21 @@ impl Reader<'_, '_> {
         Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
     }
 
-    fn block(&self, i: usize, spec: &BlockSpec) -> Result<Block> {
-        let cin = self.arch.block_input_channels(i);
-        let prefix = format!("features.{}.block", i + 1);
-        let mut j = 0;
-        let mut next = || {
-            j += 1;
-            format!("{prefix}.{}", j - 1)
-        };
-        let expand = if spec.has_expand(cin) {
-            Some(self.conv_bn(&next(), false, spec.expanded, cin, 1, 1, spec.activation)?)
-        } else {
-            None
-        };
-        let depthwise = self.conv_bn(&next(), true, spec.expanded, 1, spec.kernel, spec.stride, spec.activation)?;
-        let se = if spec.se {
-            let p = next();
-            let s = spec.se_channels();
-            let reduce = self.dense(&format!("{p}.fc1"), Some(s), spec.expanded, true, Activation::Relu)?;
-            let expand = self.dense(&format!("{p}.fc2"), Some(spec.expanded), s, true, Activation::None)?;
-            Some(SqueezeExcite { reduce, expand, gate_add: 3.0, gate_max: 6.0, gate_mul: 1.0 / 6.0 })
-        } else {
-            None
-        };
-        let project = self.conv_bn(&next(), false, spec.out, spec.expanded, 1, 1, Activation::None)?;
-        Ok(Block { expand, depthwise, se, project, residual: spec.has_residual(cin) })
+    /// The module computing layer `id`: `features.0` (stem), `features.{i + 1}.block.{j}` (the
+    /// j-th module of block i: expansion, depthwise, squeeze-excite, projection as it has them),
+    /// `features.{blocks + 1}` (head). Called in walk order.
+    fn module(&mut self, id: LayerId) -> String {
+        match id {
+            LayerId::Stem => "features.0".into(),
+            LayerId::Head => format!("features.{}", self.arch.blocks().len() + 1),
+            LayerId::Block { index, .. } => {
+                if index != self.block {
+                    (self.block, self.module) = (index, 0);
+                }
+                self.module += 1;
+                format!("features.{}.block.{}", index + 1, self.module - 1)
+            }
+        }
     }
 
     /// `prefix.0.weight` convolution followed by `prefix.1.*` batch-norm, folded.
@@ -158,5 +144,21 @@ impl Reader<'_, '_> {
             activation,
             cap: f32::INFINITY,
         })
+    }
+}
+
+impl LayerReader for Reader<'_, '_> {
+    fn read_conv(&mut self, layer: &LayerSpec, conv: &ConvSpec) -> Result<Conv> {
+        let depthwise = matches!(layer.op, LayerOp::Depthwise(_));
+        let cin = if depthwise { 1 } else { conv.in_channels };
+        let prefix = self.module(layer.id);
+        self.conv_bn(&prefix, depthwise, layer.channels, cin, conv.kernel, conv.stride, conv.activation)
+    }
+
+    fn read_squeeze_excite(&mut self, layer: &LayerSpec, squeeze: usize) -> Result<SqueezeExcite> {
+        let (p, channels) = (self.module(layer.id), layer.channels);
+        let reduce = self.dense(&format!("{p}.fc1"), Some(squeeze), channels, true, Activation::Relu)?;
+        let expand = self.dense(&format!("{p}.fc2"), Some(channels), squeeze, true, Activation::None)?;
+        Ok(SqueezeExcite { reduce, expand, gate_add: 3.0, gate_max: 6.0, gate_mul: 1.0 / 6.0 })
     }
 }
