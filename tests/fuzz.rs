@@ -177,7 +177,7 @@ fn tflite_mutant(
 ) -> (String, Vec<u8>) {
     let mut rng = Rng::new(seed);
     let mut bytes = real.to_vec();
-    let whole = [0..real.len()];
+    let whole = std::slice::from_ref(&(0..real.len())).to_vec();
     let label = match seed % 4 {
         0 => {
             let flips = 1 + rng.below(8);
@@ -379,7 +379,7 @@ fn mutated_images_load_cleanly_or_fail_with_an_error() {
         let label = match rng.below(3) {
             0 => {
                 let flips = 1 + rng.below(6);
-                flip_bytes(&mut rng, &mut bytes, &[0..original.len()], flips);
+                flip_bytes(&mut rng, &mut bytes, std::slice::from_ref(&(0..original.len())), flips);
                 format!("{flips} byte flip(s)")
             }
             1 => {
