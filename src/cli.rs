@@ -34,7 +34,7 @@ pub enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
         /// How many classes to print per image.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
         top: usize,
         /// Labels file (`index:label` or one label per line); default: a labels file next to the weights.
         #[arg(long)]
@@ -53,7 +53,7 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
         /// Resize so the longer side is N pixels (default: keep the image's size).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         size: Option<u32>,
         #[command(flatten)]
         common: CommonArgs,
@@ -64,13 +64,13 @@ pub enum Command {
     /// iterations per second, GPU time per kernel family, dispatches, plan memory.
     Bench {
         /// Image sizes (pixels per side), comma-separated.
-        #[arg(long = "size", value_delimiter = ',', default_value = "256,512,1024")]
+        #[arg(long = "size", value_delimiter = ',', default_value = "256,512,1024", allow_negative_numbers = true)]
         sizes: Vec<u32>,
         /// Timed iterations per size.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
         iterations: usize,
         /// Untimed iterations before timing.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
         warmup: usize,
         /// Optimizer.
         #[arg(long, value_enum, default_value_t = OptimizerKind::LbfgsBounded)]
@@ -134,16 +134,16 @@ pub struct StylizeArgs {
     #[arg(long = "style", required = true)]
     pub styles: Vec<PathBuf>,
     /// Blend weights of the style images, comma-separated (normalized to sum to 1).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     pub style_blend_weights: Option<Vec<f32>>,
     /// Output image (.png or .jpg), written atomically.
     #[arg(long)]
     pub output: PathBuf,
     /// Longest side of the output; the content photo is resized to it.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, allow_negative_numbers = true)]
     pub size: u32,
     /// Style images are resized to longest side size × this.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub style_scale: f32,
     /// Optimizer updates.
     #[arg(long, default_value_t = 500, allow_negative_numbers = true)]
@@ -152,10 +152,10 @@ pub struct StylizeArgs {
     #[arg(long, value_enum, default_value_t = OptimizerKind::LbfgsBounded)]
     pub optimizer: OptimizerKind,
     /// Adam's learning rate.
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = 0.02, allow_negative_numbers = true)]
     pub learning_rate: f32,
     /// L-BFGS history size.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     pub lbfgs_history: usize,
     /// Weight of the content loss.
     #[arg(long, default_value_t = neural_style::stylize::DEFAULT_CONTENT_WEIGHT, allow_negative_numbers = true)]
@@ -176,13 +176,13 @@ pub struct StylizeArgs {
     #[arg(long, default_value = "content")]
     pub init: String,
     /// Seed of the noise initialization.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
     /// Report the losses every N iterations (and at the end).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
     pub print_every: usize,
     /// Every N iterations also write <output stem>_<iteration>.<ext> next to the output.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub save_every: Option<usize>,
     /// Watch the image converge in a window (Space pause, S snapshot, +/- style weight, Tab content,
     /// Esc stop and write); `auto` falls back to headless without a display.

@@ -34,24 +34,25 @@ pub fn run(command: Command) -> Result<()> {
 }
 
 fn devices(backend: Option<gpu::BackendChoice>, json: bool) -> Result<()> {
+    gpu::check_backend_available(backend)?;
     let adapters = gpu::list_adapters(backend);
     if json {
-        println!("{}", serde_json::to_string(&adapters)?);
+        outln!("{}", serde_json::to_string(&adapters)?)?;
         return Ok(());
     }
     if adapters.is_empty() {
         bail!("no GPU adapter found: install a Vulkan driver (e.g. `apt-get install mesa-vulkan-drivers`)");
     }
     for a in adapters {
-        println!("{} ({}, {}, {})", a.name, a.backend, a.device_type, a.driver);
-        println!(
+        outln!("{} ({}, {}, {})", a.name, a.backend, a.device_type, a.driver)?;
+        outln!(
             "    max buffer {} MiB, max storage binding {} MiB, {} storage buffers/stage, {} invocations/workgroup, {} KiB workgroup memory",
             a.max_buffer_size >> 20,
             a.max_storage_buffer_binding_size >> 20,
             a.max_storage_buffers_per_shader_stage,
             a.max_compute_invocations_per_workgroup,
             a.max_compute_workgroup_storage_size >> 10
-        );
+        )?;
     }
     Ok(())
 }
@@ -73,10 +74,28 @@ fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &Comm
     };
     let side = CLASSIFY_SIZE as usize;
     let plan = ForwardPlan::new(&ctx, &fnet, side, side, &PlanOptions { classify: true, ..Default::default() })?;
+    // A bad image in a batch is reported and skipped; the batch goes on and fails at the end.
+    let mut unreadable = 0;
     for path in images {
-        let img = image_io::resize_exact(&image_io::load_rgb(path)?, CLASSIFY_SIZE, CLASSIFY_SIZE);
+        let img = match image_io::load_rgb(path) {
+            Ok(img) => image_io::resize_exact(&img, CLASSIFY_SIZE, CLASSIFY_SIZE),
+            Err(e) => {
+                let error = format!("{e:#}").replace('\n', " ");
+                if common.json {
+                    outln!("{}", json!({"image": path, "error": error}))?;
+                }
+                if images.len() == 1 {
+                    return Err(e);
+                }
+                eprintln!("error: {error}");
+                unreadable += 1;
+                continue;
+            }
+        };
         plan.run(&ctx, &image_io::to_chw(&img))?;
         let logits = plan.read_logits(&ctx)?;
+        weights::check_activations("the logits", &logits)
+            .with_context(|| format!("weights {}", weights_path.display()))?;
         let mut order: Vec<usize> = (0..logits.len()).collect();
         order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
         let best: Vec<_> = order
@@ -85,24 +104,27 @@ fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &Comm
             .map(|&i| json!({"index": i, "label": labels.get(i).cloned().unwrap_or_default(), "score": logits[i]}))
             .collect();
         if common.json {
-            println!("{}", json!({"image": path, "top": best}));
+            outln!("{}", json!({"image": path, "top": best}))?;
         } else {
-            println!("{}", path.display());
+            outln!("{}", path.display())?;
             for b in &best {
-                println!(
+                outln!(
                     "  {:>5}  {:>8.3}  {}",
                     b["index"],
                     b["score"].as_f64().unwrap_or(f64::NAN),
                     b["label"].as_str().unwrap_or("")
-                );
+                )?;
             }
         }
+    }
+    if unreadable > 0 {
+        bail!("{unreadable} of {} images could not be classified (each is reported above)", images.len());
     }
     Ok(())
 }
 
 fn features(image: &Path, names: &[String], out: &Path, size: Option<u32>, common: &CommonArgs) -> Result<()> {
-    let (ctx, fnet, _) = open(common)?;
+    let (ctx, fnet, weights_path) = open(common)?;
     let ids = names.iter().map(|n| fnet.net.arch.parse_layer(n)).collect::<Result<Vec<_>>>()?;
     if let Some(dup) = ids.iter().enumerate().find_map(|(i, id)| ids[..i].contains(id).then_some(id)) {
         bail!("layer \"{dup}\" is listed twice in --layers");
@@ -125,6 +147,8 @@ fn features(image: &Path, names: &[String], out: &Path, size: Option<u32>, commo
     for &id in &ids {
         let (&info, _) = plan.layer_buffer(id)?;
         let data = plan.read_layer(&ctx, id)?;
+        weights::check_activations(&format!("layer {id}"), &data)
+            .with_context(|| format!("weights {}", weights_path.display()))?;
         tensors.push((info, bytemuck::cast_slice::<f32, u8>(&data).to_vec()));
     }
     let views = tensors
@@ -139,9 +163,9 @@ fn features(image: &Path, names: &[String], out: &Path, size: Option<u32>, commo
     if common.json {
         let layers: Vec<_> =
             tensors.iter().map(|(i, _)| json!({"name": i.id, "shape": [1, i.channels, i.height, i.width]})).collect();
-        println!("{}", json!({"image": image, "output": out, "width": w, "height": h, "layers": layers}));
+        outln!("{}", json!({"image": image, "output": out, "width": w, "height": h, "layers": layers}))?;
     } else {
-        println!("wrote {} layer(s) of {} ({}x{}) to {}", tensors.len(), image.display(), w, h, out.display());
+        outln!("wrote {} layer(s) of {} ({}x{}) to {}", tensors.len(), image.display(), w, h, out.display())?;
     }
     Ok(())
 }
@@ -166,11 +190,11 @@ fn layers(size: &str, arch: Option<arch::Arch>, weights_path: Option<&Path>, jso
     };
     let layers = arch::layers(arch, padding, w, h);
     if json {
-        println!("{}", json!({"arch": arch, "padding": padding, "width": w, "height": h, "layers": layers}));
+        outln!("{}", json!({"arch": arch, "padding": padding, "width": w, "height": h, "layers": layers}))?;
     } else {
-        println!("{} ({:?} padding), input {}x{}", arch.name(), padding, w, h);
+        outln!("{} ({:?} padding), input {}x{}", arch.name(), padding, w, h)?;
         for l in layers {
-            println!("  {:<18} {:>4} x {:>4} x {:>4}", l.id, l.channels, l.height, l.width);
+            outln!("  {:<18} {:>4} x {:>4} x {:>4}", l.id, l.channels, l.height, l.width)?;
         }
     }
     Ok(())

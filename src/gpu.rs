@@ -35,6 +35,40 @@ impl BackendChoice {
     }
 }
 
+impl BackendChoice {
+    /// Every choice, in the order `--backend` lists them.
+    const ALL: [BackendChoice; 4] =
+        [BackendChoice::Vulkan, BackendChoice::Metal, BackendChoice::Dx12, BackendChoice::Gl];
+
+    /// The name `--backend` takes.
+    fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Vulkan => "vulkan",
+            BackendChoice::Metal => "metal",
+            BackendChoice::Dx12 => "dx12",
+            BackendChoice::Gl => "gl",
+        }
+    }
+}
+
+/// Fails, naming the backends this build has, when the chosen one is not compiled in for this
+/// platform (Metal off Apple systems, DX12 off Windows).
+pub fn check_backend_available(choice: Option<BackendChoice>) -> Result<()> {
+    let built = wgpu::Instance::enabled_backend_features();
+    match choice {
+        Some(c) if !built.contains(c.backends()) => {
+            let available: Vec<&str> =
+                BackendChoice::ALL.iter().filter(|b| built.contains(b.backends())).map(|b| b.name()).collect();
+            bail!(
+                "the {} backend is not available on this platform; available here: {}",
+                c.name(),
+                available.join(", ")
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
 /// How to choose the device.
 #[derive(Clone, Debug, Default)]
 pub struct DeviceRequest {
@@ -161,6 +195,7 @@ pub struct GpuContext {
 impl GpuContext {
     /// Opens a device as requested. Fails with a one-line message when no adapter matches.
     pub fn new(request: &DeviceRequest) -> Result<Self> {
+        check_backend_available(request.backend)?;
         let instance = instance(request.backend);
         let adapter = pick_adapter(&instance, request, None)?;
         Self::open(&adapter, request)
@@ -171,6 +206,7 @@ impl GpuContext {
         request: &DeviceRequest,
         window: impl Into<wgpu::SurfaceTarget<'static>>,
     ) -> Result<(Self, PresentSurface)> {
+        check_backend_available(request.backend)?;
         let instance = instance(request.backend);
         let surface = instance.create_surface(window).context("cannot create a surface for the window")?;
         let adapter = pick_adapter(&instance, request, Some(&surface))?;

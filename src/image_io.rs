@@ -1,32 +1,104 @@
 //! Reading images into the planar RGB layout the kernels use, and resizing them.
+//!
+//! Every image is read the way a viewer shows it: turned upright by its EXIF orientation, and with
+//! any transparency composited onto white.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use image::{ImageFormat, ImageReader, RgbImage, imageops::FilterType};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage, imageops::FilterType};
 
-/// Reads only the header: the image's width and height.
+use crate::input;
+
+/// Largest image file read, in bytes (256 MiB); larger files are refused before reading.
+pub const MAX_IMAGE_FILE_BYTES: u64 = 256 << 20;
+
+/// Reads only the header: the image's width and height once turned upright.
 pub fn dimensions(path: &Path) -> Result<(u32, u32)> {
-    ImageReader::open(path)
+    input::check_regular_file(path, "image", MAX_IMAGE_FILE_BYTES)?;
+    let mut decoder = ImageReader::open(path)
         .with_context(|| format!("cannot open image {}", path.display()))?
         .with_guessed_format()
         .with_context(|| format!("cannot read image {}", path.display()))?
-        .into_dimensions()
-        .map_err(|e| anyhow::anyhow!("cannot read image {}: {}", path.display(), e))
+        .into_decoder()
+        .map_err(|e| anyhow::anyhow!("cannot read image {}: {}", path.display(), e))?;
+    let (w, h) = decoder.dimensions();
+    Ok(if swaps_sides(orientation(&mut decoder)) { (h, w) } else { (w, h) })
 }
 
-/// Decodes an image file to 8-bit RGB. Truncated files are errors, also for JPEG, whose decoder
-/// would otherwise fill the missing part with gray.
+/// Decodes an image file to 8-bit RGB, upright (EXIF orientation applied) and with transparency
+/// composited onto white. Truncated files are errors, also for JPEG, whose decoder would
+/// otherwise fill the missing part with gray. Only regular files of at most
+/// [`MAX_IMAGE_FILE_BYTES`] are read.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot open image {}", path.display()))?;
+    let bytes = input::read_regular_file(path, "image", MAX_IMAGE_FILE_BYTES)?;
     let reader = ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
         .with_context(|| format!("cannot read image {}", path.display()))?;
     if reader.format() == Some(ImageFormat::Jpeg) && !jpeg_is_complete(&bytes) {
         bail!("cannot decode image {}: the JPEG data is truncated (no end-of-image marker)", path.display());
     }
-    let img = reader.decode().map_err(|e| anyhow::anyhow!("cannot decode image {}: {}", path.display(), e))?;
-    Ok(img.to_rgb8())
+    let mut decoder = reader.into_decoder().map_err(|e| decode_error(path, None, e))?;
+    let size = decoder.dimensions();
+    let orientation = orientation(&mut decoder);
+    let needed = decoder.total_bytes();
+    if image::Limits::default().max_alloc.is_some_and(|max| needed > max) {
+        return Err(decode_error(
+            path,
+            Some(size),
+            ImageError::Limits(image::error::LimitErrorKind::InsufficientMemory.into()),
+        ));
+    }
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, Some(size), e))?;
+    img.apply_orientation(orientation);
+    Ok(onto_white(img))
+}
+
+/// The EXIF orientation, or none when the file has no (readable) orientation tag.
+fn orientation(decoder: &mut impl ImageDecoder) -> Orientation {
+    decoder.orientation().unwrap_or(Orientation::NoTransforms)
+}
+
+/// Whether turning the image upright exchanges its width and height.
+fn swaps_sides(o: Orientation) -> bool {
+    matches!(
+        o,
+        Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH
+    )
+}
+
+/// A one-line decoding error; the decoder's memory limit is explained with the image's size.
+fn decode_error(path: &Path, size: Option<(u32, u32)>, e: ImageError) -> anyhow::Error {
+    match (e, size) {
+        (ImageError::Limits(_), Some((w, h))) => {
+            let max = image::Limits::default().max_alloc.unwrap_or(u64::MAX);
+            anyhow::anyhow!(
+                "cannot decode image {}: at {w}x{h} pixels it needs more memory than the decoder's {} MiB limit; \
+                 downscale it (e.g. to at most 8000 pixels on its longer side) and try again",
+                path.display(),
+                max >> 20
+            )
+        }
+        (e, _) => anyhow::anyhow!("cannot decode image {}: {}", path.display(), e),
+    }
+}
+
+/// RGB, with any transparency composited onto white (as a viewer shows it).
+fn onto_white(img: DynamicImage) -> RgbImage {
+    if !img.color().has_alpha() {
+        return img.to_rgb8();
+    }
+    let rgba = img.to_rgba16();
+    let (w, h) = rgba.dimensions();
+    RgbImage::from_fn(w, h, |x, y| {
+        let [r, g, b, a] = rgba.get_pixel(x, y).0.map(u64::from);
+        let over_white = |c: u64| {
+            let c16 = (c * a + 65535 * (65535 - a) + 32767) / 65535;
+            ((c16 * 255 + 32767) / 65535) as u8
+        };
+        image::Rgb([over_white(r), over_white(g), over_white(b)])
+    })
 }
 
 /// Whether the JPEG's marker segments run, through every scan, up to an end-of-image marker

@@ -16,6 +16,7 @@ pub mod bench;
 pub mod engine;
 pub mod gpu;
 pub mod image_io;
+pub mod input;
 pub mod kernels;
 pub mod model;
 pub mod profile;

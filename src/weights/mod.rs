@@ -4,6 +4,7 @@ mod tflite;
 #[rustfmt::skip]
 pub mod tflite_schema;
 mod torchvision;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::arch::{Arch, BlockPart, ConvSpec, LayerId, LayerOp, LayerSpec};
+use crate::input;
 use crate::model::{Block, Conv, Network, SqueezeExcite};
+
+pub use validate::{MAX_MAGNITUDE, check_activations};
+
+/// Largest weights file read, in bytes (1 GiB); larger files are refused before reading.
+pub const MAX_WEIGHTS_FILE_BYTES: u64 = 1 << 30;
 
 /// Environment variable naming the default weights file.
 pub const WEIGHTS_ENV: &str = "NEURAL_STYLE_WEIGHTS";
@@ -30,17 +37,32 @@ pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
-/// Loads a network from a `.tflite` or `.safetensors` file (chosen by content, not extension).
+/// Loads a network from a `.tflite` or `.safetensors` file (chosen by content, not extension):
+/// a regular file of at most [`MAX_WEIGHTS_FILE_BYTES`].
 pub fn load(path: &Path) -> Result<Network> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read weights {}", path.display()))?;
-    let net = if bytes.len() >= 8 && &bytes[4..8] == b"TFL3" {
-        tflite::load(&bytes)
-    } else if looks_like_safetensors(&bytes) {
-        torchvision::load(&bytes)
-    } else {
+    let bytes = input::read_regular_file(path, "weights", MAX_WEIGHTS_FILE_BYTES)?;
+    if !looks_like_tflite(&bytes) && !looks_like_safetensors(&bytes) {
         bail!("{} is neither a TFLite model nor a safetensors file", path.display());
+    }
+    load_bytes(&bytes).with_context(|| format!("weights {}", path.display()))
+}
+
+/// Reads a network from the bytes of a `.tflite` or `.safetensors` file, checking that every
+/// tensor is finite and plausible.
+pub fn load_bytes(bytes: &[u8]) -> Result<Network> {
+    let net = if looks_like_tflite(bytes) {
+        tflite::load(bytes)?
+    } else if looks_like_safetensors(bytes) {
+        torchvision::load(bytes)?
+    } else {
+        bail!("neither a TFLite model nor a safetensors file");
     };
-    net.with_context(|| format!("weights {}", path.display()))
+    validate::network(&net)?;
+    Ok(net)
+}
+
+fn looks_like_tflite(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && &bytes[4..8] == b"TFL3"
 }
 
 fn looks_like_safetensors(bytes: &[u8]) -> bool {

@@ -32,9 +32,16 @@ impl TensorInfo<'_> {
         self.shape.iter().product()
     }
 
+    /// Dequantizes a constant tensor and checks that every value is finite and plausible.
+    fn dequantize(&self) -> Result<Vec<f32>> {
+        let values = self.dequantize_unchecked()?;
+        super::validate::tensor_values(&self.name, &values)?;
+        Ok(values)
+    }
+
     /// Dequantizes a constant tensor: real = (q − zero_point) · scale, per channel when the
     /// tensor has one scale per slice of its quantized dimension.
-    fn dequantize(&self) -> Result<Vec<f32>> {
+    fn dequantize_unchecked(&self) -> Result<Vec<f32>> {
         let n = self.elements();
         let elem = match self.dtype {
             fb::TensorType::FLOAT32 | fb::TensorType::INT32 => 4,
@@ -136,6 +143,12 @@ pub fn load(bytes: &[u8]) -> Result<Network> {
     for t in graph.tensors().context("TFLite subgraph has no tensors")? {
         let q = t.quantization();
         let data = buffers.iter().nth(t.buffer() as usize).and_then(|b| b.data()).map(|d| d.bytes()).unwrap_or(&[]);
+        if !data.is_empty() {
+            super::validate::constant_shape(
+                t.name().unwrap_or(""),
+                &t.shape().map(|s| s.iter().collect::<Vec<_>>()).unwrap_or_default(),
+            )?;
+        }
         tensors.push(TensorInfo {
             name: t.name().unwrap_or("").to_string(),
             shape: t.shape().map(|s| s.iter().map(|d| d.max(0) as usize).collect()).unwrap_or_default(),

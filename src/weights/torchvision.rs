@@ -62,7 +62,9 @@ impl Reader<'_, '_> {
         if t.dtype() != Dtype::F32 {
             bail!("tensor {name:?} has dtype {:?}; only F32 safetensors are supported", t.dtype());
         }
-        Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+        let values: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        super::validate::tensor_values(name, &values)?;
+        Ok(values)
     }
 
     /// The module computing layer `id`: `features.0` (stem), `features.{i + 1}.block.{j}` (the
@@ -99,6 +101,7 @@ impl Reader<'_, '_> {
         let beta = self.tensor(&format!("{prefix}.1.bias"), &[out])?;
         let mean = self.tensor(&format!("{prefix}.1.running_mean"), &[out])?;
         let var = self.tensor(&format!("{prefix}.1.running_var"), &[out])?;
+        super::validate::variance(&format!("{prefix}.1.running_var"), &var)?;
         let per_out = weight.len() / out;
         let mut bias = vec![0.0; out];
         for o in 0..out {

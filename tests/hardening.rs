@@ -1,0 +1,393 @@
+//! Hostile and unusual input, one test per kind: EXIF orientation, transparency, corrupt weights
+//! (on load and in the activations), a full or closed stdout, devices and oversized files, decoder
+//! memory limits, misleading messages, and batches of images with bad ones among them.
+
+mod common;
+#[path = "support/synthetic.rs"]
+mod synthetic;
+#[path = "support/tflite_edit.rs"]
+mod tflite_edit;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use neural_style::{image_io, weights};
+
+fn neural_style(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(args)
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .output()
+        .expect("run neural-style")
+}
+
+/// The tool failed with exactly one line on stderr, starting with "error:", containing `needle`.
+fn assert_one_line_error(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "not an error line: {stderr}");
+    assert!(lines[0].contains(needle), "error {:?} does not mention {needle:?}", lines[0]);
+}
+
+/// An error's whole chain on one line, as the tool prints it.
+fn one_line<T>(r: anyhow::Result<T>) -> String {
+    let Err(e) = r else { panic!("expected an error") };
+    let msg = format!("{e:#}");
+    assert!(!msg.contains('\n'), "not one line: {msg}");
+    msg
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+// Group 1: EXIF orientation.
+
+#[test]
+fn exif_orientation_is_applied_to_jpeg_and_png_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = synthetic::red_left_blue_right(64, 32);
+    for (name, format) in [("phone.jpg", image::ImageFormat::Jpeg), ("phone.png", image::ImageFormat::Png)] {
+        let path = dir.path().join(name);
+        // Orientation 6: the stored picture must be turned 90° clockwise to be upright, so its
+        // left (red) half ends up on top.
+        std::fs::write(&path, synthetic::encode(&img, format, Some(6))).unwrap();
+        assert_eq!(image_io::dimensions(&path).unwrap(), (32, 64), "{name}: header dimensions");
+        let loaded = image_io::load_rgb(&path).unwrap();
+        assert_eq!(loaded.dimensions(), (32, 64), "{name}");
+        let top = loaded.get_pixel(16, 8);
+        let bottom = loaded.get_pixel(16, 56);
+        assert!(top[0] > 200 && top[2] < 60, "{name}: top should be red, is {top:?}");
+        assert!(bottom[2] > 200 && bottom[0] < 60, "{name}: bottom should be blue, is {bottom:?}");
+        // Without the tag nothing turns.
+        std::fs::write(&path, synthetic::encode(&img, format, None)).unwrap();
+        assert_eq!(image_io::load_rgb(&path).unwrap().dimensions(), (64, 32), "{name}");
+    }
+}
+
+#[test]
+fn features_reports_the_upright_size_of_a_rotated_photo() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("portrait.jpg");
+    std::fs::write(
+        &photo,
+        synthetic::encode(&synthetic::red_left_blue_right(48, 32), image::ImageFormat::Jpeg, Some(6)),
+    )
+    .unwrap();
+    let out_path = dir.path().join("f.safetensors");
+    let out = neural_style(&["features", path_str(&photo), "--layers", "stem", "--out", path_str(&out_path), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(32), Some(48)));
+}
+
+// Group 2: transparency.
+
+#[test]
+fn transparent_pixels_are_composited_onto_white() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alpha.png");
+    // Left column: fully transparent black; right column: half-transparent red.
+    let img =
+        image::RgbaImage::from_fn(
+            2,
+            1,
+            |x, _| if x == 0 { image::Rgba([0, 0, 0, 0]) } else { image::Rgba([255, 0, 0, 128]) },
+        );
+    img.save(&path).unwrap();
+    let loaded = image_io::load_rgb(&path).unwrap();
+    assert_eq!(loaded.get_pixel(0, 0).0, [255, 255, 255]);
+    let half = loaded.get_pixel(1, 0).0;
+    assert_eq!(half[0], 255);
+    assert!((126..=128).contains(&half[1]) && half[1] == half[2], "half-transparent red over white: {half:?}");
+}
+
+// Group 3: corrupt weights.
+
+#[test]
+fn non_finite_tflite_scales_are_rejected_naming_the_tensor() {
+    let real = std::fs::read(default_weights()).unwrap();
+    let fields = tflite_edit::tensor_fields(&real);
+    let stem = tflite_edit::stem_weights(&real, &fields);
+    // Bias tensors are int32 with a scale.
+    let bias = fields
+        .iter()
+        .find(|t| {
+            t.dtype == neural_style::weights::tflite_schema::tflite::TensorType::INT32
+                && t.scale.is_some()
+                && t.data.is_some()
+        })
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (t, value) in [(stem, f32::NAN), (bias, f32::INFINITY), (stem, 1e30)] {
+        let mut bytes = real.clone();
+        tflite_edit::put_f32(&mut bytes, t.scale.clone().unwrap().start, value);
+        let path = dir.path().join("bad.tflite");
+        std::fs::write(&path, &bytes).unwrap();
+        let msg = one_line(weights::load(&path));
+        assert!(msg.contains(&format!("{:?}", t.name)), "{value}: {msg:?} does not name {:?}", t.name);
+    }
+}
+
+#[test]
+fn non_finite_or_negative_variance_torchvision_tensors_are_rejected_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.safetensors");
+    std::fs::write(&path, synthetic::safetensors_bytes(&synthetic::torchvision_small(|_, _| {}))).unwrap();
+    weights::load(&path).expect("the unedited synthetic weights load");
+    let cases: [(&str, f32); 3] = [
+        ("features.3.block.0.0.weight", f32::NAN),
+        ("features.0.1.bias", f32::NEG_INFINITY),
+        ("features.2.block.1.1.running_var", -0.5),
+    ];
+    for (victim, value) in cases {
+        let tensors = synthetic::torchvision_small(|name, v| {
+            if name == victim {
+                v[1] = value;
+            }
+        });
+        std::fs::write(&path, synthetic::safetensors_bytes(&tensors)).unwrap();
+        let msg = one_line(weights::load(&path));
+        assert!(msg.contains(victim), "{victim} = {value}: {msg:?}");
+    }
+}
+
+/// The real model with every constant's scale times 10: each value is plausible, but the
+/// activations grow tenfold per layer.
+fn exploding_weights(dir: &Path) -> std::path::PathBuf {
+    let mut bytes = std::fs::read(default_weights()).unwrap();
+    for t in tflite_edit::tensor_fields(&bytes.clone()) {
+        if let (Some(scale), Some(_)) = (&t.scale, &t.data) {
+            for at in scale.clone().step_by(4) {
+                let v = tflite_edit::get_f32(&bytes, at);
+                tflite_edit::put_f32(&mut bytes, at, v * 10.0);
+            }
+        }
+    }
+    let path = dir.join("exploding.tflite");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn exploding_activations_are_reported_as_corrupt_weights() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = exploding_weights(dir.path());
+    let img = shared().join("images/cat.png");
+    let out = neural_style(&["classify", "--weights", path_str(&w), path_str(&img)]);
+    assert_one_line_error(&out, "weights look corrupt");
+    assert!(out.stdout.is_empty(), "printed scores: {}", String::from_utf8_lossy(&out.stdout));
+    let out_path = dir.path().join("f.safetensors");
+    let out = neural_style(&[
+        "features",
+        path_str(&img),
+        "--weights",
+        path_str(&w),
+        "--layers",
+        "head",
+        "--size",
+        "64",
+        "--out",
+        path_str(&out_path),
+    ]);
+    assert_one_line_error(&out, "weights look corrupt");
+    assert!(!out_path.exists());
+}
+
+// Group 11: a full or closed stdout.
+
+#[cfg(unix)]
+#[test]
+fn full_stdout_is_a_one_line_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = shared().join("images/cat.png");
+    let out_path = dir.path().join("f.safetensors");
+    let mut commands: Vec<Vec<&str>> = vec![vec!["layers"], vec!["layers", "--json"], vec!["devices", "--json"]];
+    if gpu().is_some() {
+        commands.push(vec!["devices"]);
+        commands.push(vec!["classify", path_str(&img)]);
+        commands.push(vec!["classify", "--json", path_str(&img)]);
+        commands.push(vec![
+            "features",
+            path_str(&img),
+            "--layers",
+            "stem",
+            "--size",
+            "32",
+            "--out",
+            path_str(&out_path),
+        ]);
+    }
+    for args in commands {
+        let out = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+            .args(&args)
+            .env("NEURAL_STYLE_WEIGHTS", default_weights())
+            .stdout(std::fs::File::create("/dev/full").unwrap())
+            .output()
+            .unwrap();
+        assert_ne!(out.status.code(), Some(101), "{args:?} panicked: {}", String::from_utf8_lossy(&out.stderr));
+        assert_one_line_error(&out, "cannot write to standard output");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn closed_stdout_ends_listing_commands_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [vec!["layers"], vec!["devices", "--json"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+            .args(&args)
+            .env("NEURAL_STYLE_WEIGHTS", default_weights())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.stderr.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() || out.status.signal() == Some(libc::SIGPIPE), "{args:?}: {:?}", out.status);
+    }
+}
+
+// Group 12: devices and oversized files.
+
+#[cfg(unix)]
+#[test]
+fn device_files_are_refused_before_reading() {
+    let msg = one_line(image_io::load_rgb(Path::new("/dev/zero")));
+    assert!(msg.contains("/dev/zero") && msg.contains("not a regular file"), "{msg}");
+    let msg = one_line(image_io::dimensions(Path::new("/dev/zero")));
+    assert!(msg.contains("not a regular file"), "{msg}");
+    let msg = one_line(weights::load(Path::new("/dev/zero")));
+    assert!(msg.contains("/dev/zero") && msg.contains("not a regular file"), "{msg}");
+    assert_one_line_error(&neural_style(&["layers", "--weights", "/dev/zero"]), "not a regular file");
+}
+
+#[test]
+fn files_above_the_size_caps_are_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sparse files: no disk space used.
+    let big_image = dir.path().join("big.png");
+    std::fs::File::create(&big_image).unwrap().set_len(image_io::MAX_IMAGE_FILE_BYTES + 1).unwrap();
+    let msg = one_line(image_io::load_rgb(&big_image));
+    assert!(msg.contains("big.png") && msg.contains("256 MiB"), "{msg}");
+    let big_weights = dir.path().join("big.tflite");
+    std::fs::File::create(&big_weights).unwrap().set_len(weights::MAX_WEIGHTS_FILE_BYTES + 1).unwrap();
+    let msg = one_line(weights::load(&big_weights));
+    assert!(msg.contains("big.tflite") && msg.contains("1024 MiB"), "{msg}");
+}
+
+// Group 13: decoder memory limit.
+
+#[test]
+fn decoder_memory_limit_names_file_size_limit_and_remedy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.png");
+    std::fs::write(&path, synthetic::png_header_only(20_000, 20_000)).unwrap();
+    let msg = one_line(image_io::load_rgb(&path));
+    for needle in ["huge.png", "20000x20000", "512 MiB", "downscale"] {
+        assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
+    }
+}
+
+// Group 14: messages that mislead.
+
+#[test]
+fn negative_numbers_are_values_not_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = shared().join("images/cat.png");
+    let out_path = dir.path().join("o.png");
+    let base = ["stylize", "--content", path_str(&img), "--style", path_str(&img), "--output", path_str(&out_path)];
+    for (flag, value) in
+        [("--size", "-5"), ("--style-scale", "-2"), ("--learning-rate", "-1"), ("--lbfgs-history", "-3")]
+    {
+        let mut args = base.to_vec();
+        args.extend([flag, value]);
+        let out = neural_style(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        assert!(!stderr.contains("unexpected argument"), "{flag} {value}: {stderr}");
+        // The range check answers, naming the option or the value.
+        assert!(stderr.contains(value) || stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
+    let out = neural_style(&["features", path_str(&img), "--layers", "stem", "--out", "x.safetensors", "--size", "-5"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("unexpected argument"));
+    let out = neural_style(&["classify", "--top", "-1", path_str(&img)]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("unexpected argument"));
+}
+
+#[test]
+fn negative_tflite_dimension_is_reported_as_negative() {
+    let mut bytes = std::fs::read(default_weights()).unwrap();
+    let fields = tflite_edit::tensor_fields(&bytes);
+    let stem = tflite_edit::stem_weights(&bytes, &fields);
+    tflite_edit::put_i32(&mut bytes, stem.shape.start, -1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dynamic.tflite");
+    std::fs::write(&path, &bytes).unwrap();
+    let msg = one_line(weights::load(&path));
+    assert!(msg.contains("[-1, 3, 3, 3]") && msg.contains(&stem.name), "{msg}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn backends_missing_on_this_platform_are_named_as_such() {
+    for backend in ["metal", "dx12"] {
+        let out = neural_style(&["devices", "--backend", backend]);
+        assert_one_line_error(&out, &format!("the {backend} backend is not available on this platform"));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("vulkan"));
+        let img = shared().join("images/cat.png");
+        let out = neural_style(&["classify", "--backend", backend, path_str(&img)]);
+        assert_one_line_error(&out, "not available on this platform");
+    }
+}
+
+// Group 15: classify goes through the whole batch.
+
+#[test]
+fn classify_reports_every_bad_image_and_still_classifies_the_rest() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cat = shared().join("images/cat.png");
+    let missing = dir.path().join("missing.png");
+    let text = dir.path().join("notes.jpg");
+    std::fs::write(&text, "not an image").unwrap();
+    let images = [path_str(&cat), path_str(&missing), path_str(&text), path_str(&cat)];
+    let mut args = vec!["classify", "--json", "--top", "1"];
+    args.extend(images);
+    let out = neural_style(&args);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4, "one JSON line per image: {lines:?}");
+    for (line, image) in lines.iter().zip(images) {
+        assert_eq!(line["image"], image);
+    }
+    assert_eq!(lines[0]["top"][0]["index"], 286);
+    assert_eq!(lines[3]["top"][0]["index"], 286);
+    for (i, bad) in [(1, "missing.png"), (2, "notes.jpg")] {
+        assert!(lines[i]["error"].as_str().unwrap().contains(bad), "{:?}", lines[i]);
+        assert!(stderr.lines().any(|l| l.starts_with("error: ") && l.contains(bad)), "stderr lacks {bad}: {stderr}");
+    }
+    assert!(stderr.lines().last().unwrap().contains("2 of 4 images"), "{stderr}");
+    // Without --json the good ones are printed as text, the bad ones only on stderr.
+    let mut args = vec!["classify", "--top", "1"];
+    args.extend(images);
+    let out = neural_style(&args);
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("Egyptian cat").count(), 2);
+}
