@@ -61,13 +61,13 @@ pub fn download(url: &str, timeout: Duration, mut progress: impl FnMut(u64, Opti
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                let received = data.len();
-                let e = match e.into_inner().map(|inner| inner.downcast::<ureq::Error>()) {
-                    Some(Ok(ureq_error)) => describe(*ureq_error, url, timeout),
-                    Some(Err(inner)) => anyhow!("download of {url} failed: {inner}"),
-                    None => anyhow!("download of {url} failed"),
+                let e = match e.get_ref().is_some_and(|inner| inner.is::<ureq::Error>()) {
+                    true => *e.into_inner().and_then(|inner| inner.downcast().ok()).expect("checked"),
+                    false => ureq::Error::Io(e),
                 };
-                return Err(e.context(format!("after {received} bytes")));
+                let received = data.len();
+                let total = total.map_or_else(|| "?".to_string(), |t| t.to_string());
+                return Err(anyhow!("{} (received {received} of {total} bytes)", describe(e, url, timeout)));
             }
         };
         if n == 0 {

@@ -236,11 +236,11 @@ pub fn unpack(bytes: Vec<u8>, source_name: &str, preferred: Option<&str>) -> Res
     }
 }
 
-/// Checks a file and installs it into the cache as `file_name`: the checksum when one is expected,
+/// Checks a file and installs it into the cache as `file_name` (labels as [`LABELS_FILE`]): the checksum when one is expected,
 /// then by loading it (a model against the architecture tables, labels by counting them). A model
 /// also becomes the default. On any error nothing is written.
 pub fn install(file_name: &str, bytes: &[u8], kind: Kind, expected_sha256: Option<&str>) -> Result<Installed> {
-    let file_name = plain_file_name(file_name)?;
+    let file_name = plain_file_name(if kind == Kind::Labels { LABELS_FILE } else { file_name })?;
     let sha256 = sha256_hex(bytes);
     if let Some(expected) = expected_sha256
         && !expected.eq_ignore_ascii_case(&sha256)
@@ -273,11 +273,10 @@ pub fn install(file_name: &str, bytes: &[u8], kind: Kind, expected_sha256: Optio
     };
     let dir = cache_dir()?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let installed_name = if kind == Kind::Labels { LABELS_FILE } else { file_name };
-    let path = dir.join(installed_name);
+    let path = dir.join(file_name);
     atomic::write(&path, bytes)?;
     if arch.is_some() {
-        atomic::write(&dir.join(DEFAULT_POINTER), format!("{installed_name}\n").as_bytes())?;
+        atomic::write(&dir.join(DEFAULT_POINTER), format!("{file_name}\n").as_bytes())?;
     }
     Ok(Installed { path, bytes: bytes.len() as u64, sha256, checksum_verified: expected_sha256.is_some(), arch })
 }
