@@ -506,7 +506,9 @@ fn weights_list() -> Result<()> {
     println!("cache directory: {}", dir.display());
     match weights::resolve_path(None) {
         Ok(path) => println!("default weights: {}", path.display()),
-        Err(_) => println!("default weights: none (run `neural-style weights fetch` or `neural-style weights import FILE`)"),
+        Err(_) => {
+            println!("default weights: none (run `neural-style weights fetch` or `neural-style weights import FILE`)")
+        }
     }
     let installed = store::installed_files()?;
     for asset in Asset::ALL {

@@ -64,7 +64,9 @@ fn answer(mut stream: TcpStream, reply: &Reply) {
         request.push(byte[0]);
     }
     let head = |status: &str, length: usize| {
-        format!("HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n")
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        )
     };
     // Write errors are ignored: the client may give up first, which is what some tests check.
     let _ = match reply {
@@ -315,7 +317,10 @@ fn import_installs_a_local_model_as_the_default_and_list_shows_it() {
     assert_one_line_error(&out, "has 2 labels");
     assert!(!cache.join("imagenet_labels.txt").exists());
     let out = neural_style(&cache, &["weights", "path"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), cache.join(int8_model().file_name().unwrap()).to_str().unwrap());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        cache.join(int8_model().file_name().unwrap()).to_str().unwrap()
+    );
 }
 
 #[test]
