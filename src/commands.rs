@@ -518,7 +518,8 @@ fn weights_list() -> Result<()> {
         println!("    {}", info.url);
         match info.sha256 {
             Some(sha) => println!("    sha256 {sha}"),
-            None => println!("    sha256 unknown (checked by loading it)"),
+            None if info.arch.is_some() => println!("    sha256 unknown (checked by loading it)"),
+            None => println!("    sha256 unknown (checked by counting its labels)"),
         }
         match installed.iter().find(|(p, _)| p.file_name().is_some_and(|n| n == info.file_name)) {
             Some((path, bytes)) => println!("    installed: {} ({})", path.display(), megabytes(*bytes)),
