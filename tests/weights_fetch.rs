@@ -146,6 +146,19 @@ fn explicit_weights_come_before_the_environment_and_the_installed_default() {
     assert_success(&out);
 }
 
+#[test]
+fn readme_shows_the_current_help_of_weights() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for sub in [None, Some("list"), Some("fetch"), Some("import"), Some("path")] {
+        let args: Vec<&str> = ["weights"].into_iter().chain(sub).chain(["-h"]).collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_neural-style")).args(&args).output().unwrap();
+        assert_success(&out);
+        let help = String::from_utf8(out.stdout).unwrap();
+        let shown = format!("$ neural-style {}\n{}", args.join(" "), help.trim_end());
+        assert!(readme.contains(&shown), "README.md lacks the current output of `neural-style {}`", args.join(" "));
+    }
+}
+
 /// Downloads from a server on 127.0.0.1 (the `fetch` feature).
 #[cfg(feature = "fetch")]
 mod fetch {
