@@ -90,6 +90,12 @@ pub enum Command {
         #[arg(long)]
         adapter: Option<String>,
     },
+    /// Download, import and show the installed weights (the model every command uses by default).
+    Weights {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: WeightsCommand,
+    },
     /// List every layer name with its shape for an input size.
     Layers {
         /// Input size as WxH (or N for NxN).
@@ -98,7 +104,8 @@ pub enum Command {
         /// Architecture when no weights are given (the weights' own architecture wins otherwise).
         #[arg(long, value_enum)]
         arch: Option<Arch>,
-        /// Weights file (.tflite or .safetensors); default: $NEURAL_STYLE_WEIGHTS.
+        /// Weights file (.tflite or .safetensors); default: $NEURAL_STYLE_WEIGHTS, else the installed
+        /// default (`neural-style weights path`).
         #[arg(long)]
         weights: Option<PathBuf>,
         /// Print JSON instead of a table.
@@ -107,10 +114,43 @@ pub enum Command {
     },
 }
 
+/// `neural-style weights …`.
+#[derive(Subcommand, Debug)]
+pub enum WeightsCommand {
+    /// The known downloads (URL, checksum), what is installed, and the default model.
+    List,
+    /// Download a known model (default: small-float) and the ImageNet labels, check them, and install
+    /// them into the cache directory ($NEURAL_STYLE_CACHE_DIR, else the user's cache dir).
+    Fetch {
+        /// Which download.
+        #[arg(value_enum)]
+        name: Option<neural_style::weights::store::Asset>,
+        /// Download from this address instead (a .tgz, .tflite, .safetensors or, for `labels`, .txt);
+        /// only this file is fetched.
+        #[arg(long)]
+        url: Option<String>,
+        /// Expected SHA-256 of the model file (after unpacking); default: the known one, if any.
+        #[arg(long)]
+        sha256: Option<String>,
+    },
+    /// Check a local file (.tflite, .safetensors, a .tgz release, or a labels .txt) and install it.
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// Expected SHA-256 of the model file (after unpacking).
+        #[arg(long)]
+        sha256: Option<String>,
+    },
+    /// Print the weights file the other commands use without --weights: $NEURAL_STYLE_WEIGHTS, else the
+    /// installed default.
+    Path,
+}
+
 /// Options shared by the commands that run the network.
 #[derive(Args, Debug)]
 pub struct CommonArgs {
-    /// Weights file (.tflite or .safetensors); default: $NEURAL_STYLE_WEIGHTS.
+    /// Weights file (.tflite or .safetensors); default: $NEURAL_STYLE_WEIGHTS, else the installed
+    /// default (`neural-style weights path`).
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Graphics API to use.

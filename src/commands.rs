@@ -12,7 +12,7 @@ use neural_style::stylize::{OptionError, OptionName};
 use neural_style::{atomic, image_io, weights};
 use serde_json::json;
 
-use crate::cli::{Command, CommonArgs, StylizeArgs};
+use crate::cli::{Command, CommonArgs, StylizeArgs, WeightsCommand};
 
 /// Side of the square the classifier's input is resized to.
 const CLASSIFY_SIZE: u32 = 224;
@@ -24,6 +24,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Classify { images, top, labels, common } => classify(&images, top, labels.as_deref(), &common),
         Command::Features { image, layers, out, size, common } => features(&image, &layers, &out, size, &common),
         Command::Layers { size, arch, weights, json } => layers(&size, arch, weights.as_deref(), json),
+        Command::Weights { action } => weights_command(action),
         Command::Stylize(args) => stylize(&args),
         Command::Bench { sizes, iterations, warmup, optimizer, common } => {
             bench(&neural_style::bench::BenchOptions { sizes, iterations, warmup, optimizer }, &common)
@@ -36,6 +37,11 @@ pub fn run(command: Command) -> Result<()> {
 fn devices(backend: Option<gpu::BackendChoice>, json: bool) -> Result<()> {
     gpu::check_backend_available(backend)?;
     let adapters = gpu::list_adapters(backend);
+    for a in &adapters {
+        if let Some(warning) = neural_style::driver::old_lavapipe_warning(&a.name, &a.driver) {
+            eprintln!("warning: {warning}");
+        }
+    }
     if json {
         outln!("{}", serde_json::to_string(&adapters)?)?;
         return Ok(());
@@ -511,4 +517,162 @@ fn view(image: &Path, backend: Option<gpu::BackendChoice>, adapter: Option<Strin
     let img = image_io::load_rgb(image)?;
     let viewer = neural_style::viewer::Viewer::new()?;
     viewer.show(&gpu::DeviceRequest { backend, adapter, ..Default::default() }, img)
+}
+
+/// `neural-style weights …`.
+fn weights_command(action: WeightsCommand) -> Result<()> {
+    match action {
+        WeightsCommand::List => weights_list(),
+        WeightsCommand::Fetch { name, url, sha256 } => {
+            let expected = sha256.as_deref().map(weights::store::parse_sha256).transpose()?;
+            weights_fetch(name, url.as_deref(), expected.as_deref())
+        }
+        WeightsCommand::Import { file, sha256 } => {
+            let expected = sha256.as_deref().map(weights::store::parse_sha256).transpose()?;
+            weights_import(&file, expected.as_deref())
+        }
+        WeightsCommand::Path => {
+            println!("{}", weights::resolve_path(None)?.display());
+            Ok(())
+        }
+    }
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn weights_list() -> Result<()> {
+    use weights::store::{self, Asset};
+    let dir = store::cache_dir()?;
+    println!("cache directory: {}", dir.display());
+    match weights::resolve_path(None) {
+        Ok(path) => println!("default weights: {}", path.display()),
+        Err(_) => {
+            println!("default weights: none (run `neural-style weights fetch` or `neural-style weights import FILE`)")
+        }
+    }
+    let installed = store::installed_files()?;
+    for asset in Asset::ALL {
+        let info = asset.info();
+        let default = if asset == Asset::DEFAULT_MODEL { " (what `weights fetch` gets)" } else { "" };
+        println!("{:<12} {}{default}", asset.name(), info.description);
+        println!("    {}", info.url);
+        match info.sha256 {
+            Some(sha) => println!("    sha256 {sha}"),
+            None if info.arch.is_some() => println!("    sha256 unknown (checked by loading it)"),
+            None => println!("    sha256 unknown (checked by counting its labels)"),
+        }
+        match installed.iter().find(|(p, _)| p.file_name().is_some_and(|n| n == info.file_name)) {
+            Some((path, bytes)) => println!("    installed: {} ({})", path.display(), megabytes(*bytes)),
+            None => println!("    not installed"),
+        }
+    }
+    let known: Vec<&str> = Asset::ALL.iter().map(|a| a.info().file_name).collect();
+    let others: Vec<_> =
+        installed.iter().filter(|(p, _)| p.file_name().is_none_or(|n| !known.iter().any(|k| n == *k))).collect();
+    if !others.is_empty() {
+        println!("other installed files:");
+        for (path, bytes) in others {
+            println!("    {} ({})", path.display(), megabytes(*bytes));
+        }
+    }
+    Ok(())
+}
+
+/// Prints what was installed.
+fn report_installed(what: &str, installed: &weights::store::Installed) {
+    let kind = installed.arch.map_or("labels", |a| a.name());
+    println!("installed {what}: {} ({kind}, {})", installed.path.display(), megabytes(installed.bytes));
+    if installed.checksum_verified {
+        println!("    sha256 {} (matches the expected checksum)", installed.sha256);
+    } else if installed.arch.is_some() {
+        println!("    sha256 {} (no known checksum: checked by loading it against the architecture)", installed.sha256);
+    } else {
+        println!("    sha256 {} (no known checksum: checked by counting its labels)", installed.sha256);
+    }
+}
+
+fn weights_import(file: &Path, expected_sha256: Option<&str>) -> Result<()> {
+    use weights::store;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let source_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (name, data) = store::unpack(bytes, &source_name, None)?;
+    let installed = store::install(&name, &data, store::Kind::of_file_name(&name), expected_sha256)?;
+    report_installed(&name, &installed);
+    Ok(())
+}
+
+#[cfg(not(feature = "fetch"))]
+fn weights_fetch(_: Option<weights::store::Asset>, _: Option<&str>, _: Option<&str>) -> Result<()> {
+    bail!(
+        "this neural-style was built without the downloader (cargo feature `fetch`): download the file elsewhere \
+         and install it with `neural-style weights import FILE`"
+    )
+}
+
+#[cfg(feature = "fetch")]
+fn weights_fetch(name: Option<weights::store::Asset>, url: Option<&str>, expected_sha256: Option<&str>) -> Result<()> {
+    use weights::store::{self, Asset, Kind};
+    let timeout = weights::fetch::timeout()?;
+    let Some(asset) = name.or(url.is_none().then_some(Asset::DEFAULT_MODEL)) else {
+        // Only --url: a file of its own, named as the download names it.
+        let url = url.unwrap_or_default();
+        let (file_name, data) = store::unpack(download(url, timeout)?, url_file_name(url), None)?;
+        let installed = store::install(&file_name, &data, Kind::of_file_name(&file_name), expected_sha256)?;
+        report_installed(&file_name, &installed);
+        return Ok(());
+    };
+    let info = asset.info();
+    let kind = match info.arch {
+        Some(arch) => Kind::Model(Some(arch)),
+        None => Kind::Labels,
+    };
+    let source = url.unwrap_or(info.url);
+    let (_, data) = store::unpack(download(source, timeout)?, url_file_name(source), Some(info.file_name))?;
+    let installed = store::install(info.file_name, &data, kind, expected_sha256.or(info.sha256))?;
+    report_installed(asset.name(), &installed);
+    let labels_installed = installed.path.with_file_name(store::LABELS_FILE).is_file();
+    if url.is_none() && asset != Asset::Labels && !labels_installed {
+        let labels = Asset::Labels.info();
+        let data = download(labels.url, timeout)?;
+        let installed = store::install(labels.file_name, &data, Kind::Labels, labels.sha256)?;
+        report_installed(Asset::Labels.name(), &installed);
+    }
+    Ok(())
+}
+
+/// The last path segment of a URL, without query or fragment.
+#[cfg(feature = "fetch")]
+fn url_file_name(url: &str) -> &str {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    path.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("download")
+}
+
+/// Downloads with a progress bar on a terminal (a line on stdout otherwise).
+#[cfg(feature = "fetch")]
+fn download(url: &str, timeout: std::time::Duration) -> Result<Vec<u8>> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        println!("downloading {url}");
+        return weights::fetch::download(url, timeout, |_, _| {});
+    }
+    let bar = ProgressBar::no_length().with_message(url_file_name(url).to_string());
+    let mut styled = false;
+    let data = weights::fetch::download(url, timeout, |received, total| {
+        if !styled {
+            let template = match total {
+                Some(total) => {
+                    bar.set_length(total);
+                    "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+                }
+                None => "{msg} {bytes} {bytes_per_sec}",
+            };
+            bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
+            styled = true;
+        }
+        bar.set_position(received);
+    });
+    bar.finish_and_clear();
+    data
 }

@@ -13,6 +13,7 @@
 pub mod arch;
 pub mod atomic;
 pub mod bench;
+pub mod driver;
 pub mod engine;
 pub mod gpu;
 pub mod image_io;

@@ -10,9 +10,11 @@ bin=target/debug/neural-style
   echo
   echo '```text'
   $bin --help
-  for c in devices classify features stylize bench view layers; do
+  for c in devices classify features stylize bench view layers weights "weights list" "weights fetch" \
+    "weights import" "weights path"; do
     echo
     echo "\$ neural-style $c -h"
+    # shellcheck disable=SC2086 # "weights list" is two words
     $bin $c -h
   done
   echo '```'

@@ -1,5 +1,9 @@
-//! Weight files: finding them, and reading TFLite and torchvision safetensors into a [`Network`].
+//! Weight files: finding them, installing them ([`store`], [`fetch`] with the `fetch` feature), and
+//! reading TFLite and torchvision safetensors into a [`Network`].
 
+#[cfg(feature = "fetch")]
+pub mod fetch;
+pub mod store;
 mod tflite;
 #[rustfmt::skip]
 pub mod tflite_schema;
@@ -23,18 +27,23 @@ pub const MAX_WEIGHTS_FILE_BYTES: u64 = 1 << 30;
 /// Environment variable naming the default weights file.
 pub const WEIGHTS_ENV: &str = "NEURAL_STYLE_WEIGHTS";
 
-/// Resolves the weights path: the explicit `--weights` value, else `$NEURAL_STYLE_WEIGHTS`.
+/// Resolves the weights path: the explicit `--weights` value, else `$NEURAL_STYLE_WEIGHTS`, else the
+/// default installed by `neural-style weights fetch` or `import` (see [`store`]).
 pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
     }
     match std::env::var_os(WEIGHTS_ENV) {
-        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ => bail!(
-            "no weights given: pass --weights FILE (a MobileNetV3 .tflite or torchvision .safetensors) \
-             or set {WEIGHTS_ENV}; see weights/README.md for where to get them"
-        ),
+        Some(p) if !p.is_empty() => return Ok(PathBuf::from(p)),
+        _ => {}
     }
+    if let Some(installed) = store::installed_default() {
+        return Ok(installed);
+    }
+    bail!(
+        "no weights: run `neural-style weights fetch` to download and install the default model \
+         (offline: `neural-style weights import FILE`), or pass --weights FILE or set {WEIGHTS_ENV}"
+    )
 }
 
 /// Loads a network from a `.tflite` or `.safetensors` file (chosen by content, not extension):
@@ -79,15 +88,17 @@ pub fn default_labels_path(weights: &Path) -> Option<PathBuf> {
 /// Reads a labels file: either `index:label` lines or one label per line.
 pub fn read_labels(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read labels {}", path.display()))?;
-    let mut labels = Vec::new();
-    for line in text.lines() {
-        let label = match line.split_once(':') {
-            Some((idx, rest)) if idx.trim().parse::<usize>().is_ok() => rest.trim(),
-            _ => line.trim(),
-        };
-        labels.push(label.to_string());
-    }
-    Ok(labels)
+    Ok(parse_labels(&text))
+}
+
+/// Parses the text of a labels file: either `index:label` lines or one label per line.
+pub fn parse_labels(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| match line.split_once(':') {
+            Some((idx, rest)) if idx.trim().parse::<usize>().is_ok() => rest.trim().to_string(),
+            _ => line.trim().to_string(),
+        })
+        .collect()
 }
 
 /// Reads the weights of one layer, called in the order of [`Arch::walk`].
