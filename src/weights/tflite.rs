@@ -59,10 +59,10 @@ impl TensorInfo<'_> {
         }
         let raw: Vec<f64> = match self.dtype {
             fb::TensorType::FLOAT32 => {
-                return Ok(self.data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect());
+                return Ok(bytemuck::pod_collect_to_vec(self.data));
             }
             fb::TensorType::INT32 => {
-                self.data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
+                bytemuck::pod_collect_to_vec::<u8, i32>(self.data).into_iter().map(f64::from).collect()
             }
             fb::TensorType::INT8 => self.data.iter().map(|&b| b as i8 as f64).collect(),
             _ => self.data.iter().map(|&b| b as f64).collect(),

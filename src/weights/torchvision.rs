@@ -62,7 +62,7 @@ impl Reader<'_, '_> {
         if t.dtype() != Dtype::F32 {
             bail!("tensor {name:?} has dtype {:?}; only F32 safetensors are supported", t.dtype());
         }
-        let values: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let values: Vec<f32> = bytemuck::pod_collect_to_vec(t.data());
         super::validate::tensor_values(name, &values)?;
         Ok(values)
     }
