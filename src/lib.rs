@@ -18,6 +18,7 @@ pub mod image_io;
 pub mod kernels;
 pub mod model;
 pub mod profile;
+pub mod quality;
 pub mod reference;
 pub mod stylize;
 #[cfg(feature = "viewer")]
