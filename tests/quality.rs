@@ -219,3 +219,12 @@ fn cli_reports_a_bad_image_in_one_line() {
         assert!(lines[0].starts_with("error: ") && lines[0].contains("not-an-image.png"), "{stderr}");
     }
 }
+
+#[test]
+fn readme_shows_the_current_quality_help() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let out = neural_style(&["quality", "-h"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(readme.contains(help.trim_end()), "README.md lacks the current output of `neural-style quality -h`");
+}
