@@ -60,6 +60,20 @@ pub enum Command {
     },
     /// Paint the content photo in the style of the style image(s) (Gatys et al.).
     Stylize(StylizeArgs),
+    /// Score stylized images: artifacts, color, style128 and content (one line, or JSON object, per output).
+    Quality {
+        /// Content photo the outputs were made from.
+        #[arg(long)]
+        content: PathBuf,
+        /// Style image the outputs were made with.
+        #[arg(long)]
+        style: PathBuf,
+        /// Stylized images to score.
+        #[arg(required = true)]
+        outputs: Vec<PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Time the stylize loop (default losses, layers and optimizer) on synthetic square images:
     /// iterations per second, GPU time per kernel family, dispatches, plan memory.
     Bench {

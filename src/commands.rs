@@ -26,6 +26,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Layers { size, arch, weights, json } => layers(&size, arch, weights.as_deref(), json),
         Command::Weights { action } => weights_command(action),
         Command::Stylize(args) => stylize(&args),
+        Command::Quality { content, style, outputs, common } => quality(&content, &style, &outputs, &common),
         Command::Bench { sizes, iterations, warmup, optimizer, common } => {
             bench(&neural_style::bench::BenchOptions { sizes, iterations, warmup, optimizer }, &common)
         }
@@ -371,6 +372,34 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         bar.finish_and_clear();
     }
     finish_stylize(args, &outcome)
+}
+
+/// `neural-style quality`: the four measures of `neural_style::quality` for each output.
+fn quality(content: &Path, style: &Path, outputs: &[PathBuf], common: &CommonArgs) -> Result<()> {
+    let content = image_io::load_rgb(content)?;
+    let style = image_io::load_rgb(style)?;
+    let (ctx, fnet, _) = open(common)?;
+    let judge = neural_style::quality::Judge::new(&ctx, &fnet);
+    for path in outputs {
+        let s = judge.score(&image_io::load_rgb(path)?, &content, &style)?;
+        if common.json {
+            println!(
+                "{}",
+                json!({"output": path, "artifacts": s.artifacts, "color": s.color, "style128": s.style128,
+                       "content": s.content})
+            );
+        } else {
+            println!(
+                "{}: artifacts {:.3}, color {:.3}, style128 {:.3}, content {:.3}",
+                path.display(),
+                s.artifacts,
+                s.color,
+                s.style128,
+                s.content
+            );
+        }
+    }
+    Ok(())
 }
 
 fn bench(options: &neural_style::bench::BenchOptions, common: &CommonArgs) -> Result<()> {

@@ -21,6 +21,7 @@ pub mod input;
 pub mod kernels;
 pub mod model;
 pub mod profile;
+pub mod quality;
 pub mod reference;
 pub mod stylize;
 #[cfg(feature = "viewer")]
