@@ -6,6 +6,8 @@
 
 mod backward;
 
+use std::collections::BTreeMap;
+
 use anyhow::{Result, anyhow, bail};
 
 use crate::arch::{self, BlockPart, LayerId, LayerInfo, LayerOp};
@@ -23,17 +25,9 @@ pub struct FeatureNet {
     pub net: Network,
     /// Compiled kernels, shared by every plan.
     pub kernels: Kernels,
-    stem: wgpu::Buffer,
-    blocks: Vec<BlockWeights>,
-    head: wgpu::Buffer,
+    /// Each layer's weights (convolutions and squeeze-excite), uploaded once.
+    weights: BTreeMap<LayerId, wgpu::Buffer>,
     classifier: Option<(wgpu::Buffer, wgpu::Buffer)>,
-}
-
-struct BlockWeights {
-    expand: Option<wgpu::Buffer>,
-    depthwise: wgpu::Buffer,
-    se: Option<wgpu::Buffer>,
-    project: wgpu::Buffer,
 }
 
 /// Weights followed by biases, the layout every kernel reads.
@@ -55,26 +49,26 @@ fn se_buffer(ctx: &GpuContext, label: &str, se: &SqueezeExcite) -> wgpu::Buffer 
 impl FeatureNet {
     /// Uploads the weights and compiles the kernels.
     pub fn new(ctx: &GpuContext, net: Network) -> Self {
-        let label = |i, part| LayerId::block(i, part).to_string();
-        let blocks = net
-            .blocks
-            .iter()
-            .enumerate()
-            .map(|(i, b)| BlockWeights {
-                expand: b.expand.as_ref().map(|c| conv_buffer(ctx, &label(i, BlockPart::Expand), c)),
-                depthwise: conv_buffer(ctx, &label(i, BlockPart::Depthwise), &b.depthwise),
-                se: b.se.as_ref().map(|s| se_buffer(ctx, &label(i, BlockPart::Se), s)),
-                project: conv_buffer(ctx, &label(i, BlockPart::Project), &b.project),
+        let weights = net
+            .arch
+            .walk()
+            .into_iter()
+            .filter_map(|layer| {
+                let label = layer.id.to_string();
+                let buffer = match (net.conv(layer.id), net.squeeze_excite(layer.id)) {
+                    (Some(conv), _) => conv_buffer(ctx, &label, conv),
+                    (None, Some(se)) => se_buffer(ctx, &label, se),
+                    (None, None) => return None,
+                };
+                Some((layer.id, buffer))
             })
             .collect();
         Self {
             kernels: Kernels::new(ctx),
-            stem: conv_buffer(ctx, "stem", &net.stem),
-            head: conv_buffer(ctx, "head", &net.head),
             classifier: net.classifier.as_ref().map(|c| {
                 (conv_buffer(ctx, "classifier.hidden", &c.hidden), conv_buffer(ctx, "classifier.logits", &c.logits))
             }),
-            blocks,
+            weights,
             net,
         }
     }
@@ -86,26 +80,12 @@ impl FeatureNet {
 
     /// The convolution computing layer `id` with its uploaded weights.
     fn conv(&self, id: LayerId) -> Option<(&Conv, &wgpu::Buffer)> {
-        let weights = match id {
-            LayerId::Stem => Some(&self.stem),
-            LayerId::Head => Some(&self.head),
-            LayerId::Block { index, part } => {
-                let block = self.blocks.get(index)?;
-                match part {
-                    BlockPart::Expand => block.expand.as_ref(),
-                    BlockPart::Depthwise => Some(&block.depthwise),
-                    BlockPart::Project => Some(&block.project),
-                    BlockPart::Se | BlockPart::Output => None,
-                }
-            }
-        };
-        self.net.conv(id).zip(weights)
+        self.net.conv(id).zip(self.weights.get(&id))
     }
 
     /// The squeeze-and-excite computing layer `id` with its uploaded weights.
     fn squeeze_excite(&self, id: LayerId) -> Option<(&SqueezeExcite, &wgpu::Buffer)> {
-        let LayerId::Block { index, .. } = id else { return None };
-        self.net.squeeze_excite(id).zip(self.blocks.get(index)?.se.as_ref())
+        self.net.squeeze_excite(id).zip(self.weights.get(&id))
     }
 }
 
@@ -349,7 +329,10 @@ impl ForwardPlan {
             let id = info.id;
             let mismatch = || anyhow!("the network does not match {}: it has no weights for layer {id}", arch.name());
             current = match info.op {
-                LayerOp::Stem(_) => b.stem(fnet, width, height, info),
+                LayerOp::Stem(_) => {
+                    let (_, weights) = fnet.conv(id).ok_or_else(mismatch)?;
+                    b.stem(&fnet.net, weights, width, height, info)
+                }
                 LayerOp::Pointwise(_) => {
                     let (conv, weights) = fnet.conv(id).ok_or_else(mismatch)?;
                     b.pointwise(conv, weights, current, info)
@@ -517,8 +500,7 @@ impl Builder<'_> {
         (self.train && conv.activation != arch::Activation::None).then(|| self.ctx.zeroed_buffer("preact", floats))
     }
 
-    fn stem(&mut self, fnet: &FeatureNet, width: usize, height: usize, info: LayerInfo) -> usize {
-        let net = &fnet.net;
+    fn stem(&mut self, net: &Network, weights: &wgpu::Buffer, width: usize, height: usize, info: LayerInfo) -> usize {
         let out = self.layer(info);
         let s = &net.stem;
         let preact = self.preact(s, info.channels * info.height * info.width);
@@ -526,14 +508,14 @@ impl Builder<'_> {
             ConvParams::new(s, net.padding, [3, height, width], net.input_scale, net.input_shift, preact.is_some());
         let buffers = ConvForward {
             input: &self.input,
-            weights: &fnet.stem,
+            weights,
             output: self.buffer(out),
             preact: preact.as_ref().unwrap_or(self.k.placeholder()),
         };
         let op = self.k.conv.forward(self.ctx, buffers, &params);
         self.ops.push(op);
         if self.train {
-            self.nodes.push(Node::Stem { weights: fnet.stem.clone(), params, preact, out });
+            self.nodes.push(Node::Stem { weights: weights.clone(), params, preact, out });
         }
         out
     }
