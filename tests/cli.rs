@@ -4,29 +4,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
 use neural_style::weights::tflite_schema::tflite as fb;
-
-fn neural_style(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_neural-style"))
-        .args(args)
-        .env("NEURAL_STYLE_WEIGHTS", default_weights())
-        .output()
-        .expect("run neural-style")
-}
-
-/// The tool failed with exactly one line on stderr, starting with "error:", containing `needle`.
-fn assert_one_line_error(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {stderr}");
-    assert!(lines[0].starts_with("error: "), "not an error line: {stderr}");
-    assert!(lines[0].contains(needle), "error {:?} does not mention {needle:?}", lines[0]);
-}
 
 fn gpu_available() -> bool {
     gpu().is_some()
@@ -354,33 +335,6 @@ fn unknown_layer_name_is_a_one_line_error() {
     assert!(!out_path.exists());
 }
 
-/// A PNG whose header claims `width`×`height`, with an empty image-data chunk: enough for the
-/// size check, which must come before decoding.
-fn png_header_only(width: u32, height: u32) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for &byte in bytes {
-            crc ^= byte as u32;
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-            }
-        }
-        !crc
-    }
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend(width.to_be_bytes());
-    ihdr.extend(height.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(13u32.to_be_bytes());
-    png.extend(&ihdr);
-    png.extend(crc32(&ihdr).to_be_bytes());
-    png.extend(0u32.to_be_bytes());
-    png.extend(b"IDAT");
-    png.extend(crc32(b"IDAT").to_be_bytes());
-    png
-}
-
 #[test]
 fn image_larger_than_device_buffer_limits_is_a_one_line_error() {
     if !gpu_available() {
@@ -457,7 +411,8 @@ fn gpu_tests_fail_instead_of_skipping_when_a_gpu_is_required() {
 fn readme_shows_the_current_help_output() {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let mut args = vec![vec!["--help"]];
-    args.extend(["devices", "classify", "features", "stylize", "bench", "view", "layers"].map(|c| vec![c, "-h"]));
+    let commands = ["devices", "classify", "features", "stylize", "bench", "view", "layers", "quality"];
+    args.extend(commands.map(|c| vec![c, "-h"]));
     for a in args {
         let out = neural_style(&a);
         assert!(out.status.success());

@@ -9,29 +9,10 @@ mod synthetic;
 mod tflite_edit;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use common::*;
 use neural_style::{image_io, weights};
-
-fn neural_style(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_neural-style"))
-        .args(args)
-        .env("NEURAL_STYLE_WEIGHTS", default_weights())
-        .output()
-        .expect("run neural-style")
-}
-
-/// The tool failed with exactly one line on stderr, starting with "error:", containing `needle`.
-fn assert_one_line_error(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {stderr}");
-    assert!(lines[0].starts_with("error: "), "not an error line: {stderr}");
-    assert!(lines[0].contains(needle), "error {:?} does not mention {needle:?}", lines[0]);
-}
 
 /// An error's whole chain on one line, as the tool prints it.
 fn one_line<T>(r: anyhow::Result<T>) -> String {
@@ -293,7 +274,7 @@ fn files_above_the_size_caps_are_refused_before_reading() {
 fn decoder_memory_limit_names_file_size_limit_and_remedy() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("huge.png");
-    std::fs::write(&path, synthetic::png_header_only(20_000, 20_000)).unwrap();
+    std::fs::write(&path, png_header_only(20_000, 20_000)).unwrap();
     let msg = one_line(image_io::load_rgb(&path));
     for needle in ["huge.png", "20000x20000", "512 MiB", "downscale"] {
         assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");

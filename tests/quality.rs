@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use common::*;
 use image::{Rgb, RgbImage};
@@ -160,14 +159,6 @@ fn photo_scores_as_itself_and_style_image_matches_the_style() {
     assert!(style.content > 0.3, "{style:?}");
 }
 
-fn neural_style(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_neural-style"))
-        .args(args)
-        .env("NEURAL_STYLE_WEIGHTS", default_weights())
-        .output()
-        .expect("run neural-style")
-}
-
 fn save(img: &RgbImage, path: &Path) -> String {
     img.save(path).unwrap();
     path.to_str().unwrap().to_string()
@@ -218,13 +209,4 @@ fn cli_reports_a_bad_image_in_one_line() {
         assert_eq!(lines.len(), 1, "{stderr}");
         assert!(lines[0].starts_with("error: ") && lines[0].contains("not-an-image.png"), "{stderr}");
     }
-}
-
-#[test]
-fn readme_shows_the_current_quality_help() {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let out = neural_style(&["quality", "-h"]);
-    assert!(out.status.success());
-    let help = String::from_utf8(out.stdout).unwrap();
-    assert!(readme.contains(help.trim_end()), "README.md lacks the current output of `neural-style quality -h`");
 }

@@ -47,17 +47,6 @@ fn assert_success(out: &Output) {
     );
 }
 
-/// The tool failed with exactly one line on stderr, starting with "error:", containing `needle`.
-fn assert_one_line_error(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {stderr}");
-    assert!(lines[0].starts_with("error: "), "not an error line: {stderr}");
-    assert!(lines[0].contains(needle), "error {:?} does not mention {needle:?}", lines[0]);
-}
-
 /// Nothing at all in the cache directory: no model, no pointer, no temporary file.
 fn assert_nothing_installed(cache: &Path) {
     let entries: Vec<_> = match std::fs::read_dir(cache) {

@@ -10,7 +10,7 @@ bin=target/debug/neural-style
   echo
   echo '```text'
   $bin --help
-  for c in devices classify features stylize bench view layers weights "weights list" "weights fetch" \
+  for c in devices classify features stylize bench view layers quality weights "weights list" "weights fetch" \
     "weights import" "weights path"; do
     echo
     echo "\$ neural-style $c -h"

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::process::{Command, Output};
 
 use neural_style::arch::Activation;
 use neural_style::gpu::{DeviceRequest, GpuContext};
@@ -127,4 +128,50 @@ pub fn conv_buffer(ctx: &GpuContext, conv: &Conv) -> wgpu::Buffer {
 pub fn check(name: &str, got: &[f32], want: &Tensor) {
     let err = reference::relative_l2(&got.iter().map(|&v| v as f64).collect::<Vec<_>>(), &want.data);
     assert!(err <= 1e-4, "{name}: relative L2 error {err:e} > 1e-4");
+}
+
+/// Runs the built tool with the default weights (`$NEURAL_STYLE_WEIGHTS` or the shared file).
+pub fn neural_style(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(args)
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .output()
+        .expect("run neural-style")
+}
+
+/// The tool failed with exactly one line on stderr, starting with "error:", containing `needle`.
+pub fn assert_one_line_error(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "not an error line: {stderr}");
+    assert!(lines[0].contains(needle), "error {:?} does not mention {needle:?}", lines[0]);
+}
+
+/// A PNG whose header claims `width`×`height` (8-bit RGB) with an empty image-data chunk.
+pub fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &byte in bytes {
+            crc ^= byte as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(13u32.to_be_bytes());
+    png.extend(&ihdr);
+    png.extend(crc32(&ihdr).to_be_bytes());
+    png.extend(0u32.to_be_bytes());
+    png.extend(b"IDAT");
+    png.extend(crc32(b"IDAT").to_be_bytes());
+    png
 }

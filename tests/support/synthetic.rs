@@ -99,28 +99,3 @@ pub fn encode(img: &image::RgbImage, format: image::ImageFormat, orientation: Op
     }
     bytes
 }
-/// A PNG whose header claims `width`×`height` (8-bit RGB) with an empty image-data chunk.
-pub fn png_header_only(width: u32, height: u32) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for &byte in bytes {
-            crc ^= byte as u32;
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-            }
-        }
-        !crc
-    }
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend(width.to_be_bytes());
-    ihdr.extend(height.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(13u32.to_be_bytes());
-    png.extend(&ihdr);
-    png.extend(crc32(&ihdr).to_be_bytes());
-    png.extend(0u32.to_be_bytes());
-    png.extend(b"IDAT");
-    png.extend(crc32(b"IDAT").to_be_bytes());
-    png
-}
