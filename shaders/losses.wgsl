@@ -118,3 +118,35 @@ fn total_loss(@builtin(local_invocation_id) lid: vec3<u32>) {
         losses[3] = p.content_weight * losses[0] + p.style_weight * losses[1] + p.tv_weight * losses[2];
     }
 }
+
+// --normalize-gradients (jcjohnson's -normalize_gradients): a loss's own gradient g (the gradient
+// of its unweighted layer loss, written into a separate buffer `value`) enters the layer gradient
+// as weight · g / (‖g‖₁ + 1e-8). Two passes over the `count` values, `groups` workgroups each:
+// `gradient_l1` writes each workgroup's Σ|g| as a partial sum at losses[partial ..], then
+// `normalized_add` sums those partials (every invocation in the same order) and adds
+// coef · g / (‖g‖₁ + 1e-8) into `grad`, coef = the loss's weight.
+const NORMALIZE_EPSILON: f32 = 1e-8;
+
+@compute @workgroup_size(WORKGROUP)
+fn gradient_l1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    var sum = 0.0;
+    for (var i = wid.x * WORKGROUP + lid.x; i < p.count; i += p.groups * WORKGROUP) {
+        sum += abs(value[i]);
+    }
+    let total = workgroup_sum(lid.x, sum);
+    if lid.x == 0u {
+        losses[p.partial + wid.x] = total;
+    }
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn normalized_add(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    var norm = 0.0;
+    for (var s = 0u; s < p.groups; s++) {
+        norm += losses[p.partial + s];
+    }
+    let scale = p.coef / (norm + NORMALIZE_EPSILON);
+    for (var i = wid.x * WORKGROUP + lid.x; i < p.count; i += p.groups * WORKGROUP) {
+        grad[i] += scale * value[i];
+    }
+}

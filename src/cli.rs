@@ -243,6 +243,14 @@ pub struct StylizeArgs {
     #[cfg(feature = "viewer")]
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on", default_value = "off")]
     pub viewer: ViewerMode,
+    /// Keep the content photo's colors: the written image (and snapshots) take the result's
+    /// luma with the photo's chroma (YCbCr, BT.601 full range), as jcjohnson's -original_colors 1.
+    #[arg(long)]
+    pub original_colors: bool,
+    /// Divide each content and style loss's gradient by its L1 norm before it enters the backward
+    /// pass (jcjohnson's -normalize_gradients); the reported losses are unchanged.
+    #[arg(long)]
+    pub normalize_gradients: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }

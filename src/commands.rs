@@ -302,12 +302,14 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
             content_weight: args.content_weight,
             style_weight: args.style_weight,
             tv_weight: args.tv_weight,
+            normalize_gradients: args.normalize_gradients,
         },
         style_blend_weights: args.style_blend_weights.clone(),
         init,
         seed: args.seed,
         report_every: args.print_every.max(1),
         snapshot_every: args.save_every.filter(|&n| n > 0),
+        original_colors: args.original_colors,
     };
     #[cfg(feature = "viewer")]
     let viewer = open_viewer(args.viewer)?;

@@ -231,6 +231,36 @@ pub fn forward(net: &Network, image: &Tensor) -> Activations {
     Activations { layers, logits }
 }
 
+/// YCbCr (BT.601, full range) of an RGB pixel in [0, 1]: Y = 0.299 R + 0.587 G + 0.114 B,
+/// Cb = 0.5 + (B − Y)/1.772, Cr = 0.5 + (R − Y)/1.402.
+pub fn ycbcr(rgb: [f64; 3]) -> [f64; 3] {
+    let y = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2];
+    [y, 0.5 + (rgb[2] - y) / 1.772, 0.5 + (rgb[0] - y) / 1.402]
+}
+
+/// The inverse of [`ycbcr`].
+pub fn rgb_from_ycbcr([y, cb, cr]: [f64; 3]) -> [f64; 3] {
+    let r = y + 1.402 * (cr - 0.5);
+    let b = y + 1.772 * (cb - 0.5);
+    [r, (y - 0.299 * r - 0.114 * b) / 0.587, b]
+}
+
+/// jcjohnson's `-original_colors 1` on planar RGB images of one size: the luma of `image`
+/// (clamped to [0, 1]) with the chroma of `photo`, clamped to [0, 1].
+pub fn original_colors(image: &Tensor, photo: &Tensor) -> Tensor {
+    let n = image.h * image.w;
+    let mut out = Tensor::zeros(3, image.h, image.w);
+    for i in 0..n {
+        let pixel = |t: &Tensor| -> [f64; 3] { std::array::from_fn(|c| t.data[c * n + i]) };
+        let [y, _, _] = ycbcr(pixel(image).map(|v| v.clamp(0.0, 1.0)));
+        let [_, cb, cr] = ycbcr(pixel(photo));
+        for (c, v) in rgb_from_ycbcr([y, cb, cr]).into_iter().enumerate() {
+            out.data[c * n + i] = v.clamp(0.0, 1.0);
+        }
+    }
+    out
+}
+
 /// Relative L2 error ‖a − b‖ / ‖b‖.
 pub fn relative_l2(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");
@@ -498,10 +528,39 @@ pub struct Losses {
     pub total: f64,
 }
 
+/// How each content and style loss's gradient enters its layer's gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GradientRule {
+    /// weight · g, g = ∂(the layer's unweighted loss)/∂F: the gradient of the total.
+    Exact,
+    /// weight · g / (‖g‖₁ + 1e-8) (jcjohnson's `-normalize_gradients`); a style layer's weight is
+    /// style_weight · w_l.
+    L1Normalized,
+}
+
+/// g / (‖g‖₁ + 1e-8).
+pub fn l1_normalized(g: &Tensor) -> Tensor {
+    let norm: f64 = g.data.iter().map(|v| v.abs()).sum();
+    Tensor { data: g.data.iter().map(|v| v / (norm + 1e-8)).collect(), ..g.clone() }
+}
+
 /// Losses of `image` and the gradient of the total with respect to it, through the network.
 pub fn objective_and_grad(net: &Network, image: &Tensor, objective: &Objective) -> (Losses, Tensor) {
-    let acts = forward(net, image);
+    objective_and_grad_with(net, image, objective, GradientRule::Exact)
+}
+
+/// The content and style losses of the activations `acts` (TV and total left 0) and what they
+/// send back to each loss layer under `rule` (the content and style losses of a layer summed).
+pub fn layer_gradients(
+    acts: &Activations,
+    objective: &Objective,
+    rule: GradientRule,
+) -> (Losses, Vec<(LayerId, Tensor)>) {
     let find = |id: LayerId| acts.layer(id).unwrap_or_else(|| panic!("layer {id} not computed"));
+    let shape = |g: Tensor| match rule {
+        GradientRule::Exact => g,
+        GradientRule::L1Normalized => l1_normalized(&g),
+    };
     let mut grads: Vec<(LayerId, Tensor)> = Vec::new();
     let mut add = |id: LayerId, g: Tensor, scale: f64| match grads.iter_mut().find(|(n, _)| *n == id) {
         Some((_, t)) => t.data.iter_mut().zip(&g.data).for_each(|(a, b)| *a += scale * b),
@@ -511,13 +570,27 @@ pub fn objective_and_grad(net: &Network, image: &Tensor, objective: &Objective) 
     for &(id, ref target) in &objective.content {
         let (l, g) = content_loss(find(id), target);
         losses.content += l;
-        add(id, g, objective.content_weight);
+        add(id, shape(g), objective.content_weight);
     }
     for &(id, weight, ref target) in &objective.style {
         let (l, g) = style_loss(find(id), target);
         losses.style += weight * l;
-        add(id, g, objective.style_weight * weight);
+        add(id, shape(g), objective.style_weight * weight);
     }
+    (losses, grads)
+}
+
+/// Losses of `image` and the image gradient that the layer gradients of `rule` (see
+/// [`layer_gradients`]) and the TV gradient send back through the network (with
+/// [`GradientRule::Exact`], the gradient of the total).
+pub fn objective_and_grad_with(
+    net: &Network,
+    image: &Tensor,
+    objective: &Objective,
+    rule: GradientRule,
+) -> (Losses, Tensor) {
+    let acts = forward(net, image);
+    let (mut losses, grads) = layer_gradients(&acts, objective, rule);
     let (tv, tv_grad) = tv_loss(image);
     losses.tv = tv;
     losses.total =

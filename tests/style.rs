@@ -36,6 +36,7 @@ fn fixture_chain() -> Fixture {
         content_weight: settings["content_weight"].as_f64().unwrap() as f32,
         style_weight: settings["style_weight"].as_f64().unwrap() as f32,
         tv_weight: settings["tv_weight"].as_f64().unwrap() as f32,
+        normalize_gradients: false,
     };
     Fixture { tensors: read_fixture("style_chain.safetensors"), spec }
 }

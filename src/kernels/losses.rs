@@ -91,6 +91,28 @@ kernel_bindings! {
 }
 
 kernel_bindings! {
+    /// Buffers of `gradient_l1`.
+    pub struct GradientL1 {
+        /// One loss's own gradient g.
+        value: 1 Read,
+        /// The losses buffer: one partial Σ|g| per workgroup at `partial`.
+        losses: 4 ReadWrite,
+    }
+}
+
+kernel_bindings! {
+    /// Buffers of `normalized_add`.
+    pub struct NormalizedAdd {
+        /// One loss's own gradient g.
+        value: 1 Read,
+        /// The layer gradient: coef · g / (‖g‖₁ + 1e-8) is added into it.
+        grad: 3 ReadWrite,
+        /// The losses buffer holding the partial sums of ‖g‖₁ (from `gradient_l1`).
+        losses: 4 ReadWrite,
+    }
+}
+
+kernel_bindings! {
     /// Buffers of `total_loss`.
     pub struct TotalLoss {
         /// The losses buffer: partials in, the four slots out.
@@ -115,8 +137,14 @@ pub const TV: KernelSpec = KernelSpec { entry: "tv_loss", storage: TvLoss::BINDI
 /// `total_loss`.
 pub const TOTAL: KernelSpec = KernelSpec { entry: "total_loss", storage: TotalLoss::BINDINGS, ..CONTENT };
 
+/// `gradient_l1`.
+pub const GRADIENT_L1: KernelSpec = KernelSpec { entry: "gradient_l1", storage: GradientL1::BINDINGS, ..CONTENT };
+/// `normalized_add`.
+pub const NORMALIZED_ADD: KernelSpec =
+    KernelSpec { entry: "normalized_add", storage: NormalizedAdd::BINDINGS, ..CONTENT };
+
 /// Every kernel of the file.
-pub const SPECS: &[KernelSpec] = &[CONTENT, STYLE, TV, TOTAL];
+pub const SPECS: &[KernelSpec] = &[CONTENT, STYLE, TV, TOTAL, GRADIENT_L1, NORMALIZED_ADD];
 
 /// The kernels of `losses.wgsl`.
 pub struct Losses {
@@ -124,6 +152,8 @@ pub struct Losses {
     style: Kernel,
     tv: Kernel,
     total: Kernel,
+    gradient_l1: Kernel,
+    normalized_add: Kernel,
 }
 
 impl Losses {
@@ -135,6 +165,8 @@ impl Losses {
             style: Kernel::new(ctx, &module, STYLE),
             tv: Kernel::new(ctx, &module, TV),
             total: Kernel::new(ctx, &module, TOTAL),
+            gradient_l1: Kernel::new(ctx, &module, GRADIENT_L1),
+            normalized_add: Kernel::new(ctx, &module, NORMALIZED_ADD),
         }
     }
 
@@ -156,5 +188,17 @@ impl Losses {
     /// The weighted total: one workgroup.
     pub fn total(&self, ctx: &GpuContext, buffers: TotalLoss, p: &LossParams) -> BoundOp {
         self.total.bind(ctx, p, &buffers.buffers(), [1, 1, 1])
+    }
+
+    /// ‖g‖₁ of one loss's own gradient over `p.count` values, as `p.groups` partial sums written
+    /// from `p.partial` on.
+    pub fn gradient_l1(&self, ctx: &GpuContext, buffers: GradientL1, p: &LossParams) -> BoundOp {
+        self.gradient_l1.bind(ctx, p, &buffers.buffers(), [p.groups, 1, 1])
+    }
+
+    /// grad += p.coef · g / (‖g‖₁ + 1e-8), the norm summed from the `p.groups` partials at
+    /// `p.partial` that [`Losses::gradient_l1`] wrote with the same parameters.
+    pub fn normalized_add(&self, ctx: &GpuContext, buffers: NormalizedAdd, p: &LossParams) -> BoundOp {
+        self.normalized_add.bind(ctx, p, &buffers.buffers(), [p.groups, 1, 1])
     }
 }

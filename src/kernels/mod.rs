@@ -8,6 +8,7 @@
 //! `tests/shader_contract.rs` checks the declarations here against the WGSL with naga: struct
 //! layouts, binding numbers and access, workgroup sizes, and translation to every backend.
 
+pub mod color;
 pub mod conv;
 pub mod depthwise;
 pub mod losses;
@@ -91,11 +92,13 @@ pub enum Shader {
     Lbfgs,
     /// `present.wgsl`: the viewer's render pipeline.
     Present,
+    /// `color.wgsl`: color transfer at write time.
+    Color,
 }
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 9] = [
         Shader::Conv,
         Shader::Depthwise,
         Shader::Pointwise,
@@ -104,6 +107,7 @@ impl Shader {
         Shader::Optim,
         Shader::Lbfgs,
         Shader::Present,
+        Shader::Color,
     ];
 
     /// The file name under `shaders/`.
@@ -117,6 +121,7 @@ impl Shader {
             Shader::Optim => "optim.wgsl",
             Shader::Lbfgs => "lbfgs.wgsl",
             Shader::Present => "present.wgsl",
+            Shader::Color => "color.wgsl",
         }
     }
 
@@ -130,6 +135,7 @@ impl Shader {
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::Lbfgs => include_str!("../../shaders/lbfgs.wgsl"),
             Shader::Present => include_str!("../../shaders/present.wgsl"),
+            Shader::Color => include_str!("../../shaders/color.wgsl"),
         }
     }
 
@@ -279,7 +285,16 @@ pub struct KernelSpec {
 
 /// Every compute kernel's spec, for the contract test.
 pub fn all_specs() -> Vec<KernelSpec> {
-    [conv::SPECS, depthwise::SPECS, pointwise::SPECS, squeeze_excite::SPECS, losses::SPECS, optimizers::SPECS].concat()
+    [
+        conv::SPECS,
+        depthwise::SPECS,
+        pointwise::SPECS,
+        squeeze_excite::SPECS,
+        losses::SPECS,
+        optimizers::SPECS,
+        color::SPECS,
+    ]
+    .concat()
 }
 
 /// What part of the work a dispatch belongs to, for the per-kernel breakdown of `bench`. Each
@@ -299,7 +314,7 @@ pub enum Family {
     Gram,
     /// Content, style, TV and total loss kernels.
     Losses,
-    /// The image update: Adam, L-BFGS, the sigmoid squash.
+    /// The image update: Adam, L-BFGS, the sigmoid squash (and the write-time color transfer).
     Optimizer,
 }
 
@@ -344,6 +359,8 @@ pub struct Kernels {
     pub losses: losses::Losses,
     /// Adam, the sigmoid parameterization and L-BFGS.
     pub optimizers: optimizers::Optimizers,
+    /// The write-time color transfer.
+    pub color: color::Color,
     placeholder: wgpu::Buffer,
 }
 
@@ -357,6 +374,7 @@ impl Kernels {
             squeeze_excite: squeeze_excite::SqueezeExcite::new(ctx),
             losses: losses::Losses::new(ctx),
             optimizers: optimizers::Optimizers::new(ctx),
+            color: color::Color::new(ctx),
             placeholder: ctx.zeroed_buffer("placeholder", 1),
         }
     }

@@ -19,7 +19,8 @@ use image::RgbImage;
 use crate::engine::FeatureNet;
 use crate::gpu::GpuContext;
 use crate::image_io;
-use crate::kernels::Command;
+use crate::kernels::color::{ColorParams, OriginalColors};
+use crate::kernels::{BoundOp, Command};
 pub use objective::{LOSS_SLOTS, LossSpec, Objective, PlanarImage, Targets};
 use optimizer::{Adam, Lbfgs, Squash, logit};
 
@@ -85,6 +86,10 @@ pub struct StylizeOptions {
     pub report_every: usize,
     /// Also hand out the current image every this many iterations (`None`: never).
     pub snapshot_every: Option<usize>,
+    /// jcjohnson's `-original_colors 1`: the result and the snapshots keep the content photo's
+    /// colors, taking only the optimized image's luma (done on the GPU as they are read, see
+    /// [`crate::kernels::color`]).
+    pub original_colors: bool,
 }
 
 impl Default for StylizeOptions {
@@ -103,6 +108,7 @@ impl Default for StylizeOptions {
             seed: 0,
             report_every: 50,
             snapshot_every: None,
+            original_colors: false,
         }
     }
 }
@@ -427,15 +433,24 @@ impl Stylizer {
                 Optimizer::Bounded { squash, lbfgs, _u: [u, grad_u] }
             }
         };
+        let content = ctx.storage_buffer("content", &content_planar.data);
+        let confirmed = ctx.storage_buffer("last finite image", &init);
+        let original_colors = options.original_colors.then(|| {
+            let output = ctx.zeroed_buffer("original colors", n);
+            let p = ColorParams::new(w * h);
+            let recolor =
+                |image| k.color.original_colors(ctx, OriginalColors { image, photo: &content, output: &output }, &p);
+            OriginalColorsOps { current: recolor(&x), confirmed: recolor(&confirmed), output: output.clone() }
+        });
         Ok(Session {
             ctx: self.ctx.clone(),
             width: w,
             height: h,
             iterations: options.iterations,
             weights: [options.loss.content_weight, options.loss.style_weight, options.loss.tv_weight],
-            content: ctx.storage_buffer("content", &content_planar.data),
+            content,
             candidate: ctx.zeroed_buffer("candidate image", n),
-            confirmed: ctx.storage_buffer("last finite image", &init),
+            confirmed,
             losses_readback: ctx.readback_buffer(LOSS_SLOTS),
             image_readback: ctx.readback_buffer(n),
             x,
@@ -446,6 +461,7 @@ impl Stylizer {
             start: Instant::now(),
             clock_stopped: None,
             paused: std::time::Duration::ZERO,
+            original_colors,
         })
     }
 
@@ -508,6 +524,15 @@ pub struct Session {
     /// When the clock was stopped (paused, or the run completed), and the paused time so far.
     clock_stopped: Option<Instant>,
     paused: std::time::Duration,
+    original_colors: Option<OriginalColorsOps>,
+}
+
+/// `original_colors` dispatches of a run (the content photo's chroma with the luma of the
+/// image being optimized, or of the last image with a finite loss) and their output.
+struct OriginalColorsOps {
+    current: BoundOp,
+    confirmed: BoundOp,
+    output: wgpu::Buffer,
 }
 
 impl Session {
@@ -602,7 +627,14 @@ impl Session {
             commands.push(Command::Copy(losses, self.losses_readback.clone(), (LOSS_SLOTS * 4) as u64));
         }
         if snapshot {
-            commands.push(Command::Copy(self.x.clone(), self.image_readback.clone(), bytes));
+            let snapshot = match &self.original_colors {
+                Some(colors) => {
+                    commands.push(Command::Dispatch(colors.current.clone()));
+                    colors.output.clone()
+                }
+                None => self.x.clone(),
+            };
+            commands.push(Command::Copy(snapshot, self.image_readback.clone(), bytes));
         }
         if self.iteration < self.iterations {
             commands.extend(self.optimizer.commands(&self.ctx));
@@ -669,14 +701,22 @@ impl Session {
         self.ctx.queue.submit([encoder.finish()]);
     }
 
-    /// Reads the last image with a finite reported loss (clamped to [0, 1]).
+    /// Reads the last image with a finite reported loss (clamped to [0, 1]; with
+    /// `original_colors`, recolored on the GPU first).
     pub fn current_image(&mut self) -> Result<RgbImage> {
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         if std::mem::take(&mut self.confirm_pending) {
-            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
             encoder.copy_buffer_to_buffer(&self.candidate, 0, &self.confirmed, 0, self.x.size());
-            self.ctx.queue.submit([encoder.finish()]);
         }
-        Ok(to_image(&self.ctx.read_buffer(&self.confirmed, 3 * self.width * self.height)?, self.width, self.height))
+        let image = match &self.original_colors {
+            Some(colors) => {
+                crate::kernels::record(&mut encoder, std::slice::from_ref(&colors.confirmed));
+                &colors.output
+            }
+            None => &self.confirmed,
+        };
+        self.ctx.queue.submit([encoder.finish()]);
+        Ok(to_image(&self.ctx.read_buffer(image, 3 * self.width * self.height)?, self.width, self.height))
     }
 
     /// Ends the run: the result is the last image with a finite reported loss.

@@ -8,7 +8,9 @@ use crate::arch::{LayerId, LayerInfo};
 use crate::engine::{FeatureNet, ForwardPlan, PlanOptions, Work};
 use crate::gpu::GpuContext;
 pub use crate::kernels::losses::LOSS_SLOTS;
-use crate::kernels::losses::{ContentLoss, LossParams, StyleLoss, TotalLoss, TvLoss, loss_groups};
+use crate::kernels::losses::{
+    ContentLoss, GradientL1, LossParams, NormalizedAdd, StyleLoss, TotalLoss, TvLoss, loss_groups,
+};
 use crate::kernels::pointwise::{PointwiseParams, ProductBuffers, flags, product_tiles};
 use crate::kernels::{self, BoundOp, Command};
 
@@ -25,6 +27,12 @@ pub struct LossSpec {
     pub style_weight: f32,
     /// Weight of E_tv.
     pub tv_weight: f32,
+    /// jcjohnson's `-normalize_gradients`: each content and style loss sends back its gradient
+    /// divided by its L1 norm, weight · g / (‖g‖₁ + 1e-8), g the gradient of that layer's
+    /// unweighted loss (for a style layer, w_l · style_weight is the weight). The TV gradient is
+    /// unchanged, and the losses are still the objective's values: the gradient is then no longer
+    /// the gradient of the reported total.
+    pub normalize_gradients: bool,
 }
 
 impl Default for LossSpec {
@@ -38,6 +46,7 @@ impl Default for LossSpec {
             content_weight: super::DEFAULT_CONTENT_WEIGHT,
             style_weight: super::DEFAULT_STYLE_WEIGHT,
             tv_weight: super::DEFAULT_TV_WEIGHT,
+            normalize_gradients: false,
         }
     }
 }
@@ -118,6 +127,23 @@ pub fn gram_split(channels: usize, pixels: usize) -> (u32, u32) {
     let splits = 256usize.div_ceil(tiles).clamp(1, pixels.div_ceil(256).max(1));
     let chunk = pixels.div_ceil(splits).div_ceil(16) * 16;
     (chunk as u32, pixels.div_ceil(chunk) as u32)
+}
+
+/// The two dispatches that add `p.coef` · g / (‖g‖₁ + 1e-8) into `grad`, g = `own` (`p.count`
+/// values), the norm's `p.groups` partial sums in `losses` from `p.partial` on.
+fn normalized_add(
+    ctx: &GpuContext,
+    fnet: &FeatureNet,
+    losses: &wgpu::Buffer,
+    own: &wgpu::Buffer,
+    grad: &wgpu::Buffer,
+    p: &LossParams,
+) -> [BoundOp; 2] {
+    let k = &fnet.kernels.losses;
+    [
+        k.gradient_l1(ctx, GradientL1 { value: own, losses }, p),
+        k.normalized_add(ctx, NormalizedAdd { value: own, grad, losses }, p),
+    ]
 }
 
 /// Target values read back: content activations and style Gram matrices, per layer.
@@ -222,12 +248,21 @@ impl Targets {
 
 /// One evaluation of the objective at the image in `image`: losses into [`Objective::losses`]
 /// (content, style, tv, total) and d total / d image into [`Objective::image_grad`].
+///
+/// With [`LossSpec::normalize_gradients`] each content and style loss writes its own gradient
+/// into a buffer of its own (the content and style losses of one layer, and the gradient the
+/// deeper layers send back, all add into the same layer gradient, so the norm must be taken
+/// before they meet); `gradient_l1` then sums its |values| and `normalized_add` adds
+/// weight · g / (‖g‖₁ + 1e-8) into the layer gradient, before the backward pass.
 pub struct Objective {
     forward: ForwardPlan,
     ops: Vec<BoundOp>,
     losses: wgpu::Buffer,
     /// The weight-dependent loss dispatches: (index in `ops`, parameters at weight 1, which weight).
     weighted: Vec<(usize, LossParams, Term)>,
+    /// Buffers of the losses' own gradients that are added into (content losses under
+    /// `normalize_gradients`): cleared with the layer gradients.
+    own_grads: Vec<wgpu::Buffer>,
     work: Work,
     _targets: Targets,
 }
@@ -267,15 +302,22 @@ impl Objective {
             content_groups.push(loss_groups(c * hw));
         }
         let mut style_groups = Vec::new();
+        // With normalize_gradients, one partial sum of ‖g‖₁ per workgroup of each content and
+        // style gradient, after the TV partials.
+        let mut norm_groups = 0;
         for &(id, _) in &spec.style_layers {
-            let (c, _) = layer_size(id)?;
+            let (c, hw) = layer_size(id)?;
             style_groups.push(loss_groups(c * c));
+            norm_groups += loss_groups(c * hw);
         }
+        norm_groups += content_groups.iter().sum::<u32>();
+        let normalize = spec.normalize_gradients;
         let tv_groups = loss_groups(3 * width * height);
         let content_end = LOSS_SLOTS as u32 + content_groups.iter().sum::<u32>();
         let style_end = content_end + style_groups.iter().sum::<u32>();
         let tv_end = style_end + tv_groups;
-        let losses = ctx.zeroed_buffer("losses", tv_end as usize);
+        let losses = ctx.zeroed_buffer("losses", (tv_end + if normalize { norm_groups } else { 0 }) as usize);
+        let mut next_norm = tv_end;
         let mut next_partial = LOSS_SLOTS as u32;
         let mut partials = |groups: u32| {
             next_partial += groups;
@@ -291,24 +333,38 @@ impl Objective {
         };
         let mut ops: Vec<BoundOp> = forward.ops().to_vec();
         let mut weighted = Vec::new();
+        let mut own_grads = Vec::new();
         let pixels = (3 * width * height) as f64;
         // Network passes; TV (read the image, add into its gradient); losses' clears.
         let mut work = forward.work() + Work::new(14.0 * pixels, 3.0 * pixels);
         for ((&id, target), &groups) in spec.content_layers.iter().zip(&targets.content).zip(&content_groups) {
             let (info, f) = forward.layer_buffer(id)?;
             let n = info.channels * info.height * info.width;
-            let p = LossParams {
-                count: n as u32,
-                coef: spec.content_weight * 2.0 / n as f32,
-                groups,
-                partial: partials(groups),
-                ..totals
-            };
-            weighted.push((ops.len(), LossParams { coef: 2.0 / n as f32, ..p }, Term::Content));
+            let layer_grad = forward.grad_buffer(id)?;
+            let unit_coef = 2.0 / n as f32;
+            let coef = if normalize { unit_coef } else { spec.content_weight * unit_coef };
+            let p = LossParams { count: n as u32, coef, groups, partial: partials(groups), ..totals };
             work = work + Work::new(5.0 * n as f64, 4.0 * n as f64);
-            let buffers =
-                ContentLoss { value: f, target_value: target, grad: forward.grad_buffer(id)?, losses: &losses };
-            ops.push(k.losses.content(ctx, buffers, &p));
+            if normalize {
+                // The loss's own gradient, then its normalized share added into the layer's.
+                let own = ctx.zeroed_buffer("content loss gradient", n);
+                let buffers = ContentLoss { value: f, target_value: target, grad: &own, losses: &losses };
+                ops.push(k.losses.content(ctx, buffers, &p));
+                let groups = loss_groups(n);
+                let p = LossParams { count: n as u32, coef: 1.0, groups, partial: next_norm, ..totals };
+                next_norm += groups;
+                let weighted_p = LossParams { coef: spec.content_weight, ..p };
+                let [l1, add] = normalized_add(ctx, fnet, &losses, &own, layer_grad, &weighted_p);
+                ops.push(l1);
+                weighted.push((ops.len(), p, Term::Content));
+                ops.push(add);
+                work = work + Work::new(4.0 * n as f64, 5.0 * n as f64);
+                own_grads.push(own);
+            } else {
+                weighted.push((ops.len(), LossParams { coef: unit_coef, ..p }, Term::Content));
+                let buffers = ContentLoss { value: f, target_value: target, grad: layer_grad, losses: &losses };
+                ops.push(k.losses.content(ctx, buffers, &p));
+            }
         }
         for (((id, weight), target), &groups) in spec.style_layers.iter().zip(&targets.style).zip(&style_groups) {
             let (info, f) = forward.layer_buffer(*id)?;
@@ -325,7 +381,8 @@ impl Objective {
             let r = ctx.zeroed_buffer("style residual", c * c);
             ops.push(gram_op(ctx, fnet, info, f, &gram, 1.0, k_chunk));
             let unit_coef = weight * 4.0 / ((c * c) as f32 * (c * hw) as f32);
-            let coef = spec.style_weight * unit_coef;
+            // Normalized: R is the gradient of the layer's unweighted mean((G − A)²).
+            let coef = if normalize { 4.0 / ((c * c) as f32 * (c * hw) as f32) } else { spec.style_weight * unit_coef };
             let p = LossParams {
                 channels: c as u32,
                 coef,
@@ -335,20 +392,36 @@ impl Objective {
                 partial: partials(groups),
                 ..totals
             };
-            weighted.push((ops.len(), LossParams { coef: unit_coef, ..p }, Term::Style));
+            if !normalize {
+                weighted.push((ops.len(), LossParams { coef: unit_coef, ..p }, Term::Style));
+            }
             let buffers = StyleLoss { value: &gram, target_value: target, grad: &r, losses: &losses };
             ops.push(k.losses.style(ctx, buffers, &p));
-            // dF += R · F.
+            // dF += R · F, or normalized: g = R · F, then its normalized share added into dF.
+            let layer_grad = forward.grad_buffer(*id)?;
+            let own = normalize.then(|| ctx.zeroed_buffer("style loss gradient", c * hw));
             let p = PointwiseParams {
                 m: c as u32,
                 k: c as u32,
                 n: hw as u32,
-                flags: flags::ACCUMULATE,
+                flags: if normalize { 0 } else { flags::ACCUMULATE },
                 ..Default::default()
             };
-            let buffers =
-                ProductBuffers { input: f, weights: &r, output: forward.grad_buffer(*id)?, aux: k.placeholder() };
+            let output = own.as_ref().unwrap_or(layer_grad);
+            let buffers = ProductBuffers { input: f, weights: &r, output, aux: k.placeholder() };
             ops.push(k.products.gram(ctx, buffers, &p));
+            if let Some(own) = own {
+                let n = c * hw;
+                let groups = loss_groups(n);
+                let p = LossParams { count: n as u32, coef: *weight, groups, partial: next_norm, ..totals };
+                next_norm += groups;
+                let weighted_p = LossParams { coef: spec.style_weight * weight, ..p };
+                let [l1, add] = normalized_add(ctx, fnet, &losses, &own, layer_grad, &weighted_p);
+                ops.push(l1);
+                weighted.push((ops.len(), p, Term::Style));
+                ops.push(add);
+                work = work + Work::new(4.0 * n as f64, 4.0 * n as f64);
+            }
         }
         ops.extend(forward.backward_ops(ctx, k)?);
         let image_grad = forward.image_grad().expect("training plan");
@@ -358,7 +431,7 @@ impl Objective {
         let total = LossParams { ends: [content_end, style_end, tv_end, 0], ..totals };
         weighted.push((ops.len(), total, Term::Totals));
         ops.push(k.losses.total(ctx, TotalLoss { losses: &losses }, &total));
-        Ok(Self { forward, ops, losses, weighted, work, _targets: targets })
+        Ok(Self { forward, ops, losses, weighted, own_grads, work, _targets: targets })
     }
 
     /// Changes the loss weights for the following evaluations (layers and targets stay).
@@ -376,7 +449,12 @@ impl Objective {
 
     /// The commands of one evaluation: clear the gradients and losses, then every dispatch.
     pub fn commands(&self) -> Vec<Command> {
-        let clears = self.forward.all_grad_buffers().chain([&self.losses]).map(|b| Command::Clear(b.clone()));
+        let clears = self
+            .forward
+            .all_grad_buffers()
+            .chain(&self.own_grads)
+            .chain([&self.losses])
+            .map(|b| Command::Clear(b.clone()));
         clears.chain(self.ops.iter().cloned().map(Command::Dispatch)).collect()
     }
 
@@ -393,6 +471,13 @@ impl Objective {
     /// The losses buffer: content, style, tv, total.
     pub fn losses(&self) -> &wgpu::Buffer {
         &self.losses
+    }
+
+    /// The gradient at a layer's output after an evaluation: what its losses send back plus what
+    /// the layers after it send back (for a layer whose activation's derivative the backward pass
+    /// applies in place, the stem and the depthwise layers, the pre-activation's gradient).
+    pub fn layer_grad(&self, id: LayerId) -> Result<&wgpu::Buffer> {
+        self.forward.grad_buffer(id)
     }
 
     /// d total / d image.
