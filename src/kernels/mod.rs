@@ -14,6 +14,7 @@ pub mod losses;
 pub mod optimizers;
 pub mod pointwise;
 pub mod present;
+pub mod scales;
 pub mod squeeze_excite;
 
 use std::num::NonZeroU64;
@@ -91,11 +92,13 @@ pub enum Shader {
     Lbfgs,
     /// `present.wgsl`: the viewer's render pipeline.
     Present,
+    /// `scales.wgsl`: resizing between scales, the logit, the output average.
+    Scales,
 }
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 9] = [
         Shader::Conv,
         Shader::Depthwise,
         Shader::Pointwise,
@@ -104,6 +107,7 @@ impl Shader {
         Shader::Optim,
         Shader::Lbfgs,
         Shader::Present,
+        Shader::Scales,
     ];
 
     /// The file name under `shaders/`.
@@ -117,6 +121,7 @@ impl Shader {
             Shader::Optim => "optim.wgsl",
             Shader::Lbfgs => "lbfgs.wgsl",
             Shader::Present => "present.wgsl",
+            Shader::Scales => "scales.wgsl",
         }
     }
 
@@ -130,6 +135,7 @@ impl Shader {
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::Lbfgs => include_str!("../../shaders/lbfgs.wgsl"),
             Shader::Present => include_str!("../../shaders/present.wgsl"),
+            Shader::Scales => include_str!("../../shaders/scales.wgsl"),
         }
     }
 
@@ -279,7 +285,16 @@ pub struct KernelSpec {
 
 /// Every compute kernel's spec, for the contract test.
 pub fn all_specs() -> Vec<KernelSpec> {
-    [conv::SPECS, depthwise::SPECS, pointwise::SPECS, squeeze_excite::SPECS, losses::SPECS, optimizers::SPECS].concat()
+    [
+        conv::SPECS,
+        depthwise::SPECS,
+        pointwise::SPECS,
+        squeeze_excite::SPECS,
+        losses::SPECS,
+        optimizers::SPECS,
+        scales::SPECS,
+    ]
+    .concat()
 }
 
 /// What part of the work a dispatch belongs to, for the per-kernel breakdown of `bench`. Each
@@ -344,6 +359,8 @@ pub struct Kernels {
     pub losses: losses::Losses,
     /// Adam, the sigmoid parameterization and L-BFGS.
     pub optimizers: optimizers::Optimizers,
+    /// Resizing between scales, the logit and the output average.
+    pub scales: scales::Scales,
     placeholder: wgpu::Buffer,
 }
 
@@ -357,6 +374,7 @@ impl Kernels {
             squeeze_excite: squeeze_excite::SqueezeExcite::new(ctx),
             losses: losses::Losses::new(ctx),
             optimizers: optimizers::Optimizers::new(ctx),
+            scales: scales::Scales::new(ctx),
             placeholder: ctx.zeroed_buffer("placeholder", 1),
         }
     }
