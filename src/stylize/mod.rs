@@ -431,7 +431,7 @@ pub fn scale_sides(scales: &Scales, size: u32, min_size: u32) -> Result<Vec<u32>
             (0..n - 1).map(|i| (f64::from(low) * ratio.powf(i as f64 / (n - 1) as f64)).round() as u32).collect()
         }
         Scales::Sizes(list) => {
-            if list.is_empty() || list.iter().any(|&s| s == 0) {
+            if list.is_empty() || list.contains(&0) {
                 bail!("scales must be sizes of at least 1");
             }
             if list.windows(2).any(|w| w[0] >= w[1]) {
