@@ -262,7 +262,7 @@ fn parse_scales(s: &str) -> Result<Scales> {
     Ok(Scales::Sizes(s.split(',').map(|v| v.trim().parse::<u32>().map_err(|_| bad())).collect::<Result<_>>()?))
 }
 
-/// Prints the schedule: one line on stderr, or a JSON line on stdout.
+/// Prints the schedule: with more than one scale a line on stderr, or a JSON line on stdout.
 fn print_plan(plan: &[ScalePlan], json: bool) -> Result<()> {
     let total: usize = plan.iter().map(|s| s.iterations).sum();
     if json {
@@ -272,11 +272,10 @@ fn print_plan(plan: &[ScalePlan], json: bool) -> Result<()> {
             .map(|(i, s)| json!({"scale": i + 1, "size": [s.width, s.height], "iterations": s.iterations}))
             .collect();
         outln!("{}", json!({"plan": scales, "iterations": total}))?;
-    } else {
+    } else if plan.len() > 1 {
         let scales: Vec<String> =
             plan.iter().map(|s| format!("{}×{} for {}", s.width, s.height, s.iterations)).collect();
-        let count = if plan.len() == 1 { "1 scale".to_string() } else { format!("{} scales", plan.len()) };
-        eprintln!("plan: {count}, {total} iterations: {}", scales.join(", "));
+        eprintln!("plan: {} scales, {total} iterations: {}", plan.len(), scales.join(", "));
     }
     Ok(())
 }
