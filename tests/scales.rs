@@ -1,7 +1,8 @@
 //! The coarse-to-fine schedule and the output average at ≤ 96 px: the plan (sizes, iteration
 //! split), one scale reproducing the single-scale entry point byte for byte, targets recomputed
 //! at every scale, the average equal to a CPU average of the iterates, and the CLI's plan line,
-//! JSON progress, snapshot names and determinism across scales.
+//! JSON progress, snapshot names and determinism across scales, and the resize and logit kernels
+//! against the CPU.
 
 mod common;
 
@@ -275,4 +276,55 @@ fn auto_at_or_below_min_size_is_the_one_scale_run() {
     let bad = stylize_cli(&one, &["--size", "48", "--scales", "x"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--scales must be"));
+}
+
+/// Bilinear with half-pixel centers and clamped edges, on the CPU.
+fn resize_bilinear_cpu(src: &[f32], (sw, sh): (usize, usize), (dw, dh): (usize, usize)) -> Vec<f32> {
+    let mut out = Vec::with_capacity(3 * dw * dh);
+    for c in 0..3 {
+        for y in 0..dh {
+            for x in 0..dw {
+                let sx = ((x as f32 + 0.5) * sw as f32 / dw as f32 - 0.5).max(0.0);
+                let sy = ((y as f32 + 0.5) * sh as f32 / dh as f32 - 0.5).max(0.0);
+                let (x0, y0) = ((sx.floor() as usize).min(sw - 1), (sy.floor() as usize).min(sh - 1));
+                let (x1, y1) = ((x0 + 1).min(sw - 1), (y0 + 1).min(sh - 1));
+                let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+                let at = |x: usize, y: usize| src[c * sw * sh + y * sw + x];
+                let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
+                let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
+                out.push(top * (1.0 - fy) + bottom * fy);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn resize_and_logit_kernels_match_the_cpu() {
+    use neural_style::kernels::scales::{AverageParams, Logit, Resize, ResizeParams};
+    use neural_style::kernels::{self, Kernels};
+    let Some(ctx) = gpu() else { return };
+    let k = Kernels::new(&ctx);
+    let mut rng = Rng::new(5);
+    let (sw, sh) = (23, 17);
+    let src: Vec<f32> = rng.vec(3 * sw * sh, 1.0).iter().map(|v| v * 0.5 + 0.5).collect();
+    let src_buf = ctx.storage_buffer("src", &src);
+    for (dw, dh) in [(33, 24), (46, 34), (23, 17), (12, 9)] {
+        let dst = ctx.zeroed_buffer("dst", 3 * dw * dh);
+        let p = ResizeParams { src_w: sw as u32, src_h: sh as u32, dst_w: dw as u32, dst_h: dh as u32 };
+        kernels::run(&ctx, &[k.scales.resize_bilinear(&ctx, Resize { src: &src_buf, dst: &dst }, &p)]).unwrap();
+        let got = ctx.read_buffer(&dst, 3 * dw * dh).unwrap();
+        let want = resize_bilinear_cpu(&src, (sw, sh), (dw, dh));
+        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-5, "{dw}×{dh}: off by {worst}");
+    }
+    let n = src.len();
+    let u = ctx.zeroed_buffer("u", n);
+    let p = AverageParams::new(n, 0.0, 1);
+    kernels::run(&ctx, &[k.scales.logit(&ctx, Logit { image: &src_buf, averaged: &u }, &p)]).unwrap();
+    let got = ctx.read_buffer(&u, n).unwrap();
+    for (g, &x) in got.iter().zip(&src) {
+        let want = neural_style::stylize::optimizer::logit(x);
+        assert!((g - want).abs() < 1e-4 * want.abs().max(1.0), "logit({x}) = {g}, want {want}");
+    }
 }
