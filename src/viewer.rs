@@ -150,21 +150,23 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
         );
         let (ctx, surface) = GpuContext::with_surface(&self.request, window.clone())?;
         let ctx = Arc::new(ctx);
-        let (driver, image, content) = match job {
+        let (driver, image, content, size) = match job {
             Job::Stylize { net, content, styles, options } => {
                 let fnet = Arc::new(FeatureNet::new(&ctx, *net));
                 let driver =
                     Stylizer::new(ctx.clone(), fnet).drive(&content, &styles, &options)?.read_every_iteration();
                 let session = driver.session();
                 let (image, content) = (session.image_buffer().clone(), session.content_buffer().clone());
-                (Some(driver), image, content)
+                // The first scale's size (the window is sized for the last).
+                let size = (session.width() as u32, session.height() as u32);
+                (Some(driver), image, content, size)
             }
             Job::Show(img) => {
                 let buffer = ctx.storage_buffer("image", &image_io::to_chw(&img));
-                (None, buffer.clone(), buffer)
+                (None, buffer.clone(), buffer, (w, h))
             }
         };
-        let presenter = Presenter::new(&ctx, &surface, [&image, &content], (w, h));
+        let presenter = Presenter::new(&ctx, &surface, [&image, &content], size);
         let mut running = Running {
             window,
             ctx,
