@@ -41,7 +41,7 @@ fn main() -> Result<()> {
         });
     }
     let outcome = driver.run(|event| {
-        if let Event::Progress { iteration, losses, elapsed_s } = event {
+        if let Event::Progress { iteration, losses, elapsed_s, .. } = event {
             println!("{iteration:>4}  loss {:.5}  style {:.6}  {elapsed_s:.1}s", losses.loss, losses.style);
             let first = *first_style.get_or_insert(losses.style);
             // Good enough: the style loss fell a hundredfold.

@@ -235,7 +235,20 @@ pub struct StylizeArgs {
     /// Report the losses every N iterations (and at the end).
     #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
     pub print_every: usize,
-    /// Every N iterations also write <output stem>_<iteration>.<ext> next to the output.
+    /// Coarse-to-fine schedule: `auto` (from --min-size to --size, ×√2 per scale; one scale when
+    /// --size ≤ --min-size), a number of scales, or a comma-separated list of longest sides
+    /// (--size is appended when the list does not end with it). --iterations is split over them.
+    #[arg(long, default_value = "auto")]
+    pub scales: String,
+    /// Longest side of the first scale of `--scales auto` or `--scales N` (never above --size).
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true)]
+    pub min_size: u32,
+    /// Write (and seed each next scale with) the exponential moving average of the iterates with
+    /// this decay, bias corrected; 0 writes the last iterate.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub average: f32,
+    /// Every N iterations also write <output stem>_<iteration>.<ext> next to the output
+    /// (<output stem>_s<scale>_<iteration>.<ext> with more than one scale).
     #[arg(long, allow_negative_numbers = true)]
     pub save_every: Option<usize>,
     /// Watch the image converge in a window (Space pause, S snapshot, +/- style weight, Tab content,

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use neural_style::arch::{self, LayerId, Padding};
 use neural_style::engine::{FeatureNet, ForwardPlan, PlanOptions};
 use neural_style::gpu::{self, GpuContext};
-use neural_style::stylize::{OptionError, OptionName};
+use neural_style::stylize::{OptionError, OptionName, ScaleInfo, ScalePlan, Scales};
 use neural_style::{atomic, image_io, weights};
 use serde_json::json;
 
@@ -241,11 +241,50 @@ fn parse_style_layer(s: &str) -> Result<(LayerId, f32)> {
     }
 }
 
-/// `out.png` at iteration 100 → `out_100.png` in the same directory.
-fn snapshot_path(output: &Path, iteration: usize) -> PathBuf {
+/// `out.png` at iteration 100 → `out_100.png` in the same directory; with more than one scale,
+/// `out_s2_100.png` at iteration 100 of scale 2.
+fn snapshot_path(output: &Path, scale: ScaleInfo, iteration: usize) -> PathBuf {
     let stem = output.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
     let ext = output.extension().and_then(|s| s.to_str()).unwrap_or("png");
-    output.with_file_name(format!("{stem}_{iteration}.{ext}"))
+    if scale.count > 1 {
+        output.with_file_name(format!("{stem}_s{}_{iteration}.{ext}", scale.index))
+    } else {
+        output.with_file_name(format!("{stem}_{iteration}.{ext}"))
+    }
+}
+
+/// `auto`, a number of scales, or a comma-separated list of longest sides.
+fn parse_scales(s: &str) -> Result<Scales> {
+    let bad = || anyhow!("--scales must be auto, a number of scales or a comma-separated list of sizes, got {s:?}");
+    if s == "auto" {
+        return Ok(Scales::Auto);
+    }
+    if !s.contains(',') {
+        return match s.trim().parse::<usize>() {
+            Ok(0) => bail!("--scales must be at least 1"),
+            Ok(n) => Ok(Scales::Count(n)),
+            Err(_) => Err(bad()),
+        };
+    }
+    Ok(Scales::Sizes(s.split(',').map(|v| v.trim().parse::<u32>().map_err(|_| bad())).collect::<Result<_>>()?))
+}
+
+/// Prints the schedule: with more than one scale a line on stderr, or a JSON line on stdout.
+fn print_plan(plan: &[ScalePlan], json: bool) -> Result<()> {
+    let total: usize = plan.iter().map(|s| s.iterations).sum();
+    if json {
+        let scales: Vec<_> = plan
+            .iter()
+            .enumerate()
+            .map(|(i, s)| json!({"scale": i + 1, "size": [s.width, s.height], "iterations": s.iterations}))
+            .collect();
+        outln!("{}", json!({"plan": scales, "iterations": total}))?;
+    } else if plan.len() > 1 {
+        let scales: Vec<String> =
+            plan.iter().map(|s| format!("{}×{} for {}", s.width, s.height, s.iterations)).collect();
+        eprintln!("plan: {} scales, {total} iterations: {}", plan.len(), scales.join(", "));
+    }
+    Ok(())
 }
 
 /// The CLI's name for an option of the library's [`StylizeOptions`](neural_style::stylize::StylizeOptions).
@@ -273,7 +312,7 @@ fn with_flag_names(error: anyhow::Error) -> anyhow::Error {
 }
 
 fn stylize(args: &StylizeArgs) -> Result<()> {
-    use neural_style::stylize::{Control, Event, Init, LossSpec, StylizeOptions, Stylizer};
+    use neural_style::stylize::{Control, Event, Init, LossSpec, StylizeOptions, Stylizer, plan};
     // Everything that can be checked before the long run is checked first.
     output_format(&args.output)?;
     atomic::destination_dir(&args.output)?;
@@ -310,7 +349,17 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         report_every: args.print_every.max(1),
         snapshot_every: args.save_every.filter(|&n| n > 0),
         original_colors: args.original_colors,
+        scales: parse_scales(&args.scales)?,
+        min_size: args.min_size,
+        average: args.average,
     };
+    if args.min_size < 1 {
+        bail!("--min-size must be at least 1");
+    }
+    if !(0.0..1.0).contains(&args.average) {
+        bail!("--average must be at least 0 and below 1, got {}", args.average);
+    }
+    let schedule = plan(content.width(), content.height(), &options).map_err(with_flag_names)?;
     #[cfg(feature = "viewer")]
     let viewer = open_viewer(args.viewer)?;
     #[cfg(not(feature = "viewer"))]
@@ -329,24 +378,44 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         bar
     });
     // The same events from the same driver either way.
+    // Snapshots are named by the scale of the last progress event (each scale reports first).
+    let current_scale = std::cell::Cell::new(None);
     let on_event = |event: Event| -> Result<()> {
         match event {
-            Event::Progress { iteration, losses, elapsed_s } => match &bar {
-                Some(bar) => {
-                    bar.set_position(iteration as u64);
-                    bar.set_message(format!("loss {:.4}", losses.loss));
+            Event::Progress { iteration, losses, elapsed_s, scale } => {
+                current_scale.set(Some(scale));
+                let before: usize = schedule[..scale.index - 1].iter().map(|s| s.iterations).sum();
+                let prefix = if scale.count > 1 {
+                    format!("scale {}/{} ({}×{}) ", scale.index, scale.count, scale.width, scale.height)
+                } else {
+                    String::new()
+                };
+                match &bar {
+                    Some(bar) => {
+                        bar.set_position((before + iteration) as u64);
+                        bar.set_message(format!("{prefix}loss {:.4}", losses.loss));
+                    }
+                    None if json => println!(
+                        "{}",
+                        json!({"scale": scale.index, "size": [scale.width, scale.height], "iteration": iteration,
+                               "loss": losses.loss, "content": losses.content, "style": losses.style,
+                               "tv": losses.tv, "elapsed_s": elapsed_s})
+                    ),
+                    None => println!(
+                        "{prefix}iteration {iteration}: loss {:.6} (content {:.6}, style {:.6}, tv {:.6}) {elapsed_s:.1}s",
+                        losses.loss, losses.content, losses.style, losses.tv
+                    ),
                 }
-                None if json => println!(
-                    "{}",
-                    json!({"iteration": iteration, "loss": losses.loss, "content": losses.content,
-                           "style": losses.style, "tv": losses.tv, "elapsed_s": elapsed_s})
-                ),
-                None => println!(
-                    "iteration {iteration}: loss {:.6} (content {:.6}, style {:.6}, tv {:.6}) {elapsed_s:.1}s",
-                    losses.loss, losses.content, losses.style, losses.tv
-                ),
-            },
-            Event::Snapshot { iteration, image } => write_image(image, &snapshot_path(&args.output, iteration))?,
+            }
+            Event::Snapshot { iteration, image } => {
+                let scale = current_scale.get().unwrap_or(ScaleInfo {
+                    index: 1,
+                    count: schedule.len(),
+                    width: image.width(),
+                    height: image.height(),
+                });
+                write_image(image, &snapshot_path(&args.output, scale, iteration))?
+            }
         }
         Ok(())
     };
@@ -354,6 +423,7 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         #[cfg(feature = "viewer")]
         Some(viewer) => {
             use neural_style::viewer::ViewerEvent;
+            print_plan(&schedule, json)?;
             viewer.stylize(&request, net, content, styles, options, |event| match event {
                 ViewerEvent::Step(event) => on_event(event),
                 ViewerEvent::Finished { image } => write_image(image, &args.output),
@@ -364,9 +434,10 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         None => {
             let ctx = Arc::new(GpuContext::new(&request)?);
             let fnet = Arc::new(FeatureNet::new(&ctx, net));
-            Stylizer::new(ctx, fnet)
-                .drive(&content, &styles, &options)
-                .and_then(|driver| driver.run(|event| on_event(event).map(|()| Control::Continue)))
+            Stylizer::new(ctx, fnet).drive(&content, &styles, &options).and_then(|driver| {
+                print_plan(driver.plan(), json)?;
+                driver.run(|event| on_event(event).map(|()| Control::Continue))
+            })
         }
     }
     .map_err(with_flag_names)?;

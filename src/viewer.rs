@@ -120,6 +120,8 @@ struct Running {
     show_content: bool,
     /// Whether [`ViewerEvent::Finished`] was sent.
     finished: bool,
+    /// The scale the presenter's buffers belong to (it is rebuilt at each transition).
+    presented_scale: usize,
     /// GPU commands submitted per frame, adapted to the frame time.
     commands_per_frame: usize,
     /// Frames presented in the current second, and the rate over the last full second.
@@ -148,21 +150,23 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
         );
         let (ctx, surface) = GpuContext::with_surface(&self.request, window.clone())?;
         let ctx = Arc::new(ctx);
-        let (driver, image, content) = match job {
+        let (driver, image, content, size) = match job {
             Job::Stylize { net, content, styles, options } => {
                 let fnet = Arc::new(FeatureNet::new(&ctx, *net));
                 let driver =
                     Stylizer::new(ctx.clone(), fnet).drive(&content, &styles, &options)?.read_every_iteration();
                 let session = driver.session();
                 let (image, content) = (session.image_buffer().clone(), session.content_buffer().clone());
-                (Some(driver), image, content)
+                // The first scale's size (the window is sized for the last).
+                let size = (session.width() as u32, session.height() as u32);
+                (Some(driver), image, content, size)
             }
             Job::Show(img) => {
                 let buffer = ctx.storage_buffer("image", &image_io::to_chw(&img));
-                (None, buffer.clone(), buffer)
+                (None, buffer.clone(), buffer, (w, h))
             }
         };
-        let presenter = Presenter::new(&ctx, &surface, [&image, &content], (w, h));
+        let presenter = Presenter::new(&ctx, &surface, [&image, &content], size);
         let mut running = Running {
             window,
             ctx,
@@ -172,6 +176,7 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
             paused: false,
             show_content: false,
             finished: false,
+            presented_scale: 0,
             commands_per_frame: 16,
             frames: (0, Instant::now(), 0.0),
             iterations: (0, Instant::now(), 0.0),
@@ -187,6 +192,7 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
     fn frame(&mut self) -> Result<()> {
         let Some(r) = &mut self.running else { return Ok(()) };
         let frame_start = Instant::now();
+        let mut new_scale = false;
         if let Some(driver) = &mut r.driver {
             let on_event = &mut self.on_event;
             let mut on_step = |event: Event| on_event(ViewerEvent::Step(event)).map(|()| Control::Continue);
@@ -196,11 +202,24 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
                 budget = budget.saturating_sub(advanced.commands);
                 r.iterations.0 += usize::from(advanced.completed_iteration);
             }
-            if driver.session().is_done() && driver.non_finite_at().is_none() && !r.finished {
+            if driver.scale() != r.presented_scale {
+                // A new scale: its session's buffers, at its size.
+                r.presented_scale = driver.scale();
+                let session = driver.session();
+                let size = (session.width() as u32, session.height() as u32);
+                let images = [session.image_buffer(), session.content_buffer()];
+                r.presenter = Presenter::new(&r.ctx, &r.surface, images, size);
+                new_scale = true;
+            }
+            let last_scale = driver.scale() + 1 == driver.plan().len();
+            if last_scale && driver.session().is_done() && driver.non_finite_at().is_none() && !r.finished {
                 r.finished = true;
                 let image = driver.current_image()?;
                 on_event(ViewerEvent::Finished { image: &image })?;
             }
+        }
+        if new_scale {
+            r.configure();
         }
         r.present()?;
         // Adapt the work per frame so that frames take about the budget.
@@ -375,8 +394,14 @@ impl Running {
         } else {
             ""
         };
+        let scale = driver.scale_info();
+        let scale = if scale.count > 1 {
+            format!("scale {}/{} ({}×{}) · ", scale.index, scale.count, scale.width, scale.height)
+        } else {
+            String::new()
+        };
         self.window.set_title(&format!(
-            "neural-style — iteration {iteration}/{} · loss {loss:.5} · {:.1} it/s · {:.0} fps · style weight {}{}{state}",
+            "neural-style — {scale}iteration {iteration}/{} · loss {loss:.5} · {:.1} it/s · {:.0} fps · style weight {}{}{state}",
             driver.session().total_iterations(),
             self.iterations.2,
             self.frames.2,

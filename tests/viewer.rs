@@ -339,3 +339,42 @@ fn viewer_without_a_display_is_a_clear_error_or_falls_back_when_auto() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("warning: cannot open a window"));
     assert!(image::open(&output).is_ok());
 }
+
+/// Mean absolute difference between the window's picture and `written`, scaled to fit it.
+fn window_difference(x: &Xvfb, id: &str, dir: &Path, written: &image::RgbImage) -> f64 {
+    let shot = x.screenshot(id, &dir.join("shot.png"));
+    let (w, h) = written.dimensions();
+    let scale = (shot.width() as f64 / w as f64).min(shot.height() as f64 / h as f64);
+    let (ox, oy) = ((shot.width() as f64 - scale * w as f64) / 2.0, (shot.height() as f64 - scale * h as f64) / 2.0);
+    let mut diff = 0.0;
+    for y in 0..h {
+        for xx in 0..w {
+            let sx = (ox + (xx as f64 + 0.5) * scale) as u32;
+            let sy = (oy + (y as f64 + 0.5) * scale) as u32;
+            let (a, b) = (shot.get_pixel(sx, sy), written.get_pixel(xx, y));
+            diff += (0..3).map(|c| (a[c] as f64 - b[c] as f64).abs()).sum::<f64>();
+        }
+    }
+    diff / (w * h * 3) as f64
+}
+
+#[test]
+fn across_scales_the_title_shows_the_scale_and_the_window_follows_its_size() {
+    let Some(x) = Xvfb::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let args = ["--size", "64", "--min-size", "32", "--iterations", "12", "--save-every", "4"];
+    let mut viewer = Viewer::start(&x, dir.path(), &output, &args);
+    let (id, title) = x.window(&mut viewer, |t| t.contains("done"));
+    assert!(title.contains("scale 3/3 (64×") && title.contains("iteration 4/4"), "{title}");
+    let written = image::open(&output).expect("output written at completion").to_rgb8();
+    assert_eq!(written.width().max(written.height()), 64);
+    for scale in 1..=3 {
+        assert!(dir.path().join(format!("out_s{scale}_4.png")).is_file(), "snapshot of scale {scale}");
+    }
+    let diff = window_difference(&x, &id, dir.path(), &written);
+    assert!(diff < 2.0, "the window differs from the written image: mean abs diff {diff}");
+    x.key(&id, "Escape");
+    let (ok, stderr) = viewer.wait_exit();
+    assert!(ok, "{stderr}");
+}

@@ -15,6 +15,7 @@ pub mod losses;
 pub mod optimizers;
 pub mod pointwise;
 pub mod present;
+pub mod scales;
 pub mod squeeze_excite;
 
 use std::num::NonZeroU64;
@@ -94,11 +95,13 @@ pub enum Shader {
     Present,
     /// `color.wgsl`: color transfer at write time.
     Color,
+    /// `scales.wgsl`: resizing between scales, the logit, the output average.
+    Scales,
 }
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 9] = [
+    pub const ALL: [Shader; 10] = [
         Shader::Conv,
         Shader::Depthwise,
         Shader::Pointwise,
@@ -108,6 +111,7 @@ impl Shader {
         Shader::Lbfgs,
         Shader::Present,
         Shader::Color,
+        Shader::Scales,
     ];
 
     /// The file name under `shaders/`.
@@ -122,6 +126,7 @@ impl Shader {
             Shader::Lbfgs => "lbfgs.wgsl",
             Shader::Present => "present.wgsl",
             Shader::Color => "color.wgsl",
+            Shader::Scales => "scales.wgsl",
         }
     }
 
@@ -136,6 +141,7 @@ impl Shader {
             Shader::Lbfgs => include_str!("../../shaders/lbfgs.wgsl"),
             Shader::Present => include_str!("../../shaders/present.wgsl"),
             Shader::Color => include_str!("../../shaders/color.wgsl"),
+            Shader::Scales => include_str!("../../shaders/scales.wgsl"),
         }
     }
 
@@ -293,6 +299,7 @@ pub fn all_specs() -> Vec<KernelSpec> {
         losses::SPECS,
         optimizers::SPECS,
         color::SPECS,
+        scales::SPECS,
     ]
     .concat()
 }
@@ -361,6 +368,8 @@ pub struct Kernels {
     pub optimizers: optimizers::Optimizers,
     /// The write-time color transfer.
     pub color: color::Color,
+    /// Resizing between scales, the logit and the output average.
+    pub scales: scales::Scales,
     placeholder: wgpu::Buffer,
 }
 
@@ -375,6 +384,7 @@ impl Kernels {
             losses: losses::Losses::new(ctx),
             optimizers: optimizers::Optimizers::new(ctx),
             color: color::Color::new(ctx),
+            scales: scales::Scales::new(ctx),
             placeholder: ctx.zeroed_buffer("placeholder", 1),
         }
     }

@@ -20,6 +20,7 @@ use crate::engine::FeatureNet;
 use crate::gpu::GpuContext;
 use crate::image_io;
 use crate::kernels::color::{ColorParams, OriginalColors};
+use crate::kernels::scales::{Average, AverageParams, Logit, Resize, ResizeParams};
 use crate::kernels::{BoundOp, Command};
 pub use objective::{LOSS_SLOTS, LossSpec, Objective, PlanarImage, Targets};
 use optimizer::{Adam, Lbfgs, Squash, logit};
@@ -59,6 +60,19 @@ pub enum Init {
     Image(RgbImage),
 }
 
+/// Which sizes a run goes through, coarse to fine (see [`plan`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scales {
+    /// From `min_size` to `size`, ×√2 per scale, the last one `size`; one scale when `size` ≤
+    /// `min_size`.
+    Auto,
+    /// This many scales from `min_size` to `size`, evenly spaced in log size.
+    Count(usize),
+    /// These longest sides (strictly increasing, at most `size`), then `size` if the list does not
+    /// end with it.
+    Sizes(Vec<u32>),
+}
+
 /// Everything a run needs besides the images.
 #[derive(Clone, Debug)]
 pub struct StylizeOptions {
@@ -90,6 +104,15 @@ pub struct StylizeOptions {
     /// colors, taking only the optimized image's luma (done on the GPU as they are read, see
     /// [`crate::kernels::color`]).
     pub original_colors: bool,
+    /// The coarse-to-fine schedule, used by [`Stylizer::drive`] and [`Stylizer::run`]
+    /// ([`Stylizer::start`] prepares one scale at `size`).
+    pub scales: Scales,
+    /// Longest side of the first scale of [`Scales::Auto`] and [`Scales::Count`] (never above
+    /// `size`).
+    pub min_size: u32,
+    /// Decay of the exponential moving average of the iterates (bias corrected) that is written
+    /// and seeds the next scale; 0: no averaging.
+    pub average: f32,
 }
 
 impl Default for StylizeOptions {
@@ -109,6 +132,9 @@ impl Default for StylizeOptions {
             report_every: 50,
             snapshot_every: None,
             original_colors: false,
+            scales: Scales::Auto,
+            min_size: 128,
+            average: 0.0,
         }
     }
 }
@@ -130,16 +156,18 @@ pub struct LossValues {
 pub enum Event<'a> {
     /// Losses of the image after `iteration` updates.
     Progress {
-        /// Updates made so far.
+        /// Updates made so far at this scale (each scale reports its iteration 0 first).
         iteration: usize,
         /// Its losses.
         losses: LossValues,
-        /// Seconds since the optimization started.
+        /// Seconds since the optimization started (all scales).
         elapsed_s: f64,
+        /// The scale the image is at.
+        scale: ScaleInfo,
     },
     /// The image after `iteration` updates (see `snapshot_every`).
     Snapshot {
-        /// Updates made so far.
+        /// Updates made so far at the current scale (that of the last [`Event::Progress`]).
         iteration: usize,
         /// The image, clamped to [0, 1].
         image: &'a RgbImage,
@@ -367,6 +395,98 @@ pub fn check_device(
     crate::engine::check_fits(ctx, "the L-BFGS history", history, width, height)
 }
 
+/// One scale of a run's schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ScalePlan {
+    /// Longest side.
+    pub side: u32,
+    /// Width of the image at this scale.
+    pub width: u32,
+    /// Height of the image at this scale.
+    pub height: u32,
+    /// Optimizer updates at this scale.
+    pub iterations: usize,
+}
+
+/// The longest sides of the schedule for output side `size` (see [`Scales`]).
+pub fn scale_sides(scales: &Scales, size: u32, min_size: u32) -> Result<Vec<u32>> {
+    if size == 0 {
+        bail!("size must be at least 1");
+    }
+    if min_size == 0 {
+        bail!("min_size must be at least 1");
+    }
+    let low = min_size.min(size);
+    let mut sides = match scales {
+        Scales::Auto => {
+            let mut sides = Vec::new();
+            let mut k = 0;
+            loop {
+                let side = (f64::from(low) * 2f64.sqrt().powi(k)).round() as u32;
+                if side >= size {
+                    break;
+                }
+                sides.push(side);
+                k += 1;
+            }
+            sides
+        }
+        Scales::Count(0) => bail!("scales must be at least 1"),
+        Scales::Count(n) => {
+            let ratio = f64::from(size) / f64::from(low);
+            (0..n - 1).map(|i| (f64::from(low) * ratio.powf(i as f64 / (n - 1) as f64)).round() as u32).collect()
+        }
+        Scales::Sizes(list) => {
+            if list.is_empty() || list.contains(&0) {
+                bail!("scales must be sizes of at least 1");
+            }
+            if list.windows(2).any(|w| w[0] >= w[1]) {
+                bail!("scales must increase");
+            }
+            if list.iter().any(|&s| s > size) {
+                bail!("scales must not exceed size ({size})");
+            }
+            list.clone()
+        }
+    };
+    if sides.last() != Some(&size) {
+        sides.push(size);
+    }
+    sides.dedup();
+    Ok(sides)
+}
+
+/// The schedule of a run on a `width`×`height` content photo: each scale's size and updates.
+/// `iterations` is the total budget, split evenly over the scales (the first scales get one more
+/// when it does not divide), so a schedule costs about what its last scale alone costs at the
+/// same budget, or less.
+pub fn plan(width: u32, height: u32, options: &StylizeOptions) -> Result<Vec<ScalePlan>> {
+    let sides = scale_sides(&options.scales, options.size, options.min_size)?;
+    if options.iterations < sides.len() {
+        bail!("iterations ({}) must be at least the number of scales ({})", options.iterations, sides.len());
+    }
+    if !(0.0..1.0).contains(&options.average) {
+        bail!("average must be at least 0 and below 1, got {}", options.average);
+    }
+    let (each, extra) = (options.iterations / sides.len(), options.iterations % sides.len());
+    Ok(sides
+        .iter()
+        .enumerate()
+        .map(|(i, &side)| {
+            let (w, h) = image_io::scaled_size(width, height, side);
+            ScalePlan { side, width: w, height: h, iterations: each + usize::from(i < extra) }
+        })
+        .collect())
+}
+
+/// The image a scale's session starts from.
+enum SessionInit<'a> {
+    /// [`StylizeOptions::init`].
+    Options,
+    /// The previous scale's result (planar, `width`×`height`), resized on the GPU.
+    Upsample { image: &'a wgpu::Buffer, width: usize, height: usize },
+}
+
 fn planar(img: &RgbImage) -> PlanarImage {
     PlanarImage { width: img.width() as usize, height: img.height() as usize, data: image_io::to_chw(img) }
 }
@@ -386,20 +506,42 @@ impl Stylizer {
     /// [`Session`] is then stepped, usually by a [`Driver`] (see [`Stylizer::drive`]).
     pub fn start(&self, content: &RgbImage, styles: &[RgbImage], options: &StylizeOptions) -> Result<Session> {
         self.validate(options, styles.len())?;
-        let ctx = &*self.ctx;
-        let fnet = &*self.fnet;
-        // Every size is checked against the device before any image is resized.
-        let (w, h) = image_io::scaled_size(content.width(), content.height(), options.size);
-        let (w, h) = (w as usize, h as usize);
-        check_device(ctx, fnet, options, w, h)?;
-        let n = 3 * w * h;
-        let style_side = ((options.size as f32 * options.style_scale).round() as u32).max(1);
+        self.check_scale(content, styles, options, options.size)?;
+        self.start_scale(content, styles, options, options.size, options.iterations, SessionInit::Options)
+    }
+
+    /// Checks that the output and the style images at longest side `side` fit the device.
+    fn check_scale(&self, content: &RgbImage, styles: &[RgbImage], options: &StylizeOptions, side: u32) -> Result<()> {
+        let (ctx, fnet) = (&*self.ctx, &*self.fnet);
+        let (w, h) = image_io::scaled_size(content.width(), content.height(), side);
+        check_device(ctx, fnet, options, w as usize, h as usize)?;
+        let style_side = ((side as f32 * options.style_scale).round() as u32).max(1);
         for s in styles {
             let (sw, sh) = image_io::scaled_size(s.width(), s.height(), style_side);
             crate::engine::check_size(ctx, fnet, sw as usize, sh as usize)
                 .map_err(|e| OptionError::StyleImageTooLarge(format!("{e:#}")))?;
         }
-        let content = image_io::resize_max_side(content, options.size);
+        Ok(())
+    }
+
+    /// Prepares one scale (longest side `side`, `iterations` updates), checked by
+    /// [`Stylizer::check_scale`]: targets at that size, the starting image from `init`.
+    fn start_scale(
+        &self,
+        content: &RgbImage,
+        styles: &[RgbImage],
+        options: &StylizeOptions,
+        side: u32,
+        iterations: usize,
+        from: SessionInit,
+    ) -> Result<Session> {
+        let ctx = &*self.ctx;
+        let fnet = &*self.fnet;
+        let (w, h) = image_io::scaled_size(content.width(), content.height(), side);
+        let (w, h) = (w as usize, h as usize);
+        let n = 3 * w * h;
+        let style_side = ((side as f32 * options.style_scale).round() as u32).max(1);
+        let content = image_io::resize_max_side(content, side);
         let blend = options.style_blend_weights.clone().unwrap_or_else(|| vec![1.0; styles.len()]);
         let total: f32 = blend.iter().sum();
         let styles: Vec<(PlanarImage, f32)> = styles
@@ -410,14 +552,28 @@ impl Stylizer {
         let content_planar = planar(&content);
         let targets = Targets::compute(ctx, fnet, &options.loss, &content_planar, &styles)?;
 
-        let init = match &options.init {
-            Init::Content => content_planar.data.clone(),
-            Init::Noise => noise(3 * w * h, options.seed),
-            Init::Image(img) => image_io::to_chw(&image_io::resize_exact(img, w as u32, h as u32)),
+        // The first scale starts from the options' image on the CPU; a later one from the
+        // previous result resized on the GPU into `x` (and, bounded, u = logit(x) there too).
+        let init = match (&from, &options.init) {
+            (SessionInit::Upsample { .. }, _) => None,
+            (SessionInit::Options, Init::Content) => Some(content_planar.data.clone()),
+            (SessionInit::Options, Init::Noise) => Some(noise(3 * w * h, options.seed)),
+            (SessionInit::Options, Init::Image(img)) => {
+                Some(image_io::to_chw(&image_io::resize_exact(img, w as u32, h as u32)))
+            }
         };
-        let x = ctx.storage_buffer("image", &init);
-        let objective = Objective::new(ctx, fnet, &options.loss, targets, &x, w, h)?;
         let k = &fnet.kernels;
+        let buffer = |label: &str| match &init {
+            Some(data) => ctx.storage_buffer(label, data),
+            None => ctx.zeroed_buffer(label, n),
+        };
+        let x = buffer("image");
+        let mut setup = Vec::new();
+        if let SessionInit::Upsample { image, width, height } = from {
+            let p = ResizeParams { src_w: width as u32, src_h: height as u32, dst_w: w as u32, dst_h: h as u32 };
+            setup.push(Command::Dispatch(k.scales.resize_bilinear(ctx, Resize { src: image, dst: &x }, &p)));
+        }
+        let objective = Objective::new(ctx, fnet, &options.loss, targets, &x, w, h)?;
         let optimizer = match options.optimizer {
             OptimizerKind::Adam => {
                 Optimizer::Adam(Adam::new(ctx, k, &x, objective.image_grad(), n, options.learning_rate))
@@ -426,7 +582,15 @@ impl Stylizer {
                 Optimizer::Lbfgs(Lbfgs::new(ctx, k, &x, objective.image_grad(), n, options.lbfgs_history, 1.0))
             }
             OptimizerKind::LbfgsBounded => {
-                let u = ctx.storage_buffer("u", &init.iter().map(|&v| logit(v)).collect::<Vec<_>>());
+                let u = match &init {
+                    Some(data) => ctx.storage_buffer("u", &data.iter().map(|&v| logit(v)).collect::<Vec<_>>()),
+                    None => {
+                        let u = ctx.zeroed_buffer("u", n);
+                        let p = AverageParams::new(n, 0.0, 1);
+                        setup.push(Command::Dispatch(k.scales.logit(ctx, Logit { image: &x, averaged: &u }, &p)));
+                        u
+                    }
+                };
                 let grad_u = ctx.zeroed_buffer("grad u", n);
                 let squash = Squash::new(ctx, k, &u, &x, objective.image_grad(), &grad_u, n);
                 let lbfgs = Lbfgs::new(ctx, k, &u, &grad_u, n, options.lbfgs_history, 1.0);
@@ -434,23 +598,32 @@ impl Stylizer {
             }
         };
         let content = ctx.storage_buffer("content", &content_planar.data);
-        let confirmed = ctx.storage_buffer("last finite image", &init);
+        let confirmed = buffer("last finite image");
+        let average = (options.average > 0.0).then(|| OutputAverage::new(ctx, k, &x, n, options.average));
         let original_colors = options.original_colors.then(|| {
             let output = ctx.zeroed_buffer("original colors", n);
             let p = ColorParams::new(w * h);
             let recolor =
                 |image| k.color.original_colors(ctx, OriginalColors { image, photo: &content, output: &output }, &p);
-            OriginalColorsOps { current: recolor(&x), confirmed: recolor(&confirmed), output: output.clone() }
+            let shown = average.as_ref().map_or(&x, |a| &a.averaged);
+            OriginalColorsOps { current: recolor(shown), confirmed: recolor(&confirmed), output: output.clone() }
         });
+        if init.is_none() {
+            setup.push(Command::Copy(x.clone(), confirmed.clone(), x.size()));
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            crate::kernels::record_commands(&mut encoder, &setup);
+            ctx.queue.submit([encoder.finish()]);
+        }
         Ok(Session {
             ctx: self.ctx.clone(),
             width: w,
             height: h,
-            iterations: options.iterations,
+            iterations,
             weights: [options.loss.content_weight, options.loss.style_weight, options.loss.tv_weight],
             content,
             candidate: ctx.zeroed_buffer("candidate image", n),
             confirmed,
+            average,
             losses_readback: ctx.readback_buffer(LOSS_SLOTS),
             image_readback: ctx.readback_buffer(n),
             x,
@@ -465,10 +638,28 @@ impl Stylizer {
         })
     }
 
-    /// Prepares a run ([`Stylizer::start`]) and a [`Driver`] for it with the options' reporting
-    /// and snapshot cadence.
+    /// Prepares a run through the options' schedule ([`plan`]): every scale checked against the
+    /// device, the first one's [`Session`] started, and a [`Driver`] that starts each next scale
+    /// from the previous result, with the options' reporting and snapshot cadence.
     pub fn drive(&self, content: &RgbImage, styles: &[RgbImage], options: &StylizeOptions) -> Result<Driver> {
-        Ok(Driver::new(self.start(content, styles, options)?, options))
+        self.validate(options, styles.len())?;
+        let plan = plan(content.width(), content.height(), options)?;
+        for scale in &plan {
+            self.check_scale(content, styles, options, scale.side)?;
+        }
+        let first = plan[0];
+        let session = self.start_scale(content, styles, options, first.side, first.iterations, SessionInit::Options)?;
+        let mut driver = Driver::new(session, options);
+        if plan.len() > 1 {
+            driver.schedule = Some(Schedule {
+                stylizer: self.clone(),
+                content: content.clone(),
+                styles: styles.to_vec(),
+                options: options.clone(),
+            });
+        }
+        driver.plan = plan;
+        Ok(driver)
     }
 
     /// Optimizes an image; `callback` hears progress (every `report_every` iterations and at the
@@ -518,6 +709,7 @@ pub struct Session {
     image_readback: wgpu::Buffer,
     objective: Objective,
     optimizer: Optimizer,
+    average: Option<OutputAverage>,
     iteration: usize,
     confirm_pending: bool,
     start: Instant,
@@ -570,9 +762,31 @@ impl Session {
         }
     }
 
-    /// The image being optimized (planar RGB), for presenting straight from the GPU.
+    /// The image as it is written (planar RGB), for presenting straight from the GPU: the
+    /// iterate, or with [`StylizeOptions::average`] the average of the iterates so far.
     pub fn image_buffer(&self) -> &wgpu::Buffer {
-        &self.x
+        self.average.as_ref().map_or(&self.x, |a| &a.averaged)
+    }
+
+    /// Width of the image.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Height of the image.
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// The last image with a finite reported loss, on the GPU (planar RGB, unclamped): what the
+    /// next scale starts from.
+    fn result_buffer(&mut self) -> &wgpu::Buffer {
+        if std::mem::take(&mut self.confirm_pending) {
+            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(&self.candidate, 0, &self.confirmed, 0, self.x.size());
+            self.ctx.queue.submit([encoder.finish()]);
+        }
+        &self.confirmed
     }
 
     /// The content photo at the output size (planar RGB).
@@ -620,9 +834,13 @@ impl Session {
         if let Optimizer::Bounded { squash, .. } = &self.optimizer {
             commands.push(Command::Dispatch(squash.forward.clone()));
         }
+        if let Some(average) = &mut self.average {
+            commands.push(Command::Dispatch(average.next(&self.ctx).clone()));
+        }
         commands.extend(self.objective.commands());
+        let output = self.image_buffer().clone();
         if report {
-            commands.push(Command::Copy(self.x.clone(), self.candidate.clone(), bytes));
+            commands.push(Command::Copy(output.clone(), self.candidate.clone(), bytes));
             let losses = self.objective.losses().clone();
             commands.push(Command::Copy(losses, self.losses_readback.clone(), (LOSS_SLOTS * 4) as u64));
         }
@@ -632,7 +850,7 @@ impl Session {
                     commands.push(Command::Dispatch(colors.current.clone()));
                     colors.output.clone()
                 }
-                None => self.x.clone(),
+                None => output,
             };
             commands.push(Command::Copy(snapshot, self.image_readback.clone(), bytes));
         }
@@ -704,19 +922,18 @@ impl Session {
     /// Reads the last image with a finite reported loss (clamped to [0, 1]; with
     /// `original_colors`, recolored on the GPU first).
     pub fn current_image(&mut self) -> Result<RgbImage> {
-        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        if std::mem::take(&mut self.confirm_pending) {
-            encoder.copy_buffer_to_buffer(&self.candidate, 0, &self.confirmed, 0, self.x.size());
-        }
+        let n = 3 * self.width * self.height;
+        let result = self.result_buffer().clone();
         let image = match &self.original_colors {
             Some(colors) => {
+                let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
                 crate::kernels::record(&mut encoder, std::slice::from_ref(&colors.confirmed));
-                &colors.output
+                self.ctx.queue.submit([encoder.finish()]);
+                colors.output.clone()
             }
-            None => &self.confirmed,
+            None => result,
         };
-        self.ctx.queue.submit([encoder.finish()]);
-        Ok(to_image(&self.ctx.read_buffer(image, 3 * self.width * self.height)?, self.width, self.height))
+        Ok(to_image(&self.ctx.read_buffer(&image, n)?, self.width, self.height))
     }
 
     /// Ends the run: the result is the last image with a finite reported loss.
@@ -753,6 +970,13 @@ pub struct Advanced {
 /// over several calls).
 pub struct Driver {
     session: Session,
+    /// What later scales are made from (`None`: one scale).
+    schedule: Option<Schedule>,
+    plan: Vec<ScalePlan>,
+    /// Index of the current scale in `plan`.
+    scale: usize,
+    /// Updates and seconds of the finished scales.
+    finished_scales: (usize, f64),
     report_every: usize,
     snapshot_every: Option<usize>,
     read_every_iteration: bool,
@@ -769,8 +993,18 @@ pub struct Driver {
 impl Driver {
     /// Drives `session` with the cadence of `options` (`report_every`, `snapshot_every`).
     pub fn new(session: Session, options: &StylizeOptions) -> Self {
+        let plan = vec![ScalePlan {
+            side: session.width.max(session.height) as u32,
+            width: session.width as u32,
+            height: session.height as u32,
+            iterations: session.iterations,
+        }];
         Self {
             session,
+            schedule: None,
+            plan,
+            scale: 0,
+            finished_scales: (0, 0.0),
             report_every: options.report_every.max(1),
             snapshot_every: options.snapshot_every.filter(|&n| n > 0),
             read_every_iteration: false,
@@ -802,14 +1036,44 @@ impl Driver {
         self.cancel.clone()
     }
 
-    /// The session being driven.
+    /// The session being driven: the current scale's.
     pub fn session(&self) -> &Session {
         &self.session
     }
 
-    /// Whether the run has ended: all iterations done, a non-finite loss, a stop or a cancel.
+    /// The schedule: every scale's size and updates.
+    pub fn plan(&self) -> &[ScalePlan] {
+        &self.plan
+    }
+
+    /// The current scale (0-based index into [`Driver::plan`]).
+    pub fn scale(&self) -> usize {
+        self.scale
+    }
+
+    /// Whether the run has ended: all iterations of the last scale done, a non-finite loss, a
+    /// stop or a cancel.
     pub fn is_finished(&self) -> bool {
-        self.stopped || self.non_finite_at.is_some() || self.session.is_done()
+        self.stopped || self.non_finite_at.is_some() || (self.session.is_done() && self.scale + 1 >= self.plan.len())
+    }
+
+    /// Replaces the finished session by the next scale's, started from its result resized.
+    fn next_scale(&mut self) -> Result<()> {
+        let Some(schedule) = &self.schedule else { bail!("no next scale") };
+        let next = self.plan[self.scale + 1];
+        let (width, height) = (self.session.width, self.session.height);
+        let image = self.session.result_buffer().clone();
+        let Schedule { stylizer, content, styles, options } = schedule;
+        let from = SessionInit::Upsample { image: &image, width, height };
+        let mut session = stylizer.start_scale(content, styles, options, next.side, next.iterations, from)?;
+        if session.weights() != self.session.weights() {
+            session.set_weights(self.session.weights());
+        }
+        let (iterations, seconds) = self.finished_scales;
+        self.finished_scales = (iterations + self.session.iterations, seconds + self.session.elapsed());
+        self.session = session;
+        self.scale += 1;
+        Ok(())
     }
 
     /// The iteration whose loss was NaN or infinite, if that ended the run.
@@ -838,6 +1102,9 @@ impl Driver {
             if self.is_finished() {
                 return Ok(idle);
             }
+            if self.session.is_done() {
+                self.next_scale()?;
+            }
             let it = self.session.iteration();
             let report = it.is_multiple_of(self.report_every) || it == self.session.total_iterations();
             let snapshot = self.snapshot_every.is_some_and(|n| it > 0 && it.is_multiple_of(n));
@@ -861,8 +1128,9 @@ impl Driver {
         self.latest = Some((iteration, losses));
         let mut stop = false;
         if report {
-            let elapsed_s = self.session.elapsed();
-            stop |= on_event(Event::Progress { iteration, losses, elapsed_s })? == Control::Stop;
+            let elapsed_s = self.finished_scales.1 + self.session.elapsed();
+            let scale = self.scale_info();
+            stop |= on_event(Event::Progress { iteration, losses, elapsed_s, scale })? == Control::Stop;
         }
         if let Some(image) = &step.image {
             stop |= on_event(Event::Snapshot { iteration, image })? == Control::Stop;
@@ -906,12 +1174,74 @@ impl Driver {
         self.session.current_image()
     }
 
+    /// Where the run is in its schedule.
+    pub fn scale_info(&self) -> ScaleInfo {
+        ScaleInfo {
+            index: self.scale + 1,
+            count: self.plan.len(),
+            width: self.session.width as u32,
+            height: self.session.height as u32,
+        }
+    }
+
     /// Ends the run: the result is the last image with a finite reported loss, and
-    /// [`Outcome::non_finite_at`] says whether a non-finite loss ended it.
+    /// [`Outcome::non_finite_at`] says whether a non-finite loss ended it. Updates and seconds
+    /// count every scale.
     pub fn finish(self) -> Result<Outcome> {
         let mut outcome = self.session.finish()?;
         outcome.non_finite_at = self.non_finite_at;
+        outcome.iterations += self.finished_scales.0;
+        outcome.seconds += self.finished_scales.1;
         Ok(outcome)
+    }
+}
+
+/// What a [`Driver`] makes its later scales from.
+struct Schedule {
+    stylizer: Stylizer,
+    content: RgbImage,
+    styles: Vec<RgbImage>,
+    options: StylizeOptions,
+}
+
+/// Which scale of the schedule an event is from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScaleInfo {
+    /// The scale, from 1.
+    pub index: usize,
+    /// Scales in the schedule.
+    pub count: usize,
+    /// Width of the image at this scale.
+    pub width: u32,
+    /// Height of the image at this scale.
+    pub height: u32,
+}
+
+/// The exponential moving average of the iterates, bias corrected (see
+/// [`StylizeOptions::average`]): one dispatch per evaluated image, before its evaluation.
+struct OutputAverage {
+    op: BoundOp,
+    params: AverageParams,
+    iterates: usize,
+    averaged: wgpu::Buffer,
+    _biased: wgpu::Buffer,
+}
+
+impl OutputAverage {
+    fn new(ctx: &GpuContext, k: &crate::kernels::Kernels, image: &wgpu::Buffer, n: usize, decay: f32) -> Self {
+        let biased = ctx.zeroed_buffer("average (biased)", n);
+        let averaged = ctx.zeroed_buffer("average", n);
+        let params = AverageParams::new(n, decay, 1);
+        let op = k.scales.average(ctx, Average { image, biased: &biased, averaged: &averaged }, &params);
+        Self { op, params, iterates: 0, averaged, _biased: biased }
+    }
+
+    /// The dispatch that adds the next iterate, its bias correction set.
+    fn next(&mut self, ctx: &GpuContext) -> &BoundOp {
+        self.iterates += 1;
+        self.params = AverageParams::new(self.params.n as usize, self.params.decay, self.iterates);
+        self.op.update(ctx, &self.params);
+        &self.op
     }
 }
 

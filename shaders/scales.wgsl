@@ -1,0 +1,70 @@
+// Image-sized helpers of the coarse-to-fine schedule and the output average: the bilinear
+// upsampling of one scale's result to the next scale's size, the logit that starts the bounded
+// L-BFGS parameters from an image, and the exponential moving average of the iterates. Images are
+// planar RGB (all red, then green, then blue).
+
+struct ResizeParams {
+    src_w: u32, src_h: u32, dst_w: u32, dst_h: u32,
+}
+
+@group(0) @binding(0) var<uniform> rp: ResizeParams;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+// Bilinear with half-pixel centers (PyTorch's align_corners=False), edges clamped.
+@compute @workgroup_size(WORKGROUP)
+fn resize_bilinear(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    let plane = rp.dst_w * rp.dst_h;
+    if i >= 3u * plane {
+        return;
+    }
+    let c = i / plane;
+    let p = i % plane;
+    let x = p % rp.dst_w;
+    let y = p / rp.dst_w;
+    let sx = max((f32(x) + 0.5) * f32(rp.src_w) / f32(rp.dst_w) - 0.5, 0.0);
+    let sy = max((f32(y) + 0.5) * f32(rp.src_h) / f32(rp.dst_h) - 0.5, 0.0);
+    let x0 = min(u32(floor(sx)), rp.src_w - 1u);
+    let y0 = min(u32(floor(sy)), rp.src_h - 1u);
+    let x1 = min(x0 + 1u, rp.src_w - 1u);
+    let y1 = min(y0 + 1u, rp.src_h - 1u);
+    let fx = sx - f32(x0);
+    let fy = sy - f32(y0);
+    let base = c * rp.src_w * rp.src_h;
+    let top = mix(src[base + y0 * rp.src_w + x0], src[base + y0 * rp.src_w + x1], fx);
+    let bottom = mix(src[base + y1 * rp.src_w + x0], src[base + y1 * rp.src_w + x1], fx);
+    dst[i] = mix(top, bottom, fy);
+}
+
+struct AverageParams {
+    n: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+    // The decay, and 1 − decay^t after t averaged iterates.
+    decay: f32, bias_correction: f32, _pad3: u32, _pad4: u32,
+}
+
+@group(0) @binding(0) var<uniform> ap: AverageParams;
+@group(0) @binding(3) var<storage, read> image: array<f32>;
+@group(0) @binding(4) var<storage, read_write> biased: array<f32>;
+@group(0) @binding(5) var<storage, read_write> averaged: array<f32>;
+
+// u = logit(image), the image clamped to [1e-3, 1 − 1e-3] first (as `optimizer::logit`).
+@compute @workgroup_size(WORKGROUP)
+fn logit(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if i < ap.n {
+        let v = clamp(image[i], 1e-3, 1.0 - 1e-3);
+        averaged[i] = log(v / (1.0 - v));
+    }
+}
+
+// biased ← decay · biased + (1 − decay) · image; averaged = biased / (1 − decay^t).
+@compute @workgroup_size(WORKGROUP)
+fn average(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if i < ap.n {
+        let b = ap.decay * biased[i] + (1.0 - ap.decay) * image[i];
+        biased[i] = b;
+        averaged[i] = b / ap.bias_correction;
+    }
+}

@@ -1,0 +1,138 @@
+//! `shaders/scales.wgsl`: what the coarse-to-fine schedule and the output average do to whole
+//! images: the bilinear upsampling of one scale's result to the next scale's size, the logit that
+//! starts the bounded L-BFGS parameters from an image, and the exponential moving average of the
+//! iterates.
+
+use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, flat_grid};
+use super::{kernel_bindings, uniform_params};
+use crate::gpu::GpuContext;
+
+uniform_params! {
+    /// Uniforms of `resize_bilinear`.
+    pub struct ResizeParams {
+        /// Source width.
+        pub src_w: u32,
+        /// Source height.
+        pub src_h: u32,
+        /// Destination width.
+        pub dst_w: u32,
+        /// Destination height.
+        pub dst_h: u32,
+    }
+}
+
+uniform_params! {
+    /// Uniforms of `logit` and `average`.
+    pub struct AverageParams {
+        /// Values.
+        pub n: u32,
+        /// Padding.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+        /// Padding.
+        pub _pad2: u32,
+        /// Decay of the average (unused by `logit`).
+        pub decay: f32,
+        /// 1 − decay^t after t averaged iterates (unused by `logit`).
+        pub bias_correction: f32,
+        /// Padding.
+        pub _pad3: u32,
+        /// Padding.
+        pub _pad4: u32,
+    }
+}
+
+impl AverageParams {
+    /// The average over `n` values with `decay`, after `t` iterates (t ≥ 1).
+    pub fn new(n: usize, decay: f32, t: usize) -> Self {
+        let bias_correction = (1.0 - f64::from(decay).powi(t.min(i32::MAX as usize) as i32)) as f32;
+        Self { n: n as u32, decay, bias_correction, ..bytemuck::Zeroable::zeroed() }
+    }
+}
+
+kernel_bindings! {
+    /// Buffers of `resize_bilinear`.
+    pub struct Resize {
+        /// The source image.
+        src: 1 Read,
+        /// The resized image.
+        dst: 2 ReadWrite,
+    }
+}
+
+kernel_bindings! {
+    /// Buffers of `logit`.
+    pub struct Logit {
+        /// The image.
+        image: 3 Read,
+        /// logit(image).
+        averaged: 5 ReadWrite,
+    }
+}
+
+kernel_bindings! {
+    /// Buffers of `average`.
+    pub struct Average {
+        /// The current iterate.
+        image: 3 Read,
+        /// The running (biased) average.
+        biased: 4 ReadWrite,
+        /// The bias-corrected average.
+        averaged: 5 ReadWrite,
+    }
+}
+
+/// `resize_bilinear`.
+pub const RESIZE_BILINEAR: KernelSpec = KernelSpec {
+    entry: "resize_bilinear",
+    shader: Shader::Scales,
+    family: Family::Optimizer,
+    params: ResizeParams::LAYOUT,
+    storage: Resize::BINDINGS,
+    workgroup_size: [WORKGROUP, 1, 1],
+    overrides: &[],
+};
+/// `logit`.
+pub const LOGIT: KernelSpec =
+    KernelSpec { entry: "logit", params: AverageParams::LAYOUT, storage: Logit::BINDINGS, ..RESIZE_BILINEAR };
+/// `average`.
+pub const AVERAGE: KernelSpec = KernelSpec { entry: "average", storage: Average::BINDINGS, ..LOGIT };
+
+/// Every kernel of the file.
+pub const SPECS: &[KernelSpec] = &[RESIZE_BILINEAR, LOGIT, AVERAGE];
+
+/// The kernels of `scales.wgsl`.
+pub struct Scales {
+    resize_bilinear: Kernel,
+    logit: Kernel,
+    average: Kernel,
+}
+
+impl Scales {
+    /// Compiles the file's kernels.
+    pub fn new(ctx: &GpuContext) -> Self {
+        let module = Shader::Scales.module(ctx);
+        Self {
+            resize_bilinear: Kernel::new(ctx, &module, RESIZE_BILINEAR),
+            logit: Kernel::new(ctx, &module, LOGIT),
+            average: Kernel::new(ctx, &module, AVERAGE),
+        }
+    }
+
+    /// `dst` (3 × dst_w × dst_h) = `src` (3 × src_w × src_h) resized bilinearly.
+    pub fn resize_bilinear(&self, ctx: &GpuContext, buffers: Resize, p: &ResizeParams) -> BoundOp {
+        self.resize_bilinear.bind(ctx, p, &buffers.buffers(), flat_grid(3 * (p.dst_w * p.dst_h) as usize))
+    }
+
+    /// logit over `p.n` values.
+    pub fn logit(&self, ctx: &GpuContext, buffers: Logit, p: &AverageParams) -> BoundOp {
+        self.logit.bind(ctx, p, &buffers.buffers(), flat_grid(p.n as usize))
+    }
+
+    /// One update of the average over `p.n` values (update `p` each iterate with
+    /// [`BoundOp::update`]).
+    pub fn average(&self, ctx: &GpuContext, buffers: Average, p: &AverageParams) -> BoundOp {
+        self.average.bind(ctx, p, &buffers.buffers(), flat_grid(p.n as usize))
+    }
+}
