@@ -8,6 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use neural_style::arch::{self, LayerId, Padding};
 use neural_style::engine::{FeatureNet, ForwardPlan, PlanOptions};
 use neural_style::gpu::{self, GpuContext};
+use neural_style::remedy::{NeedsRemedy, Remedy};
 use neural_style::stylize::{OptionError, OptionName, ScaleInfo, ScalePlan, Scales};
 use neural_style::{atomic, image_io, weights};
 use serde_json::json;
@@ -304,6 +305,18 @@ fn flag(option: OptionName) -> &'static str {
 }
 
 /// A library error about a bad option, restated with the option's flag.
+/// An error as one line for stderr, with the flag that fixes it when the library names a
+/// [`Remedy`].
+pub fn error_line(error: &anyhow::Error) -> String {
+    let text = format!("{error:#}").replace('\n', " ");
+    let hint = error.downcast_ref::<NeedsRemedy>().map(|e| match e.remedy {
+        Remedy::SmallerImage => " (use --size to scale the image down)",
+        Remedy::OtherBackend => ", or pick another --backend",
+        Remedy::WeightsFile => ", or pass --weights FILE",
+    });
+    text + hint.unwrap_or("")
+}
+
 fn with_flag_names(error: anyhow::Error) -> anyhow::Error {
     match error.downcast_ref::<OptionError>() {
         Some(e) => anyhow!(e.message(flag(e.option()))),

@@ -111,10 +111,10 @@ fn instance(backend: Option<BackendChoice>) -> wgpu::Instance {
     wgpu::Instance::new(desc)
 }
 
-fn no_adapter_message() -> &'static str {
-    "no GPU adapter found: install a Vulkan driver (on Debian/Ubuntu without a GPU: \
-     `apt-get install mesa-vulkan-drivers` for the lavapipe software rasterizer), \
-     or pick another --backend"
+fn no_adapter() -> anyhow::Error {
+    let message = "no GPU adapter found: install a Vulkan driver (on Debian/Ubuntu without a GPU: \
+                   `apt-get install mesa-vulkan-drivers` for the lavapipe software rasterizer)";
+    crate::remedy::NeedsRemedy::error(message, crate::remedy::Remedy::OtherBackend)
 }
 
 /// Lists every adapter visible for the given backend choice.
@@ -164,12 +164,12 @@ fn pick_adapter(
             compatible_surface: surface,
             ..Default::default()
         }))
-        .map_err(|_| anyhow::anyhow!(no_adapter_message()));
+        .map_err(|_| no_adapter());
     };
     let needle_lc = needle.to_lowercase();
     let all = pollster::block_on(instance.enumerate_adapters(backends(request.backend)));
     if all.is_empty() {
-        bail!(no_adapter_message());
+        return Err(no_adapter());
     }
     let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
     all.into_iter()

@@ -23,6 +23,7 @@ pub mod model;
 pub mod profile;
 pub mod quality;
 pub mod reference;
+pub mod remedy;
 pub mod stylize;
 #[cfg(feature = "viewer")]
 pub mod viewer;

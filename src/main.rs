@@ -26,7 +26,7 @@ fn main() -> std::process::ExitCode {
         // The reader has gone (`… | head`): nobody is left to tell.
         Err(e) if e.is::<ClosedStdout>() => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("error: {}", commands::error_line(&e));
             std::process::ExitCode::FAILURE
         }
     }

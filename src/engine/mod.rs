@@ -18,6 +18,7 @@ use crate::kernels::pointwise::{self, PointwiseParams, ProductBuffers, ResidualF
 use crate::kernels::squeeze_excite::{ChannelMean, ChannelScale, SeGate, SeParams};
 use crate::kernels::{self, BoundOp, Kernels, WORKGROUP, groups};
 use crate::model::{Conv, Network, SqueezeExcite};
+use crate::remedy::{NeedsRemedy, Remedy};
 
 /// The network's weights resident on the GPU, with the compiled kernels.
 pub struct FeatureNet {
@@ -196,12 +197,12 @@ pub(crate) fn check_fits(ctx: &GpuContext, what: &str, floats: usize, width: usi
     let bytes = floats as u64 * 4;
     let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
     if bytes > limit {
-        bail!(
-            "image {width}x{height} is too large for this device: {what} needs a {} MiB buffer, the limit is {} MiB \
-             (use --size to scale the image down)",
+        let message = format!(
+            "image {width}x{height} is too large for this device: {what} needs a {} MiB buffer, the limit is {} MiB",
             bytes.div_ceil(1 << 20),
             limit >> 20
         );
+        return Err(NeedsRemedy::error(message, Remedy::SmallerImage));
     }
     Ok(())
 }
@@ -217,10 +218,11 @@ pub fn check_size(ctx: &GpuContext, fnet: &FeatureNet, width: usize, height: usi
     let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
     let check_groups = |what: &str, count: u32| {
         if count > max_groups {
-            bail!(
+            let message = format!(
                 "image {width}x{height} is too large for this device: {what} needs {count} workgroups, the limit is \
-                 {max_groups} (use --size to scale the image down)"
+                 {max_groups}"
             );
+            return Err(NeedsRemedy::error(message, Remedy::SmallerImage));
         }
         Ok(())
     };

@@ -40,10 +40,11 @@ pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(installed) = store::installed_default() {
         return Ok(installed);
     }
-    bail!(
+    let message = format!(
         "no weights: run `neural-style weights fetch` to download and install the default model \
-         (offline: `neural-style weights import FILE`), or pass --weights FILE or set {WEIGHTS_ENV}"
-    )
+         (offline: `neural-style weights import FILE`), or set {WEIGHTS_ENV}"
+    );
+    Err(crate::remedy::NeedsRemedy::error(message, crate::remedy::Remedy::WeightsFile))
 }
 
 /// Loads a network from a `.tflite` or `.safetensors` file (chosen by content, not extension):
