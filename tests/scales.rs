@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 
 use common::*;
@@ -191,25 +189,6 @@ fn averaging_writes_the_bias_corrected_average_of_the_iterates() {
     assert!(worst <= 1.0, "GPU average off the CPU average by {worst} levels");
 }
 
-fn stylize_cli(output: &Path, extra: &[&str]) -> Output {
-    let image = |name: &str| shared().join("images").join(name).to_str().unwrap().to_string();
-    let mut args: Vec<String> = vec![
-        "stylize".into(),
-        "--content".into(),
-        image("tubingen.jpg"),
-        "--style".into(),
-        image("starry_night.jpg"),
-        "--output".into(),
-        output.to_str().unwrap().into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    Command::new(env!("CARGO_BIN_EXE_neural-style"))
-        .args(&args)
-        .env("NEURAL_STYLE_WEIGHTS", default_weights())
-        .output()
-        .expect("run neural-style")
-}
-
 #[test]
 fn a_three_scale_run_prints_its_plan_reports_scales_and_names_snapshots_by_scale() {
     if gpu().is_none() {
@@ -218,7 +197,7 @@ fn a_three_scale_run_prints_its_plan_reports_scales_and_names_snapshots_by_scale
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.png");
     let args = ["--size", "96", "--min-size", "48", "--iterations", "12", "--print-every", "2", "--save-every", "2"];
-    let run = stylize_cli(&out, &[&args[..], &["--json", "--init", "noise", "--seed", "3"]].concat());
+    let run = stylize(&out, &[&args[..], &["--json", "--init", "noise", "--seed", "3"]].concat());
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let lines: Vec<serde_json::Value> =
         String::from_utf8_lossy(&run.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -251,7 +230,7 @@ fn a_three_scale_run_prints_its_plan_reports_scales_and_names_snapshots_by_scale
     }
     // Same seed, same bytes; the plan line on stderr without --json.
     let again = dir.path().join("again.png");
-    let run = stylize_cli(&again, &[&args[..], &["--init", "noise", "--seed", "3"]].concat());
+    let run = stylize(&again, &[&args[..], &["--init", "noise", "--seed", "3"]].concat());
     assert!(run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.lines().any(|l| l.starts_with("plan: 3 scales, 12 iterations: 48×")), "{stderr}");
@@ -267,13 +246,13 @@ fn auto_at_or_below_min_size_is_the_one_scale_run() {
     let dir = tempfile::tempdir().unwrap();
     let (auto, one) = (dir.path().join("auto.png"), dir.path().join("one.png"));
     let args = ["--size", "48", "--iterations", "5", "--save-every", "5"];
-    let run = stylize_cli(&auto, &args);
+    let run = stylize(&auto, &args);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(!String::from_utf8_lossy(&run.stderr).contains("plan:"), "one scale prints no plan line");
     assert!(dir.path().join("auto_5.png").exists(), "one scale keeps the snapshot names");
-    assert!(stylize_cli(&one, &[&args[..], &["--scales", "1"]].concat()).status.success());
+    assert!(stylize(&one, &[&args[..], &["--scales", "1"]].concat()).status.success());
     assert_eq!(std::fs::read(&auto).unwrap(), std::fs::read(&one).unwrap());
-    let bad = stylize_cli(&one, &["--size", "48", "--scales", "x"]);
+    let bad = stylize(&one, &["--size", "48", "--scales", "x"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--scales must be"));
 }

@@ -9,31 +9,6 @@ use std::process::{Command, Output};
 
 use common::*;
 
-fn image(name: &str) -> String {
-    shared().join("images").join(name).to_str().unwrap().to_string()
-}
-
-fn stylize(output: &Path, extra: &[&str]) -> Output {
-    let mut args: Vec<String> = vec![
-        "stylize".into(),
-        "--content".into(),
-        image("tubingen.jpg"),
-        "--style".into(),
-        image("starry_night.jpg"),
-        "--output".into(),
-        output.to_str().unwrap().into(),
-    ];
-    if !extra.contains(&"--size") {
-        args.extend(["--size".into(), "48".into()]);
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    Command::new(env!("CARGO_BIN_EXE_neural-style"))
-        .args(&args)
-        .env("NEURAL_STYLE_WEIGHTS", default_weights())
-        .output()
-        .expect("run neural-style")
-}
-
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
 }

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: the GPU (or a skip), shared data paths, fixtures.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use neural_style::arch::Activation;
@@ -174,4 +174,32 @@ pub fn png_header_only(width: u32, height: u32) -> Vec<u8> {
     png.extend(b"IDAT");
     png.extend(crc32(b"IDAT").to_be_bytes());
     png
+}
+
+/// A shared test image's path.
+pub fn image(name: &str) -> String {
+    shared().join("images").join(name).to_str().unwrap().to_string()
+}
+
+/// `stylize` of the tubingen + starry_night pair into `output` (at 48 px unless `extra` gives
+/// `--size`).
+pub fn stylize(output: &Path, extra: &[&str]) -> Output {
+    let mut args: Vec<String> = vec![
+        "stylize".into(),
+        "--content".into(),
+        image("tubingen.jpg"),
+        "--style".into(),
+        image("starry_night.jpg"),
+        "--output".into(),
+        output.to_str().unwrap().into(),
+    ];
+    if !extra.contains(&"--size") {
+        args.extend(["--size".into(), "48".into()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(&args)
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .output()
+        .expect("run neural-style")
 }
