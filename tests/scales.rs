@@ -42,7 +42,7 @@ fn auto_goes_from_min_size_to_size_by_sqrt2_and_splits_the_iterations() {
     assert!(scale_sides(&Scales::Sizes(vec![400]), 300, 128).is_err());
     assert!(scale_sides(&Scales::Count(0), 300, 128).is_err());
 
-    let options = StylizeOptions { size: 512, iterations: 502, ..StylizeOptions::default() };
+    let options = StylizeOptions { size: 512, iterations: 502, scales: Scales::Auto, ..StylizeOptions::default() };
     let p = plan(1024, 768, &options).unwrap();
     let split: Vec<usize> = p.iter().map(|s| s.iterations).collect();
     assert_eq!(split, [101, 101, 100, 100, 100]);
@@ -105,6 +105,7 @@ fn every_scale_starts_against_targets_computed_at_its_size() {
     for optimizer in [OptimizerKind::LbfgsBounded, OptimizerKind::Adam] {
         let options = StylizeOptions {
             size: 64,
+            scales: Scales::Auto,
             min_size: 32,
             iterations: 12,
             optimizer,
@@ -196,7 +197,20 @@ fn a_three_scale_run_prints_its_plan_reports_scales_and_names_snapshots_by_scale
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.png");
-    let args = ["--size", "96", "--min-size", "48", "--iterations", "12", "--print-every", "2", "--save-every", "2"];
+    let args = [
+        "--size",
+        "96",
+        "--scales",
+        "auto",
+        "--min-size",
+        "48",
+        "--iterations",
+        "12",
+        "--print-every",
+        "2",
+        "--save-every",
+        "2",
+    ];
     let run = stylize(&out, &[&args[..], &["--json", "--init", "noise", "--seed", "3"]].concat());
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let lines: Vec<serde_json::Value> =
@@ -246,7 +260,7 @@ fn auto_at_or_below_min_size_is_the_one_scale_run() {
     let dir = tempfile::tempdir().unwrap();
     let (auto, one) = (dir.path().join("auto.png"), dir.path().join("one.png"));
     let args = ["--size", "48", "--iterations", "5", "--save-every", "5"];
-    let run = stylize(&auto, &args);
+    let run = stylize(&auto, &[&args[..], &["--scales", "auto"]].concat());
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(!String::from_utf8_lossy(&run.stderr).contains("plan:"), "one scale prints no plan line");
     assert!(dir.path().join("auto_5.png").exists(), "one scale keeps the snapshot names");

@@ -363,7 +363,7 @@ fn across_scales_the_title_shows_the_scale_and_the_window_follows_its_size() {
     let Some(x) = Xvfb::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.png");
-    let args = ["--size", "64", "--min-size", "32", "--iterations", "12", "--save-every", "4"];
+    let args = ["--size", "64", "--scales", "auto", "--min-size", "32", "--iterations", "12", "--save-every", "4"];
     let mut viewer = Viewer::start(&x, dir.path(), &output, &args);
     let (id, title) = x.window(&mut viewer, |t| t.contains("done"));
     assert!(title.contains("scale 3/3 (64×") && title.contains("iteration 4/4"), "{title}");

@@ -132,7 +132,7 @@ impl Default for StylizeOptions {
             report_every: 50,
             snapshot_every: None,
             original_colors: false,
-            scales: Scales::Auto,
+            scales: Scales::Count(1),
             min_size: 128,
             average: 0.0,
         }
