@@ -299,12 +299,12 @@ fn flag(option: OptionName) -> &'static str {
         OptionName::ContentWeight => "--content-weight",
         OptionName::StyleWeight => "--style-weight",
         OptionName::TvWeight => "--tv-weight",
+        OptionName::ContentLayers => "--content-layers",
         OptionName::StyleLayers => "--style-layers",
         OptionName::StyleBlendWeights => "--style-blend-weights",
     }
 }
 
-/// A library error about a bad option, restated with the option's flag.
 /// An error as one line for stderr, with the flag that fixes it when the library names a
 /// [`Remedy`].
 pub fn error_line(error: &anyhow::Error) -> String {
@@ -317,6 +317,7 @@ pub fn error_line(error: &anyhow::Error) -> String {
     text + hint.unwrap_or("")
 }
 
+/// A library error about a bad option, restated with the option's flag.
 fn with_flag_names(error: anyhow::Error) -> anyhow::Error {
     match error.downcast_ref::<OptionError>() {
         Some(e) => anyhow!(e.message(flag(e.option()))),

@@ -372,3 +372,33 @@ fn classify_reports_every_bad_image_and_still_classifies_the_rest() {
     assert!(!out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).matches("Egyptian cat").count(), 2);
 }
+
+#[test]
+fn duplicate_loss_layers_are_rejected_with_the_features_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.png");
+    let run = stylize(&out, &["--style-layers", "stem,block1.expand,stem"]);
+    assert_one_line_error(&run, "layer \"stem\" is listed twice in --style-layers");
+    let run = stylize(&out, &["--content-layers", "block4.expand,block4.expand"]);
+    assert_one_line_error(&run, "layer \"block4.expand\" is listed twice in --content-layers");
+    assert!(!out.exists());
+}
+
+#[test]
+fn huge_blend_weights_are_normalized_in_f64() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let second_style = image("woman-with-hat-matisse.jpg");
+    let run_with = |weights: &str| {
+        let out = dir.path().join(format!("{}.png", weights.replace(',', "_")));
+        let args = ["--size", "32", "--iterations", "2", "--style", &second_style, "--style-blend-weights", weights];
+        let run = stylize(&out, &args);
+        assert!(run.status.success(), "{weights}: {}", String::from_utf8_lossy(&run.stderr));
+        std::fs::read(out).unwrap()
+    };
+    // 3e38 + 3e38 overflows an f32 sum, which made both weights 0 (no style at all).
+    assert_eq!(run_with("3e38,3e38"), run_with("1,1"), "huge equal weights blend like equal weights");
+    assert_ne!(run_with("1,1"), run_with("1,0"), "the blend matters at this size");
+}

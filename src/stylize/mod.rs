@@ -16,6 +16,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use image::RgbImage;
 
+use crate::arch::LayerId;
 use crate::engine::FeatureNet;
 use crate::gpu::GpuContext;
 use crate::image_io;
@@ -215,6 +216,8 @@ pub enum OptionName {
     StyleWeight,
     /// [`LossSpec::tv_weight`].
     TvWeight,
+    /// [`LossSpec::content_layers`].
+    ContentLayers,
     /// [`LossSpec::style_layers`].
     StyleLayers,
     /// [`StylizeOptions::style_blend_weights`].
@@ -233,6 +236,7 @@ impl OptionName {
             OptionName::ContentWeight => "loss.content_weight",
             OptionName::StyleWeight => "loss.style_weight",
             OptionName::TvWeight => "loss.tv_weight",
+            OptionName::ContentLayers => "loss.content_layers",
             OptionName::StyleLayers => "loss.style_layers",
             OptionName::StyleBlendWeights => "style_blend_weights",
         }
@@ -270,8 +274,16 @@ pub enum OptionError {
         /// Style images given.
         styles: usize,
     },
-    /// `style_blend_weights` has a negative or non-finite value, or sums to 0.
+    /// `style_blend_weights` has a negative or non-finite value, or its sum (in f64) is not
+    /// finite and positive.
     BlendWeights,
+    /// A layer is listed twice among the content layers or among the style layers.
+    DuplicateLayer {
+        /// Which list.
+        option: OptionName,
+        /// The layer.
+        layer: LayerId,
+    },
     /// A style image scaled by `style_scale` does not fit the device.
     StyleImageTooLarge(String),
 }
@@ -288,6 +300,7 @@ impl OptionError {
             OptionError::LearningRate => OptionName::LearningRate,
             OptionError::LbfgsHistory(_) => OptionName::LbfgsHistory,
             OptionError::BlendWeightCount { .. } | OptionError::BlendWeights => OptionName::StyleBlendWeights,
+            OptionError::DuplicateLayer { option, .. } => *option,
         }
     }
 
@@ -304,6 +317,7 @@ impl OptionError {
             }
             OptionError::BlendWeights => format!("{name} must be non-negative with a positive sum"),
             OptionError::StyleImageTooLarge(reason) => format!("style image (see {name}): {reason}"),
+            OptionError::DuplicateLayer { layer, .. } => format!("layer \"{layer}\" is listed twice in {name}"),
         }
     }
 }
@@ -355,6 +369,12 @@ pub fn validate(net: &crate::model::Network, options: &StylizeOptions, style_cou
     if layers.is_empty() {
         bail!("no content or style layers given");
     }
+    let style_ids: Vec<LayerId> = spec.style_layers.iter().map(|l| l.0).collect();
+    for (option, ids) in [(OptionName::ContentLayers, &spec.content_layers), (OptionName::StyleLayers, &style_ids)] {
+        if let Some(&layer) = ids.iter().enumerate().find_map(|(i, id)| ids[..i].contains(id).then_some(id)) {
+            return fail(OptionError::DuplicateLayer { option, layer });
+        }
+    }
     if style_count == 0 && !spec.style_layers.is_empty() {
         bail!("no style image given");
     }
@@ -362,7 +382,8 @@ pub fn validate(net: &crate::model::Network, options: &StylizeOptions, style_cou
         if b.len() != style_count {
             return fail(OptionError::BlendWeightCount { values: b.len(), styles: style_count });
         }
-        if b.iter().any(|w| !(*w >= 0.0 && w.is_finite())) || b.iter().sum::<f32>() <= 0.0 {
+        let sum: f64 = b.iter().map(|&w| f64::from(w)).sum();
+        if b.iter().any(|w| !(*w >= 0.0 && w.is_finite())) || !(sum.is_finite() && sum > 0.0) {
             return fail(OptionError::BlendWeights);
         }
     }
@@ -543,11 +564,12 @@ impl Stylizer {
         let style_side = ((side as f32 * options.style_scale).round() as u32).max(1);
         let content = image_io::resize_max_side(content, side);
         let blend = options.style_blend_weights.clone().unwrap_or_else(|| vec![1.0; styles.len()]);
-        let total: f32 = blend.iter().sum();
+        // Normalized in f64: large weights would overflow an f32 sum.
+        let total: f64 = blend.iter().map(|&b| f64::from(b)).sum();
         let styles: Vec<(PlanarImage, f32)> = styles
             .iter()
             .zip(&blend)
-            .map(|(s, b)| (planar(&image_io::resize_max_side(s, style_side)), b / total))
+            .map(|(s, &b)| (planar(&image_io::resize_max_side(s, style_side)), (f64::from(b) / total) as f32))
             .collect();
         let content_planar = planar(&content);
         let targets = Targets::compute(ctx, fnet, &options.loss, &content_planar, &styles)?;
