@@ -220,6 +220,11 @@ pub struct StylizeArgs {
     /// Weight of the total-variation loss.
     #[arg(long, default_value_t = neural_style::stylize::DEFAULT_TV_WEIGHT, allow_negative_numbers = true)]
     pub tv_weight: f32,
+    /// Rows and columns at each edge of a style layer left out of its Gram matrix: zero padding
+    /// makes the activations there many times larger than inside, so they would dominate the
+    /// style loss. 0 keeps every pixel (the classic loss).
+    #[arg(long, default_value_t = neural_style::stylize::DEFAULT_GRAM_MARGIN)]
+    pub gram_margin: u32,
     /// Content layers, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = neural_style::stylize::DEFAULT_CONTENT_LAYERS)]
     pub content_layers: Vec<String>,

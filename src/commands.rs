@@ -356,6 +356,7 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
             style_weight: args.style_weight,
             tv_weight: args.tv_weight,
             normalize_gradients: args.normalize_gradients,
+            gram_margin: args.gram_margin,
         },
         style_blend_weights: args.style_blend_weights.clone(),
         init,

@@ -425,10 +425,28 @@ pub fn squeeze_excite_backward(input: &Tensor, se: &SqueezeExcite, grad_out: &Te
     grad
 }
 
-/// Gram matrix F Fᵀ / (C·H·W), C×C row-major.
-pub fn gram(f: &Tensor) -> Vec<f64> {
+/// F with the `margin` outermost rows and columns of each channel set to 0 (unchanged when that
+/// would leave no interior), and the pixels per channel kept.
+pub fn interior(f: &Tensor, margin: usize) -> (Tensor, usize) {
+    if margin == 0 || f.h <= 2 * margin || f.w <= 2 * margin {
+        return (f.clone(), f.h * f.w);
+    }
+    let mut out = f.clone();
+    for (i, v) in out.data.iter_mut().enumerate() {
+        let (y, x) = ((i / f.w) % f.h, i % f.w);
+        if y < margin || y + margin >= f.h || x < margin || x + margin >= f.w {
+            *v = 0.0;
+        }
+    }
+    (out, (f.h - 2 * margin) * (f.w - 2 * margin))
+}
+
+/// Gram matrix F Fᵀ / (C·n), C×C row-major, over the pixels inside `margin` (n of them per
+/// channel; see [`interior`]).
+pub fn gram(f: &Tensor, margin: usize) -> Vec<f64> {
+    let (f, pixels) = interior(f, margin);
     let hw = f.h * f.w;
-    let norm = (f.c * hw) as f64;
+    let norm = (f.c * pixels) as f64;
     let mut g = vec![0.0; f.c * f.c];
     for a in 0..f.c {
         for b in 0..f.c {
@@ -438,20 +456,22 @@ pub fn gram(f: &Tensor) -> Vec<f64> {
     g
 }
 
-/// Style loss of one layer, mean((G − A)²), and its gradient with respect to F.
-pub fn style_loss(f: &Tensor, target_gram: &[f64]) -> (f64, Tensor) {
+/// Style loss of one layer, mean((G − A)²) with G = [`gram`]`(F, margin)`, and its gradient with
+/// respect to F (0 on the margin).
+pub fn style_loss(f: &Tensor, target_gram: &[f64], margin: usize) -> (f64, Tensor) {
     let c = f.c;
     let hw = f.h * f.w;
-    let g = gram(f);
+    let g = gram(f, margin);
+    let (masked, pixels) = interior(f, margin);
     let diff: Vec<f64> = g.iter().zip(target_gram).map(|(a, b)| a - b).collect();
     let loss = diff.iter().map(|d| d * d).sum::<f64>() / (c * c) as f64;
-    let coef = 4.0 / ((c * c) as f64 * (c * hw) as f64);
+    let coef = 4.0 / ((c * c) as f64 * (c * pixels) as f64);
     let mut grad = Tensor::zeros(f.c, f.h, f.w);
     for a in 0..c {
         for b in 0..c {
             let r = coef * diff[a * c + b];
             for p in 0..hw {
-                grad.data[a * hw + p] += r * f.data[b * hw + p];
+                grad.data[a * hw + p] += r * masked.data[b * hw + p];
             }
         }
     }
@@ -513,6 +533,8 @@ pub struct Objective {
     pub style_weight: f64,
     /// Weight of the total-variation term.
     pub tv_weight: f64,
+    /// Rows and columns at each edge of a style layer left out of its Gram matrix.
+    pub gram_margin: usize,
 }
 
 /// The unweighted terms and the weighted total.
@@ -573,7 +595,7 @@ pub fn layer_gradients(
         add(id, shape(g), objective.content_weight);
     }
     for &(id, weight, ref target) in &objective.style {
-        let (l, g) = style_loss(find(id), target);
+        let (l, g) = style_loss(find(id), target, objective.gram_margin);
         losses.style += weight * l;
         add(id, shape(g), objective.style_weight * weight);
     }

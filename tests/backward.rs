@@ -113,9 +113,14 @@ fn reference_squeeze_excite_and_losses_match_finite_differences() {
     check_fd("squeeze-excite", &x, &gx, |x| dot(&se_forward(x, &se), &gy));
 
     let f = random_tensor(&mut rng, 6, 5, 7, 1.0);
-    let target_gram = reference::gram(&random_tensor(&mut rng, 6, 4, 3, 1.0));
-    let (_, g) = reference::style_loss(&f, &target_gram);
-    check_fd("style loss", &f, &g, |f| reference::style_loss(f, &target_gram).0);
+    let target_gram = reference::gram(&random_tensor(&mut rng, 6, 4, 3, 1.0), 0);
+    let (_, g) = reference::style_loss(&f, &target_gram, 0);
+    check_fd("style loss", &f, &g, |f| reference::style_loss(f, &target_gram, 0).0);
+    // Without the border: its gradient is 0 there, and finite differences agree.
+    let (_, g) = reference::style_loss(&f, &target_gram, 1);
+    assert!(g.data[..7].iter().all(|&v| v == 0.0), "the top row of a margin-1 style loss has no gradient");
+    assert!(g.data.iter().any(|&v| v != 0.0));
+    check_fd("style loss, margin 1", &f, &g, |f| reference::style_loss(f, &target_gram, 1).0);
     let p = random_tensor(&mut rng, 6, 5, 7, 1.0);
     let (_, g) = reference::content_loss(&f, &p);
     check_fd("content loss", &f, &g, |f| reference::content_loss(f, &p).0);
@@ -137,12 +142,13 @@ fn reference_whole_network_gradient_matches_finite_differences() {
     let objective = reference::Objective {
         content: vec![(layer("block4.expand"), find("block4.expand")), (layer("block2"), find("block2"))],
         style: vec![
-            (layer("stem"), 1.0, reference::gram(&find("stem"))),
-            (layer("block3.se"), 0.5, reference::gram(&find("block3.se"))),
+            (layer("stem"), 1.0, reference::gram(&find("stem"), 1)),
+            (layer("block3.se"), 0.5, reference::gram(&find("block3.se"), 1)),
         ],
         content_weight: 1.0,
         style_weight: 10.0,
         tv_weight: 2.0,
+        gram_margin: 1,
     };
     let (_, grad) = reference::objective_and_grad(&net, &image, &objective);
     check_fd("whole network", &image, &grad, |x| reference::objective_and_grad(&net, x, &objective).0.total);
@@ -306,10 +312,10 @@ fn gpu_losses_and_their_gradients_match_reference() {
     let (c, h, w) = (37, 13, 11);
     let f = random_tensor(&mut rng, c, h, w, 1.0);
     let p = random_tensor(&mut rng, c, h, w, 1.0);
-    let target = reference::gram(&random_tensor(&mut rng, c, 9, 7, 1.0));
+    let target = reference::gram(&random_tensor(&mut rng, c, 9, 7, 1.0), 0);
     let img = random_tensor(&mut rng, 3, 29, 23, 1.0);
     let (content_want, content_grad) = reference::content_loss(&f, &p);
-    let (style_want, style_grad) = reference::style_loss(&f, &target);
+    let (style_want, style_grad) = reference::style_loss(&f, &target, 0);
     let (tv_want, tv_grad) = reference::tv_loss(&img);
 
     let (fb, pb, ib) = (buffer(&ctx, &f), buffer(&ctx, &p), buffer(&ctx, &img));
@@ -385,7 +391,7 @@ fn gpu_losses_and_their_gradients_match_reference() {
     }
     let partials = ctx.read_buffer(&gram, splits * c * c).unwrap();
     let summed: Vec<f32> = (0..c * c).map(|i| (0..splits).map(|s| partials[s * c * c + i]).sum()).collect();
-    check("gram (sum of the partial products)", &summed, &Tensor { c, h: c, w: 1, data: reference::gram(&f) });
+    check("gram (sum of the partial products)", &summed, &Tensor { c, h: c, w: 1, data: reference::gram(&f, 0) });
     check("content gradient", &ctx.read_buffer(&g_content, n).unwrap(), &content_grad);
     check("style gradient", &ctx.read_buffer(&g_style, n).unwrap(), &style_grad);
     check("tv gradient", &ctx.read_buffer(&g_img, img.data.len()).unwrap(), &tv_grad);

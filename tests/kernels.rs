@@ -167,7 +167,7 @@ fn symmetric_gram_products_split_or_accumulated_match_reference() {
     // Channel counts that pick each square tile and odd numbers of tiles per side.
     for (c, hw) in [(16, 65536), (16, 600), (37, 143), (72, 300), (130, 97)] {
         let f = rng.vec(c * hw, 1.0);
-        let gram = reference::gram(&Tensor::from_f32(c, hw, 1, &f));
+        let gram = reference::gram(&Tensor::from_f32(c, hw, 1, &f), 0);
         let fb = ctx.storage_buffer("f", &f);
         let base = PointwiseParams {
             m: c as u32,

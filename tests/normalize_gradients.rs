@@ -42,6 +42,7 @@ fn normalized_gradients_match_cpu_reference() {
         style_weight: 50.0,
         tv_weight: 0.5,
         normalize_gradients: true,
+        gram_margin: 0,
     };
     let targets = Targets::compute(&ctx, &fnet, &spec, &content, &[(style, 1.0)]).unwrap();
     let values = targets.read(&ctx).unwrap();
@@ -58,6 +59,7 @@ fn normalized_gradients_match_cpu_reference() {
         content_weight: spec.content_weight as f64,
         style_weight: spec.style_weight as f64,
         tv_weight: spec.tv_weight as f64,
+        gram_margin: spec.gram_margin as usize,
     };
 
     let check = |objective: &Objective, cpu: &reference::Objective, when: &str| {

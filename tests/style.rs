@@ -37,6 +37,7 @@ fn fixture_chain() -> Fixture {
         style_weight: settings["style_weight"].as_f64().unwrap() as f32,
         tv_weight: settings["tv_weight"].as_f64().unwrap() as f32,
         normalize_gradients: false,
+        gram_margin: 0,
     };
     Fixture { tensors: read_fixture("style_chain.safetensors"), spec }
 }
@@ -115,6 +116,7 @@ fn cpu_reference_objective_matches_pytorch() {
         content_weight: fx.spec.content_weight as f64,
         style_weight: fx.spec.style_weight as f64,
         tv_weight: fx.spec.tv_weight as f64,
+        gram_margin: 0,
     };
     let (losses, grad) = reference::objective_and_grad(&net, &to_t(&fx.image("init")), &objective);
     for (got, name) in [

@@ -2,7 +2,7 @@
 //! each spread over many workgroups that write per-workgroup partial sums, and the weighted total
 //! that adds those partials in a fixed order.
 
-use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP};
+use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, flat_grid};
 use super::{kernel_bindings, uniform_params};
 use crate::gpu::GpuContext;
 
@@ -41,6 +41,28 @@ uniform_params! {
         /// `total_loss`: where the content, style and TV partial sums end (they start at
         /// [`LOSS_SLOTS`] and follow each other).
         pub ends: [u32; 4],
+    }
+}
+
+uniform_params! {
+    /// Uniforms of `interior`.
+    pub struct InteriorParams {
+        /// Channels of the layer.
+        pub channels: u32,
+        /// Height of the layer.
+        pub height: u32,
+        /// Width of the layer.
+        pub width: u32,
+        /// Rows and columns at each edge set to 0.
+        pub margin: u32,
+    }
+}
+
+impl InteriorParams {
+    /// Pixels of one channel that the mask keeps.
+    pub fn kept_pixels(&self) -> usize {
+        let m = 2 * self.margin;
+        (self.height.saturating_sub(m) * self.width.saturating_sub(m)) as usize
     }
 }
 
@@ -113,6 +135,16 @@ kernel_bindings! {
 }
 
 kernel_bindings! {
+    /// Buffers of `interior`.
+    pub struct Interior {
+        /// The layer's activations F.
+        value: 1 Read,
+        /// F with its border rows and columns set to 0.
+        interior_value: 5 ReadWrite,
+    }
+}
+
+kernel_bindings! {
     /// Buffers of `total_loss`.
     pub struct TotalLoss {
         /// The losses buffer: partials in, the four slots out.
@@ -143,8 +175,12 @@ pub const GRADIENT_L1: KernelSpec = KernelSpec { entry: "gradient_l1", storage: 
 pub const NORMALIZED_ADD: KernelSpec =
     KernelSpec { entry: "normalized_add", storage: NormalizedAdd::BINDINGS, ..CONTENT };
 
+/// `interior`.
+pub const INTERIOR: KernelSpec =
+    KernelSpec { entry: "interior", params: InteriorParams::LAYOUT, storage: Interior::BINDINGS, ..CONTENT };
+
 /// Every kernel of the file.
-pub const SPECS: &[KernelSpec] = &[CONTENT, STYLE, TV, TOTAL, GRADIENT_L1, NORMALIZED_ADD];
+pub const SPECS: &[KernelSpec] = &[CONTENT, STYLE, TV, TOTAL, GRADIENT_L1, NORMALIZED_ADD, INTERIOR];
 
 /// The kernels of `losses.wgsl`.
 pub struct Losses {
@@ -154,6 +190,7 @@ pub struct Losses {
     total: Kernel,
     gradient_l1: Kernel,
     normalized_add: Kernel,
+    interior: Kernel,
 }
 
 impl Losses {
@@ -167,6 +204,7 @@ impl Losses {
             total: Kernel::new(ctx, &module, TOTAL),
             gradient_l1: Kernel::new(ctx, &module, GRADIENT_L1),
             normalized_add: Kernel::new(ctx, &module, NORMALIZED_ADD),
+            interior: Kernel::new(ctx, &module, INTERIOR),
         }
     }
 
@@ -200,5 +238,12 @@ impl Losses {
     /// `p.partial` that [`Losses::gradient_l1`] wrote with the same parameters.
     pub fn normalized_add(&self, ctx: &GpuContext, buffers: NormalizedAdd, p: &LossParams) -> BoundOp {
         self.normalized_add.bind(ctx, p, &buffers.buffers(), [p.groups, 1, 1])
+    }
+
+    /// A layer's activations with the `p.margin` outermost rows and columns of every channel set
+    /// to 0.
+    pub fn interior(&self, ctx: &GpuContext, buffers: Interior, p: &InteriorParams) -> BoundOp {
+        let n = (p.channels * p.height * p.width) as usize;
+        self.interior.bind(ctx, p, &buffers.buffers(), flat_grid(n))
     }
 }

@@ -36,6 +36,8 @@ pub const DEFAULT_CONTENT_WEIGHT: f32 = 1.0;
 pub const DEFAULT_STYLE_WEIGHT: f32 = 5000.0;
 /// Default weight of E_tv.
 pub const DEFAULT_TV_WEIGHT: f32 = 1.0;
+/// Default [`LossSpec::gram_margin`].
+pub const DEFAULT_GRAM_MARGIN: u32 = 1;
 
 /// Which optimizer updates the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]

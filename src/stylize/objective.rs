@@ -9,7 +9,8 @@ use crate::engine::{FeatureNet, ForwardPlan, PlanOptions, Work};
 use crate::gpu::GpuContext;
 pub use crate::kernels::losses::LOSS_SLOTS;
 use crate::kernels::losses::{
-    ContentLoss, GradientL1, LossParams, NormalizedAdd, StyleLoss, TotalLoss, TvLoss, loss_groups,
+    ContentLoss, GradientL1, Interior, InteriorParams, LossParams, NormalizedAdd, StyleLoss, TotalLoss, TvLoss,
+    loss_groups,
 };
 use crate::kernels::pointwise::{PointwiseParams, ProductBuffers, flags, product_tiles};
 use crate::kernels::{self, BoundOp, Command};
@@ -33,11 +34,15 @@ pub struct LossSpec {
     /// unchanged, and the losses are still the objective's values: the gradient is then no longer
     /// the gradient of the reported total.
     pub normalize_gradients: bool,
+    /// Rows and columns at each edge of a style layer left out of its Gram matrix (and so given
+    /// no style gradient): zero padding makes the activations there many times larger than
+    /// inside, and their share of the Gram matrix would depend on the image's size and aspect.
+    /// 0 keeps every pixel (the classic loss). A layer with no interior keeps every pixel too.
+    pub gram_margin: u32,
 }
 
 impl Default for LossSpec {
-    /// The documented defaults (see the README): content `block4.expand`, style layers
-    /// `stem`, `block1.expand`, `block3.expand`, `block5.expand`, weights 1 / 5000 / 1.
+    /// The documented defaults (see the README and the `DEFAULT_*` constants).
     fn default() -> Self {
         let layer = |name: &str| name.parse().expect("the default layer names are layer names");
         Self {
@@ -47,6 +52,7 @@ impl Default for LossSpec {
             style_weight: super::DEFAULT_STYLE_WEIGHT,
             tv_weight: super::DEFAULT_TV_WEIGHT,
             normalize_gradients: false,
+            gram_margin: super::DEFAULT_GRAM_MARGIN,
         }
     }
 }
@@ -55,6 +61,43 @@ impl LossSpec {
     /// The deepest layer any loss uses ([`LayerId`]'s order is execution order).
     pub fn deepest_layer(&self) -> Option<LayerId> {
         self.content_layers.iter().chain(self.style_layers.iter().map(|(id, _)| id)).max().copied()
+    }
+
+    /// The margin [`LossSpec::gram_margin`] gives a style layer of `height`×`width`: 0 when that
+    /// would leave no interior.
+    pub fn margin_for(&self, height: usize, width: usize) -> u32 {
+        let m = self.gram_margin as usize;
+        if height > 2 * m && width > 2 * m { self.gram_margin } else { 0 }
+    }
+}
+
+/// What a style layer's Gram matrix is made from: the layer's activations, or (with a margin)
+/// a copy with the border set to 0 and the `interior` dispatch that writes it.
+struct StyleFeatures {
+    /// The `interior` dispatch, with a margin.
+    mask: Option<BoundOp>,
+    /// The features the Gram product and the style gradient read.
+    buffer: wgpu::Buffer,
+    /// Pixels per channel that count (the Gram matrix's normalization).
+    pixels: usize,
+}
+
+impl StyleFeatures {
+    /// The style features of layer `info` whose activations are `f`.
+    fn new(ctx: &GpuContext, fnet: &FeatureNet, spec: &LossSpec, info: &LayerInfo, f: &wgpu::Buffer) -> Self {
+        let margin = spec.margin_for(info.height, info.width);
+        if margin == 0 {
+            return Self { mask: None, buffer: f.clone(), pixels: info.height * info.width };
+        }
+        let p = InteriorParams {
+            channels: info.channels as u32,
+            height: info.height as u32,
+            width: info.width as u32,
+            margin,
+        };
+        let buffer = ctx.zeroed_buffer("style features interior", info.channels * info.height * info.width);
+        let mask = fnet.kernels.losses.interior(ctx, Interior { value: f, interior_value: &buffer }, &p);
+        Self { mask: Some(mask), buffer, pixels: p.kept_pixels() }
     }
 }
 
@@ -69,30 +112,30 @@ pub struct PlanarImage {
     pub data: Vec<f32>,
 }
 
-/// A Gram matrix product (symmetric: half the tiles): G (c×c) = scale · F Fᵀ / (c·pixels), the
-/// sum over pixels split into chunks of `k_chunk` whose partial products land one after another
-/// in `g` (see [`gram_split`]).
+/// A Gram matrix product (symmetric: half the tiles): G (c×c) = scale · F Fᵀ / (c·pixels), F the
+/// style features of layer `info`, the sum over its pixels split into chunks of `k_chunk` whose
+/// partial products land one after another in `g` (see [`gram_split`]).
 fn gram_op(
     ctx: &GpuContext,
     fnet: &FeatureNet,
     info: &LayerInfo,
-    f: &wgpu::Buffer,
+    f: &StyleFeatures,
     g: &wgpu::Buffer,
     scale: f32,
     k_chunk: u32,
 ) -> BoundOp {
     let c = info.channels as u32;
-    let hw = (info.height * info.width) as u32;
     let params = PointwiseParams {
         m: c,
-        k: hw,
+        k: (info.height * info.width) as u32,
         n: c,
         flags: flags::TRANSPOSE_B | flags::SYMMETRIC,
-        alpha: scale / (c * hw) as f32,
+        alpha: scale / (c as usize * f.pixels) as f32,
         k_chunk,
         ..Default::default()
     };
     let k = &fnet.kernels;
+    let f = &f.buffer;
     k.products.gram(ctx, ProductBuffers { input: f, weights: f, output: g, aux: k.placeholder() }, &params)
 }
 
@@ -223,7 +266,9 @@ impl Targets {
                     let (c, hw) = (info.channels, info.height * info.width);
                     let (k_chunk, splits) = gram_split(c, hw);
                     let partials = ctx.zeroed_buffer("target gram partials", splits as usize * c * c);
-                    ops.push(gram_op(ctx, fnet, info, buffer, &partials, *blend, k_chunk));
+                    let features = StyleFeatures::new(ctx, fnet, spec, info, buffer);
+                    ops.extend(features.mask.clone());
+                    ops.push(gram_op(ctx, fnet, info, &features, &partials, *blend, k_chunk));
                     ops.push(sum_partials(ctx, fnet, &partials, splits, c * c, target, i > 0));
                 }
                 let mut encoder = ctx.device.create_command_encoder(&Default::default());
@@ -379,10 +424,16 @@ impl Objective {
                 + Work::new(2.0 * cf * cf * hwf, cf * cf + 3.0 * cf * hwf);
             let gram = ctx.zeroed_buffer("gram partials", splits as usize * c * c);
             let r = ctx.zeroed_buffer("style residual", c * c);
-            ops.push(gram_op(ctx, fnet, info, f, &gram, 1.0, k_chunk));
-            let unit_coef = weight * 4.0 / ((c * c) as f32 * (c * hw) as f32);
+            let features = StyleFeatures::new(ctx, fnet, spec, info, f);
+            if let Some(mask) = &features.mask {
+                ops.push(mask.clone());
+                work = work + Work::new(cf * hwf, 2.0 * cf * hwf);
+            }
+            ops.push(gram_op(ctx, fnet, info, &features, &gram, 1.0, k_chunk));
+            let unit = 4.0 / ((c * c) as f32 * (c * features.pixels) as f32);
+            let unit_coef = weight * unit;
             // Normalized: R is the gradient of the layer's unweighted mean((G − A)²).
-            let coef = if normalize { 4.0 / ((c * c) as f32 * (c * hw) as f32) } else { spec.style_weight * unit_coef };
+            let coef = if normalize { unit } else { spec.style_weight * unit_coef };
             let p = LossParams {
                 channels: c as u32,
                 coef,
@@ -408,7 +459,8 @@ impl Objective {
                 ..Default::default()
             };
             let output = own.as_ref().unwrap_or(layer_grad);
-            let buffers = ProductBuffers { input: f, weights: &r, output, aux: k.placeholder() };
+            // With a margin F is the masked copy: the border's columns of R·F are 0.
+            let buffers = ProductBuffers { input: &features.buffer, weights: &r, output, aux: k.placeholder() };
             ops.push(k.products.gram(ctx, buffers, &p));
             if let Some(own) = own {
                 let n = c * hw;
