@@ -240,12 +240,11 @@ pub struct StylizeArgs {
     /// Report the losses every N iterations (and at the end).
     #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
     pub print_every: usize,
-    /// Coarse-to-fine schedule: `1` (one scale at --size), `auto` (from --min-size to --size, ×√2
-    /// per scale; one scale when --size ≤ --min-size), a number of scales, or a comma-separated list
-    /// of longest sides (--size is appended when the list does not end with it). --iterations is
-    /// split over them. Not yet the default: the current loss weights give noisy results from
-    /// small scales.
-    #[arg(long, default_value = "1")]
+    /// Coarse-to-fine schedule: `auto` (from --min-size to --size, ×√2 per scale; one scale when
+    /// --size ≤ --min-size), `1` (one scale at --size), a number of scales, or a comma-separated
+    /// list of longest sides (--size is appended when the list does not end with it). --iterations
+    /// is split over them.
+    #[arg(long, default_value = "auto")]
     pub scales: String,
     /// Longest side of the first scale of `--scales auto` or `--scales N` (never above --size).
     #[arg(long, default_value_t = 128, allow_negative_numbers = true)]

@@ -23,6 +23,7 @@ use crate::arch::{BlockPart, LayerId};
 use crate::engine::{FeatureNet, ForwardPlan, PlanOptions};
 use crate::gpu::GpuContext;
 use crate::image_io;
+use crate::reference::{self, Tensor};
 
 /// The layers `style128` compares, shallowest first (the last is the deepest the forward pass runs to).
 pub const STYLE_LAYERS: [LayerId; 5] = [
@@ -34,6 +35,11 @@ pub const STYLE_LAYERS: [LayerId; 5] = [
 ];
 /// The layer `content` compares.
 pub const CONTENT_LAYER: LayerId = LayerId::Block { index: 4, part: BlockPart::Expand };
+/// Rows and columns at each edge of a layer that `style128`'s Gram matrices leave out, as the
+/// default style loss does: with every pixel, the zero-padded edge of `block1.expand` alone made
+/// up 99% of E_style between a 128 px portrait and a painting of another aspect, and no image
+/// could move it.
+pub const STYLE_MARGIN: usize = 1;
 /// Longest side of the three images `style128` compares.
 pub const STYLE_SIDE: u32 = 128;
 /// σ of the Gaussian blur in `artifacts`, in pixels.
@@ -171,22 +177,6 @@ pub fn color(output: &RgbImage, content: &RgbImage, style: &RgbImage) -> f64 {
     sliced_wasserstein(&rgb_points(output), &style) / sliced_wasserstein(&content, &style)
 }
 
-/// The Gram matrix G = F Fᵀ / (C·H·W) of CHW activations with `channels` channels, in f64 (C×C, row-major).
-pub fn gram(features: &[f32], channels: usize) -> Vec<f64> {
-    let hw = features.len() / channels;
-    let rows: Vec<Vec<f64>> = features.chunks_exact(hw).map(|r| r.iter().map(|&v| v as f64).collect()).collect();
-    let scale = 1.0 / features.len() as f64;
-    let mut g = vec![0.0; channels * channels];
-    for i in 0..channels {
-        for j in i..channels {
-            let dot: f64 = rows[i].iter().zip(&rows[j]).map(|(a, b)| a * b).sum();
-            g[i * channels + j] = dot * scale;
-            g[j * channels + i] = dot * scale;
-        }
-    }
-    g
-}
-
 /// E_style of one image's Gram matrices against another's: Σ over layers (weight 1 each) of the
 /// mean over the C×C entries of (G − A)², as the README defines it.
 pub fn style_energy(grams: &[Vec<f64>], targets: &[Vec<f64>]) -> f64 {
@@ -195,13 +185,6 @@ pub fn style_energy(grams: &[Vec<f64>], targets: &[Vec<f64>]) -> f64 {
         .zip(targets)
         .map(|(g, a)| g.iter().zip(a).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / g.len() as f64)
         .sum()
-}
-
-/// Relative L2 distance ‖a − b‖ / ‖b‖, in f64.
-pub fn relative_distance(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den).sqrt()
 }
 
 /// Computes the measures that need the feature network, on a device.
@@ -216,9 +199,9 @@ impl<'a> Judge<'a> {
         Self { ctx, fnet }
     }
 
-    /// The activations (CHW) and channel counts of `layers` for `img`; the forward pass runs up to
-    /// the last of `layers`, which must be the deepest.
-    fn features(&self, img: &RgbImage, layers: &[LayerId]) -> Result<Vec<(Vec<f32>, usize)>> {
+    /// The activations of `layers` for `img`; the forward pass runs up to the last of `layers`,
+    /// which must be the deepest.
+    fn features(&self, img: &RgbImage, layers: &[LayerId]) -> Result<Vec<Tensor>> {
         let (w, h) = (img.width() as usize, img.height() as usize);
         crate::engine::check_size(self.ctx, self.fnet, w, h)?;
         let until = layers.last().copied();
@@ -227,15 +210,15 @@ impl<'a> Judge<'a> {
         layers
             .iter()
             .map(|&id| {
-                let channels = plan.layer_buffer(id)?.0.channels;
-                Ok((plan.read_layer(self.ctx, id)?, channels))
+                let info = plan.layer_buffer(id)?.0;
+                Ok(Tensor::from_f32(info.channels, info.height, info.width, &plan.read_layer(self.ctx, id)?))
             })
             .collect()
     }
 
-    /// The Gram matrices of [`STYLE_LAYERS`] for `img`.
+    /// The Gram matrices of [`STYLE_LAYERS`] for `img`, without their [`STYLE_MARGIN`].
     fn grams(&self, img: &RgbImage) -> Result<Vec<Vec<f64>>> {
-        Ok(self.features(img, &STYLE_LAYERS)?.iter().map(|(f, c)| gram(f, *c)).collect())
+        Ok(self.features(img, &STYLE_LAYERS)?.iter().map(|f| reference::gram(f, STYLE_MARGIN)).collect())
     }
 
     /// `style128` = E_style(O vs S) / E_style(P vs S) on [`STYLE_LAYERS`]: O resized to longest
@@ -251,9 +234,9 @@ impl<'a> Judge<'a> {
     /// `content` = ‖F_O − F_P‖ / ‖F_P‖, F the [`CONTENT_LAYER`] activations at O's size (P resized to it).
     pub fn content(&self, output: &RgbImage, content: &RgbImage) -> Result<f64> {
         let content = image_io::resize_exact(content, output.width(), output.height());
-        let f_out = &self.features(output, &[CONTENT_LAYER])?[0].0;
-        let f_photo = &self.features(&content, &[CONTENT_LAYER])?[0].0;
-        Ok(relative_distance(f_out, f_photo))
+        let f_out = &self.features(output, &[CONTENT_LAYER])?[0].data;
+        let f_photo = &self.features(&content, &[CONTENT_LAYER])?[0].data;
+        Ok(reference::relative_l2(f_out, f_photo))
     }
 
     /// All four measures of `output` against its content photo and style image.

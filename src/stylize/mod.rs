@@ -119,7 +119,8 @@ pub struct StylizeOptions {
 }
 
 impl Default for StylizeOptions {
-    /// The CLI's defaults: 512 px, 500 iterations of bounded L-BFGS from the content photo.
+    /// The CLI's defaults: 512 px, 500 iterations of bounded L-BFGS from the content photo, coarse
+    /// to fine from 128 px ([`Scales::Auto`]).
     fn default() -> Self {
         Self {
             size: 512,
@@ -135,7 +136,7 @@ impl Default for StylizeOptions {
             report_every: 50,
             snapshot_every: None,
             original_colors: false,
-            scales: Scales::Count(1),
+            scales: Scales::Auto,
             min_size: 128,
             average: 0.0,
         }
