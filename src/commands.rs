@@ -459,7 +459,7 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    finish_stylize(args, &outcome)
+    finish_stylize(args, &outcome, schedule.len())
 }
 
 /// `neural-style quality`: the four measures of `neural_style::quality` for each output.
@@ -577,14 +577,30 @@ fn print_bench(r: &neural_style::bench::BenchResult) {
     }
 }
 
-/// Writes the result and reports how the run ended.
-fn finish_stylize(args: &StylizeArgs, outcome: &neural_style::stylize::Outcome) -> Result<()> {
+/// What a non-finite evaluation was about, for its message.
+fn non_finite_what(non_finite: neural_style::stylize::NonFinite) -> &'static str {
+    if non_finite.gradient { "gradient of the loss (or its squared norm)" } else { "loss" }
+}
+
+/// Writes the result of a run through `scales` scales and reports how it ended.
+fn finish_stylize(args: &StylizeArgs, outcome: &neural_style::stylize::Outcome, scales: usize) -> Result<()> {
     let json = args.common.json;
-    write_image(&outcome.image, &args.output)?;
-    if let Some(at) = outcome.non_finite_at {
+    if let Some(non_finite) = outcome.non_finite_at.filter(|n| n.at_start()) {
         bail!(
-            "the loss became NaN or infinite by iteration {at}; stopped and wrote the last image with a finite loss to {} \
-             (lower the loss weights or the learning rate)",
+            "the {} is NaN or infinite at the starting image, before any update, so nothing was written: the loss \
+             weights are likely too large (lower --content-weight, --style-weight or --tv-weight), or the weights file \
+             is corrupt",
+            non_finite_what(non_finite)
+        );
+    }
+    write_image(&outcome.image, &args.output)?;
+    if let Some(non_finite) = outcome.non_finite_at {
+        let scale = if scales > 1 { format!(" of scale {}", non_finite.scale + 1) } else { String::new() };
+        bail!(
+            "the {} became NaN or infinite by iteration {}{scale}; stopped and wrote the last image with a finite loss \
+             to {} (lower the loss weights or the learning rate)",
+            non_finite_what(non_finite),
+            non_finite.iteration,
             args.output.display()
         );
     }

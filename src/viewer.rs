@@ -387,8 +387,8 @@ impl Running {
         let (iteration, loss) = driver.latest().map_or((0, f32::NAN), |(i, l)| (i, l.loss));
         let state = if self.paused {
             " · paused"
-        } else if driver.non_finite_at().is_some() {
-            " · stopped: loss not finite"
+        } else if let Some(non_finite) = driver.non_finite_at() {
+            if non_finite.gradient { " · stopped: gradient not finite" } else { " · stopped: loss not finite" }
         } else if driver.is_finished() {
             " · done (Esc to write and quit)"
         } else {

@@ -402,3 +402,46 @@ fn huge_blend_weights_are_normalized_in_f64() {
     assert_eq!(run_with("3e38,3e38"), run_with("1,1"), "huge equal weights blend like equal weights");
     assert_ne!(run_with("1,1"), run_with("1,0"), "the blend matters at this size");
 }
+
+/// The names in `dir`.
+fn dir_entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+// Group 4: a loss that is not finite at the starting image.
+
+#[test]
+fn a_loss_not_finite_at_the_starting_image_writes_nothing_and_names_the_likely_causes() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    // The photo's style loss (about 5.7 at 48 px) × 3e38 overflows f32 at iteration 0.
+    let run = stylize(&output, &["--iterations", "3", "--style-weight", "3e38"]);
+    assert_one_line_error(&run, "loss is NaN or infinite at the starting image");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("nothing was written") && stderr.contains("loss weights"), "{stderr}");
+    assert!(!stderr.contains("wrote"), "{stderr}");
+    assert_eq!(dir_entries(dir.path()), Vec::<String>::new(), "nothing is written");
+}
+
+// Group 5: an overflowing gradient stops the run like a non-finite loss.
+
+#[test]
+fn an_overflowing_gradient_stops_adam_instead_of_leaving_the_photo_unchanged() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    // The loss (about 5.7e37) is finite, but the gradient's square overflows: Adam's second
+    // moment became infinite and every step was 0, a silent no-op.
+    let run = stylize(&output, &["--iterations", "3", "--optimizer", "adam", "--style-weight", "1e37"]);
+    assert_one_line_error(&run, "gradient of the loss");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("at the starting image"));
+    assert_eq!(dir_entries(dir.path()), Vec::<String>::new(), "nothing is written");
+}
