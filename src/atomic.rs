@@ -13,20 +13,44 @@ pub fn destination_dir(path: &Path) -> Result<&Path> {
         _ => Path::new("."),
     };
     if !dir.is_dir() {
+        if dir.exists() {
+            bail!("cannot write {}: {} is not a directory", path.display(), dir.display());
+        }
         bail!("cannot write {}: directory {} does not exist", path.display(), dir.display());
     }
     Ok(dir)
 }
 
-/// Writes `bytes` to `path` atomically.
-pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Checks, before any long work, that [`write`] can create `path`: it names a file (not a
+/// directory, no trailing `/`), its directory exists, and a file can be created there (one is
+/// created and removed again).
+pub fn check_writable(path: &Path) -> Result<()> {
+    let ends_in_separator = path.as_os_str().to_string_lossy().chars().last().is_some_and(std::path::is_separator);
+    if path.file_name().is_none() || ends_in_separator {
+        bail!("cannot write {}: that names a directory, not a file", path.display());
+    }
+    if path.is_dir() {
+        bail!("cannot write {}: it is a directory", path.display());
+    }
     let dir = destination_dir(path)?;
+    temp_file_in(dir).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// A new temporary file in `dir`, removed when dropped unless persisted.
+fn temp_file_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
     let mut builder = tempfile::Builder::new();
     builder.prefix(".neural-style-").suffix(".tmp");
     // A finished output is an ordinary file (rw-r--r--), not the temp file's private mode.
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    let mut tmp = builder.tempfile_in(dir).with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    builder.tempfile_in(dir).with_context(|| format!("cannot create a file in {}", dir.display()))
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = destination_dir(path)?;
+    let mut tmp = temp_file_in(dir)?;
     tmp.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
     tmp.as_file().sync_all().with_context(|| format!("cannot write {}", path.display()))?;
     tmp.persist(path).map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;

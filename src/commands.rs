@@ -132,13 +132,14 @@ fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &Comm
 }
 
 fn features(image: &Path, names: &[String], out: &Path, size: Option<u32>, common: &CommonArgs) -> Result<()> {
+    if out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        bail!("--out must name a .safetensors file, got {}", out.display());
+    }
+    atomic::check_writable(out)?;
     let (ctx, fnet, weights_path) = open(common)?;
     let ids = names.iter().map(|n| fnet.net.arch.parse_layer(n)).collect::<Result<Vec<_>>>()?;
     if let Some(dup) = ids.iter().enumerate().find_map(|(i, id)| ids[..i].contains(id).then_some(id)) {
         bail!("layer \"{dup}\" is listed twice in --layers");
-    }
-    if out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
-        bail!("--out must name a .safetensors file, got {}", out.display());
     }
     // Plan from the header's size first, so an image too large for the device fails before decoding.
     let (w, h) = image_io::dimensions(image)?;
@@ -229,6 +230,41 @@ fn write_image(img: &image::RgbImage, path: &Path) -> Result<()> {
         format => img.write_to(&mut std::io::Cursor::new(&mut bytes), format)?,
     }
     atomic::write(path, &bytes)
+}
+
+/// Fails when `output` already exists as one of the `inputs` (flag, path): the same file through
+/// any spelling of its path, a symbolic link or a hard link.
+fn refuse_overwriting_inputs<'a>(output: &Path, inputs: impl IntoIterator<Item = (&'a str, &'a Path)>) -> Result<()> {
+    if !output.exists() {
+        return Ok(());
+    }
+    for (flag, input) in inputs {
+        if same_file(output, input) {
+            bail!(
+                "--output {} is the {flag} image {}: refusing to overwrite an input",
+                output.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// `layer` or `layer:weight`.
@@ -329,7 +365,12 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
     use neural_style::stylize::{Control, Event, Init, LossSpec, StylizeOptions, Stylizer, plan};
     // Everything that can be checked before the long run is checked first.
     output_format(&args.output)?;
-    atomic::destination_dir(&args.output)?;
+    atomic::check_writable(&args.output)?;
+    let init_file = (!matches!(args.init.as_str(), "content" | "noise")).then(|| Path::new(&args.init));
+    let inputs = std::iter::once(("--content", args.content.as_path()))
+        .chain(args.styles.iter().map(|s| ("--style", s.as_path())))
+        .chain(init_file.map(|i| ("--init", i)));
+    refuse_overwriting_inputs(&args.output, inputs)?;
     if args.iterations < 1 {
         bail!("--iterations must be at least 1, got {}", args.iterations);
     }

@@ -445,3 +445,97 @@ fn an_overflowing_gradient_stops_adam_instead_of_leaving_the_photo_unchanged() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("at the starting image"));
     assert_eq!(dir_entries(dir.path()), Vec::<String>::new(), "nothing is written");
 }
+
+/// `stylize` of the photo `content` (a path as given, relative to `cwd`) in the style of
+/// `style`, at 32 px for a few iterations.
+fn stylize_in(cwd: &Path, content: &str, style: &str, output: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .current_dir(cwd)
+        .args(["stylize", "--content", content, "--style", style, "--output", output, "--size", "32"])
+        .args(["--iterations", "2"])
+        .args(extra)
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .output()
+        .unwrap()
+}
+
+// Group 8: the output may not overwrite an input.
+
+#[cfg(unix)]
+#[test]
+fn an_output_that_is_an_input_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Copies: a failing check must never destroy the shared images.
+    std::fs::copy(image("tubingen.jpg"), d.join("photo.jpg")).unwrap();
+    std::fs::copy(image("starry_night.jpg"), d.join("painting.jpg")).unwrap();
+    std::os::unix::fs::symlink("photo.jpg", d.join("link.jpg")).unwrap();
+    std::fs::hard_link(d.join("painting.jpg"), d.join("hard.jpg")).unwrap();
+    let before = |name: &str| std::fs::read(d.join(name)).unwrap();
+    let (photo, painting) = (before("photo.jpg"), before("painting.jpg"));
+    let absolute = d.join("photo.jpg");
+    let cases: [(&str, &str, &str, &[&str], &str); 6] = [
+        (absolute.to_str().unwrap(), "painting.jpg", absolute.to_str().unwrap(), &[], "--content"),
+        ("./photo.jpg", "painting.jpg", "photo.jpg", &[], "--content"),
+        ("link.jpg", "painting.jpg", "./photo.jpg", &[], "--content"),
+        ("photo.jpg", "painting.jpg", "link.jpg", &[], "--content"),
+        ("photo.jpg", "painting.jpg", "hard.jpg", &[], "--style"),
+        ("photo.jpg", "painting.jpg", "sub/../painting.jpg", &["--init", "painting.jpg"], "--style"),
+    ];
+    std::fs::create_dir(d.join("sub")).unwrap();
+    for (content, style, output, extra, flag) in cases {
+        let run = stylize_in(d, content, style, output, extra);
+        assert_one_line_error(&run, "refusing to overwrite an input");
+        assert!(String::from_utf8_lossy(&run.stderr).contains(&format!("the {flag} image")), "{output}");
+        assert!(run.stdout.is_empty(), "{output}: work was done: {}", String::from_utf8_lossy(&run.stdout));
+        assert_eq!((before("photo.jpg"), before("painting.jpg")), (photo.clone(), painting.clone()), "{output}");
+    }
+    let run = stylize_in(d, "photo.jpg", "painting.jpg", "out.jpg", &["--init", "./link.jpg"]);
+    assert_eq!(run.status.success(), gpu().is_some(), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = stylize_in(d, "photo.jpg", "painting.jpg", "link.jpg", &["--init", "noise"]);
+    assert_one_line_error(&run, "refusing to overwrite an input");
+    assert_eq!(before("photo.jpg"), photo);
+}
+
+// Group 9: an output that cannot be written is found before the run, not after it.
+
+#[test]
+fn unwritable_outputs_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("taken.png")).unwrap();
+    std::fs::write(d.join("notes.txt"), "a file").unwrap();
+    let mut cases = vec![
+        (d.join("taken.png"), "is a directory"),
+        (d.join("taken.png/"), "names a directory"),
+        (d.join("new.png/"), "names a directory"),
+        (d.join("notes.txt/out.png"), "is not a directory"),
+        (d.join("missing/out.png"), "does not exist"),
+    ];
+    // A read-only directory stops everyone but root (the tests may run as root).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let locked = d.join("locked");
+        std::fs::create_dir(&locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+        if std::fs::write(locked.join("probe"), "x").is_err() {
+            cases.push((locked.join("out.png"), "cannot create a file in"));
+        }
+    }
+    for (output, needle) in cases {
+        let shown = output.to_str().unwrap().to_string();
+        let run = stylize(&output, &["--iterations", "3", "--print-every", "1"]);
+        assert_one_line_error(&run, needle);
+        assert!(run.stdout.is_empty(), "{shown}: the run started: {}", String::from_utf8_lossy(&run.stdout));
+        assert!(String::from_utf8_lossy(&run.stderr).contains(&shown), "{shown}");
+    }
+    std::fs::create_dir(d.join("taken.safetensors")).unwrap();
+    for (out, needle) in
+        [(d.join("taken.safetensors"), "is a directory"), (d.join("notes.txt/f.safetensors"), "is not a directory")]
+    {
+        let run = neural_style(&["features", &image("cat.png"), "--layers", "stem", "--out", out.to_str().unwrap()]);
+        assert_one_line_error(&run, needle);
+    }
+    assert!(!dir_entries(d).iter().any(|n| n.ends_with(".tmp")), "{:?}", dir_entries(d));
+}
