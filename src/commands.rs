@@ -90,7 +90,7 @@ fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &Comm
             Err(e) => {
                 let error = format!("{e:#}").replace('\n', " ");
                 if common.json {
-                    outln!("{}", json!({"image": path, "error": error}))?;
+                    outln!("{}", json!({"image": path.to_string_lossy(), "error": error}))?;
                 }
                 if images.len() == 1 {
                     return Err(e);
@@ -112,7 +112,7 @@ fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &Comm
             .map(|&i| json!({"index": i, "label": labels.get(i).cloned().unwrap_or_default(), "score": logits[i]}))
             .collect();
         if common.json {
-            outln!("{}", json!({"image": path, "top": best}))?;
+            outln!("{}", json!({"image": path.to_string_lossy(), "top": best}))?;
         } else {
             outln!("{}", path.display())?;
             for b in &best {
@@ -172,7 +172,10 @@ fn features(image: &Path, names: &[String], out: &Path, size: Option<u32>, commo
     if common.json {
         let layers: Vec<_> =
             tensors.iter().map(|(i, _)| json!({"name": i.id, "shape": [1, i.channels, i.height, i.width]})).collect();
-        outln!("{}", json!({"image": image, "output": out, "width": w, "height": h, "layers": layers}))?;
+        outln!(
+            "{}",
+            json!({"image": image.to_string_lossy(), "output": out.to_string_lossy(), "width": w, "height": h, "layers": layers})
+        )?;
     } else {
         outln!("wrote {} layer(s) of {} ({}x{}) to {}", tensors.len(), image.display(), w, h, out.display())?;
     }
@@ -306,8 +309,9 @@ fn parse_scales(s: &str) -> Result<Scales> {
     Ok(Scales::Sizes(s.split(',').map(|v| v.trim().parse::<u32>().map_err(|_| bad())).collect::<Result<_>>()?))
 }
 
-/// Prints the schedule: with more than one scale a line on stderr, or a JSON line on stdout.
-fn print_plan(plan: &[ScalePlan], json: bool) -> Result<()> {
+/// Prints the schedule: with more than one scale a line on stderr, or a JSON line on stdout
+/// (best effort, as progress).
+fn print_plan(plan: &[ScalePlan], json: bool) {
     let total: usize = plan.iter().map(|s| s.iterations).sum();
     if json {
         let scales: Vec<_> = plan
@@ -315,13 +319,12 @@ fn print_plan(plan: &[ScalePlan], json: bool) -> Result<()> {
             .enumerate()
             .map(|(i, s)| json!({"scale": i + 1, "size": [s.width, s.height], "iterations": s.iterations}))
             .collect();
-        outln!("{}", json!({"plan": scales, "iterations": total}))?;
+        progressln!("{}", json!({"plan": scales, "iterations": total}));
     } else if plan.len() > 1 {
         let scales: Vec<String> =
             plan.iter().map(|s| format!("{}×{} for {}", s.width, s.height, s.iterations)).collect();
         eprintln!("plan: {} scales, {total} iterations: {}", plan.len(), scales.join(", "));
     }
-    Ok(())
 }
 
 /// The CLI's name for an option of the library's [`StylizeOptions`](neural_style::stylize::StylizeOptions).
@@ -451,15 +454,18 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
                         bar.set_position((before + iteration) as u64);
                         bar.set_message(format!("{prefix}loss {:.4}", losses.loss));
                     }
-                    None if json => println!(
+                    None if json => progressln!(
                         "{}",
                         json!({"scale": scale.index, "size": [scale.width, scale.height], "iteration": iteration,
                                "loss": losses.loss, "content": losses.content, "style": losses.style,
                                "tv": losses.tv, "elapsed_s": elapsed_s})
                     ),
-                    None => println!(
+                    None => progressln!(
                         "{prefix}iteration {iteration}: loss {:.6} (content {:.6}, style {:.6}, tv {:.6}) {elapsed_s:.1}s",
-                        losses.loss, losses.content, losses.style, losses.tv
+                        losses.loss,
+                        losses.content,
+                        losses.style,
+                        losses.tv
                     ),
                 }
             }
@@ -479,7 +485,7 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         #[cfg(feature = "viewer")]
         Some(viewer) => {
             use neural_style::viewer::ViewerEvent;
-            print_plan(&schedule, json)?;
+            print_plan(&schedule, json);
             viewer.stylize(&request, net, content, styles, options, |event| match event {
                 ViewerEvent::Step(event) => on_event(event),
                 ViewerEvent::Finished { image } => write_image(image, &args.output),
@@ -491,7 +497,7 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
             let ctx = Arc::new(GpuContext::new(&request)?);
             let fnet = Arc::new(FeatureNet::new(&ctx, net));
             Stylizer::new(ctx, fnet).drive(&content, &styles, &options).and_then(|driver| {
-                print_plan(driver.plan(), json)?;
+                print_plan(driver.plan(), json);
                 driver.run(|event| on_event(event).map(|()| Control::Continue))
             })
         }
@@ -512,20 +518,20 @@ fn quality(content: &Path, style: &Path, outputs: &[PathBuf], common: &CommonArg
     for path in outputs {
         let s = judge.score(&image_io::load_rgb(path)?, &content, &style)?;
         if common.json {
-            println!(
+            outln!(
                 "{}",
-                json!({"output": path, "artifacts": s.artifacts, "color": s.color, "style128": s.style128,
+                json!({"output": path.to_string_lossy(), "artifacts": s.artifacts, "color": s.color, "style128": s.style128,
                        "content": s.content})
-            );
+            )?;
         } else {
-            println!(
+            outln!(
                 "{}: artifacts {:.3}, color {:.3}, style128 {:.3}, content {:.3}",
                 path.display(),
                 s.artifacts,
                 s.color,
                 s.style128,
                 s.content
-            );
+            )?;
         }
     }
     Ok(())
@@ -539,23 +545,16 @@ fn bench(options: &neural_style::bench::BenchOptions, common: &CommonArgs) -> Re
     let info = &ctx.info;
     let timestamps = ctx.device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
     if !common.json {
-        println!(
-            "{} ({:?}, {} {}), weights {}",
-            info.name,
-            info.backend,
-            info.driver,
-            info.driver_info,
-            path.display()
-        );
+        outln!("{} ({:?}, {} {}), weights {}", info.name, info.backend, info.driver, info.driver_info, path.display())?;
         if !timestamps {
-            println!("(no TIMESTAMP_QUERY on this adapter: no GPU time per kernel family)");
+            outln!("(no TIMESTAMP_QUERY on this adapter: no GPU time per kernel family)")?;
         }
     }
     let mut results = Vec::new();
     for &size in &options.sizes {
         let r = neural_style::bench::run_size(&ctx, &fnet, size, options)?;
         if !common.json {
-            print_bench(&r);
+            print_bench(&r)?;
         }
         results.push(r);
     }
@@ -565,14 +564,14 @@ fn bench(options: &neural_style::bench::BenchOptions, common: &CommonArgs) -> Re
         let out = json!({"tool": "neural-style", "version": env!("CARGO_PKG_VERSION"), "device": device,
                          "weights": path.display().to_string(), "network_bytes": network_bytes,
                          "results": results});
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     }
     Ok(())
 }
 
-fn print_bench(r: &neural_style::bench::BenchResult) {
+fn print_bench(r: &neural_style::bench::BenchResult) -> Result<()> {
     let p = &r.profile;
-    println!(
+    outln!(
         "{0}x{0} {1}: {2:.2} it/s, {3:.1} ms/iteration ({4} iterations), {5} dispatches/iteration, plan {6:.1} MiB, \
          final loss {7:.4}",
         r.size,
@@ -583,39 +582,40 @@ fn print_bench(r: &neural_style::bench::BenchResult) {
         p.dispatches,
         r.plan_bytes as f64 / (1 << 20) as f64,
         r.final_loss
-    );
-    println!(
+    )?;
+    outln!(
         "    work per iteration: {:.3} GFLOP, {:.1} MB moved at least; achieved {:.2} GFLOP/s",
         r.work.flops / 1e9,
         r.work.bytes / 1e6,
         r.gflops_per_second
-    );
+    )?;
     for f in &p.families {
         match (f.gpu_ms, p.gpu_ms) {
-            (Some(ms), Some(total)) => println!(
+            (Some(ms), Some(total)) => outln!(
                 "    {:<15} {:>4} dispatches {:>9.2} ms {:>5.1}%",
                 f.family.name(),
                 f.dispatches,
                 ms,
                 100.0 * ms / total.max(f64::MIN_POSITIVE)
-            ),
-            _ => println!("    {:<15} {:>4} dispatches", f.family.name(), f.dispatches),
+            )?,
+            _ => outln!("    {:<15} {:>4} dispatches", f.family.name(), f.dispatches)?,
         }
     }
     if let Some(total) = p.gpu_ms {
-        println!("    {:<15} {:>4} dispatches {:>9.2} ms (timed one dispatch per pass)", "total", p.dispatches, total);
-        println!("    slowest dispatches:");
+        outln!("    {:<15} {:>4} dispatches {:>9.2} ms (timed one dispatch per pass)", "total", p.dispatches, total)?;
+        outln!("    slowest dispatches:")?;
         for d in &p.slowest {
             let [x, y, z] = d.workgroups;
-            println!(
+            outln!(
                 "      #{:<4} {:<20} {:<15} {x}x{y}x{z} workgroups {:>9.2} ms",
                 d.index,
                 d.kernel,
                 d.family.name(),
                 d.gpu_ms
-            );
+            )?;
         }
     }
+    Ok(())
 }
 
 /// What a non-finite evaluation was about, for its message.
@@ -647,13 +647,13 @@ fn finish_stylize(args: &StylizeArgs, outcome: &neural_style::stylize::Outcome, 
     }
     let per_s = outcome.iterations as f64 / outcome.seconds.max(1e-9);
     if json {
-        println!(
+        progressln!(
             "{}",
-            json!({"done": true, "output": args.output, "iterations": outcome.iterations,
+            json!({"done": true, "output": args.output.to_string_lossy(), "iterations": outcome.iterations,
                    "seconds": outcome.seconds, "iterations_per_s": per_s})
         );
     } else {
-        println!(
+        progressln!(
             "wrote {} ({} iterations, {:.1}s, {:.2} iterations/s)",
             args.output.display(),
             outcome.iterations,
@@ -706,7 +706,7 @@ fn weights_command(action: WeightsCommand) -> Result<()> {
             weights_import(&file, expected.as_deref())
         }
         WeightsCommand::Path => {
-            println!("{}", weights::resolve_path(None)?.display());
+            outln!("{}", weights::resolve_path(None)?.display())?;
             Ok(())
         }
     }
@@ -719,52 +719,53 @@ fn megabytes(bytes: u64) -> String {
 fn weights_list() -> Result<()> {
     use weights::store::{self, Asset};
     let dir = store::cache_dir()?;
-    println!("cache directory: {}", dir.display());
+    outln!("cache directory: {}", dir.display())?;
     match weights::resolve_path(None) {
-        Ok(path) => println!("default weights: {}", path.display()),
+        Ok(path) => outln!("default weights: {}", path.display())?,
         Err(_) => {
-            println!("default weights: none (run `neural-style weights fetch` or `neural-style weights import FILE`)")
+            outln!("default weights: none (run `neural-style weights fetch` or `neural-style weights import FILE`)")?
         }
     }
     let installed = store::installed_files()?;
     for asset in Asset::ALL {
         let info = asset.info();
         let default = if asset == Asset::DEFAULT_MODEL { " (what `weights fetch` gets)" } else { "" };
-        println!("{:<12} {}{default}", asset.name(), info.description);
-        println!("    {}", info.url);
+        outln!("{:<12} {}{default}", asset.name(), info.description)?;
+        outln!("    {}", info.url)?;
         match info.sha256 {
-            Some(sha) => println!("    sha256 {sha}"),
-            None if info.arch.is_some() => println!("    sha256 unknown (checked by loading it)"),
-            None => println!("    sha256 unknown (checked by counting its labels)"),
+            Some(sha) => outln!("    sha256 {sha}")?,
+            None if info.arch.is_some() => outln!("    sha256 unknown (checked by loading it)")?,
+            None => outln!("    sha256 unknown (checked by counting its labels)")?,
         }
         match installed.iter().find(|(p, _)| p.file_name().is_some_and(|n| n == info.file_name)) {
-            Some((path, bytes)) => println!("    installed: {} ({})", path.display(), megabytes(*bytes)),
-            None => println!("    not installed"),
+            Some((path, bytes)) => outln!("    installed: {} ({})", path.display(), megabytes(*bytes))?,
+            None => outln!("    not installed")?,
         }
     }
     let known: Vec<&str> = Asset::ALL.iter().map(|a| a.info().file_name).collect();
     let others: Vec<_> =
         installed.iter().filter(|(p, _)| p.file_name().is_none_or(|n| !known.iter().any(|k| n == *k))).collect();
     if !others.is_empty() {
-        println!("other installed files:");
+        outln!("other installed files:")?;
         for (path, bytes) in others {
-            println!("    {} ({})", path.display(), megabytes(*bytes));
+            outln!("    {} ({})", path.display(), megabytes(*bytes))?;
         }
     }
     Ok(())
 }
 
 /// Prints what was installed.
-fn report_installed(what: &str, installed: &weights::store::Installed) {
+fn report_installed(what: &str, installed: &weights::store::Installed) -> Result<()> {
     let kind = installed.arch.map_or("labels", |a| a.name());
-    println!("installed {what}: {} ({kind}, {})", installed.path.display(), megabytes(installed.bytes));
+    outln!("installed {what}: {} ({kind}, {})", installed.path.display(), megabytes(installed.bytes))?;
     if installed.checksum_verified {
-        println!("    sha256 {} (matches the expected checksum)", installed.sha256);
+        outln!("    sha256 {} (matches the expected checksum)", installed.sha256)?;
     } else if installed.arch.is_some() {
-        println!("    sha256 {} (no known checksum: checked by loading it against the architecture)", installed.sha256);
+        outln!("    sha256 {} (no known checksum: checked by loading it against the architecture)", installed.sha256)?;
     } else {
-        println!("    sha256 {} (no known checksum: checked by counting its labels)", installed.sha256);
+        outln!("    sha256 {} (no known checksum: checked by counting its labels)", installed.sha256)?;
     }
+    Ok(())
 }
 
 fn weights_import(file: &Path, expected_sha256: Option<&str>) -> Result<()> {
@@ -773,7 +774,7 @@ fn weights_import(file: &Path, expected_sha256: Option<&str>) -> Result<()> {
     let source_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let (name, data) = store::unpack(bytes, &source_name, None)?;
     let installed = store::install(&name, &data, store::Kind::of_file_name(&name), expected_sha256)?;
-    report_installed(&name, &installed);
+    report_installed(&name, &installed)?;
     Ok(())
 }
 
@@ -794,7 +795,7 @@ fn weights_fetch(name: Option<weights::store::Asset>, url: Option<&str>, expecte
         let url = url.unwrap_or_default();
         let (file_name, data) = store::unpack(download(url, timeout)?, url_file_name(url), None)?;
         let installed = store::install(&file_name, &data, Kind::of_file_name(&file_name), expected_sha256)?;
-        report_installed(&file_name, &installed);
+        report_installed(&file_name, &installed)?;
         return Ok(());
     };
     let info = asset.info();
@@ -805,13 +806,13 @@ fn weights_fetch(name: Option<weights::store::Asset>, url: Option<&str>, expecte
     let source = url.unwrap_or(info.url);
     let (_, data) = store::unpack(download(source, timeout)?, url_file_name(source), Some(info.file_name))?;
     let installed = store::install(info.file_name, &data, kind, expected_sha256.or(info.sha256))?;
-    report_installed(asset.name(), &installed);
+    report_installed(asset.name(), &installed)?;
     let labels_installed = installed.path.with_file_name(store::LABELS_FILE).is_file();
     if url.is_none() && asset != Asset::Labels && !labels_installed {
         let labels = Asset::Labels.info();
         let data = download(labels.url, timeout)?;
         let installed = store::install(labels.file_name, &data, Kind::Labels, labels.sha256)?;
-        report_installed(Asset::Labels.name(), &installed);
+        report_installed(Asset::Labels.name(), &installed)?;
     }
     Ok(())
 }
@@ -828,7 +829,7 @@ fn url_file_name(url: &str) -> &str {
 fn download(url: &str, timeout: std::time::Duration) -> Result<Vec<u8>> {
     use indicatif::{ProgressBar, ProgressStyle};
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        println!("downloading {url}");
+        outln!("downloading {url}")?;
         return weights::fetch::download(url, timeout, |_, _| {});
     }
     let bar = ProgressBar::no_length().with_message(url_file_name(url).to_string());

@@ -9,18 +9,31 @@ macro_rules! outln {
     };
 }
 
+/// Prints one line of progress to standard output, best effort (see [`progress_line`]): a long
+/// run goes on, and still writes its result, when nobody reads its progress any more.
+macro_rules! progressln {
+    ($($arg:tt)*) => {
+        $crate::progress_line(format_args!($($arg)*))
+    };
+}
+
 mod cli;
 mod commands;
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     quiet_headless_vulkan_layers();
-    exit_quietly_on_closed_pipe();
-    let result = commands::run(cli.command).and_then(|()| std::io::stdout().flush().map_err(stdout_error));
+    // SIGPIPE stays ignored (Rust's default): a closed stdout is an error of the write, which
+    // ends a listing command quietly ([`ClosedStdout`]) and only silences a run's progress.
+    let result = commands::run(cli.command).and_then(|()| {
+        // Progress that was already lost (and reported) does not fail the run at the end.
+        if PROGRESS_LOST.load(Ordering::Relaxed) { Ok(()) } else { std::io::stdout().flush().map_err(stdout_error) }
+    });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // The reader has gone (`… | head`): nobody is left to tell.
@@ -59,14 +72,26 @@ fn stdout_error(e: std::io::Error) -> anyhow::Error {
     }
 }
 
-/// `neural-style … | head` closes stdout early; like other Unix tools, the process then ends
-/// quietly (SIGPIPE's default action) instead of panicking in `println!`.
-fn exit_quietly_on_closed_pipe() {
-    #[cfg(unix)]
-    // SAFETY: called at the start of main, before any other thread exists; restores the default
-    // disposition of a signal the Rust runtime set to "ignore".
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+/// Set once a line of [`progress_line`] could not be written.
+static PROGRESS_LOST: AtomicBool = AtomicBool::new(false);
+
+/// Writes `args` and a newline to stdout, best effort: the first failure (a closed pipe, a full
+/// disk) is reported once on stderr and the later lines are dropped.
+fn progress_line(args: std::fmt::Arguments) {
+    if PROGRESS_LOST.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let written = out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
+    if let Err(e) = written
+        && !PROGRESS_LOST.swap(true, Ordering::Relaxed)
+    {
+        let what = if e.kind() == std::io::ErrorKind::BrokenPipe {
+            "standard output was closed".into()
+        } else {
+            format!("cannot write to standard output: {e}")
+        };
+        eprintln!("warning: {what}; the run goes on without printing its progress");
     }
 }
 

@@ -539,3 +539,87 @@ fn unwritable_outputs_are_refused_before_any_work() {
     }
     assert!(!dir_entries(d).iter().any(|n| n.ends_with(".tmp")), "{:?}", dir_entries(d));
 }
+
+// Group 11: progress is best effort for stylize; other output errors are one line.
+
+/// The stylize arguments of the shared pair at 48 px into `output`.
+fn stylize_args(output: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["stylize", "--content", &image("tubingen.jpg"), "--style", &image("starry_night.jpg")]
+        .map(String::from)
+        .to_vec();
+    args.extend(["--output", output.to_str().unwrap(), "--size", "48"].map(String::from));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Lines of stderr that are not empty.
+fn stderr_lines(out: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr).lines().filter(|l| !l.trim().is_empty()).map(String::from).collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn stylize_writes_its_image_when_the_reader_of_its_progress_goes_away() {
+    use std::io::BufRead;
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    // `neural-style stylize … | head -1`.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(stylize_args(&output, &["--iterations", "30", "--print-every", "1"]))
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("iteration 0:"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(image::open(&output).is_ok(), "the image is written");
+    let lines = stderr_lines(&out);
+    assert_eq!(lines.len(), 1, "the closed pipe is reported once: {lines:?}");
+    assert!(lines[0].starts_with("warning: standard output was closed"), "{lines:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_full_stdout_silences_stylize_progress_and_is_a_one_line_error_elsewhere() {
+    let full = || Stdio::from(std::fs::File::create("/dev/full").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[String]| {
+        Command::new(env!("CARGO_BIN_EXE_neural-style"))
+            .args(args)
+            .env("NEURAL_STYLE_WEIGHTS", default_weights())
+            .env("NEURAL_STYLE_CACHE_DIR", dir.path().join("cache"))
+            .stdout(full())
+            .output()
+            .unwrap()
+    };
+    let strings = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for args in [strings(&["weights", "path"]), strings(&["weights", "list"])] {
+        assert_one_line_error(&run(&args), "cannot write to standard output");
+    }
+    if gpu().is_none() {
+        return;
+    }
+    let output = dir.path().join("out.png");
+    for json in [false, true] {
+        let extra: &[&str] = if json { &["--iterations", "3", "--json"] } else { &["--iterations", "3"] };
+        let out = run(&stylize_args(&output, extra));
+        assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+        let lines = stderr_lines(&out);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("warning: cannot write to standard output"), "{lines:?}");
+        assert!(image::open(&output).is_ok());
+    }
+    let bench = strings(&["bench", "--size", "32", "--iterations", "1", "--warmup", "0"]);
+    for args in [bench.clone(), [bench, strings(&["--json"])].concat()] {
+        assert_one_line_error(&run(&args), "cannot write to standard output");
+    }
+    let quality = strings(&["quality", "--content", &image("tubingen.jpg"), "--style", &image("starry_night.jpg")]);
+    assert_one_line_error(&run(&[quality, vec![output.to_str().unwrap().to_string()]].concat()), "cannot write");
+}
