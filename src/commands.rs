@@ -486,10 +486,17 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         Some(viewer) => {
             use neural_style::viewer::ViewerEvent;
             print_plan(&schedule, json);
-            viewer.stylize(&request, net, content, styles, options, |event| match event {
-                ViewerEvent::Step(event) => on_event(event),
-                ViewerEvent::Finished { image } => write_image(image, &args.output),
-            })
+            viewer.with_cancel_flag(crate::signals::cancel_on_signal()).stylize(
+                &request,
+                net,
+                content,
+                styles,
+                options,
+                |event| match event {
+                    ViewerEvent::Step(event) => on_event(event),
+                    ViewerEvent::Finished { image } => write_image(image, &args.output),
+                },
+            )
         }
         #[cfg(not(feature = "viewer"))]
         Some(never) => match never {},
@@ -498,7 +505,9 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
             let fnet = Arc::new(FeatureNet::new(&ctx, net));
             Stylizer::new(ctx, fnet).drive(&content, &styles, &options).and_then(|driver| {
                 print_plan(driver.plan(), json);
-                driver.run(|event| on_event(event).map(|()| Control::Continue))
+                driver
+                    .with_cancel_flag(crate::signals::cancel_on_signal())
+                    .run(|event| on_event(event).map(|()| Control::Continue))
             })
         }
     }
@@ -646,6 +655,23 @@ fn finish_stylize(args: &StylizeArgs, outcome: &neural_style::stylize::Outcome, 
         );
     }
     let per_s = outcome.iterations as f64 / outcome.seconds.max(1e-9);
+    if let Some(signal) = crate::signals::received() {
+        let name = crate::signals::name(signal);
+        if json {
+            progressln!(
+                "{}",
+                json!({"done": false, "interrupted": name, "output": args.output.to_string_lossy(),
+                       "iterations": outcome.iterations, "seconds": outcome.seconds, "iterations_per_s": per_s})
+            );
+        }
+        let message = format!(
+            "{name} after {} of {} iterations; wrote the current image to {}",
+            outcome.iterations,
+            args.iterations,
+            args.output.display()
+        );
+        return Err(crate::Interrupted { signal, message }.into());
+    }
     if json {
         progressln!(
             "{}",

@@ -19,6 +19,7 @@ macro_rules! progressln {
 
 mod cli;
 mod commands;
+mod signals;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +28,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    signals::install();
     quiet_headless_vulkan_layers();
     // SIGPIPE stays ignored (Rust's default): a closed stdout is an error of the write, which
     // ends a listing command quietly ([`ClosedStdout`]) and only silences a run's progress.
@@ -38,12 +40,37 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // The reader has gone (`… | head`): nobody is left to tell.
         Err(e) if e.is::<ClosedStdout>() => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", commands::error_line(&e));
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast::<Interrupted>() {
+            Ok(interrupted) => {
+                eprintln!("interrupted: {}", interrupted.message);
+                std::process::ExitCode::from(u8::try_from(128 + interrupted.signal).unwrap_or(u8::MAX))
+            }
+            Err(e) => {
+                eprintln!("error: {}", commands::error_line(&e));
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }
+
+/// A signal stopped the command after it finished what it could (`stylize` wrote its image):
+/// `message` is said on stderr and the exit status is 128 + `signal`, as for a process killed by
+/// it.
+#[derive(Debug)]
+pub struct Interrupted {
+    /// The signal.
+    pub signal: i32,
+    /// What was done, one line.
+    pub message: String,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// Standard output was closed by its reader.
 #[derive(Debug)]

@@ -7,6 +7,7 @@
 //! between the image and the content photo.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
@@ -29,6 +30,9 @@ use crate::stylize::{Control, Driver, Event, Outcome, StylizeOptions, Stylizer};
 /// redraws a few times a second.
 const FRAME_BUDGET_S: f64 = 0.15;
 
+/// How often an idle window checks the cancel flag (see [`Viewer::with_cancel_flag`]).
+pub const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// What the viewer tells its caller.
 pub enum ViewerEvent<'a> {
     /// What a headless run reports too, from the same [`Driver`]: losses (every `report_every`
@@ -47,6 +51,7 @@ pub enum ViewerEvent<'a> {
 /// only once per process.
 pub struct Viewer {
     event_loop: EventLoop<()>,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Viewer {
@@ -54,7 +59,15 @@ impl Viewer {
     pub fn new() -> Result<Self> {
         let event_loop =
             EventLoop::new().map_err(|e| anyhow!("cannot open a window: {e} (no display? set DISPLAY)"))?;
-        Ok(Self { event_loop })
+        Ok(Self { event_loop, cancel: None })
+    }
+
+    /// Uses `flag` as the run's cancel flag (see [`Driver::cancel_flag`]): once it is set the
+    /// window closes, as with Esc, and [`Viewer::stylize`] returns the current result. It is
+    /// checked at least every [`CANCEL_POLL`], even while paused.
+    pub fn with_cancel_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(flag);
+        self
     }
 
     /// Runs style transfer in a window until Esc or close; returns the current result then. The
@@ -70,8 +83,15 @@ impl Viewer {
         on_event: impl FnMut(ViewerEvent) -> Result<()>,
     ) -> Result<Outcome> {
         let job = Job::Stylize { net: Box::new(net), content, styles, options: Box::new(options) };
-        let mut app =
-            App { request: request.clone(), job: Some(job), running: None, error: None, on_event, outcome: None };
+        let mut app = App {
+            request: request.clone(),
+            job: Some(job),
+            running: None,
+            error: None,
+            on_event,
+            outcome: None,
+            cancel: self.cancel,
+        };
         self.event_loop.run_app(&mut app).context("window event loop failed")?;
         if let Some(e) = app.error {
             return Err(e);
@@ -88,6 +108,7 @@ impl Viewer {
             error: None,
             on_event: |_: ViewerEvent| Ok(()),
             outcome: None,
+            cancel: self.cancel,
         };
         self.event_loop.run_app(&mut app).context("window event loop failed")?;
         app.error.map_or(Ok(()), Err)
@@ -106,6 +127,7 @@ struct App<F> {
     error: Option<anyhow::Error>,
     on_event: F,
     outcome: Option<Outcome>,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 /// The window and what it shows.
@@ -153,8 +175,11 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
         let (driver, image, content, size) = match job {
             Job::Stylize { net, content, styles, options } => {
                 let fnet = Arc::new(FeatureNet::new(&ctx, *net));
-                let driver =
+                let mut driver =
                     Stylizer::new(ctx.clone(), fnet).drive(&content, &styles, &options)?.read_every_iteration();
+                if let Some(cancel) = &self.cancel {
+                    driver = driver.with_cancel_flag(cancel.clone());
+                }
                 let session = driver.session();
                 let (image, content) = (session.image_buffer().clone(), session.content_buffer().clone());
                 // The first scale's size (the window is sized for the last).
@@ -309,6 +334,15 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> ApplicationHandler for App<F> {
         };
         if let Err(e) = result {
             self.fail(event_loop, e);
+        }
+    }
+
+    fn about_to_wait(&mut self, event_loop: &ActiveEventLoop) {
+        let Some(cancel) = &self.cancel else { return };
+        if cancel.load(Ordering::Relaxed) {
+            event_loop.exit();
+        } else {
+            event_loop.set_control_flow(winit::event_loop::ControlFlow::WaitUntil(Instant::now() + CANCEL_POLL));
         }
     }
 
