@@ -214,6 +214,14 @@ fn layers(size: &str, arch: Option<arch::Arch>, weights_path: Option<&Path>, jso
 
 /// The image format for an output path, from its extension.
 fn output_format(path: &Path) -> Result<image::ImageFormat> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase());
+    if let Some(ext) = name.as_deref().and_then(|n| n.strip_prefix('.')).filter(|e| ["png", "jpg", "jpeg"].contains(e))
+    {
+        bail!(
+            "cannot write {}: the file name is empty, only the extension .{ext} is given (e.g. out.{ext})",
+            path.display()
+        );
+    }
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("png") => Ok(image::ImageFormat::Png),
@@ -282,15 +290,19 @@ fn parse_style_layer(s: &str) -> Result<(LayerId, f32)> {
 }
 
 /// `out.png` at iteration 100 → `out_100.png` in the same directory; with more than one scale,
-/// `out_s2_100.png` at iteration 100 of scale 2.
+/// `out_s2_100.png` at iteration 100 of scale 2. The name is built from the output's own
+/// (possibly non-UTF-8) stem and extension.
 fn snapshot_path(output: &Path, scale: ScaleInfo, iteration: usize) -> PathBuf {
-    let stem = output.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
-    let ext = output.extension().and_then(|s| s.to_str()).unwrap_or("png");
+    let mut name = output.file_stem().unwrap_or_default().to_os_string();
     if scale.count > 1 {
-        output.with_file_name(format!("{stem}_s{}_{iteration}.{ext}", scale.index))
-    } else {
-        output.with_file_name(format!("{stem}_{iteration}.{ext}"))
+        name.push(format!("_s{}", scale.index));
     }
+    name.push(format!("_{iteration}"));
+    if let Some(ext) = output.extension() {
+        name.push(".");
+        name.push(ext);
+    }
+    output.with_file_name(name)
 }
 
 /// `auto`, a number of scales, or a comma-separated list of longest sides.

@@ -57,8 +57,8 @@ pub struct Viewer {
 impl Viewer {
     /// Connects to the display; fails with a one-line error when there is none.
     pub fn new() -> Result<Self> {
-        let event_loop =
-            EventLoop::new().map_err(|e| anyhow!("cannot open a window: {e} (no display? set DISPLAY)"))?;
+        let event_loop = EventLoop::new()
+            .map_err(|e| anyhow!("cannot open a window: {} (no display? set DISPLAY)", without_source_location(&e)))?;
         Ok(Self { event_loop, cancel: None })
     }
 
@@ -359,6 +359,25 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> ApplicationHandler for App<F> {
     }
 }
 
+/// winit's message without the location in winit's source it comes from ("os error at
+/// /…/winit-0.30.13/src/platform_impl/linux/mod.rs:765: neither … is set."), a path on the machine
+/// that built the tool.
+fn without_source_location(error: &impl std::fmt::Display) -> String {
+    let text = error.to_string();
+    let Some(rest) = text.strip_prefix("os error at ") else { return text };
+    // `FILE:LINE: message`: the message starts after the first `:DIGITS: `.
+    let mut search = 0;
+    while let Some(colon) = rest[search..].find(':').map(|i| search + i) {
+        let after = &rest[colon + 1..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 && after[digits..].starts_with(": ") {
+            return after[digits + 2..].trim_end_matches('.').to_string();
+        }
+        search = colon + 1;
+    }
+    text
+}
+
 /// The image's size scaled to fit 90% of the screen, and up to at least 256 px for tiny images.
 fn window_size(event_loop: &ActiveEventLoop, w: u32, h: u32) -> PhysicalSize<u32> {
     let long = w.max(h).max(1) as f64;
@@ -442,5 +461,20 @@ impl Running {
             driver.weights()[1],
             if self.show_content { " · content photo" } else { "" },
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_source_location;
+
+    #[test]
+    fn winit_messages_lose_the_source_location_of_the_build_machine() {
+        let os = "os error at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/winit-0.30.13/src/platform_impl/\
+                  linux/mod.rs:765: neither WAYLAND_DISPLAY nor WAYLAND_SOCKET nor DISPLAY is set.";
+        assert_eq!(without_source_location(&os), "neither WAYLAND_DISPLAY nor WAYLAND_SOCKET nor DISPLAY is set");
+        assert_eq!(without_source_location(&"C:\\src\\x.rs:12: no: display"), "C:\\src\\x.rs:12: no: display");
+        assert_eq!(without_source_location(&"os error at C:\\x.rs:12: no: display"), "no: display");
+        assert_eq!(without_source_location(&"EventLoop can't be recreated"), "EventLoop can't be recreated");
     }
 }

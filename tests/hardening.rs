@@ -294,6 +294,10 @@ fn negative_numbers_are_values_not_flags() {
     {
         let mut args = base.to_vec();
         args.extend([flag, value]);
+        if flag == "--learning-rate" {
+            // Only Adam uses (and checks) it.
+            args.extend(["--optimizer", "adam"]);
+        }
         let out = neural_style(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{flag} {value} was accepted");
@@ -622,4 +626,101 @@ fn a_full_stdout_silences_stylize_progress_and_is_a_one_line_error_elsewhere() {
     }
     let quality = strings(&["quality", "--content", &image("tubingen.jpg"), "--style", &image("starry_night.jpg")]);
     assert_one_line_error(&run(&[quality, vec![output.to_str().unwrap().to_string()]].concat()), "cannot write");
+}
+
+// Group 14: messages that mislead (continued).
+
+#[test]
+fn an_output_name_that_is_only_an_extension_is_called_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [".png", ".JPG", ".jpeg"] {
+        let run = stylize(&dir.path().join(name), &[]);
+        assert_one_line_error(&run, "the file name is empty");
+        assert!(!String::from_utf8_lossy(&run.stderr).contains("must end in"), "{name}");
+    }
+}
+
+#[test]
+fn an_lbfgs_history_too_long_for_the_device_names_the_history_not_the_image_size() {
+    let Some(ctx) = gpu() else { return };
+    let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    // The smallest size of the photo (1024×768) at which 1000 pairs (2002 image-sized vectors)
+    // no longer fit.
+    let size = [100, 200, 400, 800, 1600]
+        .into_iter()
+        .find(|&side| {
+            let (w, h) = image_io::scaled_size(1024, 768, side);
+            2002 * 3 * 4 * u64::from(w * h) > limit
+        })
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let run = stylize(&output, &["--size", &size.to_string(), "--lbfgs-history", "1000", "--iterations", "1"]);
+    assert_one_line_error(&run, "the L-BFGS history of 1000 pairs needs a");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("lower --lbfgs-history (at most "), "{stderr}");
+    assert!(!stderr.contains("--size") && !stderr.contains("too large for this device"), "{stderr}");
+    assert!(!output.exists());
+}
+
+#[test]
+fn the_learning_rate_is_checked_only_for_adam_which_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let run = stylize(&output, &["--learning-rate", "0", "--optimizer", "adam"]);
+    assert_one_line_error(&run, "--learning-rate must be positive");
+    if gpu().is_none() {
+        return;
+    }
+    for optimizer in ["lbfgs", "lbfgs-bounded"] {
+        let run =
+            stylize(&output, &["--size", "32", "--iterations", "1", "--learning-rate", "0", "--optimizer", optimizer]);
+        assert!(run.status.success(), "{optimizer}: {}", String::from_utf8_lossy(&run.stderr));
+    }
+}
+
+#[cfg(feature = "viewer")]
+#[test]
+fn window_errors_name_no_source_file_of_the_build_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let run = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(stylize_args(&output, &["--viewer"]))
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    assert_one_line_error(&run, "cannot open a window: ");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!stderr.contains(".rs:") && !stderr.contains("os error at"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn snapshots_of_a_non_utf8_output_name_keep_that_name() {
+    use std::os::unix::ffi::OsStrExt;
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9.png"));
+    let mut args: Vec<std::ffi::OsString> =
+        stylize_args(Path::new("placeholder"), &["--iterations", "2", "--save-every", "1", "--json"])
+            .into_iter()
+            .map(Into::into)
+            .collect();
+    let at = args.iter().position(|a| a == "placeholder").unwrap();
+    args[at] = output.clone().into_os_string();
+    let run = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(&args)
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let mut names: Vec<Vec<u8>> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().as_bytes().to_vec()).collect();
+    names.sort();
+    let want: Vec<&[u8]> = vec![b"caf\xe9.png", b"caf\xe9_1.png", b"caf\xe9_2.png"];
+    assert_eq!(names, want);
 }

@@ -288,10 +288,24 @@ pub enum OptionError {
     },
     /// A style layer's weight is negative or not finite.
     StyleLayerWeight,
-    /// `learning_rate` is not a positive finite number.
+    /// `learning_rate` is not a positive finite number (with [`OptimizerKind::Adam`], the only
+    /// optimizer that uses it).
     LearningRate,
     /// `lbfgs_history` is outside 1..=1000.
     LbfgsHistory(usize),
+    /// The L-BFGS history does not fit the device at this image size (a shorter one does).
+    LbfgsHistoryTooLarge {
+        /// The history asked for.
+        history: usize,
+        /// The image size (width, height).
+        size: (usize, usize),
+        /// MiB its buffer needs.
+        mib: u64,
+        /// The device's largest buffer, in MiB.
+        limit_mib: u64,
+        /// The longest history that fits.
+        fits: usize,
+    },
     /// `style_blend_weights` has a value count other than the style image count.
     BlendWeightCount {
         /// Values given.
@@ -323,7 +337,7 @@ impl OptionError {
             OptionError::LossWeight { option, .. } => *option,
             OptionError::StyleLayerWeight => OptionName::StyleLayers,
             OptionError::LearningRate => OptionName::LearningRate,
-            OptionError::LbfgsHistory(_) => OptionName::LbfgsHistory,
+            OptionError::LbfgsHistory(_) | OptionError::LbfgsHistoryTooLarge { .. } => OptionName::LbfgsHistory,
             OptionError::BlendWeightCount { .. } | OptionError::BlendWeights => OptionName::StyleBlendWeights,
             OptionError::DuplicateLayer { option, .. } => *option,
         }
@@ -337,6 +351,10 @@ impl OptionError {
             OptionError::LossWeight { value, .. } => format!("{name} must be a finite number ≥ 0, got {value}"),
             OptionError::StyleLayerWeight => "style layer weights must be finite numbers ≥ 0".into(),
             OptionError::LbfgsHistory(h) => format!("{name} must be between 1 and 1000, got {h}"),
+            OptionError::LbfgsHistoryTooLarge { history, size: (w, h), mib, limit_mib, fits } => format!(
+                "the L-BFGS history of {history} pairs needs a {mib} MiB buffer at {w}x{h}, the device's limit is \
+                 {limit_mib} MiB: lower {name} (at most {fits} fit)"
+            ),
             OptionError::BlendWeightCount { values, styles } => {
                 format!("{name} has {values} values for {styles} style images")
             }
@@ -381,7 +399,8 @@ pub fn validate(net: &crate::model::Network, options: &StylizeOptions, style_cou
     if spec.style_layers.iter().any(|(_, w)| !(*w >= 0.0 && w.is_finite())) {
         return fail(OptionError::StyleLayerWeight);
     }
-    if !(options.learning_rate > 0.0 && options.learning_rate.is_finite()) {
+    let uses_learning_rate = options.optimizer == OptimizerKind::Adam;
+    if uses_learning_rate && !(options.learning_rate > 0.0 && options.learning_rate.is_finite()) {
         return fail(OptionError::LearningRate);
     }
     if !(1..=1000).contains(&options.lbfgs_history) {
@@ -434,11 +453,28 @@ pub fn check_device(
     height: usize,
 ) -> Result<()> {
     crate::engine::check_size(ctx, fnet, width, height)?;
-    let history = match options.optimizer {
-        OptimizerKind::Adam => 0,
-        _ => Lbfgs::state_floats(3 * width * height, options.lbfgs_history),
-    };
-    crate::engine::check_fits(ctx, "the L-BFGS history", history, width, height)
+    if options.optimizer == OptimizerKind::Adam {
+        return Ok(());
+    }
+    let n = 3 * width * height;
+    let limit = crate::engine::buffer_limit(ctx);
+    let bytes = Lbfgs::state_floats(n, options.lbfgs_history) as u64 * 4;
+    // The longest history that fits: (2m + 2) image-sized vectors.
+    let fits = (limit / (4 * n as u64)).saturating_sub(2) / 2;
+    if bytes <= limit {
+        Ok(())
+    } else if fits == 0 {
+        crate::engine::check_fits(ctx, "the L-BFGS history", Lbfgs::state_floats(n, 1), width, height)
+    } else {
+        Err(OptionError::LbfgsHistoryTooLarge {
+            history: options.lbfgs_history,
+            size: (width, height),
+            mib: bytes.div_ceil(1 << 20),
+            limit_mib: limit >> 20,
+            fits: fits as usize,
+        }
+        .into())
+    }
 }
 
 /// One scale of a run's schedule.
