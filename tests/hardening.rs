@@ -424,8 +424,9 @@ fn a_loss_not_finite_at_the_starting_image_writes_nothing_and_names_the_likely_c
     }
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.png");
-    // The photo's style loss (about 5.7 at 48 px) × 3e38 overflows f32 at iteration 0.
-    let run = stylize(&output, &["--iterations", "3", "--style-weight", "3e38"]);
+    // The content loss of the seeded noise (about 1.2 at 48 px) × 3.4e38 overflows f32 at
+    // iteration 0.
+    let run = stylize(&output, &["--iterations", "3", "--init", "noise", "--content-weight", "3.4e38"]);
     assert_one_line_error(&run, "loss is NaN or infinite at the starting image");
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("nothing was written") && stderr.contains("loss weights"), "{stderr}");
@@ -442,8 +443,8 @@ fn an_overflowing_gradient_stops_adam_instead_of_leaving_the_photo_unchanged() {
     }
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.png");
-    // The loss (about 5.7e37) is finite, but the gradient's square overflows: Adam's second
-    // moment became infinite and every step was 0, a silent no-op.
+    // The loss is finite, but the gradient's square overflows: Adam's second moment became
+    // infinite and every step was 0, a silent no-op.
     let run = stylize(&output, &["--iterations", "3", "--optimizer", "adam", "--style-weight", "1e37"]);
     assert_one_line_error(&run, "gradient of the loss");
     assert!(String::from_utf8_lossy(&run.stderr).contains("at the starting image"));
