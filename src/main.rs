@@ -30,8 +30,11 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     signals::install();
     quiet_headless_vulkan_layers();
-    // SIGPIPE stays ignored (Rust's default): a closed stdout is an error of the write, which
-    // ends a listing command quietly ([`ClosedStdout`]) and only silences a run's progress.
+    // A run's progress is best effort: for `stylize` a closed stdout stays an error of the write
+    // (SIGPIPE ignored, Rust's default), which only silences the progress.
+    if !matches!(cli.command, cli::Command::Stylize(_)) {
+        exit_quietly_on_closed_pipe();
+    }
     let result = commands::run(cli.command).and_then(|()| {
         // Progress that was already lost (and reported) does not fail the run at the end.
         if PROGRESS_LOST.load(Ordering::Relaxed) { Ok(()) } else { std::io::stdout().flush().map_err(stdout_error) }
@@ -96,6 +99,17 @@ fn stdout_error(e: std::io::Error) -> anyhow::Error {
         ClosedStdout.into()
     } else {
         anyhow::anyhow!("cannot write to standard output: {e}")
+    }
+}
+
+/// `neural-style … | head` closes stdout early; like other Unix tools, a listing command then
+/// ends quietly (SIGPIPE's default action) instead of panicking in `println!`.
+fn exit_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called at the start of main, before any other thread exists; restores the default
+    // disposition of a signal the Rust runtime set to "ignore".
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
