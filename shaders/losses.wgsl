@@ -1,8 +1,11 @@
 // Style-transfer losses and their gradients. Each loss kernel runs `groups` workgroups; each
 // workgroup adds its share of the weighted gradient into `grad` and writes its (unweighted) share
-// of the loss as one partial sum into the `losses` buffer, after the four slots
-// [content, style, tv, total]. `total_loss` then adds the partial sums of each term in a fixed
-// order, so results stay bit-reproducible without serializing a whole layer in one workgroup.
+// of the loss as one partial sum into the `losses` buffer, after the LOSS_SLOTS slots
+// [content, style, tv, total, gradient]. `total_loss` then adds the partial sums of each term in a
+// fixed order, so results stay bit-reproducible without serializing a whole layer in one workgroup.
+// The gradient slot is ‖d total / d image‖² in f32: not finite when the gradient is NaN or
+// infinite, or too large for the optimizers' f32 arithmetic (g², Σg², Σ|g|), which would
+// otherwise turn their updates into NaN or silently into zero.
 //   content: mean((F − P)²) per layer;  style: w_l · mean((G − A)²) per layer, G = F Fᵀ/(C·H·W);
 //   tv: mean of squared vertical + mean of squared horizontal neighbour differences of the image.
 // The Gram matrices themselves and the style gradient (R·F) are products run by pointwise.wgsl.
@@ -58,7 +61,9 @@ fn style_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
 }
 
 // value = the RGB image [3][height][width]: grad += tv_weight · dE_tv/dx, tv partial = this
-// workgroup's share of E_tv.
+// workgroup's share of E_tv. It runs after the backward pass, so `grad` is then the whole image
+// gradient: each workgroup also writes its share of Σ grad² at partial + groups (the gradient
+// slot's partials).
 @compute @workgroup_size(WORKGROUP)
 fn tv_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let h = p.height;
@@ -66,6 +71,7 @@ fn tv_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     let n_v = f32(3u * (h - 1u) * w);
     let n_h = f32(3u * h * (w - 1u));
     var sum = 0.0;
+    var grad_sq = 0.0;
     for (var i = wid.x * WORKGROUP + lid.x; i < 3u * h * w; i += p.groups * WORKGROUP) {
         let y = (i / w) % h;
         let x = i % w;
@@ -87,21 +93,28 @@ fn tv_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
         if x > 0u {
             g += 2.0 * (v - value[i - 1u]) / n_h;
         }
-        grad[i] += p.tv_weight * g;
+        let gi = grad[i] + p.tv_weight * g;
+        grad[i] = gi;
+        grad_sq += gi * gi;
     }
     let total = workgroup_sum(lid.x, sum);
     if lid.x == 0u {
         losses[p.partial + wid.x] = total;
     }
+    workgroupBarrier();
+    let grad_total = workgroup_sum(lid.x, grad_sq);
+    if lid.x == 0u {
+        losses[p.partial + p.groups + wid.x] = grad_total;
+    }
 }
 
-// One workgroup: each term's slot = the sum of its partials (content from LOSS_SLOTS to ends.x, style to
-// ends.y, tv to ends.z), then total = content_weight · content + style_weight · style +
-// tv_weight · tv.
+// One workgroup: each term's slot = the sum of its partials (content from LOSS_SLOTS to ends.x,
+// style to ends.y, tv to ends.z, the squared gradient norm to ends.w, into GRADIENT_SLOT), then
+// total = content_weight · content + style_weight · style + tv_weight · tv.
 @compute @workgroup_size(WORKGROUP)
 fn total_loss(@builtin(local_invocation_id) lid: vec3<u32>) {
     var begin = LOSS_SLOTS;
-    for (var term = 0u; term < 3u; term++) {
+    for (var term = 0u; term < 4u; term++) {
         let end = p.ends[term];
         var v = 0.0;
         for (var i = begin + lid.x; i < end; i += WORKGROUP) {
@@ -109,7 +122,7 @@ fn total_loss(@builtin(local_invocation_id) lid: vec3<u32>) {
         }
         let total = workgroup_sum(lid.x, v);
         if lid.x == 0u {
-            losses[term] = total;
+            losses[select(term, GRADIENT_SLOT, term == 3u)] = total;
         }
         begin = end;
         workgroupBarrier();

@@ -90,7 +90,7 @@ fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &Comm
             Err(e) => {
                 let error = format!("{e:#}").replace('\n', " ");
                 if common.json {
-                    outln!("{}", json!({"image": path, "error": error}))?;
+                    outln!("{}", json!({"image": path.to_string_lossy(), "error": error}))?;
                 }
                 if images.len() == 1 {
                     return Err(e);
@@ -112,7 +112,7 @@ fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &Comm
             .map(|&i| json!({"index": i, "label": labels.get(i).cloned().unwrap_or_default(), "score": logits[i]}))
             .collect();
         if common.json {
-            outln!("{}", json!({"image": path, "top": best}))?;
+            outln!("{}", json!({"image": path.to_string_lossy(), "top": best}))?;
         } else {
             outln!("{}", path.display())?;
             for b in &best {
@@ -132,13 +132,14 @@ fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &Comm
 }
 
 fn features(image: &Path, names: &[String], out: &Path, size: Option<u32>, common: &CommonArgs) -> Result<()> {
+    if out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        bail!("--out must name a .safetensors file, got {}", out.display());
+    }
+    atomic::check_writable(out)?;
     let (ctx, fnet, weights_path) = open(common)?;
     let ids = names.iter().map(|n| fnet.net.arch.parse_layer(n)).collect::<Result<Vec<_>>>()?;
     if let Some(dup) = ids.iter().enumerate().find_map(|(i, id)| ids[..i].contains(id).then_some(id)) {
         bail!("layer \"{dup}\" is listed twice in --layers");
-    }
-    if out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
-        bail!("--out must name a .safetensors file, got {}", out.display());
     }
     // Plan from the header's size first, so an image too large for the device fails before decoding.
     let (w, h) = image_io::dimensions(image)?;
@@ -171,7 +172,10 @@ fn features(image: &Path, names: &[String], out: &Path, size: Option<u32>, commo
     if common.json {
         let layers: Vec<_> =
             tensors.iter().map(|(i, _)| json!({"name": i.id, "shape": [1, i.channels, i.height, i.width]})).collect();
-        outln!("{}", json!({"image": image, "output": out, "width": w, "height": h, "layers": layers}))?;
+        outln!(
+            "{}",
+            json!({"image": image.to_string_lossy(), "output": out.to_string_lossy(), "width": w, "height": h, "layers": layers})
+        )?;
     } else {
         outln!("wrote {} layer(s) of {} ({}x{}) to {}", tensors.len(), image.display(), w, h, out.display())?;
     }
@@ -210,6 +214,14 @@ fn layers(size: &str, arch: Option<arch::Arch>, weights_path: Option<&Path>, jso
 
 /// The image format for an output path, from its extension.
 fn output_format(path: &Path) -> Result<image::ImageFormat> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase());
+    if let Some(ext) = name.as_deref().and_then(|n| n.strip_prefix('.')).filter(|e| ["png", "jpg", "jpeg"].contains(e))
+    {
+        bail!(
+            "cannot write {}: the file name is empty, only the extension .{ext} is given (e.g. out.{ext})",
+            path.display()
+        );
+    }
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("png") => Ok(image::ImageFormat::Png),
@@ -231,6 +243,41 @@ fn write_image(img: &image::RgbImage, path: &Path) -> Result<()> {
     atomic::write(path, &bytes)
 }
 
+/// Fails when `output` already exists as one of the `inputs` (flag, path): the same file through
+/// any spelling of its path, a symbolic link or a hard link.
+fn refuse_overwriting_inputs<'a>(output: &Path, inputs: impl IntoIterator<Item = (&'a str, &'a Path)>) -> Result<()> {
+    if !output.exists() {
+        return Ok(());
+    }
+    for (flag, input) in inputs {
+        if same_file(output, input) {
+            bail!(
+                "--output {} is the {flag} image {}: refusing to overwrite an input",
+                output.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// `layer` or `layer:weight`.
 fn parse_style_layer(s: &str) -> Result<(LayerId, f32)> {
     match s.split_once(':') {
@@ -243,15 +290,19 @@ fn parse_style_layer(s: &str) -> Result<(LayerId, f32)> {
 }
 
 /// `out.png` at iteration 100 → `out_100.png` in the same directory; with more than one scale,
-/// `out_s2_100.png` at iteration 100 of scale 2.
+/// `out_s2_100.png` at iteration 100 of scale 2. The name is built from the output's own
+/// (possibly non-UTF-8) stem and extension.
 fn snapshot_path(output: &Path, scale: ScaleInfo, iteration: usize) -> PathBuf {
-    let stem = output.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
-    let ext = output.extension().and_then(|s| s.to_str()).unwrap_or("png");
+    let mut name = output.file_stem().unwrap_or_default().to_os_string();
     if scale.count > 1 {
-        output.with_file_name(format!("{stem}_s{}_{iteration}.{ext}", scale.index))
-    } else {
-        output.with_file_name(format!("{stem}_{iteration}.{ext}"))
+        name.push(format!("_s{}", scale.index));
     }
+    name.push(format!("_{iteration}"));
+    if let Some(ext) = output.extension() {
+        name.push(".");
+        name.push(ext);
+    }
+    output.with_file_name(name)
 }
 
 /// `auto`, a number of scales, or a comma-separated list of longest sides.
@@ -270,8 +321,9 @@ fn parse_scales(s: &str) -> Result<Scales> {
     Ok(Scales::Sizes(s.split(',').map(|v| v.trim().parse::<u32>().map_err(|_| bad())).collect::<Result<_>>()?))
 }
 
-/// Prints the schedule: with more than one scale a line on stderr, or a JSON line on stdout.
-fn print_plan(plan: &[ScalePlan], json: bool) -> Result<()> {
+/// Prints the schedule: with more than one scale a line on stderr, or a JSON line on stdout
+/// (best effort, as progress).
+fn print_plan(plan: &[ScalePlan], json: bool) {
     let total: usize = plan.iter().map(|s| s.iterations).sum();
     if json {
         let scales: Vec<_> = plan
@@ -279,13 +331,12 @@ fn print_plan(plan: &[ScalePlan], json: bool) -> Result<()> {
             .enumerate()
             .map(|(i, s)| json!({"scale": i + 1, "size": [s.width, s.height], "iterations": s.iterations}))
             .collect();
-        outln!("{}", json!({"plan": scales, "iterations": total}))?;
+        progressln!("{}", json!({"plan": scales, "iterations": total}));
     } else if plan.len() > 1 {
         let scales: Vec<String> =
             plan.iter().map(|s| format!("{}×{} for {}", s.width, s.height, s.iterations)).collect();
         eprintln!("plan: {} scales, {total} iterations: {}", plan.len(), scales.join(", "));
     }
-    Ok(())
 }
 
 /// The CLI's name for an option of the library's [`StylizeOptions`](neural_style::stylize::StylizeOptions).
@@ -329,7 +380,12 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
     use neural_style::stylize::{Control, Event, Init, LossSpec, StylizeOptions, Stylizer, plan};
     // Everything that can be checked before the long run is checked first.
     output_format(&args.output)?;
-    atomic::destination_dir(&args.output)?;
+    atomic::check_writable(&args.output)?;
+    let init_file = (!matches!(args.init.as_str(), "content" | "noise")).then(|| Path::new(&args.init));
+    let inputs = std::iter::once(("--content", args.content.as_path()))
+        .chain(args.styles.iter().map(|s| ("--style", s.as_path())))
+        .chain(init_file.map(|i| ("--init", i)));
+    refuse_overwriting_inputs(&args.output, inputs)?;
     if args.iterations < 1 {
         bail!("--iterations must be at least 1, got {}", args.iterations);
     }
@@ -410,15 +466,18 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
                         bar.set_position((before + iteration) as u64);
                         bar.set_message(format!("{prefix}loss {:.4}", losses.loss));
                     }
-                    None if json => println!(
+                    None if json => progressln!(
                         "{}",
                         json!({"scale": scale.index, "size": [scale.width, scale.height], "iteration": iteration,
                                "loss": losses.loss, "content": losses.content, "style": losses.style,
                                "tv": losses.tv, "elapsed_s": elapsed_s})
                     ),
-                    None => println!(
+                    None => progressln!(
                         "{prefix}iteration {iteration}: loss {:.6} (content {:.6}, style {:.6}, tv {:.6}) {elapsed_s:.1}s",
-                        losses.loss, losses.content, losses.style, losses.tv
+                        losses.loss,
+                        losses.content,
+                        losses.style,
+                        losses.tv
                     ),
                 }
             }
@@ -438,11 +497,18 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         #[cfg(feature = "viewer")]
         Some(viewer) => {
             use neural_style::viewer::ViewerEvent;
-            print_plan(&schedule, json)?;
-            viewer.stylize(&request, net, content, styles, options, |event| match event {
-                ViewerEvent::Step(event) => on_event(event),
-                ViewerEvent::Finished { image } => write_image(image, &args.output),
-            })
+            print_plan(&schedule, json);
+            viewer.with_cancel_flag(crate::signals::cancel_on_signal()).stylize(
+                &request,
+                net,
+                content,
+                styles,
+                options,
+                |event| match event {
+                    ViewerEvent::Step(event) => on_event(event),
+                    ViewerEvent::Finished { image } => write_image(image, &args.output),
+                },
+            )
         }
         #[cfg(not(feature = "viewer"))]
         Some(never) => match never {},
@@ -450,8 +516,10 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
             let ctx = Arc::new(GpuContext::new(&request)?);
             let fnet = Arc::new(FeatureNet::new(&ctx, net));
             Stylizer::new(ctx, fnet).drive(&content, &styles, &options).and_then(|driver| {
-                print_plan(driver.plan(), json)?;
-                driver.run(|event| on_event(event).map(|()| Control::Continue))
+                print_plan(driver.plan(), json);
+                driver
+                    .with_cancel_flag(crate::signals::cancel_on_signal())
+                    .run(|event| on_event(event).map(|()| Control::Continue))
             })
         }
     }
@@ -459,7 +527,7 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    finish_stylize(args, &outcome)
+    finish_stylize(args, &outcome, schedule.len())
 }
 
 /// `neural-style quality`: the four measures of `neural_style::quality` for each output.
@@ -471,20 +539,20 @@ fn quality(content: &Path, style: &Path, outputs: &[PathBuf], common: &CommonArg
     for path in outputs {
         let s = judge.score(&image_io::load_rgb(path)?, &content, &style)?;
         if common.json {
-            println!(
+            outln!(
                 "{}",
-                json!({"output": path, "artifacts": s.artifacts, "color": s.color, "style128": s.style128,
+                json!({"output": path.to_string_lossy(), "artifacts": s.artifacts, "color": s.color, "style128": s.style128,
                        "content": s.content})
-            );
+            )?;
         } else {
-            println!(
+            outln!(
                 "{}: artifacts {:.3}, color {:.3}, style128 {:.3}, content {:.3}",
                 path.display(),
                 s.artifacts,
                 s.color,
                 s.style128,
                 s.content
-            );
+            )?;
         }
     }
     Ok(())
@@ -498,23 +566,16 @@ fn bench(options: &neural_style::bench::BenchOptions, common: &CommonArgs) -> Re
     let info = &ctx.info;
     let timestamps = ctx.device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
     if !common.json {
-        println!(
-            "{} ({:?}, {} {}), weights {}",
-            info.name,
-            info.backend,
-            info.driver,
-            info.driver_info,
-            path.display()
-        );
+        outln!("{} ({:?}, {} {}), weights {}", info.name, info.backend, info.driver, info.driver_info, path.display())?;
         if !timestamps {
-            println!("(no TIMESTAMP_QUERY on this adapter: no GPU time per kernel family)");
+            outln!("(no TIMESTAMP_QUERY on this adapter: no GPU time per kernel family)")?;
         }
     }
     let mut results = Vec::new();
     for &size in &options.sizes {
         let r = neural_style::bench::run_size(&ctx, &fnet, size, options)?;
         if !common.json {
-            print_bench(&r);
+            print_bench(&r)?;
         }
         results.push(r);
     }
@@ -524,14 +585,14 @@ fn bench(options: &neural_style::bench::BenchOptions, common: &CommonArgs) -> Re
         let out = json!({"tool": "neural-style", "version": env!("CARGO_PKG_VERSION"), "device": device,
                          "weights": path.display().to_string(), "network_bytes": network_bytes,
                          "results": results});
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     }
     Ok(())
 }
 
-fn print_bench(r: &neural_style::bench::BenchResult) {
+fn print_bench(r: &neural_style::bench::BenchResult) -> Result<()> {
     let p = &r.profile;
-    println!(
+    outln!(
         "{0}x{0} {1}: {2:.2} it/s, {3:.1} ms/iteration ({4} iterations), {5} dispatches/iteration, plan {6:.1} MiB, \
          final loss {7:.4}",
         r.size,
@@ -542,61 +603,95 @@ fn print_bench(r: &neural_style::bench::BenchResult) {
         p.dispatches,
         r.plan_bytes as f64 / (1 << 20) as f64,
         r.final_loss
-    );
-    println!(
+    )?;
+    outln!(
         "    work per iteration: {:.3} GFLOP, {:.1} MB moved at least; achieved {:.2} GFLOP/s",
         r.work.flops / 1e9,
         r.work.bytes / 1e6,
         r.gflops_per_second
-    );
+    )?;
     for f in &p.families {
         match (f.gpu_ms, p.gpu_ms) {
-            (Some(ms), Some(total)) => println!(
+            (Some(ms), Some(total)) => outln!(
                 "    {:<15} {:>4} dispatches {:>9.2} ms {:>5.1}%",
                 f.family.name(),
                 f.dispatches,
                 ms,
                 100.0 * ms / total.max(f64::MIN_POSITIVE)
-            ),
-            _ => println!("    {:<15} {:>4} dispatches", f.family.name(), f.dispatches),
+            )?,
+            _ => outln!("    {:<15} {:>4} dispatches", f.family.name(), f.dispatches)?,
         }
     }
     if let Some(total) = p.gpu_ms {
-        println!("    {:<15} {:>4} dispatches {:>9.2} ms (timed one dispatch per pass)", "total", p.dispatches, total);
-        println!("    slowest dispatches:");
+        outln!("    {:<15} {:>4} dispatches {:>9.2} ms (timed one dispatch per pass)", "total", p.dispatches, total)?;
+        outln!("    slowest dispatches:")?;
         for d in &p.slowest {
             let [x, y, z] = d.workgroups;
-            println!(
+            outln!(
                 "      #{:<4} {:<20} {:<15} {x}x{y}x{z} workgroups {:>9.2} ms",
                 d.index,
                 d.kernel,
                 d.family.name(),
                 d.gpu_ms
-            );
+            )?;
         }
     }
+    Ok(())
 }
 
-/// Writes the result and reports how the run ended.
-fn finish_stylize(args: &StylizeArgs, outcome: &neural_style::stylize::Outcome) -> Result<()> {
+/// What a non-finite evaluation was about, for its message.
+fn non_finite_what(non_finite: neural_style::stylize::NonFinite) -> &'static str {
+    if non_finite.gradient { "gradient of the loss (or its squared norm)" } else { "loss" }
+}
+
+/// Writes the result of a run through `scales` scales and reports how it ended.
+fn finish_stylize(args: &StylizeArgs, outcome: &neural_style::stylize::Outcome, scales: usize) -> Result<()> {
     let json = args.common.json;
-    write_image(&outcome.image, &args.output)?;
-    if let Some(at) = outcome.non_finite_at {
+    if let Some(non_finite) = outcome.non_finite_at.filter(|n| n.at_start()) {
         bail!(
-            "the loss became NaN or infinite by iteration {at}; stopped and wrote the last image with a finite loss to {} \
-             (lower the loss weights or the learning rate)",
+            "the {} is NaN or infinite at the starting image, before any update, so nothing was written: the loss \
+             weights are likely too large (lower --content-weight, --style-weight or --tv-weight), or the weights file \
+             is corrupt",
+            non_finite_what(non_finite)
+        );
+    }
+    write_image(&outcome.image, &args.output)?;
+    if let Some(non_finite) = outcome.non_finite_at {
+        let scale = if scales > 1 { format!(" of scale {}", non_finite.scale + 1) } else { String::new() };
+        bail!(
+            "the {} became NaN or infinite by iteration {}{scale}; stopped and wrote the last image with a finite loss \
+             to {} (lower the loss weights or the learning rate)",
+            non_finite_what(non_finite),
+            non_finite.iteration,
             args.output.display()
         );
     }
     let per_s = outcome.iterations as f64 / outcome.seconds.max(1e-9);
+    if let Some(signal) = crate::signals::received() {
+        let name = crate::signals::name(signal);
+        if json {
+            progressln!(
+                "{}",
+                json!({"done": false, "interrupted": name, "output": args.output.to_string_lossy(),
+                       "iterations": outcome.iterations, "seconds": outcome.seconds, "iterations_per_s": per_s})
+            );
+        }
+        let message = format!(
+            "{name} after {} of {} iterations; wrote the current image to {}",
+            outcome.iterations,
+            args.iterations,
+            args.output.display()
+        );
+        return Err(crate::Interrupted { signal, message }.into());
+    }
     if json {
-        println!(
+        progressln!(
             "{}",
-            json!({"done": true, "output": args.output, "iterations": outcome.iterations,
+            json!({"done": true, "output": args.output.to_string_lossy(), "iterations": outcome.iterations,
                    "seconds": outcome.seconds, "iterations_per_s": per_s})
         );
     } else {
-        println!(
+        progressln!(
             "wrote {} ({} iterations, {:.1}s, {:.2} iterations/s)",
             args.output.display(),
             outcome.iterations,
@@ -649,7 +744,7 @@ fn weights_command(action: WeightsCommand) -> Result<()> {
             weights_import(&file, expected.as_deref())
         }
         WeightsCommand::Path => {
-            println!("{}", weights::resolve_path(None)?.display());
+            outln!("{}", weights::resolve_path(None)?.display())?;
             Ok(())
         }
     }
@@ -662,52 +757,53 @@ fn megabytes(bytes: u64) -> String {
 fn weights_list() -> Result<()> {
     use weights::store::{self, Asset};
     let dir = store::cache_dir()?;
-    println!("cache directory: {}", dir.display());
+    outln!("cache directory: {}", dir.display())?;
     match weights::resolve_path(None) {
-        Ok(path) => println!("default weights: {}", path.display()),
+        Ok(path) => outln!("default weights: {}", path.display())?,
         Err(_) => {
-            println!("default weights: none (run `neural-style weights fetch` or `neural-style weights import FILE`)")
+            outln!("default weights: none (run `neural-style weights fetch` or `neural-style weights import FILE`)")?
         }
     }
     let installed = store::installed_files()?;
     for asset in Asset::ALL {
         let info = asset.info();
         let default = if asset == Asset::DEFAULT_MODEL { " (what `weights fetch` gets)" } else { "" };
-        println!("{:<12} {}{default}", asset.name(), info.description);
-        println!("    {}", info.url);
+        outln!("{:<12} {}{default}", asset.name(), info.description)?;
+        outln!("    {}", info.url)?;
         match info.sha256 {
-            Some(sha) => println!("    sha256 {sha}"),
-            None if info.arch.is_some() => println!("    sha256 unknown (checked by loading it)"),
-            None => println!("    sha256 unknown (checked by counting its labels)"),
+            Some(sha) => outln!("    sha256 {sha}")?,
+            None if info.arch.is_some() => outln!("    sha256 unknown (checked by loading it)")?,
+            None => outln!("    sha256 unknown (checked by counting its labels)")?,
         }
         match installed.iter().find(|(p, _)| p.file_name().is_some_and(|n| n == info.file_name)) {
-            Some((path, bytes)) => println!("    installed: {} ({})", path.display(), megabytes(*bytes)),
-            None => println!("    not installed"),
+            Some((path, bytes)) => outln!("    installed: {} ({})", path.display(), megabytes(*bytes))?,
+            None => outln!("    not installed")?,
         }
     }
     let known: Vec<&str> = Asset::ALL.iter().map(|a| a.info().file_name).collect();
     let others: Vec<_> =
         installed.iter().filter(|(p, _)| p.file_name().is_none_or(|n| !known.iter().any(|k| n == *k))).collect();
     if !others.is_empty() {
-        println!("other installed files:");
+        outln!("other installed files:")?;
         for (path, bytes) in others {
-            println!("    {} ({})", path.display(), megabytes(*bytes));
+            outln!("    {} ({})", path.display(), megabytes(*bytes))?;
         }
     }
     Ok(())
 }
 
 /// Prints what was installed.
-fn report_installed(what: &str, installed: &weights::store::Installed) {
+fn report_installed(what: &str, installed: &weights::store::Installed) -> Result<()> {
     let kind = installed.arch.map_or("labels", |a| a.name());
-    println!("installed {what}: {} ({kind}, {})", installed.path.display(), megabytes(installed.bytes));
+    outln!("installed {what}: {} ({kind}, {})", installed.path.display(), megabytes(installed.bytes))?;
     if installed.checksum_verified {
-        println!("    sha256 {} (matches the expected checksum)", installed.sha256);
+        outln!("    sha256 {} (matches the expected checksum)", installed.sha256)?;
     } else if installed.arch.is_some() {
-        println!("    sha256 {} (no known checksum: checked by loading it against the architecture)", installed.sha256);
+        outln!("    sha256 {} (no known checksum: checked by loading it against the architecture)", installed.sha256)?;
     } else {
-        println!("    sha256 {} (no known checksum: checked by counting its labels)", installed.sha256);
+        outln!("    sha256 {} (no known checksum: checked by counting its labels)", installed.sha256)?;
     }
+    Ok(())
 }
 
 fn weights_import(file: &Path, expected_sha256: Option<&str>) -> Result<()> {
@@ -716,7 +812,7 @@ fn weights_import(file: &Path, expected_sha256: Option<&str>) -> Result<()> {
     let source_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let (name, data) = store::unpack(bytes, &source_name, None)?;
     let installed = store::install(&name, &data, store::Kind::of_file_name(&name), expected_sha256)?;
-    report_installed(&name, &installed);
+    report_installed(&name, &installed)?;
     Ok(())
 }
 
@@ -737,7 +833,7 @@ fn weights_fetch(name: Option<weights::store::Asset>, url: Option<&str>, expecte
         let url = url.unwrap_or_default();
         let (file_name, data) = store::unpack(download(url, timeout)?, url_file_name(url), None)?;
         let installed = store::install(&file_name, &data, Kind::of_file_name(&file_name), expected_sha256)?;
-        report_installed(&file_name, &installed);
+        report_installed(&file_name, &installed)?;
         return Ok(());
     };
     let info = asset.info();
@@ -748,13 +844,13 @@ fn weights_fetch(name: Option<weights::store::Asset>, url: Option<&str>, expecte
     let source = url.unwrap_or(info.url);
     let (_, data) = store::unpack(download(source, timeout)?, url_file_name(source), Some(info.file_name))?;
     let installed = store::install(info.file_name, &data, kind, expected_sha256.or(info.sha256))?;
-    report_installed(asset.name(), &installed);
+    report_installed(asset.name(), &installed)?;
     let labels_installed = installed.path.with_file_name(store::LABELS_FILE).is_file();
     if url.is_none() && asset != Asset::Labels && !labels_installed {
         let labels = Asset::Labels.info();
         let data = download(labels.url, timeout)?;
         let installed = store::install(labels.file_name, &data, Kind::Labels, labels.sha256)?;
-        report_installed(Asset::Labels.name(), &installed);
+        report_installed(Asset::Labels.name(), &installed)?;
     }
     Ok(())
 }
@@ -771,7 +867,7 @@ fn url_file_name(url: &str) -> &str {
 fn download(url: &str, timeout: std::time::Duration) -> Result<Vec<u8>> {
     use indicatif::{ProgressBar, ProgressStyle};
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        println!("downloading {url}");
+        outln!("downloading {url}")?;
         return weights::fetch::download(url, timeout, |_, _| {});
     }
     let bar = ProgressBar::no_length().with_message(url_file_name(url).to_string());

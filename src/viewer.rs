@@ -7,6 +7,7 @@
 //! between the image and the content photo.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
@@ -29,6 +30,9 @@ use crate::stylize::{Control, Driver, Event, Outcome, StylizeOptions, Stylizer};
 /// redraws a few times a second.
 const FRAME_BUDGET_S: f64 = 0.15;
 
+/// How often an idle window checks the cancel flag (see [`Viewer::with_cancel_flag`]).
+pub const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// What the viewer tells its caller.
 pub enum ViewerEvent<'a> {
     /// What a headless run reports too, from the same [`Driver`]: losses (every `report_every`
@@ -47,14 +51,23 @@ pub enum ViewerEvent<'a> {
 /// only once per process.
 pub struct Viewer {
     event_loop: EventLoop<()>,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Viewer {
     /// Connects to the display; fails with a one-line error when there is none.
     pub fn new() -> Result<Self> {
-        let event_loop =
-            EventLoop::new().map_err(|e| anyhow!("cannot open a window: {e} (no display? set DISPLAY)"))?;
-        Ok(Self { event_loop })
+        let event_loop = EventLoop::new()
+            .map_err(|e| anyhow!("cannot open a window: {} (no display? set DISPLAY)", without_source_location(&e)))?;
+        Ok(Self { event_loop, cancel: None })
+    }
+
+    /// Uses `flag` as the run's cancel flag (see [`Driver::cancel_flag`]): once it is set the
+    /// window closes, as with Esc, and [`Viewer::stylize`] returns the current result. It is
+    /// checked at least every [`CANCEL_POLL`], even while paused.
+    pub fn with_cancel_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(flag);
+        self
     }
 
     /// Runs style transfer in a window until Esc or close; returns the current result then. The
@@ -70,8 +83,15 @@ impl Viewer {
         on_event: impl FnMut(ViewerEvent) -> Result<()>,
     ) -> Result<Outcome> {
         let job = Job::Stylize { net: Box::new(net), content, styles, options: Box::new(options) };
-        let mut app =
-            App { request: request.clone(), job: Some(job), running: None, error: None, on_event, outcome: None };
+        let mut app = App {
+            request: request.clone(),
+            job: Some(job),
+            running: None,
+            error: None,
+            on_event,
+            outcome: None,
+            cancel: self.cancel,
+        };
         self.event_loop.run_app(&mut app).context("window event loop failed")?;
         if let Some(e) = app.error {
             return Err(e);
@@ -88,6 +108,7 @@ impl Viewer {
             error: None,
             on_event: |_: ViewerEvent| Ok(()),
             outcome: None,
+            cancel: self.cancel,
         };
         self.event_loop.run_app(&mut app).context("window event loop failed")?;
         app.error.map_or(Ok(()), Err)
@@ -106,6 +127,7 @@ struct App<F> {
     error: Option<anyhow::Error>,
     on_event: F,
     outcome: Option<Outcome>,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 /// The window and what it shows.
@@ -153,8 +175,11 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
         let (driver, image, content, size) = match job {
             Job::Stylize { net, content, styles, options } => {
                 let fnet = Arc::new(FeatureNet::new(&ctx, *net));
-                let driver =
+                let mut driver =
                     Stylizer::new(ctx.clone(), fnet).drive(&content, &styles, &options)?.read_every_iteration();
+                if let Some(cancel) = &self.cancel {
+                    driver = driver.with_cancel_flag(cancel.clone());
+                }
                 let session = driver.session();
                 let (image, content) = (session.image_buffer().clone(), session.content_buffer().clone());
                 // The first scale's size (the window is sized for the last).
@@ -312,6 +337,15 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> ApplicationHandler for App<F> {
         }
     }
 
+    fn about_to_wait(&mut self, event_loop: &ActiveEventLoop) {
+        let Some(cancel) = &self.cancel else { return };
+        if cancel.load(Ordering::Relaxed) {
+            event_loop.exit();
+        } else {
+            event_loop.set_control_flow(winit::event_loop::ControlFlow::WaitUntil(Instant::now() + CANCEL_POLL));
+        }
+    }
+
     fn exiting(&mut self, _event_loop: &ActiveEventLoop) {
         let Some(r) = self.running.take() else { return };
         if let Some(driver) = r.driver {
@@ -323,6 +357,25 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> ApplicationHandler for App<F> {
             }
         }
     }
+}
+
+/// winit's message without the location in winit's source it comes from ("os error at
+/// /…/winit-0.30.13/src/platform_impl/linux/mod.rs:765: neither … is set."), a path on the machine
+/// that built the tool.
+fn without_source_location(error: &impl std::fmt::Display) -> String {
+    let text = error.to_string();
+    let Some(rest) = text.strip_prefix("os error at ") else { return text };
+    // `FILE:LINE: message`: the message starts after the first `:DIGITS: `.
+    let mut search = 0;
+    while let Some(colon) = rest[search..].find(':').map(|i| search + i) {
+        let after = &rest[colon + 1..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 && after[digits..].starts_with(": ") {
+            return after[digits + 2..].trim_end_matches('.').to_string();
+        }
+        search = colon + 1;
+    }
+    text
 }
 
 /// The image's size scaled to fit 90% of the screen, and up to at least 256 px for tiny images.
@@ -387,8 +440,8 @@ impl Running {
         let (iteration, loss) = driver.latest().map_or((0, f32::NAN), |(i, l)| (i, l.loss));
         let state = if self.paused {
             " · paused"
-        } else if driver.non_finite_at().is_some() {
-            " · stopped: loss not finite"
+        } else if let Some(non_finite) = driver.non_finite_at() {
+            if non_finite.gradient { " · stopped: gradient not finite" } else { " · stopped: loss not finite" }
         } else if driver.is_finished() {
             " · done (Esc to write and quit)"
         } else {
@@ -408,5 +461,20 @@ impl Running {
             driver.weights()[1],
             if self.show_content { " · content photo" } else { "" },
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_source_location;
+
+    #[test]
+    fn winit_messages_lose_the_source_location_of_the_build_machine() {
+        let os = "os error at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/winit-0.30.13/src/platform_impl/\
+                  linux/mod.rs:765: neither WAYLAND_DISPLAY nor WAYLAND_SOCKET nor DISPLAY is set.";
+        assert_eq!(without_source_location(&os), "neither WAYLAND_DISPLAY nor WAYLAND_SOCKET nor DISPLAY is set");
+        assert_eq!(without_source_location(&"C:\\src\\x.rs:12: no: display"), "C:\\src\\x.rs:12: no: display");
+        assert_eq!(without_source_location(&"os error at C:\\x.rs:12: no: display"), "no: display");
+        assert_eq!(without_source_location(&"EventLoop can't be recreated"), "EventLoop can't be recreated");
     }
 }

@@ -9,7 +9,7 @@ use neural_style::arch::{Activation, LayerId, Padding};
 use neural_style::gpu::GpuContext;
 use neural_style::kernels::conv::{ActivationBackward, ConvBackward, ConvForward, ConvParams};
 use neural_style::kernels::depthwise::{DepthwiseBackward, DepthwiseForward, DepthwiseParams};
-use neural_style::kernels::losses::{ContentLoss, LossParams, StyleLoss, TotalLoss, TvLoss};
+use neural_style::kernels::losses::{ContentLoss, GRADIENT_SLOT, LOSS_SLOTS, LossParams, StyleLoss, TotalLoss, TvLoss};
 use neural_style::kernels::pointwise::{PointwiseParams, ProductBuffers, flags};
 use neural_style::kernels::squeeze_excite::{
     ChannelDot, ChannelMean, SeGate, SeGateBackward, SeInputBackward, SeParams,
@@ -326,10 +326,12 @@ fn gpu_losses_and_their_gradients_match_reference() {
     let r = ctx.zeroed_buffer("r", c * c);
     let [g_content, g_style] = ["g content", "g style"].map(|l| ctx.zeroed_buffer(l, c * h * w));
     let g_img = ctx.zeroed_buffer("g image", img.data.len());
-    // Several workgroups per loss, each writing a partial sum after the four slots: content's
-    // 3 at 4..7, style's 2 at 7..9, TV's 3 at 9..12; total_loss adds them up.
+    // Several workgroups per loss, each writing a partial sum after the slots (from first = LOSS_SLOTS):
+    // content's 3 at first..first+3, style's 2 at +3..+5, TV's 3 at +5..+8 and the squared image
+    // gradient's 3 (written by the TV dispatch) at +8..+11; total_loss adds them up.
     let (content_groups, style_groups, tv_groups) = (3, 2, 3);
-    let losses = ctx.zeroed_buffer("losses", 12);
+    let first = LOSS_SLOTS as u32;
+    let losses = ctx.zeroed_buffer("losses", LOSS_SLOTS + 11);
     let n = c * h * w;
     let base = LossParams {
         content_weight: 1.0,
@@ -355,7 +357,7 @@ fn gpu_losses_and_their_gradients_match_reference() {
         k.losses.content(
             &ctx,
             ContentLoss { value: &fb, target_value: &pb, grad: &g_content, losses: &losses },
-            &LossParams { count: n as u32, coef: 2.0 / n as f32, groups: content_groups, partial: 4, ..base },
+            &LossParams { count: n as u32, coef: 2.0 / n as f32, groups: content_groups, partial: first, ..base },
         ),
         k.products.product(&ctx, ProductBuffers { input: &fb, weights: &fb, output: &gram, aux: none }, &gram_params),
         k.losses.style(
@@ -367,7 +369,7 @@ fn gpu_losses_and_their_gradients_match_reference() {
                 layer_weight: 1.0,
                 splits: splits as u32,
                 groups: style_groups,
-                partial: 7,
+                partial: first + 3,
                 ..base
             },
         ),
@@ -375,17 +377,24 @@ fn gpu_losses_and_their_gradients_match_reference() {
         k.losses.tv(
             &ctx,
             TvLoss { value: &ib, grad: &g_img, losses: &losses },
-            &LossParams { groups: tv_groups, partial: 9, ..base },
+            &LossParams { groups: tv_groups, partial: first + 5, ..base },
         ),
-        k.losses.total(&ctx, TotalLoss { losses: &losses }, &LossParams { ends: [7, 9, 12, 0], ..base }),
+        k.losses.total(
+            &ctx,
+            TotalLoss { losses: &losses },
+            &LossParams { ends: [first + 3, first + 5, first + 8, first + 11], ..base },
+        ),
     ];
     kernels::run(&ctx, &ops).unwrap();
-    let l = ctx.read_buffer(&losses, 4).unwrap();
+    let l = ctx.read_buffer(&losses, LOSS_SLOTS).unwrap();
+    // The image gradient here is the TV gradient alone (g_img started at 0).
+    let tv_grad_sq: f64 = tv_grad.data.iter().map(|g| g * g).sum();
     for (got, want, name) in [
         (l[0], content_want, "content"),
         (l[1], style_want, "style"),
         (l[2], tv_want, "tv"),
         (l[3], content_want + style_want + tv_want, "total"),
+        (l[GRADIENT_SLOT], tv_grad_sq, "squared image gradient"),
     ] {
         assert!(((got as f64 - want) / want).abs() <= 1e-4, "{name} loss: GPU {got} vs reference {want}");
     }

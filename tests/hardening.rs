@@ -294,6 +294,10 @@ fn negative_numbers_are_values_not_flags() {
     {
         let mut args = base.to_vec();
         args.extend([flag, value]);
+        if flag == "--learning-rate" {
+            // Only Adam uses (and checks) it.
+            args.extend(["--optimizer", "adam"]);
+        }
         let out = neural_style(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{flag} {value} was accepted");
@@ -401,4 +405,323 @@ fn huge_blend_weights_are_normalized_in_f64() {
     // 3e38 + 3e38 overflows an f32 sum, which made both weights 0 (no style at all).
     assert_eq!(run_with("3e38,3e38"), run_with("1,1"), "huge equal weights blend like equal weights");
     assert_ne!(run_with("1,1"), run_with("1,0"), "the blend matters at this size");
+}
+
+/// The names in `dir`.
+fn dir_entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+// Group 4: a loss that is not finite at the starting image.
+
+#[test]
+fn a_loss_not_finite_at_the_starting_image_writes_nothing_and_names_the_likely_causes() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    // The content loss of the seeded noise (about 1.2 at 48 px) × 3.4e38 overflows f32 at
+    // iteration 0.
+    let run = stylize(&output, &["--iterations", "3", "--init", "noise", "--content-weight", "3.4e38"]);
+    assert_one_line_error(&run, "loss is NaN or infinite at the starting image");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("nothing was written") && stderr.contains("loss weights"), "{stderr}");
+    assert!(!stderr.contains("wrote"), "{stderr}");
+    assert_eq!(dir_entries(dir.path()), Vec::<String>::new(), "nothing is written");
+}
+
+// Group 5: an overflowing gradient stops the run like a non-finite loss.
+
+#[test]
+fn an_overflowing_gradient_stops_adam_instead_of_leaving_the_photo_unchanged() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    // The loss is finite, but the gradient's square overflows: Adam's second moment became
+    // infinite and every step was 0, a silent no-op.
+    let run = stylize(&output, &["--iterations", "3", "--optimizer", "adam", "--style-weight", "1e37"]);
+    assert_one_line_error(&run, "gradient of the loss");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("at the starting image"));
+    assert_eq!(dir_entries(dir.path()), Vec::<String>::new(), "nothing is written");
+}
+
+/// `stylize` of the photo `content` (a path as given, relative to `cwd`) in the style of
+/// `style`, at 32 px for a few iterations.
+fn stylize_in(cwd: &Path, content: &str, style: &str, output: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .current_dir(cwd)
+        .args(["stylize", "--content", content, "--style", style, "--output", output, "--size", "32"])
+        .args(["--iterations", "2"])
+        .args(extra)
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .output()
+        .unwrap()
+}
+
+// Group 8: the output may not overwrite an input.
+
+#[cfg(unix)]
+#[test]
+fn an_output_that_is_an_input_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Copies: a failing check must never destroy the shared images.
+    std::fs::copy(image("tubingen.jpg"), d.join("photo.jpg")).unwrap();
+    std::fs::copy(image("starry_night.jpg"), d.join("painting.jpg")).unwrap();
+    std::os::unix::fs::symlink("photo.jpg", d.join("link.jpg")).unwrap();
+    std::fs::hard_link(d.join("painting.jpg"), d.join("hard.jpg")).unwrap();
+    let before = |name: &str| std::fs::read(d.join(name)).unwrap();
+    let (photo, painting) = (before("photo.jpg"), before("painting.jpg"));
+    let absolute = d.join("photo.jpg");
+    let cases: [(&str, &str, &str, &[&str], &str); 6] = [
+        (absolute.to_str().unwrap(), "painting.jpg", absolute.to_str().unwrap(), &[], "--content"),
+        ("./photo.jpg", "painting.jpg", "photo.jpg", &[], "--content"),
+        ("link.jpg", "painting.jpg", "./photo.jpg", &[], "--content"),
+        ("photo.jpg", "painting.jpg", "link.jpg", &[], "--content"),
+        ("photo.jpg", "painting.jpg", "hard.jpg", &[], "--style"),
+        ("photo.jpg", "painting.jpg", "sub/../painting.jpg", &["--init", "painting.jpg"], "--style"),
+    ];
+    std::fs::create_dir(d.join("sub")).unwrap();
+    for (content, style, output, extra, flag) in cases {
+        let run = stylize_in(d, content, style, output, extra);
+        assert_one_line_error(&run, "refusing to overwrite an input");
+        assert!(String::from_utf8_lossy(&run.stderr).contains(&format!("the {flag} image")), "{output}");
+        assert!(run.stdout.is_empty(), "{output}: work was done: {}", String::from_utf8_lossy(&run.stdout));
+        assert_eq!((before("photo.jpg"), before("painting.jpg")), (photo.clone(), painting.clone()), "{output}");
+    }
+    let run = stylize_in(d, "photo.jpg", "painting.jpg", "out.jpg", &["--init", "./link.jpg"]);
+    assert_eq!(run.status.success(), gpu().is_some(), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = stylize_in(d, "photo.jpg", "painting.jpg", "link.jpg", &["--init", "noise"]);
+    assert_one_line_error(&run, "refusing to overwrite an input");
+    assert_eq!(before("photo.jpg"), photo);
+}
+
+// Group 9: an output that cannot be written is found before the run, not after it.
+
+#[test]
+fn unwritable_outputs_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("taken.png")).unwrap();
+    std::fs::write(d.join("notes.txt"), "a file").unwrap();
+    let mut cases = vec![
+        (d.join("taken.png"), "is a directory"),
+        (d.join("taken.png/"), "names a directory"),
+        (d.join("new.png/"), "names a directory"),
+        (d.join("notes.txt/out.png"), "is not a directory"),
+        (d.join("missing/out.png"), "does not exist"),
+    ];
+    // A read-only directory stops everyone but root (the tests may run as root).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let locked = d.join("locked");
+        std::fs::create_dir(&locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+        if std::fs::write(locked.join("probe"), "x").is_err() {
+            cases.push((locked.join("out.png"), "cannot create a file in"));
+        }
+    }
+    for (output, needle) in cases {
+        let shown = output.to_str().unwrap().to_string();
+        let run = stylize(&output, &["--iterations", "3", "--print-every", "1"]);
+        assert_one_line_error(&run, needle);
+        assert!(run.stdout.is_empty(), "{shown}: the run started: {}", String::from_utf8_lossy(&run.stdout));
+        assert!(String::from_utf8_lossy(&run.stderr).contains(&shown), "{shown}");
+    }
+    std::fs::create_dir(d.join("taken.safetensors")).unwrap();
+    for (out, needle) in
+        [(d.join("taken.safetensors"), "is a directory"), (d.join("notes.txt/f.safetensors"), "is not a directory")]
+    {
+        let run = neural_style(&["features", &image("cat.png"), "--layers", "stem", "--out", out.to_str().unwrap()]);
+        assert_one_line_error(&run, needle);
+    }
+    assert!(!dir_entries(d).iter().any(|n| n.ends_with(".tmp")), "{:?}", dir_entries(d));
+}
+
+// Group 11: progress is best effort for stylize; other output errors are one line.
+
+/// The stylize arguments of the shared pair at 48 px into `output`.
+fn stylize_args(output: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["stylize", "--content", &image("tubingen.jpg"), "--style", &image("starry_night.jpg")]
+        .map(String::from)
+        .to_vec();
+    args.extend(["--output", output.to_str().unwrap(), "--size", "48"].map(String::from));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Lines of stderr that are not empty.
+fn stderr_lines(out: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stderr).lines().filter(|l| !l.trim().is_empty()).map(String::from).collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn stylize_writes_its_image_when_the_reader_of_its_progress_goes_away() {
+    use std::io::BufRead;
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    // `neural-style stylize … | head -1`.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(stylize_args(&output, &["--iterations", "30", "--print-every", "1"]))
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("iteration 0:"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(image::open(&output).is_ok(), "the image is written");
+    let lines = stderr_lines(&out);
+    assert_eq!(lines.len(), 1, "the closed pipe is reported once: {lines:?}");
+    assert!(lines[0].starts_with("warning: standard output was closed"), "{lines:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_full_stdout_silences_stylize_progress_and_is_a_one_line_error_elsewhere() {
+    let full = || Stdio::from(std::fs::File::create("/dev/full").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[String]| {
+        Command::new(env!("CARGO_BIN_EXE_neural-style"))
+            .args(args)
+            .env("NEURAL_STYLE_WEIGHTS", default_weights())
+            .env("NEURAL_STYLE_CACHE_DIR", dir.path().join("cache"))
+            .stdout(full())
+            .output()
+            .unwrap()
+    };
+    let strings = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for args in [strings(&["weights", "path"]), strings(&["weights", "list"])] {
+        assert_one_line_error(&run(&args), "cannot write to standard output");
+    }
+    if gpu().is_none() {
+        return;
+    }
+    let output = dir.path().join("out.png");
+    for json in [false, true] {
+        let extra: &[&str] = if json { &["--iterations", "3", "--json"] } else { &["--iterations", "3"] };
+        let out = run(&stylize_args(&output, extra));
+        assert!(out.status.success(), "{:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+        let lines = stderr_lines(&out);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("warning: cannot write to standard output"), "{lines:?}");
+        assert!(image::open(&output).is_ok());
+    }
+    let bench = strings(&["bench", "--size", "32", "--iterations", "1", "--warmup", "0"]);
+    for args in [bench.clone(), [bench, strings(&["--json"])].concat()] {
+        assert_one_line_error(&run(&args), "cannot write to standard output");
+    }
+    let quality = strings(&["quality", "--content", &image("tubingen.jpg"), "--style", &image("starry_night.jpg")]);
+    assert_one_line_error(&run(&[quality, vec![output.to_str().unwrap().to_string()]].concat()), "cannot write");
+}
+
+// Group 14: messages that mislead (continued).
+
+#[test]
+fn an_output_name_that_is_only_an_extension_is_called_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [".png", ".JPG", ".jpeg"] {
+        let run = stylize(&dir.path().join(name), &[]);
+        assert_one_line_error(&run, "the file name is empty");
+        assert!(!String::from_utf8_lossy(&run.stderr).contains("must end in"), "{name}");
+    }
+}
+
+#[test]
+fn an_lbfgs_history_too_long_for_the_device_names_the_history_not_the_image_size() {
+    let Some(ctx) = gpu() else { return };
+    let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    // The smallest size of the photo (1024×768) at which 1000 pairs (2002 image-sized vectors)
+    // no longer fit.
+    let size = [100, 200, 400, 800, 1600]
+        .into_iter()
+        .find(|&side| {
+            let (w, h) = image_io::scaled_size(1024, 768, side);
+            2002 * 3 * 4 * u64::from(w * h) > limit
+        })
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let run = stylize(&output, &["--size", &size.to_string(), "--lbfgs-history", "1000", "--iterations", "1"]);
+    assert_one_line_error(&run, "the L-BFGS history of 1000 pairs needs a");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("lower --lbfgs-history (at most "), "{stderr}");
+    assert!(!stderr.contains("--size") && !stderr.contains("too large for this device"), "{stderr}");
+    assert!(!output.exists());
+}
+
+#[test]
+fn the_learning_rate_is_checked_only_for_adam_which_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let run = stylize(&output, &["--learning-rate", "0", "--optimizer", "adam"]);
+    assert_one_line_error(&run, "--learning-rate must be positive");
+    if gpu().is_none() {
+        return;
+    }
+    for optimizer in ["lbfgs", "lbfgs-bounded"] {
+        let run =
+            stylize(&output, &["--size", "32", "--iterations", "1", "--learning-rate", "0", "--optimizer", optimizer]);
+        assert!(run.status.success(), "{optimizer}: {}", String::from_utf8_lossy(&run.stderr));
+    }
+}
+
+#[cfg(feature = "viewer")]
+#[test]
+fn window_errors_name_no_source_file_of_the_build_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let run = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(stylize_args(&output, &["--viewer"]))
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    assert_one_line_error(&run, "cannot open a window: ");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!stderr.contains(".rs:") && !stderr.contains("os error at"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn snapshots_of_a_non_utf8_output_name_keep_that_name() {
+    use std::os::unix::ffi::OsStrExt;
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9.png"));
+    let mut args: Vec<std::ffi::OsString> =
+        stylize_args(Path::new("placeholder"), &["--iterations", "2", "--save-every", "1", "--json"])
+            .into_iter()
+            .map(Into::into)
+            .collect();
+    let at = args.iter().position(|a| a == "placeholder").unwrap();
+    args[at] = output.clone().into_os_string();
+    let run = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(&args)
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let mut names: Vec<Vec<u8>> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().as_bytes().to_vec()).collect();
+    names.sort();
+    let want: Vec<&[u8]> = vec![b"caf\xe9.png", b"caf\xe9_1.png", b"caf\xe9_2.png"];
+    assert_eq!(names, want);
 }

@@ -104,9 +104,25 @@ fn non_finite_loss_stops_keeps_the_last_finite_image_and_says_so() {
     }
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.png");
-    let out = stylize(&output, &["--iterations", "5", "--init", "noise", "--content-weight", "3e38"]);
-    assert_one_line_error(&out, "NaN or infinite");
-    assert!(image::open(&output).is_ok(), "the last finite image is written");
+    // The photo's own content loss is 0, so iteration 0 is finite; Adam's first step of 1 moves
+    // every pixel to 0 or 1, and 3e38 × the content loss then overflows at iteration 1.
+    let args = [
+        "--iterations",
+        "5",
+        "--print-every",
+        "1",
+        "--optimizer",
+        "adam",
+        "--learning-rate",
+        "1",
+        "--content-weight",
+        "3e38",
+    ];
+    let out = stylize(&output, &args);
+    assert_one_line_error(&out, "NaN or infinite by iteration 1");
+    let written = image::open(&output).expect("the last finite image is written").to_rgb8();
+    let photo = neural_style::image_io::load_rgb(Path::new(&image("tubingen.jpg"))).unwrap();
+    assert_eq!(written, neural_style::image_io::resize_max_side(&photo, 48), "the last finite image is the photo");
 }
 
 #[test]

@@ -163,11 +163,17 @@ impl Viewer {
     }
 
     /// Waits for the viewer to exit; returns whether it succeeded, and its stderr.
-    fn wait_exit(mut self) -> (bool, String) {
+    fn wait_exit(self) -> (bool, String) {
+        let (status, stderr) = self.wait_status();
+        (status.success(), stderr)
+    }
+
+    /// Waits for the viewer to exit; returns its exit status and stderr.
+    fn wait_status(mut self) -> (std::process::ExitStatus, String) {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.success(), self.stderr());
+                return (status, self.stderr());
             }
             assert!(Instant::now() < deadline, "neural-style did not exit: {}", self.stderr());
             std::thread::sleep(Duration::from_millis(100));
@@ -307,6 +313,24 @@ fn the_key_press_that_arrives_with_the_focus_acts_once() {
     x.key(&id, "Escape");
     let (ok, stderr) = viewer.wait_exit();
     assert!(ok, "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_closes_the_window_even_when_paused_writes_the_current_image_and_exits_130() {
+    let Some(x) = Xvfb::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let (mut viewer, id) = endless_run(&x, dir.path(), &output);
+    // Paused, the window draws no frames; the signal is still seen.
+    x.key(&id, "space");
+    x.window(&mut viewer, |t| t.contains("paused"));
+    // SAFETY: a plain kill(2) of our own child.
+    assert_eq!(unsafe { libc::kill(viewer.child.id() as i32, libc::SIGINT) }, 0);
+    let (status, stderr) = viewer.wait_status();
+    assert_eq!(status.code(), Some(130), "{status}: {stderr}");
+    assert!(stderr.lines().any(|l| l.starts_with("interrupted: SIGINT after ")), "{stderr}");
+    assert!(image::open(&output).is_ok(), "the current image is written");
 }
 
 #[test]

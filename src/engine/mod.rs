@@ -192,10 +192,15 @@ impl std::iter::Sum for Work {
     }
 }
 
+/// The largest storage buffer the device binds, in bytes.
+pub(crate) fn buffer_limit(ctx: &GpuContext) -> u64 {
+    ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size)
+}
+
 /// Checks a buffer of `floats` values fits the device, naming the layer when it does not.
 pub(crate) fn check_fits(ctx: &GpuContext, what: &str, floats: usize, width: usize, height: usize) -> Result<()> {
     let bytes = floats as u64 * 4;
-    let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    let limit = buffer_limit(ctx);
     if bytes > limit {
         let message = format!(
             "image {width}x{height} is too large for this device: {what} needs a {} MiB buffer, the limit is {} MiB",

@@ -6,9 +6,13 @@ use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROU
 use super::{kernel_bindings, uniform_params};
 use crate::gpu::GpuContext;
 
-/// Slots at the start of the losses buffer: content, style, tv, total (`LOSS_SLOTS` in WGSL);
-/// the per-workgroup partial sums follow.
-pub const LOSS_SLOTS: usize = 4;
+/// Slots at the start of the losses buffer: content, style, tv, total and the image gradient's
+/// squared norm ([`GRADIENT_SLOT`]) (`LOSS_SLOTS` in WGSL); the per-workgroup partial sums follow.
+pub const LOSS_SLOTS: usize = 5;
+
+/// The slot of ‖d total / d image‖², summed in f32 (`GRADIENT_SLOT` in WGSL): not finite when the
+/// gradient is NaN or infinite or too large for the optimizers' f32 arithmetic.
+pub const GRADIENT_SLOT: usize = 4;
 
 uniform_params! {
     /// Uniforms of every loss kernel.
@@ -38,8 +42,9 @@ uniform_params! {
         pub tv_weight: f32,
         /// Index in the losses buffer of this dispatch's first per-workgroup partial sum.
         pub partial: u32,
-        /// `total_loss`: where the content, style and TV partial sums end (they start at
-        /// [`LOSS_SLOTS`] and follow each other).
+        /// `total_loss`: where the content, style, TV and squared-gradient partial sums end
+        /// (they start at [`LOSS_SLOTS`] and follow each other; the TV dispatch writes the last
+        /// two ranges).
         pub ends: [u32; 4],
     }
 }
@@ -218,7 +223,9 @@ impl Losses {
         self.style.bind(ctx, p, &buffers.buffers(), [p.groups, 1, 1])
     }
 
-    /// Total variation loss and gradient over `p.groups` workgroups.
+    /// Total variation loss and gradient over `p.groups` workgroups, run after the backward pass:
+    /// `p.groups` partials of E_tv from `p.partial` on, then `p.groups` partials of Σ grad² (the
+    /// whole image gradient's, for [`GRADIENT_SLOT`]).
     pub fn tv(&self, ctx: &GpuContext, buffers: TvLoss, p: &LossParams) -> BoundOp {
         self.tv.bind(ctx, p, &buffers.buffers(), [p.groups, 1, 1])
     }

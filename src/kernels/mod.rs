@@ -58,6 +58,7 @@ pub fn wgsl_constants() -> String {
                 ("MAX_SQUEEZE", squeeze_excite::MAX_SQUEEZE),
                 ("MAX_SE_CHANNELS", squeeze_excite::MAX_SE_CHANNELS),
                 ("LOSS_SLOTS", losses::LOSS_SLOTS as u32),
+                ("GRADIENT_SLOT", losses::GRADIENT_SLOT as u32),
                 ("LBFGS_FIXED_SLOTS", optimizers::LBFGS_FIXED_SLOTS as u32),
                 ("LBFGS_QUANTITIES", optimizers::LBFGS_QUANTITIES as u32),
             ]

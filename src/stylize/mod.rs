@@ -21,6 +21,7 @@ use crate::engine::FeatureNet;
 use crate::gpu::GpuContext;
 use crate::image_io;
 use crate::kernels::color::{ColorParams, OriginalColors};
+use crate::kernels::losses::GRADIENT_SLOT;
 use crate::kernels::scales::{Average, AverageParams, Logit, Resize, ResizeParams};
 use crate::kernels::{BoundOp, Command};
 pub use objective::{LOSS_SLOTS, LossSpec, Objective, PlanarImage, Targets};
@@ -196,8 +197,30 @@ pub struct Outcome {
     pub iterations: usize,
     /// Seconds spent optimizing.
     pub seconds: f64,
-    /// Set when the loss became NaN or infinite: the image is the last one with a finite loss.
-    pub non_finite_at: Option<usize>,
+    /// Set when the loss or its gradient became NaN or infinite: the image is the last one whose
+    /// evaluation was finite, or only the starting image when [`NonFinite::at_start`].
+    pub non_finite_at: Option<NonFinite>,
+}
+
+/// The evaluation that ended a run by being NaN or infinite (see [`Outcome::non_finite_at`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NonFinite {
+    /// The iteration of its scale (0: the scale's starting image).
+    pub iteration: usize,
+    /// The scale (0-based index into the schedule, [`Driver::plan`]).
+    pub scale: usize,
+    /// `false`: the loss was NaN or infinite. `true`: the loss was finite but the image gradient
+    /// was not, or its squared norm overflowed f32 (the optimizers' dot products and Adam's g²
+    /// would then make NaN or zero updates).
+    pub gradient: bool,
+}
+
+impl NonFinite {
+    /// Whether it was the run's starting image: then no evaluated image was finite, and
+    /// [`Outcome::image`] is only the starting image, not a result.
+    pub fn at_start(&self) -> bool {
+        self.iteration == 0 && self.scale == 0
+    }
 }
 
 /// An option of [`StylizeOptions`] (or of its [`LossSpec`]) that an [`OptionError`] is about.
@@ -266,10 +289,24 @@ pub enum OptionError {
     },
     /// A style layer's weight is negative or not finite.
     StyleLayerWeight,
-    /// `learning_rate` is not a positive finite number.
+    /// `learning_rate` is not a positive finite number (with [`OptimizerKind::Adam`], the only
+    /// optimizer that uses it).
     LearningRate,
     /// `lbfgs_history` is outside 1..=1000.
     LbfgsHistory(usize),
+    /// The L-BFGS history does not fit the device at this image size (a shorter one does).
+    LbfgsHistoryTooLarge {
+        /// The history asked for.
+        history: usize,
+        /// The image size (width, height).
+        size: (usize, usize),
+        /// MiB its buffer needs.
+        mib: u64,
+        /// The device's largest buffer, in MiB.
+        limit_mib: u64,
+        /// The longest history that fits.
+        fits: usize,
+    },
     /// `style_blend_weights` has a value count other than the style image count.
     BlendWeightCount {
         /// Values given.
@@ -301,7 +338,7 @@ impl OptionError {
             OptionError::LossWeight { option, .. } => *option,
             OptionError::StyleLayerWeight => OptionName::StyleLayers,
             OptionError::LearningRate => OptionName::LearningRate,
-            OptionError::LbfgsHistory(_) => OptionName::LbfgsHistory,
+            OptionError::LbfgsHistory(_) | OptionError::LbfgsHistoryTooLarge { .. } => OptionName::LbfgsHistory,
             OptionError::BlendWeightCount { .. } | OptionError::BlendWeights => OptionName::StyleBlendWeights,
             OptionError::DuplicateLayer { option, .. } => *option,
         }
@@ -315,6 +352,10 @@ impl OptionError {
             OptionError::LossWeight { value, .. } => format!("{name} must be a finite number ≥ 0, got {value}"),
             OptionError::StyleLayerWeight => "style layer weights must be finite numbers ≥ 0".into(),
             OptionError::LbfgsHistory(h) => format!("{name} must be between 1 and 1000, got {h}"),
+            OptionError::LbfgsHistoryTooLarge { history, size: (w, h), mib, limit_mib, fits } => format!(
+                "the L-BFGS history of {history} pairs needs a {mib} MiB buffer at {w}x{h}, the device's limit is \
+                 {limit_mib} MiB: lower {name} (at most {fits} fit)"
+            ),
             OptionError::BlendWeightCount { values, styles } => {
                 format!("{name} has {values} values for {styles} style images")
             }
@@ -359,7 +400,8 @@ pub fn validate(net: &crate::model::Network, options: &StylizeOptions, style_cou
     if spec.style_layers.iter().any(|(_, w)| !(*w >= 0.0 && w.is_finite())) {
         return fail(OptionError::StyleLayerWeight);
     }
-    if !(options.learning_rate > 0.0 && options.learning_rate.is_finite()) {
+    let uses_learning_rate = options.optimizer == OptimizerKind::Adam;
+    if uses_learning_rate && !(options.learning_rate > 0.0 && options.learning_rate.is_finite()) {
         return fail(OptionError::LearningRate);
     }
     if !(1..=1000).contains(&options.lbfgs_history) {
@@ -412,11 +454,28 @@ pub fn check_device(
     height: usize,
 ) -> Result<()> {
     crate::engine::check_size(ctx, fnet, width, height)?;
-    let history = match options.optimizer {
-        OptimizerKind::Adam => 0,
-        _ => Lbfgs::state_floats(3 * width * height, options.lbfgs_history),
-    };
-    crate::engine::check_fits(ctx, "the L-BFGS history", history, width, height)
+    if options.optimizer == OptimizerKind::Adam {
+        return Ok(());
+    }
+    let n = 3 * width * height;
+    let limit = crate::engine::buffer_limit(ctx);
+    let bytes = Lbfgs::state_floats(n, options.lbfgs_history) as u64 * 4;
+    // The longest history that fits: (2m + 2) image-sized vectors.
+    let fits = (limit / (4 * n as u64)).saturating_sub(2) / 2;
+    if bytes <= limit {
+        Ok(())
+    } else if fits == 0 {
+        crate::engine::check_fits(ctx, "the L-BFGS history", Lbfgs::state_floats(n, 1), width, height)
+    } else {
+        Err(OptionError::LbfgsHistoryTooLarge {
+            history: options.lbfgs_history,
+            size: (width, height),
+            mib: bytes.div_ceil(1 << 20),
+            limit_mib: limit >> 20,
+            fits: fits as usize,
+        }
+        .into())
+    }
 }
 
 /// One scale of a run's schedule.
@@ -704,6 +763,9 @@ impl Stylizer {
 pub struct Step {
     /// The losses of the evaluated image (when asked to report).
     pub losses: Option<LossValues>,
+    /// Whether the image gradient was finite, its squared norm in f32 included (see
+    /// [`crate::kernels::losses::GRADIENT_SLOT`]); `true` when the losses were not read.
+    pub gradient_finite: bool,
     /// The evaluated image (when asked for a snapshot).
     pub image: Option<RgbImage>,
 }
@@ -766,6 +828,12 @@ impl Session {
     /// Whether the final image (after `iterations` updates) has been evaluated.
     pub fn is_done(&self) -> bool {
         self.iteration > self.iterations
+    }
+
+    /// Makes the next iteration the last: it evaluates (and reports) the current image without
+    /// updating it.
+    fn end_at_next_evaluation(&mut self) {
+        self.iterations = self.iterations.min(self.iteration);
     }
 
     /// Seconds spent optimizing: since the session was prepared, without pauses, up to the last
@@ -835,8 +903,8 @@ impl Session {
     }
 
     /// Runs one iteration (one encoder, one submit); with `report`, reads its losses back (a few
-    /// bytes), with `snapshot` also the image. A non-finite loss leaves the last finite reported
-    /// image as the result.
+    /// bytes), with `snapshot` also the image. A non-finite loss or gradient leaves the last
+    /// finite reported image as the result.
     pub fn step(&mut self, report: bool, snapshot: bool) -> Result<Step> {
         let mut pending = self.begin(report, snapshot);
         loop {
@@ -919,11 +987,12 @@ impl Session {
             self.clock_stopped = Some(Instant::now());
         }
         if !pending.report {
-            return Ok(Step { losses: None, image: None });
+            return Ok(Step { losses: None, gradient_finite: true, image: None });
         }
         let l = ctx.read_mapped(&self.losses_readback, LOSS_SLOTS)?;
         let losses = LossValues { content: l[0], style: l[1], tv: l[2], loss: l[3] };
-        let finite = losses.loss.is_finite();
+        let gradient_finite = l[GRADIENT_SLOT].is_finite();
+        let finite = losses.loss.is_finite() && gradient_finite;
         self.confirm_pending = finite;
         let image = if pending.snapshot && finite {
             let n = 3 * self.width * self.height;
@@ -931,7 +1000,7 @@ impl Session {
         } else {
             None
         };
-        Ok(Step { losses: Some(losses), image })
+        Ok(Step { losses: Some(losses), gradient_finite, image })
     }
 
     /// Changes the loss weights (content, style, tv); the targets stay and the optimizer starts
@@ -986,9 +1055,12 @@ pub struct Advanced {
 /// The one loop around a [`Session`]: it decides when losses are read back and progress
 /// reported (every `report_every` iterations, and at the end), when the image is handed out
 /// (every `snapshot_every`), and when the run ends: all iterations done, a NaN or infinite loss
-/// (the result is then the last image with a finite loss), the event handler answering
-/// [`Control::Stop`], or the cancel flag set (checked between iterations, so another thread, a
-/// Ctrl-C handler or an app's stop button, ends the run after the current iteration).
+/// or image gradient (the result is then the last image whose evaluation was finite), the event
+/// handler answering [`Control::Stop`], or the cancel flag set (checked between iterations, so
+/// another thread, a Ctrl-C handler or an app's stop button, ends the run after the current
+/// iteration; when that iteration's losses were not read, the image it produced is evaluated
+/// and reported once more, without an update, so the result is always an image whose loss was
+/// reported).
 ///
 /// [`Driver::run`] drives a whole run; [`Driver::advance`] submits a bounded amount of work, for
 /// a viewer that interleaves optimization with frames (on a slow device one iteration spreads
@@ -1011,7 +1083,12 @@ pub struct Driver {
     /// Loss weights to apply once the iteration in flight is complete.
     next_weights: Option<[f32; 3]>,
     latest: Option<(usize, LossValues)>,
-    non_finite_at: Option<usize>,
+    non_finite_at: Option<NonFinite>,
+    /// Whether the last completed iteration read back finite losses (its image is the result if
+    /// the run ends now).
+    last_reported: bool,
+    /// The cancel flag was seen: the run ends once the current scale's session is done.
+    cancelled: bool,
     stopped: bool,
 }
 
@@ -1038,6 +1115,8 @@ impl Driver {
             next_weights: None,
             latest: None,
             non_finite_at: None,
+            last_reported: false,
+            cancelled: false,
             stopped: false,
         }
     }
@@ -1076,10 +1155,12 @@ impl Driver {
         self.scale
     }
 
-    /// Whether the run has ended: all iterations of the last scale done, a non-finite loss, a
-    /// stop or a cancel.
+    /// Whether the run has ended: all iterations of the last scale done, a non-finite loss or
+    /// gradient, a stop or a cancel.
     pub fn is_finished(&self) -> bool {
-        self.stopped || self.non_finite_at.is_some() || (self.session.is_done() && self.scale + 1 >= self.plan.len())
+        self.stopped
+            || self.non_finite_at.is_some()
+            || (self.session.is_done() && (self.cancelled || self.scale + 1 >= self.plan.len()))
     }
 
     /// Replaces the finished session by the next scale's, started from its result resized.
@@ -1101,8 +1182,8 @@ impl Driver {
         Ok(())
     }
 
-    /// The iteration whose loss was NaN or infinite, if that ended the run.
-    pub fn non_finite_at(&self) -> Option<usize> {
+    /// The evaluation whose loss or gradient was NaN or infinite, if that ended the run.
+    pub fn non_finite_at(&self) -> Option<NonFinite> {
         self.non_finite_at
     }
 
@@ -1121,8 +1202,13 @@ impl Driver {
     ) -> Result<Advanced> {
         let idle = Advanced { commands: 0, completed_iteration: false };
         if self.pending.is_none() {
-            if self.cancel.load(Ordering::Relaxed) {
-                self.stopped = true;
+            if self.cancel.load(Ordering::Relaxed) && !self.cancelled {
+                self.cancelled = true;
+                if self.last_reported || self.session.is_done() {
+                    self.stopped = true;
+                } else {
+                    self.session.end_at_next_evaluation();
+                }
             }
             if self.is_finished() {
                 return Ok(idle);
@@ -1145,11 +1231,14 @@ impl Driver {
         }
         let completed = Advanced { commands, completed_iteration: true };
         let iteration = self.session.iteration() - 1;
+        self.last_reported = false;
         let Some(losses) = step.losses else { return Ok(completed) };
-        if !losses.loss.is_finite() {
-            self.non_finite_at = Some(iteration);
+        if !losses.loss.is_finite() || !step.gradient_finite {
+            let gradient = losses.loss.is_finite();
+            self.non_finite_at = Some(NonFinite { iteration, scale: self.scale, gradient });
             return Ok(completed);
         }
+        self.last_reported = true;
         self.latest = Some((iteration, losses));
         let mut stop = false;
         if report {
@@ -1210,8 +1299,8 @@ impl Driver {
     }
 
     /// Ends the run: the result is the last image with a finite reported loss, and
-    /// [`Outcome::non_finite_at`] says whether a non-finite loss ended it. Updates and seconds
-    /// count every scale.
+    /// [`Outcome::non_finite_at`] says whether a non-finite loss or gradient ended it. Updates
+    /// and seconds count every scale.
     pub fn finish(self) -> Result<Outcome> {
         let mut outcome = self.session.finish()?;
         outcome.non_finite_at = self.non_finite_at;

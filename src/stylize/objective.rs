@@ -338,8 +338,9 @@ impl Objective {
         let options = PlanOptions { train: true, until: spec.deepest_layer(), classify: false };
         let forward = ForwardPlan::with_input(ctx, fnet, width, height, &options, Some(image.clone()))?;
         let k = &fnet.kernels;
-        // The four slots, then one partial sum per workgroup of each loss dispatch: content
-        // layers', style layers', then the TV loss's.
+        // The slots, then one partial sum per workgroup of each loss dispatch: content layers',
+        // style layers', then the TV loss's (and the squared image gradient's, written by the
+        // same dispatch).
         let layer_size = |id: LayerId| forward.layer_buffer(id).map(|(i, _)| (i.channels, i.height * i.width));
         let mut content_groups = Vec::new();
         for &id in &spec.content_layers {
@@ -361,8 +362,10 @@ impl Objective {
         let content_end = LOSS_SLOTS as u32 + content_groups.iter().sum::<u32>();
         let style_end = content_end + style_groups.iter().sum::<u32>();
         let tv_end = style_end + tv_groups;
-        let losses = ctx.zeroed_buffer("losses", (tv_end + if normalize { norm_groups } else { 0 }) as usize);
-        let mut next_norm = tv_end;
+        // The TV dispatch also writes one partial of Σ (d total / d image)² per workgroup.
+        let gradient_end = tv_end + tv_groups;
+        let losses = ctx.zeroed_buffer("losses", (gradient_end + if normalize { norm_groups } else { 0 }) as usize);
+        let mut next_norm = gradient_end;
         let mut next_partial = LOSS_SLOTS as u32;
         let mut partials = |groups: u32| {
             next_partial += groups;
@@ -480,7 +483,7 @@ impl Objective {
         let tv = LossParams { groups: tv_groups, partial: partials(tv_groups), ..totals };
         weighted.push((ops.len(), tv, Term::Totals));
         ops.push(k.losses.tv(ctx, TvLoss { value: image, grad: image_grad, losses: &losses }, &tv));
-        let total = LossParams { ends: [content_end, style_end, tv_end, 0], ..totals };
+        let total = LossParams { ends: [content_end, style_end, tv_end, gradient_end], ..totals };
         weighted.push((ops.len(), total, Term::Totals));
         ops.push(k.losses.total(ctx, TotalLoss { losses: &losses }, &total));
         Ok(Self { forward, ops, losses, weighted, own_grads, work, _targets: targets })
@@ -520,7 +523,8 @@ impl Objective {
         self.work
     }
 
-    /// The losses buffer: content, style, tv, total.
+    /// The losses buffer: content, style, tv, total, ‖d total / d image‖² (see
+    /// [`crate::kernels::losses::GRADIENT_SLOT`]).
     pub fn losses(&self) -> &wgpu::Buffer {
         &self.losses
     }
