@@ -147,9 +147,9 @@ fn a_second_sigint_ends_stylize_at_once_without_temp_files() {
     }
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.png");
-    // 256 px: an iteration takes long enough (about 0.5 s on lavapipe) that the second signal
-    // comes before the first one's final image is written.
-    let mut run = Run::start(&endless(&output, "256", &["--print-every", "1", "--save-every", "1"]));
+    // 256 px in one scale: an iteration takes long enough (about 0.5 s on lavapipe) that the
+    // second signal comes before the first one's final image is written.
+    let mut run = Run::start(&endless(&output, "256", &["--scales", "1", "--print-every", "1", "--save-every", "1"]));
     run.wait_for_iteration(1);
     run.signal(libc::SIGINT);
     std::thread::sleep(Duration::from_millis(100));

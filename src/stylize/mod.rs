@@ -728,7 +728,8 @@ impl Stylizer {
     pub fn drive(&self, content: &RgbImage, styles: &[RgbImage], options: &StylizeOptions) -> Result<Driver> {
         self.validate(options, styles.len())?;
         let plan = plan(content.width(), content.height(), options)?;
-        for scale in &plan {
+        // Largest first: what does not fit at the output size is what to report.
+        for scale in plan.iter().rev() {
             self.check_scale(content, styles, options, scale.side)?;
         }
         let first = plan[0];
