@@ -177,7 +177,11 @@ fn a_signal_during_an_atomic_write_ends_the_process_only_once_its_temp_file_is_g
         .to_vec();
     let run = Run::start(&args);
     let deadline = Instant::now() + PATIENCE;
-    while temp_files(dir.path()).is_empty() {
+    // The write's temporary file once it has data: `features` first creates and removes an empty
+    // one to check that the destination is writable.
+    let writing =
+        |dir: &Path| temp_files(dir).iter().any(|name| std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() > 0));
+    while !writing(dir.path()) {
         assert!(run.child.id() > 0 && Instant::now() < deadline, "no temporary file appeared");
         std::thread::sleep(Duration::from_micros(500));
     }
