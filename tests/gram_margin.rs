@@ -5,23 +5,10 @@
 mod common;
 
 use common::*;
-use neural_style::arch::LayerId;
 use neural_style::engine::FeatureNet;
 use neural_style::reference::{self, Tensor};
 use neural_style::stylize::{LossSpec, Objective, PlanarImage, Targets};
 use neural_style::weights;
-
-fn image(rng: &mut Rng, w: usize, h: usize) -> PlanarImage {
-    PlanarImage { width: w, height: h, data: rng.vec(3 * w * h, 0.5).iter().map(|v| v + 0.5).collect() }
-}
-
-fn layer(name: &str) -> LayerId {
-    name.parse().unwrap()
-}
-
-fn to_f64(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
 
 fn tensor(img: &PlanarImage) -> Tensor {
     Tensor::from_f32(3, img.height, img.width, &img.data)
@@ -36,7 +23,8 @@ fn gram_without_the_border_matches_cpu_reference() {
     let (w, h) = (37, 29);
     // A style image of another size and aspect; block5.expand (3×2 at 37×29) has no interior
     // and keeps every pixel.
-    let (content, style, init) = (image(&mut rng, w, h), image(&mut rng, 23, 41), image(&mut rng, w, h));
+    let (content, style, init) =
+        (random_image(&mut rng, w, h), random_image(&mut rng, 23, 41), random_image(&mut rng, w, h));
     let spec = LossSpec {
         content_layers: vec![layer("block3.expand")],
         style_layers: vec![

@@ -7,23 +7,10 @@
 mod common;
 
 use common::*;
-use neural_style::arch::LayerId;
 use neural_style::engine::FeatureNet;
 use neural_style::reference::{self, GradientRule, Tensor};
-use neural_style::stylize::{LossSpec, Objective, PlanarImage, Targets};
+use neural_style::stylize::{LossSpec, Objective, Targets};
 use neural_style::weights;
-
-fn image(rng: &mut Rng, w: usize, h: usize) -> PlanarImage {
-    PlanarImage { width: w, height: h, data: rng.vec(3 * w * h, 0.5).iter().map(|v| v + 0.5).collect() }
-}
-
-fn layer(name: &str) -> LayerId {
-    name.parse().unwrap()
-}
-
-fn to_f64(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
 
 #[test]
 fn normalized_gradients_match_cpu_reference() {
@@ -32,7 +19,8 @@ fn normalized_gradients_match_cpu_reference() {
     let fnet = FeatureNet::new(&ctx, net.clone());
     let mut rng = Rng::new(21);
     let (w, h) = (29, 23);
-    let (content, style, init) = (image(&mut rng, w, h), image(&mut rng, 19, 21), image(&mut rng, w, h));
+    let (content, style, init) =
+        (random_image(&mut rng, w, h), random_image(&mut rng, 19, 21), random_image(&mut rng, w, h));
     // block3.expand, the deepest layer, has a content and a style loss; stem and block1.expand
     // send their style gradients into layers that also receive gradient from deeper ones.
     let spec = LossSpec {

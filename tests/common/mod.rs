@@ -203,3 +203,19 @@ pub fn stylize(output: &Path, extra: &[&str]) -> Output {
         .output()
         .expect("run neural-style")
 }
+
+/// A `w`×`h` planar RGB image of uniform random values in [0, 1].
+pub fn random_image(rng: &mut Rng, w: usize, h: usize) -> neural_style::stylize::PlanarImage {
+    let data = rng.vec(3 * w * h, 0.5).iter().map(|v| v + 0.5).collect();
+    neural_style::stylize::PlanarImage { width: w, height: h, data }
+}
+
+/// The layer called `name`.
+pub fn layer(name: &str) -> neural_style::arch::LayerId {
+    name.parse().unwrap()
+}
+
+/// `v` in f64.
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
