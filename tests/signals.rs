@@ -147,9 +147,10 @@ fn a_second_sigint_ends_stylize_at_once_without_temp_files() {
     }
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.png");
-    // 256 px in one scale: an iteration takes long enough (about 0.5 s on lavapipe) that the
-    // second signal comes before the first one's final image is written.
-    let mut run = Run::start(&endless(&output, "256", &["--scales", "1", "--print-every", "1", "--save-every", "1"]));
+    // 384 px in one scale, no snapshots: the next iteration (about 0.6 s on lavapipe) starts as
+    // soon as a progress line is out, so the first signal arrives during it and the second one,
+    // 100 ms later, comes before the first one's final image is written.
+    let mut run = Run::start(&endless(&output, "384", &["--scales", "1", "--print-every", "1"]));
     run.wait_for_iteration(1);
     run.signal(libc::SIGINT);
     std::thread::sleep(Duration::from_millis(100));
