@@ -1,22 +1,28 @@
 // L-BFGS with PyTorch's torch.optim.LBFGS semantics (lr, no line search, one evaluation per
 // iteration, curvature pairs skipped when yᵀs ≤ 1e-10, first step scaled by min(1, 1/‖g‖₁)),
-// entirely on the GPU in three dispatches, with no readback:
-//   lbfgs_dots    one pass over the vectors: every dot product the two-loop recursion needs
-//                 (per-workgroup partial sums);
-//   lbfgs_solve   one workgroup: sums the partials, keeps the history's dot-product matrices,
-//                 and runs the two-loop recursion on scalars only, which leaves the direction as
-//                 d = c_g·g + Σ_i (c_s[i]·s_i + c_y[i]·y_i);
-//   lbfgs_update  one pass: stores the new curvature pair, forms d, and steps x += t·d.
+// entirely on the GPU with no readback. The curvature pairs live in pages (buffers of as many
+// pairs as one storage binding holds), so a long history or a large image never needs a binding
+// larger than the device allows. One iteration is, for P pages:
+//   lbfgs_dots        per page: every dot product of the two-loop recursion that involves the
+//                     page's pairs (the first page also the current vectors'), as per-workgroup
+//                     partial sums;
+//   lbfgs_solve       one workgroup: sums the partials, keeps the history's dot-product matrices,
+//                     and runs the two-loop recursion on scalars only, which leaves the direction
+//                     as d = c_g·g + Σ_i (c_s[i]·s_i + c_y[i]·y_i);
+//   lbfgs_store_pair  per page: stores the accepted pair if its slot is on the page;
+//   lbfgs_direction   per page: adds the page's terms to d (the first page starts from c_g·g);
+//   lbfgs_step        x += t·d, g_prev = g.
 // The recursion is linear in the vectors, so running it on their dot products gives the same
 // direction as PyTorch's vector loop (up to rounding) for a fraction of the memory traffic.
 //
-// Buffers: g (the gradient); hist = [Y_0 … Y_{m-1} | S_0 … S_{m-1} | g_prev | d] ((2m + 2)·n; the
-// pairs are a ring: logical pair i, oldest first, lives in slot (start + i) mod m); scalars = the
-// state below, then per-slot arrays, the m×m matrices, the dot totals and the partial sums.
+// Buffers: g (the gradient); a page = [Y_a … Y_{a+k-1} | S_a … S_{a+k-1}] (2k·n, pairs a..a+k of
+// the ring: logical pair i, oldest first, lives in slot (start + i) mod m); recent = [g_prev | d]
+// (2n); scalars = the state below, then per-slot arrays, the m×m matrices, the dot totals and the
+// partial sums.
 
 struct LbfgsParams {
-    n: u32, history: u32, groups: u32, _pad0: u32,
-    lr: f32, tolerance_grad: f32, tolerance_change: f32, _pad1: u32,
+    n: u32, history: u32, groups: u32, first_pair: u32,
+    lr: f32, tolerance_grad: f32, tolerance_change: f32, pairs: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: LbfgsParams;
@@ -64,20 +70,27 @@ const G_NEW_S: u32 = 4u;
 const ABS_SUM: u32 = 5u;
 const ABS_MAX: u32 = 6u;
 
-fn y_at(slot: u32, j: u32) -> u32 { return slot * p.n + j; }
-fn s_at(slot: u32, j: u32) -> u32 { return (p.history + slot) * p.n + j; }
-fn g_prev_at(j: u32) -> u32 { return 2u * p.history * p.n + j; }
-fn d_at(j: u32) -> u32 { return (2u * p.history + 1u) * p.n + j; }
+// Indices on this dispatch's page of the ring slot `slot` (which must be on it), and in recent.
+fn y_at(slot: u32, j: u32) -> u32 { return (slot - p.first_pair) * p.n + j; }
+fn s_at(slot: u32, j: u32) -> u32 { return (p.pairs + slot - p.first_pair) * p.n + j; }
+fn g_prev_at(j: u32) -> u32 { return j; }
+fn d_at(j: u32) -> u32 { return p.n + j; }
+
+fn on_page(slot: u32) -> bool {
+    return slot >= p.first_pair && slot < p.first_pair + p.pairs;
+}
 
 // Logical index (0 = oldest) of the pair in `slot`.
 fn logical(slot: u32, start: u32) -> u32 {
     return (slot + p.history - start) % p.history;
 }
 
-// ---- lbfgs_dots: grid [groups, m + 1]; row r < m pairs the current vectors with slot r ----
+// ---- lbfgs_dots: grid [groups, pairs (+ 1 on the first page)]; row y < pairs pairs the current
+// vectors with the page's slot first_pair + y, row y = pairs is the current row (row m) ----
 
-@group(0) @binding(2) var<storage, read> hist_in: array<f32>;
+@group(0) @binding(2) var<storage, read> page_in: array<f32>;
 @group(0) @binding(3) var<storage, read_write> scalars_rw: array<f32>;
+@group(0) @binding(8) var<storage, read> recent_in: array<f32>;
 
 // Invocations per quantity in the dot pass's final sums, and the entries each of them adds.
 const LANES: u32 = WORKGROUP / LBFGS_QUANTITIES;
@@ -88,23 +101,24 @@ var<workgroup> stage: array<array<f32, LANES>, LBFGS_QUANTITIES>;
 
 @compute @workgroup_size(WORKGROUP)
 fn lbfgs_dots(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let row = wid.y;
+    let current = wid.y == p.pairs;
+    let row = select(p.first_pair + wid.y, p.history, current);
     let count = u32(scalars_rw[COUNT]);
     // y and s of the previous step exist from the second iteration on.
     let has_pair = scalars_rw[N_ITER] >= 1.0;
     let t_prev = scalars_rw[STEP];
     var acc: array<f32, LBFGS_QUANTITIES>;
-    let row_used = row == p.history || logical(row, u32(scalars_rw[START])) < count;
+    let row_used = current || logical(row, u32(scalars_rw[START])) < count;
     if row_used {
         for (var j = wid.x * WORKGROUP + lid.x; j < p.n; j += p.groups * WORKGROUP) {
             let gj = g[j];
             var y = 0.0;
             var s = 0.0;
             if has_pair {
-                y = gj - hist_in[g_prev_at(j)];
-                s = t_prev * hist_in[d_at(j)];
+                y = gj - recent_in[g_prev_at(j)];
+                s = t_prev * recent_in[d_at(j)];
             }
-            if row == p.history {
+            if current {
                 acc[G_G] += gj * gj;
                 acc[Y_Y] += y * y;
                 acc[Y_S] += y * s;
@@ -113,8 +127,8 @@ fn lbfgs_dots(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
                 acc[ABS_SUM] += abs(gj);
                 acc[ABS_MAX] = max(acc[ABS_MAX], abs(gj));
             } else {
-                let yr = hist_in[y_at(row, j)];
-                let sr = hist_in[s_at(row, j)];
+                let yr = page_in[y_at(row, j)];
+                let sr = page_in[s_at(row, j)];
                 acc[G_Y] += gj * yr;
                 acc[G_S] += gj * sr;
                 acc[NEW_Y_Y] += y * yr;
@@ -129,7 +143,7 @@ fn lbfgs_dots(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     workgroupBarrier();
     let q = lid.x / LANES;
     let lane = lid.x % LANES;
-    let take_max = row == p.history && q == ABS_MAX;
+    let take_max = current && q == ABS_MAX;
     var v = 0.0;
     for (var i = 0u; i < PER_LANE; i++) {
         let e = partials[lane * PER_LANE + i][q];
@@ -142,7 +156,7 @@ fn lbfgs_dots(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
         var total = 0.0;
         for (var i = 0u; i < LANES; i++) {
             let e = stage[lid.x][i];
-            total = select(total + e, max(total, e), row == p.history && lid.x == ABS_MAX);
+            total = select(total + e, max(total, e), current && lid.x == ABS_MAX);
         }
         scalars_rw[partial_at(row, lid.x, wid.x)] = total;
     }
@@ -287,38 +301,60 @@ fn g_dot_y(slot: u32, accepted_slot: u32) -> f32 {
     return select(total(slot, G_Y), total(p.history, G_NEW_Y), slot == accepted_slot);
 }
 
-// ---- lbfgs_update: one invocation per value (a flat dispatch, see flat_index) ----
+// ---- lbfgs_store_pair, lbfgs_direction, lbfgs_step: one invocation per value (a flat
+// dispatch, see flat_index) ----
 
-@group(0) @binding(5) var<storage, read_write> hist: array<f32>;
+@group(0) @binding(5) var<storage, read_write> page: array<f32>;
 @group(0) @binding(6) var<storage, read> scalars_in: array<f32>;
 @group(0) @binding(7) var<storage, read_write> x: array<f32>;
+@group(0) @binding(9) var<storage, read_write> recent: array<f32>;
 
-// Stores the accepted pair, forms d, then x += t·d (unless the direction was rejected) and
-// g_prev = g.
+// Stores the pair accepted this iteration (y = g − g_prev, s = t_prev·d) when its slot is on the
+// page; runs on every page before lbfgs_direction replaces d.
 @compute @workgroup_size(WORKGROUP)
-fn lbfgs_update(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn lbfgs_store_pair(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = flat_index(gid);
+    let slot = u32(scalars_in[ACCEPTED_SLOT]);
+    if j >= p.n || scalars_in[IDLE] != 0.0 || scalars_in[ACCEPTED] != 1.0 || !on_page(slot) {
+        return;
+    }
+    page[y_at(slot, j)] = g[j] - recent_in[g_prev_at(j)];
+    page[s_at(slot, j)] = scalars_in[STEP_PREV] * recent_in[d_at(j)];
+}
+
+// d = c_g·g (first page) or d so far, plus the page's terms, oldest pair first.
+@compute @workgroup_size(WORKGROUP)
+fn lbfgs_direction(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = flat_index(gid);
     if j >= p.n || scalars_in[IDLE] != 0.0 {
         return;
     }
-    let m = p.history;
-    let gj = g[j];
-    let accepted = scalars_in[ACCEPTED] == 1.0;
-    let new_slot = u32(scalars_in[ACCEPTED_SLOT]);
-    if accepted {
-        hist[y_at(new_slot, j)] = gj - hist[g_prev_at(j)];
-        hist[s_at(new_slot, j)] = scalars_in[STEP_PREV] * hist[d_at(j)];
+    var d: f32;
+    if p.first_pair == 0u {
+        d = scalars_in[COEF_G] * g[j];
+    } else {
+        d = recent[d_at(j)];
     }
-    var d = scalars_in[COEF_G] * gj;
     let count = u32(scalars_in[COUNT]);
     let start = u32(scalars_in[START]);
     for (var l = 0u; l < count; l++) {
-        let i = (start + l) % m;
-        d += scalars_in[coef_y_at(i)] * hist[y_at(i, j)] + scalars_in[coef_s_at(i)] * hist[s_at(i, j)];
+        let i = (start + l) % p.history;
+        if on_page(i) {
+            d += scalars_in[coef_y_at(i)] * page_in[y_at(i, j)] + scalars_in[coef_s_at(i)] * page_in[s_at(i, j)];
+        }
     }
-    hist[d_at(j)] = d;
-    hist[g_prev_at(j)] = gj;
+    recent[d_at(j)] = d;
+}
+
+// x += t·d (unless the direction was rejected), then g_prev = g.
+@compute @workgroup_size(WORKGROUP)
+fn lbfgs_step(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = flat_index(gid);
+    if j >= p.n || scalars_in[IDLE] != 0.0 {
+        return;
+    }
     if scalars_in[SKIP] == 0.0 {
-        x[j] += scalars_in[STEP] * d;
+        x[j] += scalars_in[STEP] * recent[d_at(j)];
     }
+    recent[g_prev_at(j)] = g[j];
 }

@@ -642,26 +642,17 @@ fn an_output_name_that_is_only_an_extension_is_called_empty() {
 }
 
 #[test]
-fn an_lbfgs_history_too_long_for_the_device_names_the_history_not_the_image_size() {
-    let Some(ctx) = gpu() else { return };
-    let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
-    // The smallest size of the photo (1024×768) at which 1000 pairs (2002 image-sized vectors)
-    // no longer fit.
-    let size = [100, 200, 400, 800, 1600]
-        .into_iter()
-        .find(|&side| {
-            let (w, h) = image_io::scaled_size(1024, 768, side);
-            2002 * 3 * 4 * u64::from(w * h) > limit
-        })
-        .unwrap();
+fn an_lbfgs_history_longer_than_one_binding_runs_on_several_pages() {
+    if gpu().is_none() {
+        return;
+    }
+    // 1000 pairs of the 100×75 image take 172 MiB: two pages under a 128 MiB binding (lavapipe,
+    // phones), one on devices that bind more. Either way the run goes.
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.png");
-    let run = stylize(&output, &["--size", &size.to_string(), "--lbfgs-history", "1000", "--iterations", "1"]);
-    assert_one_line_error(&run, "the L-BFGS history of 1000 pairs needs a");
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains("lower --lbfgs-history (at most "), "{stderr}");
-    assert!(!stderr.contains("--size") && !stderr.contains("too large for this device"), "{stderr}");
-    assert!(!output.exists());
+    let run = stylize(&output, &["--size", "100", "--lbfgs-history", "1000", "--iterations", "2", "--scales", "1"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(output.exists());
 }
 
 #[test]

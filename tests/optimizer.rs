@@ -1,4 +1,4 @@
-//! The GPU L-BFGS (dot-product formulation, three dispatches) against the plain CPU reference of
+//! The GPU L-BFGS (dot-product formulation, history on pages) against the plain CPU reference of
 //! PyTorch's vector loop, on a function whose gradient the test computes on the CPU.
 
 mod common;
@@ -30,16 +30,18 @@ impl Function {
     }
 }
 
-/// Runs both optimizers for `iterations` steps; returns the worst relative L2 gap of x and the
-/// pairs the reference rejected.
-fn compare(n: usize, history: usize, iterations: usize, b: f64) -> (f64, usize) {
+/// Runs both optimizers for `iterations` steps, the GPU's history on pages of at most
+/// `pairs_per_page` pairs; returns the worst relative L2 gap of x and the pairs the reference
+/// rejected.
+fn compare(n: usize, history: usize, pairs_per_page: usize, iterations: usize, b: f64) -> (f64, usize) {
     let ctx = gpu().expect("GPU");
     let f = Function::new(n, b);
     let x0: Vec<f64> = (0..n).map(|i| ((i * 37 % 101) as f64 / 101.0) - 0.5).collect();
     let x_gpu = ctx.storage_buffer("x", &x0.iter().map(|&v| v as f32).collect::<Vec<_>>());
     let grad = ctx.zeroed_buffer("grad", n);
     let kernels = neural_style::kernels::Kernels::new(&ctx);
-    let lbfgs = Lbfgs::new(&ctx, &kernels, &x_gpu, &grad, n, history, 1.0);
+    let lbfgs = Lbfgs::paged(&ctx, &kernels, &x_gpu, &grad, n, history, 1.0, pairs_per_page);
+    assert_eq!(lbfgs.page_count(), history.div_ceil(pairs_per_page));
     let mut reference = reference::Lbfgs::new(history, 1.0);
     let mut x_ref = x0;
     let mut worst: f64 = 0.0;
@@ -62,14 +64,36 @@ fn compare(n: usize, history: usize, iterations: usize, b: f64) -> (f64, usize) 
 fn lbfgs_matches_the_vector_two_loop_reference_through_history_eviction() {
     // 12 iterations with room for 3 pairs: the ring wraps several times. The gap peaks near 1e-4
     // from f32 rounding alone (PyTorch's vector loop run in f32 on the GPU shows the same gaps).
-    let (worst, _) = compare(3000, 3, 12, 0.0);
+    let (worst, _) = compare(3000, 3, 3, 12, 0.0);
     assert!(worst <= 1e-3, "GPU L-BFGS drifted from the reference: relative L2 {worst:e}");
 }
 
 #[test]
 fn lbfgs_matches_the_reference_when_curvature_pairs_are_rejected() {
     // Strong cosine terms make yᵀs negative on some steps: those pairs must be skipped alike.
-    let (worst, rejected) = compare(500, 4, 10, 3.0);
+    let (worst, rejected) = compare(500, 4, 4, 10, 3.0);
     assert!(rejected > 0, "the function should produce rejected pairs");
     assert!(worst <= 1e-3, "GPU L-BFGS drifted from the reference: relative L2 {worst:e}");
+}
+
+#[test]
+fn lbfgs_with_its_history_split_over_pages_matches_the_reference() {
+    // 5 pairs on pages of 2, 2 and 1: the ring wraps across page boundaries, and the accepted
+    // pair lands on every page in turn; one pair a page is the most a page can be split.
+    for pairs_per_page in [2, 1] {
+        let (worst, _) = compare(3000, 5, pairs_per_page, 14, 0.0);
+        assert!(worst <= 1e-3, "{pairs_per_page} pairs a page: relative L2 {worst:e}");
+    }
+    let (worst, rejected) = compare(500, 4, 3, 10, 3.0);
+    assert!(rejected > 0, "the function should produce rejected pairs");
+    assert!(worst <= 1e-3, "pages of 3 and 1 with rejected pairs: relative L2 {worst:e}");
+}
+
+#[test]
+fn lbfgs_pages_hold_as_many_pairs_as_one_binding() {
+    // A pair of n f32 values is 8n bytes.
+    assert_eq!(Lbfgs::pairs_per_binding(1000, 8000), 1);
+    assert_eq!(Lbfgs::pairs_per_binding(1000, 7999), 0);
+    // 1024×768 under a phone's 128 MiB binding: 7 pairs a page, so the default 10 take 2 pages.
+    assert_eq!(Lbfgs::pairs_per_binding(3 * 1024 * 768, 128 << 20), 7);
 }

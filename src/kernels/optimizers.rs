@@ -1,6 +1,6 @@
 //! `shaders/optim.wgsl` (Adam and the sigmoid parameterization of the bounded image) and
-//! `shaders/lbfgs.wgsl` (L-BFGS in three dispatches: dot products, the two-loop recursion on
-//! them, the update).
+//! `shaders/lbfgs.wgsl` (L-BFGS over a paged history: dot products, the two-loop recursion on
+//! them, storing the new pair, the direction, the step).
 
 use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, flat_grid};
 use super::{kernel_bindings, uniform_params};
@@ -103,33 +103,38 @@ uniform_params! {
         pub history: u32,
         /// Workgroups per row of the dot-product pass ([`lbfgs_groups`]).
         pub groups: u32,
-        /// Padding.
-        pub _pad0: u32,
+        /// The first ring slot on the dispatch's page of the history.
+        pub first_pair: u32,
         /// Learning rate (step length).
         pub lr: f32,
         /// Convergence threshold on max |g|.
         pub tolerance_grad: f32,
         /// Threshold on the directional derivative.
         pub tolerance_change: f32,
-        /// Padding.
-        pub _pad1: u32,
+        /// Pairs on the dispatch's page.
+        pub pairs: u32,
     }
 }
 
 impl LbfgsParams {
     /// `torch.optim.LBFGS` defaults (tolerances 1e-7 and 1e-9) for `n` values, `history` pairs
-    /// and step length `lr`.
+    /// and step length `lr`, with the whole history on one page.
     pub fn new(n: usize, history: usize, lr: f32) -> Self {
         Self {
             n: n as u32,
             history: history as u32,
             groups: lbfgs_groups(n),
-            _pad0: 0,
+            first_pair: 0,
             lr,
             tolerance_grad: 1e-7,
             tolerance_change: 1e-9,
-            _pad1: 0,
+            pairs: history as u32,
         }
+    }
+
+    /// The same parameters for the page holding ring slots `first_pair..first_pair + pairs`.
+    pub fn page(self, first_pair: usize, pairs: usize) -> Self {
+        Self { first_pair: first_pair as u32, pairs: pairs as u32, ..self }
     }
 }
 
@@ -174,10 +179,12 @@ kernel_bindings! {
     pub struct LbfgsDots {
         /// The gradient.
         g: 1 Read,
-        /// The history vectors, g_prev and d.
-        hist_in: 2 Read,
+        /// The page of history pairs.
+        page_in: 2 Read,
         /// The scalar state (partial sums written).
         scalars_rw: 3 ReadWrite,
+        /// g_prev and d.
+        recent_in: 8 Read,
     }
 }
 
@@ -190,16 +197,44 @@ kernel_bindings! {
 }
 
 kernel_bindings! {
-    /// Buffers of `lbfgs_update`.
-    pub struct LbfgsUpdate {
+    /// Buffers of `lbfgs_store_pair`.
+    pub struct LbfgsStorePair {
         /// The gradient.
         g: 1 Read,
-        /// The history vectors, g_prev and d.
-        hist: 5 ReadWrite,
+        /// g_prev and d.
+        recent_in: 8 Read,
+        /// The page of history pairs, which may receive the new pair.
+        page: 5 ReadWrite,
+        /// The scalar state.
+        scalars_in: 6 Read,
+    }
+}
+
+kernel_bindings! {
+    /// Buffers of `lbfgs_direction`.
+    pub struct LbfgsDirection {
+        /// The gradient.
+        g: 1 Read,
+        /// The page of history pairs.
+        page_in: 2 Read,
+        /// The scalar state.
+        scalars_in: 6 Read,
+        /// g_prev and d (d accumulated).
+        recent: 9 ReadWrite,
+    }
+}
+
+kernel_bindings! {
+    /// Buffers of `lbfgs_step`.
+    pub struct LbfgsStep {
+        /// The gradient.
+        g: 1 Read,
         /// The scalar state.
         scalars_in: 6 Read,
         /// The optimized vector, stepped in place.
         x: 7 ReadWrite,
+        /// g_prev (written) and d.
+        recent: 9 ReadWrite,
     }
 }
 
@@ -229,11 +264,18 @@ pub const LBFGS_DOTS: KernelSpec = KernelSpec {
 };
 /// `lbfgs_solve`.
 pub const LBFGS_SOLVE: KernelSpec = KernelSpec { entry: "lbfgs_solve", storage: LbfgsSolve::BINDINGS, ..LBFGS_DOTS };
-/// `lbfgs_update`.
-pub const LBFGS_UPDATE: KernelSpec = KernelSpec { entry: "lbfgs_update", storage: LbfgsUpdate::BINDINGS, ..LBFGS_DOTS };
+/// `lbfgs_store_pair`.
+pub const LBFGS_STORE_PAIR: KernelSpec =
+    KernelSpec { entry: "lbfgs_store_pair", storage: LbfgsStorePair::BINDINGS, ..LBFGS_DOTS };
+/// `lbfgs_direction`.
+pub const LBFGS_DIRECTION: KernelSpec =
+    KernelSpec { entry: "lbfgs_direction", storage: LbfgsDirection::BINDINGS, ..LBFGS_DOTS };
+/// `lbfgs_step`.
+pub const LBFGS_STEP: KernelSpec = KernelSpec { entry: "lbfgs_step", storage: LbfgsStep::BINDINGS, ..LBFGS_DOTS };
 
 /// Every kernel of the two files.
-pub const SPECS: &[KernelSpec] = &[ADAM, SQUASH, SQUASH_BACKWARD, LBFGS_DOTS, LBFGS_SOLVE, LBFGS_UPDATE];
+pub const SPECS: &[KernelSpec] =
+    &[ADAM, SQUASH, SQUASH_BACKWARD, LBFGS_DOTS, LBFGS_SOLVE, LBFGS_STORE_PAIR, LBFGS_DIRECTION, LBFGS_STEP];
 
 /// The kernels of `optim.wgsl` and `lbfgs.wgsl`.
 pub struct Optimizers {
@@ -242,7 +284,9 @@ pub struct Optimizers {
     squash_backward: Kernel,
     lbfgs_dots: Kernel,
     lbfgs_solve: Kernel,
-    lbfgs_update: Kernel,
+    lbfgs_store_pair: Kernel,
+    lbfgs_direction: Kernel,
+    lbfgs_step: Kernel,
 }
 
 impl Optimizers {
@@ -256,7 +300,9 @@ impl Optimizers {
             squash_backward: Kernel::new(ctx, &optim, SQUASH_BACKWARD),
             lbfgs_dots: Kernel::new(ctx, &lbfgs, LBFGS_DOTS),
             lbfgs_solve: Kernel::new(ctx, &lbfgs, LBFGS_SOLVE),
-            lbfgs_update: Kernel::new(ctx, &lbfgs, LBFGS_UPDATE),
+            lbfgs_store_pair: Kernel::new(ctx, &lbfgs, LBFGS_STORE_PAIR),
+            lbfgs_direction: Kernel::new(ctx, &lbfgs, LBFGS_DIRECTION),
+            lbfgs_step: Kernel::new(ctx, &lbfgs, LBFGS_STEP),
         }
     }
 
@@ -275,10 +321,11 @@ impl Optimizers {
         self.squash_backward.bind(ctx, p, &buffers.buffers(), flat_grid(p.n as usize))
     }
 
-    /// The dot products: `p.groups` workgroups for each of the m history rows and the current
-    /// one.
+    /// The dot products of the page `p` names: `p.groups` workgroups for each of its pairs and,
+    /// on the first page, the current vectors.
     pub fn lbfgs_dots(&self, ctx: &GpuContext, buffers: LbfgsDots, p: &LbfgsParams) -> BoundOp {
-        self.lbfgs_dots.bind(ctx, p, &buffers.buffers(), [p.groups, p.history + 1, 1])
+        let rows = p.pairs + u32::from(p.first_pair == 0);
+        self.lbfgs_dots.bind(ctx, p, &buffers.buffers(), [p.groups, rows, 1])
     }
 
     /// The two-loop recursion on the dot products: one workgroup.
@@ -286,8 +333,18 @@ impl Optimizers {
         self.lbfgs_solve.bind(ctx, p, &buffers.buffers(), [1, 1, 1])
     }
 
-    /// The new pair, the direction and the step over `p.n` values.
-    pub fn lbfgs_update(&self, ctx: &GpuContext, buffers: LbfgsUpdate, p: &LbfgsParams) -> BoundOp {
-        self.lbfgs_update.bind(ctx, p, &buffers.buffers(), flat_grid(p.n as usize))
+    /// Stores the accepted pair over `p.n` values if its slot is on the page `p` names.
+    pub fn lbfgs_store_pair(&self, ctx: &GpuContext, buffers: LbfgsStorePair, p: &LbfgsParams) -> BoundOp {
+        self.lbfgs_store_pair.bind(ctx, p, &buffers.buffers(), flat_grid(p.n as usize))
+    }
+
+    /// Adds the terms of the page `p` names to the direction over `p.n` values.
+    pub fn lbfgs_direction(&self, ctx: &GpuContext, buffers: LbfgsDirection, p: &LbfgsParams) -> BoundOp {
+        self.lbfgs_direction.bind(ctx, p, &buffers.buffers(), flat_grid(p.n as usize))
+    }
+
+    /// The step along the direction over `p.n` values.
+    pub fn lbfgs_step(&self, ctx: &GpuContext, buffers: LbfgsStep, p: &LbfgsParams) -> BoundOp {
+        self.lbfgs_step.bind(ctx, p, &buffers.buffers(), flat_grid(p.n as usize))
     }
 }

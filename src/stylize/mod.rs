@@ -294,19 +294,6 @@ pub enum OptionError {
     LearningRate,
     /// `lbfgs_history` is outside 1..=1000.
     LbfgsHistory(usize),
-    /// The L-BFGS history does not fit the device at this image size (a shorter one does).
-    LbfgsHistoryTooLarge {
-        /// The history asked for.
-        history: usize,
-        /// The image size (width, height).
-        size: (usize, usize),
-        /// MiB its buffer needs.
-        mib: u64,
-        /// The device's largest buffer, in MiB.
-        limit_mib: u64,
-        /// The longest history that fits.
-        fits: usize,
-    },
     /// `style_blend_weights` has a value count other than the style image count.
     BlendWeightCount {
         /// Values given.
@@ -338,7 +325,7 @@ impl OptionError {
             OptionError::LossWeight { option, .. } => *option,
             OptionError::StyleLayerWeight => OptionName::StyleLayers,
             OptionError::LearningRate => OptionName::LearningRate,
-            OptionError::LbfgsHistory(_) | OptionError::LbfgsHistoryTooLarge { .. } => OptionName::LbfgsHistory,
+            OptionError::LbfgsHistory(_) => OptionName::LbfgsHistory,
             OptionError::BlendWeightCount { .. } | OptionError::BlendWeights => OptionName::StyleBlendWeights,
             OptionError::DuplicateLayer { option, .. } => *option,
         }
@@ -352,10 +339,6 @@ impl OptionError {
             OptionError::LossWeight { value, .. } => format!("{name} must be a finite number ≥ 0, got {value}"),
             OptionError::StyleLayerWeight => "style layer weights must be finite numbers ≥ 0".into(),
             OptionError::LbfgsHistory(h) => format!("{name} must be between 1 and 1000, got {h}"),
-            OptionError::LbfgsHistoryTooLarge { history, size: (w, h), mib, limit_mib, fits } => format!(
-                "the L-BFGS history of {history} pairs needs a {mib} MiB buffer at {w}x{h}, the device's limit is \
-                 {limit_mib} MiB: lower {name} (at most {fits} fit)"
-            ),
             OptionError::BlendWeightCount { values, styles } => {
                 format!("{name} has {values} values for {styles} style images")
             }
@@ -444,8 +427,8 @@ pub struct Stylizer {
     fnet: Arc<FeatureNet>,
 }
 
-/// Checks that an output of `width`×`height` fits the device: every layer, and the optimizer's
-/// history (one buffer of 2m + 2 image-sized vectors for L-BFGS).
+/// Checks that an output of `width`×`height` fits the device: every layer, and for L-BFGS one
+/// curvature pair (the history is kept on pages of as many pairs as one binding holds).
 pub fn check_device(
     ctx: &GpuContext,
     fnet: &FeatureNet,
@@ -457,25 +440,7 @@ pub fn check_device(
     if options.optimizer == OptimizerKind::Adam {
         return Ok(());
     }
-    let n = 3 * width * height;
-    let limit = crate::engine::buffer_limit(ctx);
-    let bytes = Lbfgs::state_floats(n, options.lbfgs_history) as u64 * 4;
-    // The longest history that fits: (2m + 2) image-sized vectors.
-    let fits = (limit / (4 * n as u64)).saturating_sub(2) / 2;
-    if bytes <= limit {
-        Ok(())
-    } else if fits == 0 {
-        crate::engine::check_fits(ctx, "the L-BFGS history", Lbfgs::state_floats(n, 1), width, height)
-    } else {
-        Err(OptionError::LbfgsHistoryTooLarge {
-            history: options.lbfgs_history,
-            size: (width, height),
-            mib: bytes.div_ceil(1 << 20),
-            limit_mib: limit >> 20,
-            fits: fits as usize,
-        }
-        .into())
-    }
+    crate::engine::check_fits(ctx, "an L-BFGS curvature pair", 2 * 3 * width * height, width, height)
 }
 
 /// One scale of a run's schedule.

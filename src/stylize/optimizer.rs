@@ -4,8 +4,8 @@
 use crate::engine::Work;
 use crate::gpu::GpuContext;
 use crate::kernels::optimizers::{
-    AdamParams, AdamStep, LbfgsDots, LbfgsParams, LbfgsSolve, LbfgsUpdate, SquashBackward, SquashParams,
-    lbfgs_scalars_len,
+    AdamParams, AdamStep, LbfgsDirection, LbfgsDots, LbfgsParams, LbfgsSolve, LbfgsStep, LbfgsStorePair,
+    SquashBackward, SquashParams, lbfgs_scalars_len,
 };
 use crate::kernels::{BoundOp, Kernels};
 
@@ -54,16 +54,19 @@ impl Adam {
 }
 
 /// L-BFGS as `torch.optim.LBFGS(lr, history_size, line_search_fn=None)` stepping once per
-/// evaluation: three dispatches every iteration (dot products, the two-loop recursion on them,
-/// the update), no readback.
+/// evaluation, with no readback. The curvature pairs are kept in pages, each as many pairs as one
+/// storage binding holds, so the history is bounded by the device's memory rather than by its
+/// largest binding; an iteration is 3 dispatches per page and 2 more.
 pub struct Lbfgs {
     ops: Vec<BoundOp>,
     params: LbfgsParams,
-    state: [wgpu::Buffer; 2],
+    pages: usize,
+    state: Vec<wgpu::Buffer>,
 }
 
 impl Lbfgs {
-    /// Plans the update of `x` (n values) from `grad`, keeping `history` curvature pairs.
+    /// Plans the update of `x` (n values) from `grad`, keeping `history` curvature pairs on pages
+    /// as large as the device binds.
     pub fn new(
         ctx: &GpuContext,
         k: &Kernels,
@@ -73,23 +76,72 @@ impl Lbfgs {
         history: usize,
         lr: f32,
     ) -> Self {
-        let history = history.max(1);
-        let hist = ctx.zeroed_buffer("lbfgs.history", Self::state_floats(n, history));
-        let params = LbfgsParams::new(n, history, lr);
-        let scalars = ctx.zeroed_buffer("lbfgs.scalars", lbfgs_scalars_len(history, params.groups as usize));
-        let o = &k.optimizers;
-        let ops = vec![
-            o.lbfgs_dots(ctx, LbfgsDots { g: grad, hist_in: &hist, scalars_rw: &scalars }, &params),
-            o.lbfgs_solve(ctx, LbfgsSolve { scalars: &scalars }, &params),
-            o.lbfgs_update(ctx, LbfgsUpdate { g: grad, hist: &hist, scalars_in: &scalars, x }, &params),
-        ];
-        Self { ops, params, state: [hist, scalars] }
+        let per_page = Self::pairs_per_binding(n, crate::engine::buffer_limit(ctx)).max(1);
+        Self::paged(ctx, k, x, grad, n, history, lr, per_page)
     }
 
-    /// Floats of the vector state for n values and m pairs: the pairs, then g_prev and d (one
-    /// buffer, which must fit the device's largest storage binding).
-    pub fn state_floats(n: usize, history: usize) -> usize {
-        (2 * history.max(1) + 2) * n
+    /// As [`Lbfgs::new`], with at most `pairs_per_page` pairs on each page.
+    #[allow(clippy::too_many_arguments)]
+    pub fn paged(
+        ctx: &GpuContext,
+        k: &Kernels,
+        x: &wgpu::Buffer,
+        grad: &wgpu::Buffer,
+        n: usize,
+        history: usize,
+        lr: f32,
+        pairs_per_page: usize,
+    ) -> Self {
+        let history = history.max(1);
+        let per_page = pairs_per_page.clamp(1, history);
+        let params = LbfgsParams::new(n, history, lr);
+        let recent = ctx.zeroed_buffer("lbfgs.recent", 2 * n);
+        let scalars = ctx.zeroed_buffer("lbfgs.scalars", lbfgs_scalars_len(history, params.groups as usize));
+        let pages: Vec<(LbfgsParams, wgpu::Buffer)> = (0..history)
+            .step_by(per_page)
+            .map(|first| {
+                let pairs = per_page.min(history - first);
+                (params.page(first, pairs), ctx.zeroed_buffer("lbfgs.pairs", 2 * pairs * n))
+            })
+            .collect();
+        let o = &k.optimizers;
+        let mut ops = Vec::with_capacity(3 * pages.len() + 2);
+        for (p, page) in &pages {
+            ops.push(o.lbfgs_dots(
+                ctx,
+                LbfgsDots { g: grad, page_in: page, scalars_rw: &scalars, recent_in: &recent },
+                p,
+            ));
+        }
+        ops.push(o.lbfgs_solve(ctx, LbfgsSolve { scalars: &scalars }, &params));
+        for (p, page) in &pages {
+            ops.push(o.lbfgs_store_pair(
+                ctx,
+                LbfgsStorePair { g: grad, recent_in: &recent, page, scalars_in: &scalars },
+                p,
+            ));
+        }
+        for (p, page) in &pages {
+            ops.push(o.lbfgs_direction(
+                ctx,
+                LbfgsDirection { g: grad, page_in: page, scalars_in: &scalars, recent: &recent },
+                p,
+            ));
+        }
+        ops.push(o.lbfgs_step(ctx, LbfgsStep { g: grad, scalars_in: &scalars, x, recent: &recent }, &params));
+        let page_count = pages.len();
+        let state = pages.into_iter().map(|(_, b)| b).chain([recent, scalars]).collect();
+        Self { ops, params, pages: page_count, state }
+    }
+
+    /// How many curvature pairs of n values one binding of `limit` bytes holds (0: not even one).
+    pub fn pairs_per_binding(n: usize, limit: u64) -> usize {
+        (limit / (8 * n as u64)) as usize
+    }
+
+    /// How many pages the history is kept on.
+    pub fn page_count(&self) -> usize {
+        self.pages
     }
 
     /// Forgets the history and the iteration count, as a fresh `torch.optim.LBFGS` (x stays).
@@ -104,13 +156,15 @@ impl Lbfgs {
         &self.ops
     }
 
-    /// The work of one iteration with a full history of m pairs: the dot pass reads g, g_prev, d
-    /// and the 2m history vectors; the update reads them again and writes the new pair, d, g_prev
-    /// and x.
+    /// The work of one iteration with a full history of m pairs over P pages: the dot pass reads
+    /// g, g_prev and d once per page and the 2m history vectors; the pair store reads g, g_prev
+    /// and d and writes a pair; the direction reads the 2m vectors again, d on every page but the
+    /// first, and writes d on every page; the step reads g, d and x and writes x and g_prev.
     pub fn work(&self) -> Work {
-        let (n, m) = (f64::from(self.params.n), f64::from(self.params.history));
-        let vectors = 2.0 * m + 3.0;
-        Work::new(2.0 * (5.0 * m + 7.0) * n + 2.0 * (2.0 * m + 2.0) * n, 2.0 * vectors * n + 6.0 * n)
+        let (n, m, pages) = (f64::from(self.params.n), f64::from(self.params.history), self.pages as f64);
+        let flops = 2.0 * (5.0 * m + 7.0) * n + 2.0 * (2.0 * m + 2.0) * n + 4.0 * n;
+        let vectors = (2.0 * m + 3.0 * pages) + 5.0 + (2.0 * m + 2.0 * pages) + 5.0;
+        Work::new(flops, vectors * n)
     }
 }
 
