@@ -49,6 +49,9 @@ pub struct BenchResult {
     /// Bytes of GPU buffers allocated while planning this size (targets, activations,
     /// gradients, optimizer state, uniforms): an upper bound of the plan's peak.
     pub plan_bytes: u64,
+    /// Bytes of the largest buffer (and binding) so far, the network's included: what must fit
+    /// the device's storage-binding limit.
+    pub largest_buffer_bytes: u64,
     /// The total loss after the last iteration (a finite number shows the loop really ran).
     pub final_loss: f32,
 }
@@ -138,6 +141,7 @@ pub fn run_size(
         ms_per_iteration: seconds * 1e3 / n,
         profile,
         plan_bytes,
+        largest_buffer_bytes: ctx.largest_buffer_bytes(),
         final_loss,
     })
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use neural_style::arch::Arch;
-use neural_style::gpu::BackendChoice;
+use neural_style::gpu::{BackendChoice, LimitsProfile};
 use neural_style::stylize::OptimizerKind;
 
 /// Gatys-style neural style transfer on the GPU with a MobileNetV3 feature network (WGSL kernels via wgpu).
@@ -173,6 +173,9 @@ pub struct CommonArgs {
     /// Use the first adapter whose name contains this text (see `neural-style devices`).
     #[arg(long)]
     pub adapter: Option<String>,
+    /// Device limits to open the GPU with; `phone` checks on a desktop that a run fits a phone.
+    #[arg(long, value_enum, default_value = "adapter")]
+    pub limits: LimitsProfile,
     /// Machine-readable JSON output.
     #[arg(long)]
     pub json: bool,
@@ -289,6 +292,6 @@ pub enum ViewerMode {
 impl CommonArgs {
     /// The device these options ask for.
     pub fn device_request(&self) -> neural_style::gpu::DeviceRequest {
-        neural_style::gpu::DeviceRequest { backend: self.backend, adapter: self.adapter.clone(), ..Default::default() }
+        neural_style::gpu::DeviceRequest { backend: self.backend, adapter: self.adapter.clone(), limits: self.limits }
     }
 }

@@ -581,7 +581,8 @@ fn bench(options: &neural_style::bench::BenchOptions, common: &CommonArgs) -> Re
     }
     if common.json {
         let device = json!({"name": info.name, "backend": format!("{:?}", info.backend), "driver": info.driver,
-                            "driver_info": info.driver_info, "timestamps": timestamps});
+                            "driver_info": info.driver_info, "timestamps": timestamps,
+                            "max_storage_buffer_binding_size": ctx.limits.max_storage_buffer_binding_size});
         let out = json!({"tool": "neural-style", "version": env!("CARGO_PKG_VERSION"), "device": device,
                          "weights": path.display().to_string(), "network_bytes": network_bytes,
                          "results": results});
@@ -594,7 +595,7 @@ fn print_bench(r: &neural_style::bench::BenchResult) -> Result<()> {
     let p = &r.profile;
     outln!(
         "{0}x{0} {1}: {2:.2} it/s, {3:.1} ms/iteration ({4} iterations), {5} dispatches/iteration, plan {6:.1} MiB, \
-         final loss {7:.4}",
+         largest buffer {7:.1} MiB, final loss {8:.4}",
         r.size,
         clap::ValueEnum::to_possible_value(&r.optimizer).map_or_else(String::new, |v| v.get_name().to_string()),
         r.iterations_per_second,
@@ -602,6 +603,7 @@ fn print_bench(r: &neural_style::bench::BenchResult) -> Result<()> {
         r.iterations,
         p.dispatches,
         r.plan_bytes as f64 / (1 << 20) as f64,
+        r.largest_buffer_bytes as f64 / (1 << 20) as f64,
         r.final_loss
     )?;
     outln!(
@@ -816,15 +818,15 @@ fn weights_import(file: &Path, expected_sha256: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-#[cfg(not(feature = "fetch"))]
+#[cfg(not(all(feature = "fetch", not(target_os = "android"))))]
 fn weights_fetch(_: Option<weights::store::Asset>, _: Option<&str>, _: Option<&str>) -> Result<()> {
     bail!(
-        "this neural-style was built without the downloader (cargo feature `fetch`): download the file elsewhere \
-         and install it with `neural-style weights import FILE`"
+        "this neural-style was built without the downloader (cargo feature `fetch`, not on Android): download \
+         the file elsewhere and install it with `neural-style weights import FILE`"
     )
 }
 
-#[cfg(feature = "fetch")]
+#[cfg(all(feature = "fetch", not(target_os = "android")))]
 fn weights_fetch(name: Option<weights::store::Asset>, url: Option<&str>, expected_sha256: Option<&str>) -> Result<()> {
     use weights::store::{self, Asset, Kind};
     let timeout = weights::fetch::timeout()?;
@@ -856,14 +858,14 @@ fn weights_fetch(name: Option<weights::store::Asset>, url: Option<&str>, expecte
 }
 
 /// The last path segment of a URL, without query or fragment.
-#[cfg(feature = "fetch")]
+#[cfg(all(feature = "fetch", not(target_os = "android")))]
 fn url_file_name(url: &str) -> &str {
     let path = url.split(['?', '#']).next().unwrap_or(url);
     path.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("download")
 }
 
 /// Downloads with a progress bar on a terminal (a line on stdout otherwise).
-#[cfg(feature = "fetch")]
+#[cfg(all(feature = "fetch", not(target_os = "android")))]
 fn download(url: &str, timeout: std::time::Duration) -> Result<Vec<u8>> {
     use indicatif::{ProgressBar, ProgressStyle};
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {

@@ -76,11 +76,28 @@ pub struct DeviceRequest {
     pub backend: Option<BackendChoice>,
     /// Pick the first adapter whose name contains this (case-insensitive).
     pub adapter: Option<String>,
-    /// Create the device with exactly `wgpu::Limits::downlevel_defaults()` (used by tests to prove
-    /// the kernels fit the most restrictive devices). Otherwise the downlevel limits are raised
-    /// only for buffer sizes, to what the adapter offers, so large images fit.
-    pub strict_downlevel_limits: bool,
+    /// The limits to open the device with.
+    pub limits: LimitsProfile,
 }
+
+/// The limits a device is opened with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LimitsProfile {
+    /// wgpu's downlevel defaults with the buffer sizes the adapter offers, so large images fit.
+    #[default]
+    Adapter,
+    /// A phone's: wgpu's downlevel defaults, a 128 MiB storage binding, a 256 MiB buffer.
+    Phone,
+}
+
+/// A phone's limits: `wgpu::Limits::downlevel_defaults()` (4 storage buffers per stage, 256
+/// invocations per workgroup, 16 KiB workgroup memory) with a 128 MiB storage binding and a
+/// 256 MiB buffer, as common Android Vulkan drivers report.
+pub const PHONE_LIMITS: wgpu::Limits = wgpu::Limits {
+    max_storage_buffer_binding_size: 128 << 20,
+    max_buffer_size: 256 << 20,
+    ..wgpu::Limits::downlevel_defaults()
+};
 
 /// One adapter as listed by `neural-style devices`.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -190,6 +207,7 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     errors: Arc<Mutex<Vec<String>>>,
     allocated: std::sync::atomic::AtomicU64,
+    largest: std::sync::atomic::AtomicU64,
 }
 
 impl GpuContext {
@@ -233,11 +251,14 @@ impl GpuContext {
     fn open(adapter: &wgpu::Adapter, request: &DeviceRequest) -> Result<Self> {
         let info = adapter.get_info();
         let adapter_limits = adapter.limits();
-        let mut limits = wgpu::Limits::downlevel_defaults();
-        if !request.strict_downlevel_limits {
-            limits.max_buffer_size = adapter_limits.max_buffer_size;
-            limits.max_storage_buffer_binding_size = adapter_limits.max_storage_buffer_binding_size;
-        }
+        let limits = match request.limits {
+            LimitsProfile::Adapter => wgpu::Limits {
+                max_buffer_size: adapter_limits.max_buffer_size,
+                max_storage_buffer_binding_size: adapter_limits.max_storage_buffer_binding_size,
+                ..wgpu::Limits::downlevel_defaults()
+            },
+            LimitsProfile::Phone => PHONE_LIMITS,
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("neural-style"),
             // Timestamps only feed `bench`'s per-kernel breakdown; nothing depends on them.
@@ -259,7 +280,7 @@ impl GpuContext {
                 lost.lock().unwrap().push(format!("GPU device lost: {msg}"));
             }
         });
-        Ok(Self { device, queue, info, limits, errors, allocated: Default::default() })
+        Ok(Self { device, queue, info, limits, errors, allocated: Default::default(), largest: Default::default() })
     }
 
     /// Returns the first GPU error reported since the last check, as an `Err`.
@@ -280,8 +301,15 @@ impl GpuContext {
         self.allocated.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Bytes of the largest buffer created through this context so far (every buffer is bound
+    /// whole, so this is also the largest binding).
+    pub fn largest_buffer_bytes(&self) -> u64 {
+        self.largest.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn count(&self, buffer: wgpu::Buffer) -> wgpu::Buffer {
         self.allocated.fetch_add(buffer.size(), std::sync::atomic::Ordering::Relaxed);
+        self.largest.fetch_max(buffer.size(), std::sync::atomic::Ordering::Relaxed);
         buffer
     }
 

@@ -40,16 +40,23 @@ fn bench_reports_rates_dispatches_kernel_times_and_work_per_size() {
         assert!((f(r, "ms_per_iteration") * ips - 1000.0).abs() < 1e-6 * 1000.0);
         assert!(f(r, "final_loss").is_finite());
         assert!(f(r, "plan_bytes") > 0.0);
+        // The largest buffer is at least the image's 3·w·h floats and within the device's limit.
+        let largest = f(r, "largest_buffer_bytes");
+        assert!(
+            largest >= 12.0 * f(r, "size").powi(2)
+                && largest <= f(&report["device"], "max_storage_buffer_binding_size")
+        );
         let p = &r["profile"];
         let families = p["families"].as_array().expect("families");
         let count =
             |name: &str| families.iter().find(|x| x["family"] == name).map_or(0, |x| x["dispatches"].as_u64().unwrap());
         let total: u64 = families.iter().map(|x| x["dispatches"].as_u64().unwrap()).sum();
         assert_eq!(total, p["dispatches"].as_u64().unwrap(), "families add up to the dispatch count");
-        // L-BFGS is three dispatches; each of the four default style layers has a Gram product
+        // L-BFGS is five dispatches with its history on one page (dots, solve, store, direction,
+        // step); each of the four default style layers has a Gram product
         // and a style-gradient product; the stem is its forward pass, its activation's backward
         // and its input gradient.
-        assert_eq!(count("optimizer"), 3);
+        assert_eq!(count("optimizer"), 5);
         assert_eq!(count("gram"), 8);
         assert_eq!(count("stem"), 3);
         assert!(count("depthwise") > 0 && count("pointwise") > 0);

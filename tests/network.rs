@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use neural_style::engine::{FeatureNet, ForwardPlan, PlanOptions};
-use neural_style::gpu::DeviceRequest;
+use neural_style::gpu::{DeviceRequest, LimitsProfile};
 use neural_style::reference::{self, Tensor};
 use neural_style::weights;
 
@@ -58,8 +58,8 @@ fn uint8_model_with_implicit_relu_clamps_matches_python_reference() {
 }
 
 #[test]
-fn full_forward_pass_runs_under_downlevel_default_limits() {
-    let request = DeviceRequest { strict_downlevel_limits: true, ..Default::default() };
+fn full_forward_pass_runs_under_the_phone_profile() {
+    let request = DeviceRequest { limits: LimitsProfile::Phone, ..Default::default() };
     compare_with_fixture(&default_weights(), "tflite_int8_37x23.safetensors", request);
 }
 

@@ -1,7 +1,7 @@
 //! Weight files: finding them, installing them ([`store`], [`fetch`] with the `fetch` feature), and
 //! reading TFLite and torchvision safetensors into a [`Network`].
 
-#[cfg(feature = "fetch")]
+#[cfg(all(feature = "fetch", not(target_os = "android")))]
 pub mod fetch;
 pub mod store;
 mod tflite;
