@@ -205,6 +205,8 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     /// The limits the device was created with.
     pub limits: wgpu::Limits,
+    instance: wgpu::Instance,
+    adapter: wgpu::Adapter,
     errors: Arc<Mutex<Vec<String>>>,
     allocated: std::sync::atomic::AtomicU64,
     largest: std::sync::atomic::AtomicU64,
@@ -216,7 +218,7 @@ impl GpuContext {
         check_backend_available(request.backend)?;
         let instance = instance(request.backend);
         let adapter = pick_adapter(&instance, request, None)?;
-        Self::open(&adapter, request)
+        Self::open(instance, adapter, request)
     }
 
     /// Opens a device that can present to `window`, and the window's surface.
@@ -234,7 +236,23 @@ impl GpuContext {
                 adapter.get_info().name
             );
         }
-        let caps = surface.get_capabilities(&adapter);
+        let ctx = Self::open(instance, adapter, request)?;
+        let surface = ctx.present_surface(surface)?;
+        Ok((ctx, surface))
+    }
+
+    /// A surface for a new window on this device (after the previous one was lost, as when an
+    /// Android app is sent to the background and comes back).
+    pub fn create_surface(&self, window: impl Into<wgpu::SurfaceTarget<'static>>) -> Result<PresentSurface> {
+        let surface = self.instance.create_surface(window).context("cannot create a surface for the window")?;
+        if !self.adapter.is_surface_supported(&surface) {
+            bail!("adapter {:?} cannot present to the new window", self.info.name);
+        }
+        self.present_surface(surface)
+    }
+
+    fn present_surface(&self, surface: wgpu::Surface<'static>) -> Result<PresentSurface> {
+        let caps = surface.get_capabilities(&self.adapter);
         // Pixel values are sRGB-encoded already: prefer a surface that takes them as they are.
         let format = caps
             .formats
@@ -244,11 +262,10 @@ impl GpuContext {
             .or_else(|| caps.formats.first().copied())
             .context("the window surface offers no format")?;
         let alpha_mode = caps.alpha_modes.first().copied().unwrap_or(wgpu::CompositeAlphaMode::Auto);
-        let ctx = Self::open(&adapter, request)?;
-        Ok((ctx, PresentSurface { surface, format, alpha_mode }))
+        Ok(PresentSurface { surface, format, alpha_mode })
     }
 
-    fn open(adapter: &wgpu::Adapter, request: &DeviceRequest) -> Result<Self> {
+    fn open(instance: wgpu::Instance, adapter: wgpu::Adapter, request: &DeviceRequest) -> Result<Self> {
         let info = adapter.get_info();
         let adapter_limits = adapter.limits();
         let limits = match request.limits {
@@ -280,7 +297,17 @@ impl GpuContext {
                 lost.lock().unwrap().push(format!("GPU device lost: {msg}"));
             }
         });
-        Ok(Self { device, queue, info, limits, errors, allocated: Default::default(), largest: Default::default() })
+        Ok(Self {
+            device,
+            queue,
+            info,
+            limits,
+            instance,
+            adapter,
+            errors,
+            allocated: Default::default(),
+            largest: Default::default(),
+        })
     }
 
     /// Returns the first GPU error reported since the last check, as an `Err`.

@@ -13,6 +13,8 @@
 pub mod arch;
 pub mod atomic;
 pub mod bench;
+#[cfg(feature = "viewer")]
+pub mod controls;
 pub mod driver;
 pub mod engine;
 pub mod gpu;

@@ -2,9 +2,11 @@
 //! presented straight from the optimizer's GPU buffer, while optimization steps are interleaved
 //! with frames so the window stays responsive even on a slow device.
 //!
-//! Keys: Space pauses and resumes; S saves a snapshot; Esc (or closing the window) stops; `+` / `-`
-//! double or halve the style weight (the optimizer restarts from the current image); Tab toggles
-//! between the image and the content photo.
+//! Keys and touches are in [`crate::controls`] (closing the window stops too; changing the style
+//! weight restarts the optimizer from the current image). When the platform takes the window
+//! away (an Android app sent to the background) the surface is dropped, a snapshot is reported
+//! and the run waits; when the window comes back a new surface is made on the same device and the
+//! run goes on with its optimizer state.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,7 @@ use winit::event_loop::{ActiveEventLoop, EventLoop};
 use winit::keyboard::{Key, NamedKey};
 use winit::window::{Window, WindowId};
 
+use crate::controls::{self, Action, Gestures, KeyPress};
 use crate::engine::FeatureNet;
 use crate::gpu::{DeviceRequest, GpuContext, PresentSurface};
 use crate::image_io;
@@ -59,7 +62,13 @@ impl Viewer {
     pub fn new() -> Result<Self> {
         let event_loop = EventLoop::new()
             .map_err(|e| anyhow!("cannot open a window: {} (no display? set DISPLAY)", without_source_location(&e)))?;
-        Ok(Self { event_loop, cancel: None })
+        Ok(Self::from_event_loop(event_loop))
+    }
+
+    /// Uses an event loop the platform made (on Android, the one built with the app's
+    /// `AndroidApp`).
+    pub fn from_event_loop(event_loop: EventLoop<()>) -> Self {
+        Self { event_loop, cancel: None }
     }
 
     /// Uses `flag` as the run's cancel flag (see [`Driver::cancel_flag`]): once it is set the
@@ -91,6 +100,7 @@ impl Viewer {
             on_event,
             outcome: None,
             cancel: self.cancel,
+            epoch: Instant::now(),
         };
         self.event_loop.run_app(&mut app).context("window event loop failed")?;
         if let Some(e) = app.error {
@@ -109,6 +119,7 @@ impl Viewer {
             on_event: |_: ViewerEvent| Ok(()),
             outcome: None,
             cancel: self.cancel,
+            epoch: Instant::now(),
         };
         self.event_loop.run_app(&mut app).context("window event loop failed")?;
         app.error.map_or(Ok(()), Err)
@@ -128,16 +139,20 @@ struct App<F> {
     on_event: F,
     outcome: Option<Outcome>,
     cancel: Option<Arc<AtomicBool>>,
+    /// The instant touch times count from.
+    epoch: Instant,
 }
 
-/// The window and what it shows.
+/// The device, the run and what is shown; the display comes and goes with the window.
 struct Running {
-    window: Arc<Window>,
     ctx: Arc<GpuContext>,
-    surface: PresentSurface,
-    presenter: Presenter,
+    /// The window, its surface and the present pipeline; none while the platform has taken the
+    /// window away.
+    display: Option<Display>,
     /// The run (none when only showing an image).
     driver: Option<Driver>,
+    /// The image shown when there is no run.
+    shown: Option<(wgpu::Buffer, (u32, u32))>,
     paused: bool,
     show_content: bool,
     /// Whether [`ViewerEvent::Finished`] was sent.
@@ -150,6 +165,14 @@ struct Running {
     frames: (usize, Instant, f64),
     /// Iterations completed in the current second, and the rate over the last full second.
     iterations: (usize, Instant, f64),
+    gestures: Gestures,
+}
+
+/// A window with its surface and the present pipeline for the current scale.
+struct Display {
+    window: Arc<Window>,
+    surface: PresentSurface,
+    presenter: Presenter,
 }
 
 impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
@@ -172,7 +195,7 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
         );
         let (ctx, surface) = GpuContext::with_surface(&self.request, window.clone())?;
         let ctx = Arc::new(ctx);
-        let (driver, image, content, size) = match job {
+        let (driver, shown) = match job {
             Job::Stylize { net, content, styles, options } => {
                 let fnet = Arc::new(FeatureNet::new(&ctx, *net));
                 let mut driver =
@@ -180,24 +203,15 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
                 if let Some(cancel) = &self.cancel {
                     driver = driver.with_cancel_flag(cancel.clone());
                 }
-                let session = driver.session();
-                let (image, content) = (session.image_buffer().clone(), session.content_buffer().clone());
-                // The first scale's size (the window is sized for the last).
-                let size = (session.width() as u32, session.height() as u32);
-                (Some(driver), image, content, size)
+                (Some(driver), None)
             }
-            Job::Show(img) => {
-                let buffer = ctx.storage_buffer("image", &image_io::to_chw(&img));
-                (None, buffer.clone(), buffer, (w, h))
-            }
+            Job::Show(img) => (None, Some((ctx.storage_buffer("image", &image_io::to_chw(&img)), (w, h)))),
         };
-        let presenter = Presenter::new(&ctx, &surface, [&image, &content], size);
         let mut running = Running {
-            window,
             ctx,
-            surface,
-            presenter,
+            display: None,
             driver,
+            shown,
             paused: false,
             show_content: false,
             finished: false,
@@ -205,10 +219,48 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
             commands_per_frame: 16,
             frames: (0, Instant::now(), 0.0),
             iterations: (0, Instant::now(), 0.0),
+            gestures: Gestures::new(window.scale_factor()),
         };
-        running.configure();
-        running.window.request_redraw();
+        running.attach(window, surface);
         self.running = Some(running);
+        Ok(())
+    }
+
+    /// The window is back (Android: the app returned to the foreground): a new window surface
+    /// on the same device, and the run goes on.
+    fn reattach(&mut self, event_loop: &ActiveEventLoop) -> Result<()> {
+        let Some(r) = &mut self.running else { return Ok(()) };
+        if r.display.is_some() {
+            return Ok(());
+        }
+        let window = Arc::new(
+            event_loop
+                .create_window(Window::default_attributes().with_title("neural-style"))
+                .context("cannot create a window")?,
+        );
+        let surface = r.ctx.create_surface(window.clone())?;
+        r.gestures = Gestures::new(window.scale_factor());
+        r.attach(window, surface);
+        if let Some(driver) = &mut r.driver {
+            driver.pause_clock(r.paused);
+        }
+        Ok(())
+    }
+
+    /// The platform took the window away: drop the surface (it must not outlive the window),
+    /// keep the device and the run, stop the clock, and report a snapshot (an app in the
+    /// background may be killed without notice).
+    fn detach(&mut self) -> Result<()> {
+        let Some(r) = &mut self.running else { return Ok(()) };
+        if r.display.take().is_none() {
+            return Ok(());
+        }
+        if let Some(driver) = &mut r.driver {
+            driver.pause_clock(true);
+            let image = driver.current_image()?;
+            let iteration = driver.session().iteration().saturating_sub(1);
+            (self.on_event)(ViewerEvent::Step(Event::Snapshot { iteration, image: &image }))?;
+        }
         Ok(())
     }
 
@@ -216,6 +268,9 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
     /// a fast device, pieces of one on a slow device), then present.
     fn frame(&mut self) -> Result<()> {
         let Some(r) = &mut self.running else { return Ok(()) };
+        if r.display.is_none() {
+            return Ok(());
+        }
         let frame_start = Instant::now();
         let mut new_scale = false;
         if let Some(driver) = &mut r.driver {
@@ -227,15 +282,7 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
                 budget = budget.saturating_sub(advanced.commands);
                 r.iterations.0 += usize::from(advanced.completed_iteration);
             }
-            if driver.scale() != r.presented_scale {
-                // A new scale: its session's buffers, at its size.
-                r.presented_scale = driver.scale();
-                let session = driver.session();
-                let size = (session.width() as u32, session.height() as u32);
-                let images = [session.image_buffer(), session.content_buffer()];
-                r.presenter = Presenter::new(&r.ctx, &r.surface, images, size);
-                new_scale = true;
-            }
+            new_scale = driver.scale() != r.presented_scale;
             let last_scale = driver.scale() + 1 == driver.plan().len();
             if last_scale && driver.session().is_done() && driver.non_finite_at().is_none() && !r.finished {
                 r.finished = true;
@@ -244,7 +291,8 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
             }
         }
         if new_scale {
-            r.configure();
+            // A new scale: its session's buffers, at its size.
+            r.rebuild_presenter();
         }
         r.present()?;
         // Adapt the work per frame so that frames take about the budget.
@@ -256,43 +304,39 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
         }
         r.update_title();
         if r.driver.as_ref().is_some_and(|d| !d.is_finished()) && !r.paused {
-            r.window.request_redraw();
+            r.request_redraw();
         }
         Ok(())
     }
 
-    fn key(&mut self, event_loop: &ActiveEventLoop, key: &Key) -> Result<()> {
+    fn act(&mut self, event_loop: &ActiveEventLoop, action: Action) -> Result<()> {
         let Some(r) = &mut self.running else { return Ok(()) };
-        match key {
-            Key::Named(NamedKey::Escape) => event_loop.exit(),
-            Key::Named(NamedKey::Space) => {
+        match action {
+            Action::Stop => event_loop.exit(),
+            Action::TogglePause => {
                 r.paused = !r.paused;
                 if let Some(driver) = &mut r.driver {
                     driver.pause_clock(r.paused);
                 }
             }
-            Key::Named(NamedKey::Tab) => r.show_content = !r.show_content,
-            Key::Character(c) => match c.as_str() {
-                "s" | "S" => {
-                    if let Some(driver) = &mut r.driver {
-                        let image = driver.current_image()?;
-                        let iteration = driver.session().iteration().saturating_sub(1);
-                        (self.on_event)(ViewerEvent::Step(Event::Snapshot { iteration, image: &image }))?;
-                    }
+            Action::ToggleContent => r.show_content = !r.show_content,
+            Action::Snapshot => {
+                if let Some(driver) = &mut r.driver {
+                    let image = driver.current_image()?;
+                    let iteration = driver.session().iteration().saturating_sub(1);
+                    (self.on_event)(ViewerEvent::Step(Event::Snapshot { iteration, image: &image }))?;
                 }
-                "+" | "=" | "-" => {
-                    if let Some(driver) = &mut r.driver {
-                        let mut w = driver.weights();
-                        w[1] = if c == "-" { w[1] / 2.0 } else { w[1] * 2.0 };
-                        driver.set_weights(w);
-                    }
+            }
+            Action::DoubleStyle | Action::HalveStyle => {
+                if let Some(driver) = &mut r.driver {
+                    let mut w = driver.weights();
+                    w[1] = if action == Action::HalveStyle { w[1] / 2.0 } else { w[1] * 2.0 };
+                    driver.set_weights(w);
                 }
-                _ => {}
-            },
-            _ => {}
+            }
         }
         r.update_title();
-        r.window.request_redraw();
+        r.request_redraw();
         Ok(())
     }
 
@@ -304,7 +348,14 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
 
 impl<F: FnMut(ViewerEvent) -> Result<()>> ApplicationHandler for App<F> {
     fn resumed(&mut self, event_loop: &ActiveEventLoop) {
-        if let Err(e) = self.start(event_loop) {
+        let result = if self.running.is_none() { self.start(event_loop) } else { self.reattach(event_loop) };
+        if let Err(e) = result {
+            self.fail(event_loop, e);
+        }
+    }
+
+    fn suspended(&mut self, event_loop: &ActiveEventLoop) {
+        if let Err(e) = self.detach() {
             self.fail(event_loop, e);
         }
     }
@@ -318,9 +369,23 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> ApplicationHandler for App<F> {
             WindowEvent::Resized(_) => {
                 if let Some(r) = &mut self.running {
                     r.configure();
-                    r.window.request_redraw();
+                    r.request_redraw();
                 }
                 Ok(())
+            }
+            WindowEvent::Touch(t) => {
+                let phase = match t.phase {
+                    winit::event::TouchPhase::Started => controls::TouchPhase::Started,
+                    winit::event::TouchPhase::Moved => controls::TouchPhase::Moved,
+                    winit::event::TouchPhase::Ended => controls::TouchPhase::Ended,
+                    winit::event::TouchPhase::Cancelled => controls::TouchPhase::Cancelled,
+                };
+                let time = self.epoch.elapsed();
+                let touch = controls::Touch { finger: t.id, phase, position: (t.location.x, t.location.y), time };
+                match self.running.as_mut().and_then(|r| r.gestures.touch(touch)) {
+                    Some(action) => self.act(event_loop, action),
+                    None => Ok(()),
+                }
             }
             WindowEvent::RedrawRequested => self.frame(),
             // One action per real press: on gaining focus winit synthesizes a press for each key
@@ -329,7 +394,10 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> ApplicationHandler for App<F> {
                 event: KeyEvent { logical_key, state: ElementState::Pressed, repeat: false, .. },
                 is_synthetic: false,
                 ..
-            } => self.key(event_loop, &logical_key),
+            } => match key_press(&logical_key).and_then(Action::of_key) {
+                Some(action) => self.act(event_loop, action),
+                None => Ok(()),
+            },
             _ => Ok(()),
         };
         if let Err(e) = result {
@@ -389,26 +457,76 @@ fn window_size(event_loop: &ActiveEventLoop, w: u32, h: u32) -> PhysicalSize<u32
     PhysicalSize::new(((w as f64 * scale) as u32).max(1), ((h as f64 * scale) as u32).max(1))
 }
 
+/// winit's key as the viewer's controls see it.
+fn key_press(key: &Key) -> Option<KeyPress<'_>> {
+    match key {
+        Key::Named(NamedKey::Escape) => Some(KeyPress::Escape),
+        Key::Named(NamedKey::GoBack | NamedKey::BrowserBack) => Some(KeyPress::Back),
+        Key::Named(NamedKey::Space) => Some(KeyPress::Space),
+        Key::Named(NamedKey::Tab) => Some(KeyPress::Tab),
+        Key::Character(c) => Some(KeyPress::Character(c.as_str())),
+        _ => None,
+    }
+}
+
 impl Running {
+    /// Shows what this runs in `window`, through `surface`.
+    fn attach(&mut self, window: Arc<Window>, surface: PresentSurface) {
+        let (images, size) = self.presented();
+        let presenter = Presenter::new(&self.ctx, &surface, [&images[0], &images[1]], size);
+        self.display = Some(Display { window, surface, presenter });
+        self.configure();
+        self.request_redraw();
+    }
+
+    /// The image and content buffers to present, and their size: the current scale's.
+    fn presented(&mut self) -> ([wgpu::Buffer; 2], (u32, u32)) {
+        if let Some(driver) = &self.driver {
+            self.presented_scale = driver.scale();
+            let session = driver.session();
+            let size = (session.width() as u32, session.height() as u32);
+            return ([session.image_buffer().clone(), session.content_buffer().clone()], size);
+        }
+        let (image, size) = self.shown.clone().expect("a viewer shows a run or an image");
+        ([image.clone(), image], size)
+    }
+
+    /// A new present pipeline for the current scale's buffers.
+    fn rebuild_presenter(&mut self) {
+        let (images, size) = self.presented();
+        if let Some(d) = &mut self.display {
+            d.presenter = Presenter::new(&self.ctx, &d.surface, [&images[0], &images[1]], size);
+        }
+        self.configure();
+    }
+
+    fn request_redraw(&self) {
+        if let Some(d) = &self.display {
+            d.window.request_redraw();
+        }
+    }
+
     fn configure(&mut self) {
-        let size = self.window.inner_size();
+        let Some(d) = &mut self.display else { return };
+        let size = d.window.inner_size();
         let config = wgpu::SurfaceConfiguration {
             usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
-            format: self.surface.format,
+            format: d.surface.format,
             width: size.width.max(1),
             height: size.height.max(1),
             present_mode: wgpu::PresentMode::Fifo,
             desired_maximum_frame_latency: 2,
-            alpha_mode: self.surface.alpha_mode,
+            alpha_mode: d.surface.alpha_mode,
             view_formats: Vec::new(),
             color_space: wgpu::SurfaceColorSpace::default(),
         };
-        self.surface.surface.configure(&self.ctx.device, &config);
-        self.presenter.resize(&self.ctx, config.width, config.height);
+        d.surface.surface.configure(&self.ctx.device, &config);
+        d.presenter.resize(&self.ctx, config.width, config.height);
     }
 
     fn present(&mut self) -> Result<()> {
-        let frame = match self.surface.surface.get_current_texture() {
+        let Some(d) = &mut self.display else { return Ok(()) };
+        let frame = match d.surface.surface.get_current_texture() {
             wgpu::CurrentSurfaceTexture::Success(t) | wgpu::CurrentSurfaceTexture::Suboptimal(t) => t,
             wgpu::CurrentSurfaceTexture::Outdated | wgpu::CurrentSurfaceTexture::Lost => {
                 self.configure();
@@ -418,9 +536,9 @@ impl Running {
         };
         let view = frame.texture.create_view(&Default::default());
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        self.presenter.draw(&mut encoder, &view, self.show_content);
+        d.presenter.draw(&mut encoder, &view, self.show_content);
         self.ctx.queue.submit([encoder.finish()]);
-        self.window.pre_present_notify();
+        d.window.pre_present_notify();
         self.ctx.queue.present(frame);
         self.frames.0 += 1;
         for counter in [&mut self.frames, &mut self.iterations] {
@@ -433,8 +551,9 @@ impl Running {
     }
 
     fn update_title(&self) {
+        let Some(d) = &self.display else { return };
         let Some(driver) = &self.driver else {
-            self.window.set_title("neural-style — view (Esc closes)");
+            d.window.set_title("neural-style — view (Esc closes)");
             return;
         };
         let (iteration, loss) = driver.latest().map_or((0, f32::NAN), |(i, l)| (i, l.loss));
@@ -453,7 +572,7 @@ impl Running {
         } else {
             String::new()
         };
-        self.window.set_title(&format!(
+        d.window.set_title(&format!(
             "neural-style — {scale}iteration {iteration}/{} · loss {loss:.5} · {:.1} it/s · {:.0} fps · style weight {}{}{state}",
             driver.session().total_iterations(),
             self.iterations.2,
