@@ -12,6 +12,11 @@
 //   lbfgs_store_pair  per page: stores the accepted pair if its slot is on the page;
 //   lbfgs_direction   per page: adds the page's terms to d (the first page starts from c_g·g);
 //   lbfgs_step        x += t·d, g_prev = g.
+// With line_search set, an iteration whose loss does not decrease enough (Armijo's condition on
+// the total loss the objective left in `losses`) is a backtrack instead: the history, d and
+// g_prev stay, and x moves back along d to a shorter step (the minimizer of the quadratic through
+// the two losses and the slope, within [0.1 t, 0.5 t]), evaluated next iteration. So one bad
+// curvature estimate cannot throw the image far away; without it, the semantics are PyTorch's.
 // The recursion is linear in the vectors, so running it on their dot products gives the same
 // direction as PyTorch's vector loop (up to rounding) for a fraction of the memory traffic.
 //
@@ -23,6 +28,7 @@
 struct LbfgsParams {
     n: u32, history: u32, groups: u32, first_pair: u32,
     lr: f32, tolerance_grad: f32, tolerance_change: f32, pairs: u32,
+    line_search: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: LbfgsParams;
@@ -40,6 +46,14 @@ const SKIP: u32 = 7u;
 const ACCEPTED: u32 = 8u;
 const ACCEPTED_SLOT: u32 = 9u;
 const COEF_G: u32 = 10u;
+const LOSS_PREV: u32 = 11u; // the loss at the last accepted point
+const GTD_PREV: u32 = 12u; // g · d there
+const BACKTRACK: u32 = 13u; // 1: this iteration moves x back along d
+const DELTA: u32 = 14u; // the change of the step along d of a backtrack
+
+// Armijo's sufficient-decrease constant, and the slot of the total loss in `losses`.
+const ARMIJO_C: f32 = 1e-4;
+const TOTAL_LOSS_SLOT: u32 = 3u;
 
 // Per-slot arrays (m entries each) after the state, then the matrices, totals and partials.
 fn rho_at(s: u32) -> u32 { return LBFGS_FIXED_SLOTS + s; }
@@ -165,6 +179,7 @@ fn lbfgs_dots(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
 // ---- lbfgs_solve: one workgroup ----
 
 @group(0) @binding(4) var<storage, read_write> scalars: array<f32>;
+@group(0) @binding(10) var<storage, read> losses: array<f32>;
 
 fn sy(a: u32, b: u32) -> f32 { return scalars[sy_at(a, b)]; }
 fn yy(a: u32, b: u32) -> f32 { return scalars[yy_at(a, b)]; }
@@ -193,8 +208,26 @@ fn lbfgs_solve(@builtin(local_invocation_id) lid: vec3<u32>) {
     let idle = total(m, ABS_MAX) <= p.tolerance_grad;
     scalars[IDLE] = select(0.0, 1.0, idle);
     scalars[ACCEPTED] = 0.0;
+    scalars[BACKTRACK] = 0.0;
     if idle {
         return;
+    }
+    let f = losses[TOTAL_LOSS_SLOT];
+    if p.line_search != 0u && scalars[N_ITER] >= 1.0 && scalars[SKIP] == 0.0 {
+        let t = scalars[STEP];
+        let f0 = scalars[LOSS_PREV];
+        let gtd0 = scalars[GTD_PREV];
+        if !(f <= f0 + ARMIJO_C * t * gtd0) {
+            var t_new = 0.5 * t;
+            let curvature = 2.0 * (f - f0 - gtd0 * t);
+            if abs(f) <= 3.0e38 && curvature > 0.0 {
+                t_new = clamp(-gtd0 * t * t / curvature, 0.1 * t, 0.5 * t);
+            }
+            scalars[BACKTRACK] = 1.0;
+            scalars[DELTA] = t_new - t;
+            scalars[STEP] = t_new;
+            return;
+        }
     }
     scalars[N_ITER] += 1.0;
     scalars[STEP_PREV] = scalars[STEP];
@@ -290,6 +323,8 @@ fn lbfgs_solve(@builtin(local_invocation_id) lid: vec3<u32>) {
         gtd += scalars[coef_y_at(i)] * g_dot_y(i, accepted_slot) + scalars[coef_s_at(i)] * g_dot_s(i, accepted_slot);
     }
     scalars[SKIP] = select(0.0, 1.0, gtd > -p.tolerance_change);
+    scalars[LOSS_PREV] = f;
+    scalars[GTD_PREV] = gtd;
 }
 
 // g · s_i and g · y_i: the new pair's from the current row, the others' from their own rows.
@@ -322,11 +357,12 @@ fn lbfgs_store_pair(@builtin(global_invocation_id) gid: vec3<u32>) {
     page[s_at(slot, j)] = scalars_in[STEP_PREV] * recent_in[d_at(j)];
 }
 
-// d = c_g·g (first page) or d so far, plus the page's terms, oldest pair first.
+// d = c_g·g (first page) or d so far, plus the page's terms, oldest pair first (a backtrack
+// keeps d).
 @compute @workgroup_size(WORKGROUP)
 fn lbfgs_direction(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = flat_index(gid);
-    if j >= p.n || scalars_in[IDLE] != 0.0 {
+    if j >= p.n || scalars_in[IDLE] != 0.0 || scalars_in[BACKTRACK] != 0.0 {
         return;
     }
     var d: f32;
@@ -346,11 +382,16 @@ fn lbfgs_direction(@builtin(global_invocation_id) gid: vec3<u32>) {
     recent[d_at(j)] = d;
 }
 
-// x += t·d (unless the direction was rejected), then g_prev = g.
+// x += t·d (unless the direction was rejected), then g_prev = g; a backtrack moves x along d by
+// the step's change and keeps g_prev (the gradient at the accepted point).
 @compute @workgroup_size(WORKGROUP)
 fn lbfgs_step(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = flat_index(gid);
     if j >= p.n || scalars_in[IDLE] != 0.0 {
+        return;
+    }
+    if scalars_in[BACKTRACK] != 0.0 {
+        x[j] += scalars_in[DELTA] * recent[d_at(j)];
         return;
     }
     if scalars_in[SKIP] == 0.0 {

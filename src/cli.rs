@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use neural_style::arch::Arch;
 use neural_style::gpu::{BackendChoice, LimitsProfile};
-use neural_style::stylize::OptimizerKind;
+use neural_style::stylize::{LineSearch, OptimizerKind};
 
 /// Gatys-style neural style transfer on the GPU with a MobileNetV3 feature network (WGSL kernels via wgpu).
 #[derive(Parser, Debug)]
@@ -59,7 +59,7 @@ pub enum Command {
         common: CommonArgs,
     },
     /// Paint the content photo in the style of the style image(s) (Gatys et al.).
-    Stylize(StylizeArgs),
+    Stylize(Box<StylizeArgs>),
     /// Score stylized images: artifacts, color, style128 and content (one line, or JSON object, per output).
     Quality {
         /// Content photo the outputs were made from.
@@ -214,6 +214,10 @@ pub struct StylizeArgs {
     /// L-BFGS history size.
     #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     pub lbfgs_history: usize,
+    /// What L-BFGS does after a step that does not decrease the loss enough (off with
+    /// --normalize-gradients, whose gradient is not the loss's).
+    #[arg(long, value_enum, default_value_t = LineSearch::Backtracking)]
+    pub lbfgs_line_search: LineSearch,
     /// Weight of the content loss.
     #[arg(long, default_value_t = neural_style::stylize::DEFAULT_CONTENT_WEIGHT, allow_negative_numbers = true)]
     pub content_weight: f32,

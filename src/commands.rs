@@ -405,6 +405,7 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         optimizer: args.optimizer,
         learning_rate: args.learning_rate,
         lbfgs_history: args.lbfgs_history,
+        lbfgs_line_search: args.lbfgs_line_search,
         loss: LossSpec {
             content_layers,
             style_layers,

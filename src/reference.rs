@@ -684,6 +684,9 @@ pub fn backward(net: &Network, image: &Tensor, acts: &Activations, layer_grads: 
 pub struct Lbfgs {
     history: usize,
     lr: f64,
+    line_search: bool,
+    /// The loss and g · d at the last accepted point, and whether x moved from it.
+    accepted: (f64, f64, bool),
     n_iter: usize,
     /// Curvature pairs (y, s, 1/yᵀs), oldest first.
     pairs: Vec<(Vec<f64>, Vec<f64>, f64)>,
@@ -693,14 +696,24 @@ pub struct Lbfgs {
     g_prev: Vec<f64>,
     /// Pairs rejected because yᵀs ≤ 1e-10 so far.
     pub rejected: usize,
+    /// Backtracks so far.
+    pub backtracks: usize,
 }
 
 impl Lbfgs {
-    /// A fresh optimizer.
+    /// A fresh optimizer, PyTorch's.
     pub fn new(history: usize, lr: f64) -> Self {
+        Self::with_line_search(history, lr, false)
+    }
+
+    /// A fresh optimizer that, with `line_search`, backtracks as the GPU's does (see
+    /// [`Lbfgs::step_at`]).
+    pub fn with_line_search(history: usize, lr: f64, line_search: bool) -> Self {
         Self {
             history,
             lr,
+            line_search,
+            accepted: (0.0, 0.0, false),
             n_iter: 0,
             pairs: Vec::new(),
             h_diag: 1.0,
@@ -708,13 +721,39 @@ impl Lbfgs {
             t: 0.0,
             g_prev: Vec::new(),
             rejected: 0,
+            backtracks: 0,
         }
     }
 
-    /// One iteration: updates `x` from its gradient `g`.
+    /// One iteration: updates `x` from its gradient `g` (PyTorch's, without a line search).
     pub fn step(&mut self, x: &mut [f64], g: &[f64]) {
+        self.step_at(x, g, 0.0);
+    }
+
+    /// One iteration from the loss `f` and gradient `g` at `x`. With the line search, when the
+    /// last step from the accepted point did not satisfy Armijo's condition f ≤ f₀ + 1e-4·t·g₀ᵀd,
+    /// x moves back along d to t' = the minimizer of the quadratic through f₀, g₀ᵀd and f,
+    /// clamped to [0.1 t, 0.5 t] (0.5 t when f is not finite or the quadratic not convex),
+    /// and nothing else changes.
+    pub fn step_at(&mut self, x: &mut [f64], g: &[f64], f: f64) {
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
         if g.iter().fold(0.0f64, |m, v| m.max(v.abs())) <= 1e-7 {
+            return;
+        }
+        let (f0, gtd0, moved) = self.accepted;
+        // Written so that a NaN loss fails the condition.
+        let sufficient = f <= f0 + 1e-4 * self.t * gtd0;
+        if self.line_search && self.n_iter >= 1 && moved && !sufficient {
+            let t = self.t;
+            let curvature = 2.0 * (f - f0 - gtd0 * t);
+            let t_new = if f.is_finite() && curvature > 0.0 {
+                (-gtd0 * t * t / curvature).clamp(0.1 * t, 0.5 * t)
+            } else {
+                0.5 * t
+            };
+            x.iter_mut().zip(&self.d).for_each(|(x, d)| *x += (t_new - t) * d);
+            self.t = t_new;
+            self.backtracks += 1;
             return;
         }
         self.n_iter += 1;
@@ -751,7 +790,9 @@ impl Lbfgs {
         self.g_prev = g.to_vec();
         self.t =
             if self.n_iter == 1 { (1.0 / g.iter().map(|v| v.abs()).sum::<f64>()).min(1.0) * self.lr } else { self.lr };
-        if dot(g, &self.d) > -1e-9 {
+        let gtd = dot(g, &self.d);
+        self.accepted = (f, gtd, gtd <= -1e-9);
+        if gtd > -1e-9 {
             return;
         }
         x.iter_mut().zip(&self.d).for_each(|(x, d)| *x += self.t * d);

@@ -168,7 +168,7 @@ fn lbfgs_reproduces_pytorch_loss_trajectory() {
     let n = init.data.len();
     let x = ctx.storage_buffer("image", &init.data);
     let objective = Objective::new(&ctx, &fnet, &fx.spec, targets, &x, init.width, init.height).unwrap();
-    let lbfgs = Lbfgs::new(&ctx, &fnet.kernels, &x, objective.image_grad(), n, 10, 1.0);
+    let lbfgs = Lbfgs::new(&ctx, &fnet.kernels, &x, objective.image_grad(), n, 10, 1.0, None);
     let want = fx.values("lbfgs_losses");
     for (k, &want_k) in want.iter().enumerate() {
         // One submit per iteration: evaluate, then (except after the last) update.

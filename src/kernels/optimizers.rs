@@ -113,13 +113,21 @@ uniform_params! {
         pub tolerance_change: f32,
         /// Pairs on the dispatch's page.
         pub pairs: u32,
+        /// 1: backtrack along d when the loss does not decrease enough (0: PyTorch's semantics).
+        pub line_search: u32,
+        /// Padding.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+        /// Padding.
+        pub _pad2: u32,
     }
 }
 
 impl LbfgsParams {
     /// `torch.optim.LBFGS` defaults (tolerances 1e-7 and 1e-9) for `n` values, `history` pairs
-    /// and step length `lr`, with the whole history on one page.
-    pub fn new(n: usize, history: usize, lr: f32) -> Self {
+    /// and step length `lr`, backtracking when `line_search`, with the whole history on one page.
+    pub fn new(n: usize, history: usize, lr: f32, line_search: bool) -> Self {
         Self {
             n: n as u32,
             history: history as u32,
@@ -129,6 +137,10 @@ impl LbfgsParams {
             tolerance_grad: 1e-7,
             tolerance_change: 1e-9,
             pairs: history as u32,
+            line_search: line_search.into(),
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         }
     }
 
@@ -193,6 +205,8 @@ kernel_bindings! {
     pub struct LbfgsSolve {
         /// The scalar state.
         scalars: 4 ReadWrite,
+        /// The objective's losses (the total is read by the line search).
+        losses: 10 Read,
     }
 }
 

@@ -53,6 +53,19 @@ pub enum OptimizerKind {
     Adam,
 }
 
+/// What L-BFGS does after a step that does not decrease the loss enough (Armijo's condition,
+/// checked on the GPU from the loss of the next evaluation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LineSearch {
+    /// Moves back along the direction to a shorter step (0.1–0.5 of it, by quadratic
+    /// interpolation) and evaluates again; the history is untouched. Each evaluation is one
+    /// iteration.
+    Backtracking,
+    /// Nothing: PyTorch's `torch.optim.LBFGS(line_search_fn=None)`, whose unchecked steps can
+    /// throw the image into noise at large sizes.
+    None,
+}
+
 /// The starting image.
 #[derive(Clone, Debug)]
 pub enum Init {
@@ -92,6 +105,8 @@ pub struct StylizeOptions {
     pub learning_rate: f32,
     /// L-BFGS history size.
     pub lbfgs_history: usize,
+    /// What L-BFGS does when a step does not decrease the loss enough.
+    pub lbfgs_line_search: LineSearch,
     /// Layers and weights of the losses.
     pub loss: LossSpec,
     /// Blend weights of the style images (normalized to sum to 1); `None`: equal.
@@ -130,6 +145,7 @@ impl Default for StylizeOptions {
             optimizer: OptimizerKind::LbfgsBounded,
             learning_rate: 0.02,
             lbfgs_history: 10,
+            lbfgs_line_search: LineSearch::Backtracking,
             loss: LossSpec::default(),
             style_blend_weights: None,
             init: Init::Content,
@@ -623,13 +639,23 @@ impl Stylizer {
             setup.push(Command::Dispatch(k.scales.resize_bilinear(ctx, Resize { src: image, dst: &x }, &p)));
         }
         let objective = Objective::new(ctx, fnet, &options.loss, targets, &x, w, h)?;
+        // Normalized gradients are not the loss's gradient, so Armijo's condition does not apply.
+        let backtracks = options.lbfgs_line_search == LineSearch::Backtracking && !options.loss.normalize_gradients;
+        let line_search = backtracks.then(|| objective.losses());
         let optimizer = match options.optimizer {
             OptimizerKind::Adam => {
                 Optimizer::Adam(Adam::new(ctx, k, &x, objective.image_grad(), n, options.learning_rate))
             }
-            OptimizerKind::Lbfgs => {
-                Optimizer::Lbfgs(Lbfgs::new(ctx, k, &x, objective.image_grad(), n, options.lbfgs_history, 1.0))
-            }
+            OptimizerKind::Lbfgs => Optimizer::Lbfgs(Lbfgs::new(
+                ctx,
+                k,
+                &x,
+                objective.image_grad(),
+                n,
+                options.lbfgs_history,
+                1.0,
+                line_search,
+            )),
             OptimizerKind::LbfgsBounded => {
                 let u = match &init {
                     Some(data) => ctx.storage_buffer("u", &data.iter().map(|&v| logit(v)).collect::<Vec<_>>()),
@@ -642,7 +668,7 @@ impl Stylizer {
                 };
                 let grad_u = ctx.zeroed_buffer("grad u", n);
                 let squash = Squash::new(ctx, k, &u, &x, objective.image_grad(), &grad_u, n);
-                let lbfgs = Lbfgs::new(ctx, k, &u, &grad_u, n, options.lbfgs_history, 1.0);
+                let lbfgs = Lbfgs::new(ctx, k, &u, &grad_u, n, options.lbfgs_history, 1.0, line_search);
                 Optimizer::Bounded { squash, lbfgs, _u: [u, grad_u] }
             }
         };

@@ -3,6 +3,7 @@
 
 use crate::engine::Work;
 use crate::gpu::GpuContext;
+use crate::kernels::losses::LOSS_SLOTS;
 use crate::kernels::optimizers::{
     AdamParams, AdamStep, LbfgsDirection, LbfgsDots, LbfgsParams, LbfgsSolve, LbfgsStep, LbfgsStorePair,
     SquashBackward, SquashParams, lbfgs_scalars_len,
@@ -66,7 +67,10 @@ pub struct Lbfgs {
 
 impl Lbfgs {
     /// Plans the update of `x` (n values) from `grad`, keeping `history` curvature pairs on pages
-    /// as large as the device binds.
+    /// as large as the device binds. With `line_search`, the objective's losses buffer (total
+    /// loss in slot 3), an iteration whose loss did not decrease enough backtracks instead;
+    /// without, the semantics are PyTorch's.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: &GpuContext,
         k: &Kernels,
@@ -75,12 +79,14 @@ impl Lbfgs {
         n: usize,
         history: usize,
         lr: f32,
+        line_search: Option<&wgpu::Buffer>,
     ) -> Self {
         let per_page = Self::pairs_per_binding(n, crate::engine::buffer_limit(ctx)).max(1);
-        Self::paged(ctx, k, x, grad, n, history, lr, per_page)
+        let params = LbfgsParams::new(n, history.max(1), lr, line_search.is_some());
+        Self::paged(ctx, k, x, grad, n, params, line_search, per_page)
     }
 
-    /// As [`Lbfgs::new`], with at most `pairs_per_page` pairs on each page.
+    /// As [`Lbfgs::new`] with `params`, with at most `pairs_per_page` pairs on each page.
     #[allow(clippy::too_many_arguments)]
     pub fn paged(
         ctx: &GpuContext,
@@ -88,13 +94,12 @@ impl Lbfgs {
         x: &wgpu::Buffer,
         grad: &wgpu::Buffer,
         n: usize,
-        history: usize,
-        lr: f32,
+        params: LbfgsParams,
+        line_search: Option<&wgpu::Buffer>,
         pairs_per_page: usize,
     ) -> Self {
-        let history = history.max(1);
+        let history = params.history as usize;
         let per_page = pairs_per_page.clamp(1, history);
-        let params = LbfgsParams::new(n, history, lr);
         let recent = ctx.zeroed_buffer("lbfgs.recent", 2 * n);
         let scalars = ctx.zeroed_buffer("lbfgs.scalars", lbfgs_scalars_len(history, params.groups as usize));
         let pages: Vec<(LbfgsParams, wgpu::Buffer)> = (0..history)
@@ -113,7 +118,10 @@ impl Lbfgs {
                 p,
             ));
         }
-        ops.push(o.lbfgs_solve(ctx, LbfgsSolve { scalars: &scalars }, &params));
+        // Without a line search the kernel reads no loss, but the binding must hold a buffer.
+        let unused = line_search.is_none().then(|| ctx.zeroed_buffer("lbfgs.no_losses", LOSS_SLOTS));
+        let losses = line_search.or(unused.as_ref()).expect("a losses buffer");
+        ops.push(o.lbfgs_solve(ctx, LbfgsSolve { scalars: &scalars, losses }, &params));
         for (p, page) in &pages {
             ops.push(o.lbfgs_store_pair(
                 ctx,
