@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# tools/android_apk.sh OUT_DIR: builds examples/android_app for aarch64-linux-android in release
+# and packages OUT_DIR/neural-style.apk (lib/arm64-v8a/libandroid_app.so), without the NDK:
+# - links with Debian's clang + lld against stub libraries generated from bionic's symbol maps
+#   (../shared/android/*.map.txt, tools/android_stubs.py) for API level $API, undefined symbols
+#   forbidden, so a symbol bionic lacks at that level is a link error; LLVM's libunwind (Debian's
+#   arm64 build) linked statically, as the NDK does;
+# - LOAD segments aligned to 16 KiB (16 KiB-page devices), any TLS segment to 64 bytes (bionic's
+#   rule on arm64);
+# - checks that the library exports ANativeActivity_onCreate and that each undefined symbol is in
+#   the maps at $API; packages with aapt, zipalign and apksigner (a debug key made on the fly)
+#   and verifies the signature.
+# Needs: clang lld aapt zipalign apksigner android-framework-res (Debian), libunwind-14-dev:arm64
+# (dpkg --add-architecture arm64), a JDK's keytool, python3, and the aarch64-linux-android Rust
+# target. This APK has never run on a device here.
+set -euo pipefail
+out=$(realpath -m "${1:?usage: tools/android_apk.sh OUT_DIR}")
+cd "$(dirname "$0")/.."
+API=26
+TARGET=aarch64-linux-android
+maps=${NEURAL_STYLE_ANDROID_MAPS:-../shared/android}
+# A fixed place under target/: the linker's path is part of cargo's fingerprint, so a new one
+# each run would rebuild every crate.
+work=$PWD/target/android-apk
+rm -rf "$work"
+mkdir -p "$out" "$work"
+
+# Stub libraries with bionic's symbol versions.
+python3 tools/android_stubs.py "$maps" "$API" arm64 "$work/stubs" >/dev/null
+for c in "$work"/stubs/*.c; do
+  lib=${c%.c}
+  clang --target="$TARGET$API" -shared -nostdlib -fuse-ld=lld -fPIC -w \
+    -Wl,--version-script="$lib.version" -Wl,-soname,"$(basename "$lib").so" -o "$lib.so" "$c"
+done
+unwind=$(dirname "$(realpath /usr/lib/aarch64-linux-gnu/libunwind.a)")
+
+# The linker rustc calls: clang for the Android target against the stubs.
+cat > "$work/linker" <<LINKER
+#!/bin/sh
+exec clang --target=$TARGET$API -fuse-ld=lld -nostartfiles -L"$work/stubs" -L"$unwind" \
+  -Wl,--no-undefined -Wl,-z,max-page-size=16384 -Wl,-z,common-page-size=16384 "\$@"
+LINKER
+chmod +x "$work/linker"
+CARGO_TARGET_AARCH64_LINUX_ANDROID_LINKER="$work/linker" \
+  cargo build --release --target "$TARGET" --example android_app
+lib=target/$TARGET/release/examples/libandroid_app.so
+
+# The checks: the entry point, the alignment rules, and every undefined symbol in the maps.
+readelf --dyn-syms -W "$lib" | awk '$7 != "UND" && $8 ~ /^ANativeActivity_onCreate/' | grep -q . \
+  || { echo "error: $lib does not export ANativeActivity_onCreate" >&2; exit 1; }
+# Alignments are the last column of readelf's program headers, in hex.
+while read -r kind align; do
+  if [ "$kind" = LOAD ] && (( align < 16384 )); then
+    echo "error: a LOAD segment of $lib is aligned to $align bytes, under 16 KiB" >&2; exit 1
+  fi
+  if [ "$kind" = TLS ] && (( align < 64 )); then
+    echo "error: the TLS segment of $lib is aligned to $align bytes, under 64" >&2; exit 1
+  fi
+done < <(readelf -l -W "$lib" | awk '$1 == "LOAD" || $1 == "TLS" {print $1, $NF}')
+cat "$work"/stubs/*.symbols | sort -u > "$work/allowed"
+readelf --dyn-syms -W "$lib" | awk '$7 == "UND" && $8 != "" {sub(/@.*/, "", $8); print $8}' | sort -u > "$work/undefined"
+missing=$(comm -23 "$work/undefined" "$work/allowed")
+if [ -n "$missing" ]; then
+  echo "error: $lib needs symbols bionic does not export at API $API: $missing" >&2
+  exit 1
+fi
+
+# The APK.
+mkdir -p "$work/apk/lib/arm64-v8a"
+cp "$lib" "$work/apk/lib/arm64-v8a/"
+aapt package -f -M examples/android_app/AndroidManifest.xml \
+  -I /usr/share/android-framework-res/framework-res.apk -F "$work/unaligned.apk"
+(cd "$work/apk" && aapt add "$work/unaligned.apk" lib/arm64-v8a/libandroid_app.so >/dev/null)
+zipalign -f -p 4 "$work/unaligned.apk" "$work/aligned.apk"
+keytool -genkeypair -keystore "$work/debug.jks" -storepass android -keypass android -alias debug \
+  -keyalg RSA -keysize 2048 -validity 10000 -dname "CN=Android Debug,O=Android,C=US" 2>/dev/null
+apksigner sign --ks "$work/debug.jks" --ks-pass pass:android --out "$out/neural-style.apk" "$work/aligned.apk"
+apksigner verify "$out/neural-style.apk"
+echo "$out/neural-style.apk: $(stat -c %s "$out/neural-style.apk") bytes, API $API, arm64-v8a"
