@@ -32,13 +32,31 @@ for c in "$work"/stubs/*.c; do
   clang --target="$TARGET$API" -shared -nostdlib -fuse-ld=lld -fPIC -w \
     -Wl,--version-script="$lib.version" -Wl,-soname,"$(basename "$lib").so" -o "$lib.so" "$c"
 done
-unwind=$(dirname "$(realpath /usr/lib/aarch64-linux-gnu/libunwind.a)")
+# Alone in its directory, so that rustc's -lunwind finds the archive, not a shared libunwind.
+mkdir -p "$work/unwind"
+cp /usr/lib/aarch64-linux-gnu/libunwind.a "$work/unwind/"
+unwind=$work/unwind
+# Debian built it with glibc's _FORTIFY_SOURCE: its one fortified call, forwarded to bionic's
+# vfprintf (no bionic headers here, so the declarations are written out).
+cat > "$work/fortify_shim.c" <<'SHIM'
+typedef __builtin_va_list va_list;
+int vfprintf(void *stream, const char *format, va_list args);
+__attribute__((visibility("hidden"))) int __fprintf_chk(void *stream, int flag, const char *format, ...) {
+  (void)flag;
+  va_list args;
+  __builtin_va_start(args, format);
+  int n = vfprintf(stream, format, args);
+  __builtin_va_end(args);
+  return n;
+}
+SHIM
+clang --target="$TARGET$API" -c -fPIC -O2 -w -o "$work/fortify_shim.o" "$work/fortify_shim.c"
 
 # The linker rustc calls: clang for the Android target against the stubs.
 cat > "$work/linker" <<LINKER
 #!/bin/sh
 exec clang --target=$TARGET$API -fuse-ld=lld -nostartfiles -L"$work/stubs" -L"$unwind" \
-  -Wl,--no-undefined -Wl,-z,max-page-size=16384 -Wl,-z,common-page-size=16384 "\$@"
+  -Wl,--no-undefined -Wl,--no-dependent-libraries -Wl,-z,max-page-size=16384 -Wl,-z,common-page-size=16384 "\$@" "$work/fortify_shim.o"
 LINKER
 chmod +x "$work/linker"
 CARGO_TARGET_AARCH64_LINUX_ANDROID_LINKER="$work/linker" \
@@ -58,7 +76,9 @@ while read -r kind align; do
   fi
 done < <(readelf -l -W "$lib" | awk '$1 == "LOAD" || $1 == "TLS" {print $1, $NF}')
 cat "$work"/stubs/*.symbols | sort -u > "$work/allowed"
-readelf --dyn-syms -W "$lib" | awk '$7 == "UND" && $8 != "" {sub(/@.*/, "", $8); print $8}' | sort -u > "$work/undefined"
+# Weak references may be missing at run time (Rust's std looks up getrandom, API 28, that way).
+readelf --dyn-syms -W "$lib" | awk '$7 == "UND" && $5 != "WEAK" && $8 != "" {sub(/@.*/, "", $8); print $8}' \
+  | sort -u > "$work/undefined"
 missing=$(comm -23 "$work/undefined" "$work/allowed")
 if [ -n "$missing" ]; then
   echo "error: $lib needs symbols bionic does not export at API $API: $missing" >&2
@@ -73,7 +93,7 @@ aapt package -f -M examples/android_app/AndroidManifest.xml \
 (cd "$work/apk" && aapt add "$work/unaligned.apk" lib/arm64-v8a/libandroid_app.so >/dev/null)
 zipalign -f -p 4 "$work/unaligned.apk" "$work/aligned.apk"
 keytool -genkeypair -keystore "$work/debug.jks" -storepass android -keypass android -alias debug \
-  -keyalg RSA -keysize 2048 -validity 10000 -dname "CN=Android Debug,O=Android,C=US" 2>/dev/null
+  -keyalg RSA -keysize 2048 -validity 10000 -dname "CN=Android Debug,O=Android,C=US" >/dev/null 2>&1
 apksigner sign --ks "$work/debug.jks" --ks-pass pass:android --out "$out/neural-style.apk" "$work/aligned.apk"
 apksigner verify "$out/neural-style.apk"
 echo "$out/neural-style.apk: $(stat -c %s "$out/neural-style.apk") bytes, API $API, arm64-v8a"
