@@ -40,23 +40,36 @@ impl Xvfb {
         }
         gpu()?;
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let n = (100..400).find(|n| {
-            !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        })?;
-        let display = format!(":{n}");
-        let child = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "800x600x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let x = Self { child, display, _turn: turn };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !x.xdotool(&["getdisplaygeometry"]).status.success() {
-            assert!(Instant::now() < deadline, "Xvfb {} did not start", x.display);
-            std::thread::sleep(Duration::from_millis(50));
+        // A display number no other server holds; if our server exits while the probe waits (a
+        // server on that number that was just going away answered instead), take the next one.
+        let probe = |display: &str| {
+            Command::new("xdotool").args(["getdisplaygeometry"]).env("DISPLAY", display).output().expect("xdotool")
+        };
+        let mut numbers = 100..400;
+        loop {
+            let n = numbers.find(|n| {
+                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            })?;
+            let display = format!(":{n}");
+            let mut child = Command::new("Xvfb")
+                .args([&display, "-screen", "0", "800x600x24", "-nolisten", "tcp"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut exited = false;
+            while !exited && !probe(&display).status.success() {
+                assert!(Instant::now() < deadline, "Xvfb {display} did not start");
+                std::thread::sleep(Duration::from_millis(50));
+                exited = child.try_wait().unwrap().is_some();
+            }
+            // It answered: make sure it was ours.
+            std::thread::sleep(Duration::from_millis(100));
+            if !exited && child.try_wait().unwrap().is_none() {
+                return Some(Self { child, display, _turn: turn });
+            }
         }
-        Some(x)
     }
 
     fn xdotool(&self, args: &[&str]) -> Output {
