@@ -58,7 +58,7 @@ fn compare_with(n: usize, history: usize, pairs_per_page: usize, iterations: usi
     // The objective's losses buffer: the total loss in slot 3.
     let losses = ctx.zeroed_buffer("losses", neural_style::kernels::losses::LOSS_SLOTS);
     let params = LbfgsParams::new(n, history, 1.0, line_search);
-    let lbfgs = Lbfgs::paged(&ctx, &kernels, &x_gpu, &grad, n, params, Some(&losses), pairs_per_page);
+    let lbfgs = Lbfgs::paged(&ctx, &kernels, &x_gpu, &grad, n, params, &losses, pairs_per_page);
     assert_eq!(lbfgs.page_count(), history.div_ceil(pairs_per_page));
     let mut reference = reference::Lbfgs::with_line_search(history, 1.0, line_search);
     let mut x_ref = x0;

@@ -83,10 +83,14 @@ impl Lbfgs {
     ) -> Self {
         let per_page = Self::pairs_per_binding(n, crate::engine::buffer_limit(ctx)).max(1);
         let params = LbfgsParams::new(n, history.max(1), lr, line_search.is_some());
-        Self::paged(ctx, k, x, grad, n, params, line_search, per_page)
+        // Without a line search the kernel reads no loss, but the binding must hold a buffer.
+        let unused = line_search.is_none().then(|| ctx.zeroed_buffer("lbfgs.no_losses", LOSS_SLOTS));
+        let losses = line_search.or(unused.as_ref()).expect("a losses buffer");
+        Self::paged(ctx, k, x, grad, n, params, losses, per_page)
     }
 
-    /// As [`Lbfgs::new`] with `params`, with at most `pairs_per_page` pairs on each page.
+    /// As [`Lbfgs::new`] with `params` (whose `line_search` says whether `losses` is read), with
+    /// at most `pairs_per_page` pairs on each page.
     #[allow(clippy::too_many_arguments)]
     pub fn paged(
         ctx: &GpuContext,
@@ -95,7 +99,7 @@ impl Lbfgs {
         grad: &wgpu::Buffer,
         n: usize,
         params: LbfgsParams,
-        line_search: Option<&wgpu::Buffer>,
+        losses: &wgpu::Buffer,
         pairs_per_page: usize,
     ) -> Self {
         let history = params.history as usize;
@@ -118,9 +122,6 @@ impl Lbfgs {
                 p,
             ));
         }
-        // Without a line search the kernel reads no loss, but the binding must hold a buffer.
-        let unused = line_search.is_none().then(|| ctx.zeroed_buffer("lbfgs.no_losses", LOSS_SLOTS));
-        let losses = line_search.or(unused.as_ref()).expect("a losses buffer");
         ops.push(o.lbfgs_solve(ctx, LbfgsSolve { scalars: &scalars, losses }, &params));
         for (p, page) in &pages {
             ops.push(o.lbfgs_store_pair(
