@@ -39,6 +39,8 @@ fn flat_index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * MAX_ROW_GROUPS * WORKGROUP;
 }
 
+// Workgroup memory is not zero-filled (the pipelines opt out, see `Kernel::with_constants`):
+// every kernel writes each workgroup value before any invocation reads it.
 var<workgroup> sum_scratch: array<f32, WORKGROUP>;
 
 // The sum of `v` over a WORKGROUP-invocation workgroup, returned to every invocation (a tree reduction;

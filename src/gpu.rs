@@ -122,8 +122,16 @@ pub struct AdapterSummary {
     pub max_compute_workgroup_storage_size: u32,
 }
 
-fn instance(backend: Option<BackendChoice>) -> wgpu::Instance {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+/// An instance for the chosen backends. Windows need their display: OpenGL (EGL) finds no
+/// adapter able to present to an X11 or Wayland window without it.
+fn instance(
+    backend: Option<BackendChoice>,
+    display: Option<Box<dyn wgpu::wgt::WgpuHasDisplayHandle>>,
+) -> wgpu::Instance {
+    let mut desc = match display {
+        Some(display) => wgpu::InstanceDescriptor::new_with_display_handle(display),
+        None => wgpu::InstanceDescriptor::new_without_display_handle(),
+    };
     desc.backends = backends(backend);
     wgpu::Instance::new(desc)
 }
@@ -136,7 +144,7 @@ fn no_adapter() -> anyhow::Error {
 
 /// Lists every adapter visible for the given backend choice.
 pub fn list_adapters(backend: Option<BackendChoice>) -> Vec<AdapterSummary> {
-    let instance = instance(backend);
+    let instance = instance(backend, None);
     let adapters = pollster::block_on(instance.enumerate_adapters(backends(backend)));
     adapters
         .iter()
@@ -216,18 +224,19 @@ impl GpuContext {
     /// Opens a device as requested. Fails with a one-line message when no adapter matches.
     pub fn new(request: &DeviceRequest) -> Result<Self> {
         check_backend_available(request.backend)?;
-        let instance = instance(request.backend);
+        let instance = instance(request.backend, None);
         let adapter = pick_adapter(&instance, request, None)?;
         Self::open(instance, adapter, request)
     }
 
-    /// Opens a device that can present to `window`, and the window's surface.
-    pub fn with_surface(
-        request: &DeviceRequest,
-        window: impl Into<wgpu::SurfaceTarget<'static>>,
-    ) -> Result<(Self, PresentSurface)> {
+    /// Opens a device that can present to `window` (on the window's display), and the window's
+    /// surface.
+    pub fn with_surface<W>(request: &DeviceRequest, window: W) -> Result<(Self, PresentSurface)>
+    where
+        W: Into<wgpu::SurfaceTarget<'static>> + wgpu::wgt::WgpuHasDisplayHandle + Clone,
+    {
         check_backend_available(request.backend)?;
-        let instance = instance(request.backend);
+        let instance = instance(request.backend, Some(Box::new(window.clone())));
         let surface = instance.create_surface(window).context("cannot create a surface for the window")?;
         let adapter = pick_adapter(&instance, request, Some(&surface))?;
         if !adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::FRAGMENT_STORAGE) {

@@ -70,6 +70,34 @@ fn stylize_lowers_the_losses_and_reports_json_progress() {
 }
 
 #[test]
+fn opengl_paints_what_vulkan_paints() {
+    // The whole default loop (scales, L-BFGS with its line search, color handling, the write) on
+    // OpenGL: the same losses and the same picture as on Vulkan.
+    use neural_style::gpu::{BackendChoice, DeviceRequest};
+    for backend in [BackendChoice::Vulkan, BackendChoice::Gl] {
+        if gpu_with(DeviceRequest { backend: Some(backend), ..DeviceRequest::default() }).is_none() {
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = |backend: &str| {
+        let output = dir.path().join(format!("{backend}.png"));
+        let out = stylize(&output, &["--backend", backend, "--iterations", "30", "--print-every", "30", "--json"]);
+        assert!(out.status.success(), "{backend}: {}", String::from_utf8_lossy(&out.stderr));
+        let last = json_lines(&out).into_iter().rfind(|l| l.get("loss").is_some()).unwrap();
+        (last["loss"].as_f64().unwrap(), image::open(&output).unwrap().to_rgb8())
+    };
+    let (vulkan_loss, vulkan) = run("vulkan");
+    let (gl_loss, gl) = run("gl");
+    let rel = (gl_loss - vulkan_loss).abs() / vulkan_loss;
+    assert!(rel <= 1e-3, "final loss: OpenGL {gl_loss}, Vulkan {vulkan_loss} (relative difference {rel:e})");
+    assert_eq!(gl.dimensions(), vulkan.dimensions());
+    let diff: f64 = gl.as_raw().iter().zip(vulkan.as_raw()).map(|(&a, &b)| (a as f64 - b as f64).abs()).sum::<f64>()
+        / gl.as_raw().len() as f64;
+    assert!(diff < 0.5, "OpenGL's picture differs from Vulkan's: mean absolute difference {diff} (of 255)");
+}
+
+#[test]
 fn same_seed_gives_identical_bytes_and_snapshots_are_written() {
     if gpu().is_none() {
         return;

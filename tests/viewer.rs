@@ -415,3 +415,22 @@ fn across_scales_the_title_shows_the_scale_and_the_window_follows_its_size() {
     let (ok, stderr) = viewer.wait_exit();
     assert!(ok, "{stderr}");
 }
+
+#[test]
+fn on_opengl_the_window_shows_the_image_being_optimized() {
+    // OpenGL presents through EGL on the window's X11 display (Mesa's llvmpipe here): the
+    // instance must be given that display, or no GL adapter can present to the window.
+    let Some(x) = Xvfb::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    let args = ["--backend", "gl", "--size", "64", "--iterations", "12"];
+    let mut viewer = Viewer::start(&x, dir.path(), &output, &args);
+    let (id, title) = x.window(&mut viewer, |t| t.contains("done"));
+    assert!(title.contains("iteration 12/12"), "{title}");
+    let written = image::open(&output).expect("output written at completion").to_rgb8();
+    let diff = window_difference(&x, &id, dir.path(), &written);
+    assert!(diff < 2.0, "the window differs from the written image: mean abs diff {diff}");
+    x.key(&id, "Escape");
+    let (ok, stderr) = viewer.wait_exit();
+    assert!(ok, "{stderr}");
+}

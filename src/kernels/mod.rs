@@ -436,12 +436,19 @@ impl Kernel {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
+        // Every kernel writes the workgroup memory it reads before reading it (the rule stated in
+        // common.wgsl), so wgpu's zero-fill is not needed. Where the driver cannot zero
+        // it, naga writes the fill as code: on OpenGL one array constructor per variable
+        // (`float[1024](0.0, …)` for a product tile) that Mesa's llvmpipe spent minutes compiling.
         let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label,
             layout: Some(&pipeline_layout),
             module,
             entry_point: Some(spec.entry),
-            compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
             cache: None,
         });
         Self { pipeline, layout, spec }

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use clap::ValueEnum;
 use neural_style::arch::Activation;
-use neural_style::gpu::{DeviceRequest, GpuContext};
+use neural_style::gpu::{BackendChoice, DeviceRequest, GpuContext};
 use neural_style::model::Conv;
 use neural_style::reference::{self, Tensor};
 
@@ -15,9 +16,12 @@ pub fn gpu_required() -> bool {
     std::env::var("NEURAL_STYLE_REQUIRE_GPU").is_ok_and(|v| v == "1")
 }
 
-/// Opens the default device. Without an adapter the test is skipped (returns `None`), unless
+/// Opens the device `request` asks for, on the graphics API `NEURAL_STYLE_TEST_BACKEND` names
+/// (`vulkan`, `gl`, ...) when the request names none: CI runs the kernel, network and optimizer
+/// tests a second time on OpenGL. Without an adapter the test is skipped (returns `None`), unless
 /// `NEURAL_STYLE_REQUIRE_GPU=1`, in which case it fails.
 pub fn gpu_with(request: DeviceRequest) -> Option<GpuContext> {
+    let request = DeviceRequest { backend: request.backend.or_else(test_backend), ..request };
     match GpuContext::new(&request) {
         Ok(ctx) => Some(ctx),
         Err(e) if !gpu_required() => {
@@ -28,9 +32,17 @@ pub fn gpu_with(request: DeviceRequest) -> Option<GpuContext> {
     }
 }
 
-/// The default device.
+/// The default device (see [`gpu_with`]).
 pub fn gpu() -> Option<GpuContext> {
     gpu_with(DeviceRequest::default())
+}
+
+/// The graphics API `NEURAL_STYLE_TEST_BACKEND` names, if set.
+fn test_backend() -> Option<BackendChoice> {
+    let name = std::env::var("NEURAL_STYLE_TEST_BACKEND").ok()?;
+    let choice =
+        BackendChoice::from_str(&name, true).unwrap_or_else(|e| panic!("NEURAL_STYLE_TEST_BACKEND={name:?}: {e}"));
+    Some(choice)
 }
 
 /// `../shared` next to the repository.
