@@ -229,14 +229,16 @@ impl GpuContext {
         Self::open(instance, adapter, request)
     }
 
-    /// Opens a device that can present to `window` (on the window's display), and the window's
+    /// Opens a device that can present to `window` on `display` (the connection to the window
+    /// system, not a window: the instance keeps it as long as the device lives), and the window's
     /// surface.
-    pub fn with_surface<W>(request: &DeviceRequest, window: W) -> Result<(Self, PresentSurface)>
-    where
-        W: Into<wgpu::SurfaceTarget<'static>> + wgpu::wgt::WgpuHasDisplayHandle + Clone,
-    {
+    pub fn with_surface(
+        request: &DeviceRequest,
+        display: impl wgpu::wgt::WgpuHasDisplayHandle,
+        window: impl Into<wgpu::SurfaceTarget<'static>>,
+    ) -> Result<(Self, PresentSurface)> {
         check_backend_available(request.backend)?;
-        let instance = instance(request.backend, Some(Box::new(window.clone())));
+        let instance = instance(request.backend, Some(Box::new(display)));
         let surface = instance.create_surface(window).context("cannot create a surface for the window")?;
         let adapter = pick_adapter(&instance, request, Some(&surface))?;
         if !adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::FRAGMENT_STORAGE) {

@@ -91,38 +91,24 @@ impl Viewer {
         options: StylizeOptions,
         on_event: impl FnMut(ViewerEvent) -> Result<()>,
     ) -> Result<Outcome> {
-        let job = Job::Stylize { net: Box::new(net), content, styles, options: Box::new(options) };
-        let mut app = App {
-            request: request.clone(),
-            job: Some(job),
-            running: None,
-            error: None,
-            on_event,
-            outcome: None,
-            cancel: self.cancel,
-            epoch: Instant::now(),
-        };
-        self.event_loop.run_app(&mut app).context("window event loop failed")?;
-        if let Some(e) = app.error {
-            return Err(e);
-        }
-        app.outcome.context("the window closed before the run started")
+        let mut app = ViewerApp::stylize(request, net, content, styles, options, on_event);
+        app.cancel = self.cancel.clone();
+        self.run(&mut app)?;
+        app.into_outcome()
     }
 
     /// Shows an image until Esc or close.
     pub fn show(self, request: &DeviceRequest, image: RgbImage) -> Result<()> {
-        let mut app = App {
-            request: request.clone(),
-            job: Some(Job::Show(image)),
-            running: None,
-            error: None,
-            on_event: |_: ViewerEvent| Ok(()),
-            outcome: None,
-            cancel: self.cancel,
-            epoch: Instant::now(),
-        };
-        self.event_loop.run_app(&mut app).context("window event loop failed")?;
+        let mut app = ViewerApp::new(request, Job::Show(image), |_: ViewerEvent| Ok(()));
+        app.cancel = self.cancel.clone();
+        self.run(&mut app)?;
         app.error.map_or(Ok(()), Err)
+    }
+
+    /// Runs `app` on this display's event loop until it exits: a [`ViewerApp`], or a handler of
+    /// the caller's that forwards winit's events to one.
+    pub fn run(self, app: &mut impl ApplicationHandler) -> Result<()> {
+        self.event_loop.run_app(app).context("window event loop failed")
     }
 }
 
@@ -131,7 +117,12 @@ enum Job {
     Show(RgbImage),
 }
 
-struct App<F> {
+/// The viewer's window handler (winit's [`ApplicationHandler`]): opens the window and the device
+/// on the first `resumed`, runs the optimization between frames, drops the surface on
+/// `suspended` and makes a new one on the next `resumed`. [`Viewer::stylize`] runs one; it is
+/// public so that a caller can forward winit's events to it from a handler of its own (the host
+/// test that plays Android's lifecycle does).
+pub struct ViewerApp<F> {
     request: DeviceRequest,
     job: Option<Job>,
     running: Option<Running>,
@@ -175,7 +166,42 @@ struct Display {
     presenter: Presenter,
 }
 
-impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
+impl<F: FnMut(ViewerEvent) -> Result<()>> ViewerApp<F> {
+    /// A handler that runs style transfer in its window (see [`Viewer::stylize`]); `on_event`
+    /// gets the run's reports.
+    pub fn stylize(
+        request: &DeviceRequest,
+        net: Network,
+        content: RgbImage,
+        styles: Vec<RgbImage>,
+        options: StylizeOptions,
+        on_event: F,
+    ) -> Self {
+        let job = Job::Stylize { net: Box::new(net), content, styles, options: Box::new(options) };
+        Self::new(request, job, on_event)
+    }
+
+    fn new(request: &DeviceRequest, job: Job, on_event: F) -> Self {
+        Self {
+            request: request.clone(),
+            job: Some(job),
+            running: None,
+            error: None,
+            on_event,
+            outcome: None,
+            cancel: None,
+            epoch: Instant::now(),
+        }
+    }
+
+    /// What the run reached once the event loop has ended, or the error that ended it.
+    pub fn into_outcome(self) -> Result<Outcome> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.outcome.context("the window closed before the run started")
+    }
+
     fn start(&mut self, event_loop: &ActiveEventLoop) -> Result<()> {
         let Some(job) = self.job.take() else { return Ok(()) };
         let (w, h) = match &job {
@@ -193,7 +219,8 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
                 )
                 .context("cannot create a window")?,
         );
-        let (ctx, surface) = GpuContext::with_surface(&self.request, window.clone())?;
+        let (ctx, surface) =
+            GpuContext::with_surface(&self.request, event_loop.owned_display_handle(), window.clone())?;
         let ctx = Arc::new(ctx);
         let (driver, shown) = match job {
             Job::Stylize { net, content, styles, options } => {
@@ -346,7 +373,7 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> App<F> {
     }
 }
 
-impl<F: FnMut(ViewerEvent) -> Result<()>> ApplicationHandler for App<F> {
+impl<F: FnMut(ViewerEvent) -> Result<()>> ApplicationHandler for ViewerApp<F> {
     fn resumed(&mut self, event_loop: &ActiveEventLoop) {
         let result = if self.running.is_none() { self.start(event_loop) } else { self.reattach(event_loop) };
         if let Err(e) = result {

@@ -1,7 +1,10 @@
 //! The live viewer under Xvfb: the window shows the image being optimized (compared with the
-//! written output), keys drive it (Space, S, Tab, +, Esc), and without a display `--viewer` is a
-//! one-line error while `--viewer=auto` runs headless.
-#![cfg(feature = "viewer")]
+//! written output, on Vulkan and on OpenGL), keys drive it (Space, S, Tab, +, Esc), Android's
+//! lifecycle (suspend: surface and window dropped, snapshot, run stopped; resume: a new window
+//! and surface, the same run going on) played on the viewer's own handler, and without a display
+//! `--viewer` is a one-line error while `--viewer=auto` runs headless. Linux only (X11 through
+//! Xvfb).
+#![cfg(all(feature = "viewer", target_os = "linux"))]
 
 mod common;
 
@@ -433,4 +436,197 @@ fn on_opengl_the_window_shows_the_image_being_optimized() {
     x.key(&id, "Escape");
     let (ok, stderr) = viewer.wait_exit();
     assert!(ok, "{stderr}");
+}
+
+/// Set in the child process of the lifecycle test (see below).
+const LIFECYCLE_CHILD: &str = "NEURAL_STYLE_LIFECYCLE_CHILD";
+
+#[test]
+fn suspend_drops_the_window_and_resume_goes_on_with_the_same_run() {
+    // winit's event loop lives once per process and reads DISPLAY: the test runs its second
+    // half in a child process on its own X server.
+    let Some(x) = Xvfb::start() else { return };
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "lifecycle_in_this_process", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("DISPLAY", &x.display)
+        .env_remove("WAYLAND_DISPLAY")
+        .env(LIFECYCLE_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("1 passed"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// What the lifecycle test saw, in order.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Progress {
+        iteration: usize,
+        loss: f32,
+        elapsed_s: f64,
+    },
+    Snapshot(usize),
+    Finished,
+    Suspended,
+    Resumed,
+    /// A frame drawn in this window.
+    Redraw(winit::window::WindowId),
+    /// The neural-style windows on the screen when the run finished.
+    WindowsAtEnd(usize),
+}
+
+/// Plays Android's lifecycle on the viewer's own handler: forwards winit's events to it and,
+/// once the run has made a few iterations, sends `suspended`, waits, then `resumed`.
+struct Lifecycle<A> {
+    app: A,
+    seen: std::rc::Rc<std::cell::RefCell<Vec<Seen>>>,
+    suspended_until: Option<Instant>,
+    resumed: bool,
+}
+
+/// Iterations before the app is sent to the background, and how long it stays there.
+const SUSPEND_AFTER: usize = 5;
+const SUSPENDED_FOR: Duration = Duration::from_millis(700);
+
+impl<A: winit::application::ApplicationHandler> winit::application::ApplicationHandler for Lifecycle<A> {
+    fn resumed(&mut self, event_loop: &winit::event_loop::ActiveEventLoop) {
+        self.app.resumed(event_loop);
+    }
+
+    fn suspended(&mut self, event_loop: &winit::event_loop::ActiveEventLoop) {
+        self.app.suspended(event_loop);
+    }
+
+    fn window_event(
+        &mut self,
+        event_loop: &winit::event_loop::ActiveEventLoop,
+        id: winit::window::WindowId,
+        event: winit::event::WindowEvent,
+    ) {
+        if event == winit::event::WindowEvent::RedrawRequested {
+            self.seen.borrow_mut().push(Seen::Redraw(id));
+        }
+        self.app.window_event(event_loop, id, event);
+    }
+
+    fn about_to_wait(&mut self, event_loop: &winit::event_loop::ActiveEventLoop) {
+        use winit::event_loop::ControlFlow;
+        let progressed = self
+            .seen
+            .borrow()
+            .iter()
+            .any(|s| matches!(s, Seen::Progress { iteration, .. } if *iteration >= SUSPEND_AFTER));
+        match self.suspended_until {
+            None if progressed && !self.resumed => {
+                self.seen.borrow_mut().push(Seen::Suspended);
+                self.app.suspended(event_loop);
+                self.suspended_until = Some(Instant::now() + SUSPENDED_FOR);
+            }
+            Some(until) if Instant::now() >= until => {
+                self.suspended_until = None;
+                self.resumed = true;
+                self.seen.borrow_mut().push(Seen::Resumed);
+                self.app.resumed(event_loop);
+            }
+            _ => {}
+        }
+        if self.seen.borrow().contains(&Seen::Finished) && !event_loop.exiting() {
+            let found = Command::new("xdotool").args(["search", "--onlyvisible", "--name", "neural-style"]).output();
+            let count = String::from_utf8_lossy(&found.expect("xdotool").stdout).lines().count();
+            self.seen.borrow_mut().push(Seen::WindowsAtEnd(count));
+            event_loop.exit();
+        }
+        self.app.about_to_wait(event_loop);
+        if let Some(until) = self.suspended_until {
+            event_loop.set_control_flow(ControlFlow::WaitUntil(until));
+        }
+    }
+
+    fn exiting(&mut self, event_loop: &winit::event_loop::ActiveEventLoop) {
+        self.app.exiting(event_loop);
+    }
+}
+
+#[test]
+#[ignore = "the child half of suspend_drops_the_window_and_resume_goes_on_with_the_same_run"]
+fn lifecycle_in_this_process() {
+    use neural_style::stylize::{Event, Scales, StylizeOptions};
+    use neural_style::viewer::{Viewer, ViewerApp, ViewerEvent};
+    use winit::platform::x11::EventLoopBuilderExtX11;
+    if std::env::var_os(LIFECYCLE_CHILD).is_none() {
+        eprintln!("run by suspend_drops_the_window_and_resume_goes_on_with_the_same_run, on its own X server");
+        return;
+    }
+    let img = |n: &str| neural_style::image_io::load_rgb(&shared().join("images").join(n)).unwrap();
+    let net = neural_style::weights::load(&default_weights()).unwrap();
+    let iterations = 20;
+    let options = StylizeOptions {
+        size: 48,
+        iterations,
+        report_every: 1,
+        scales: Scales::Sizes(vec![48]),
+        ..StylizeOptions::default()
+    };
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = seen.clone();
+    let app = ViewerApp::stylize(
+        &neural_style::gpu::DeviceRequest::default(),
+        net,
+        img("tubingen.jpg"),
+        vec![img("starry_night.jpg")],
+        options,
+        move |event: ViewerEvent| {
+            log.borrow_mut().push(match event {
+                ViewerEvent::Step(Event::Progress { iteration, losses, elapsed_s, .. }) => {
+                    Seen::Progress { iteration, loss: losses.loss, elapsed_s }
+                }
+                ViewerEvent::Step(Event::Snapshot { iteration, .. }) => Seen::Snapshot(iteration),
+                ViewerEvent::Finished { .. } => Seen::Finished,
+            });
+            Ok(())
+        },
+    );
+    let event_loop = winit::event_loop::EventLoop::builder().with_any_thread(true).build().unwrap();
+    let mut lifecycle = Lifecycle { app, seen: seen.clone(), suspended_until: None, resumed: false };
+    Viewer::from_event_loop(event_loop).run(&mut lifecycle).unwrap();
+    let outcome = lifecycle.app.into_outcome().unwrap();
+    assert_eq!(outcome.iterations, iterations);
+    assert_eq!(outcome.image.width(), 48);
+
+    let seen = seen.borrow();
+    let at = |wanted: &Seen| seen.iter().position(|s| s == wanted).unwrap_or_else(|| panic!("no {wanted:?}"));
+    let (suspended, resumed) = (at(&Seen::Suspended), at(&Seen::Resumed));
+    let progress = |range: std::ops::Range<usize>| -> Vec<(usize, f32, f64)> {
+        seen[range]
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Progress { iteration, loss, elapsed_s } => Some((*iteration, *loss, *elapsed_s)),
+                _ => None,
+            })
+            .collect()
+    };
+    let windows = |range: std::ops::Range<usize>| -> std::collections::BTreeSet<_> {
+        seen[range].iter().filter_map(|s| if let Seen::Redraw(id) = s { Some(*id) } else { None }).collect()
+    };
+    let (before, during, after) = (progress(0..suspended), progress(suspended..resumed), progress(resumed..seen.len()));
+    // Suspending reports the image (Android may kill a background app) and stops the run.
+    let last_before = before.last().unwrap().0;
+    assert!(last_before >= SUSPEND_AFTER);
+    assert_eq!(seen.get(suspended + 1), Some(&Seen::Snapshot(last_before)), "{seen:?}");
+    assert!(during.is_empty(), "no iterations while suspended: {during:?}");
+    // Resuming goes on from the same iteration with the same optimizer state, to the end.
+    let iterations_seen: Vec<usize> = before.iter().chain(&after).map(|p| p.0).collect();
+    assert_eq!(iterations_seen, (0..=iterations).collect::<Vec<_>>(), "one run, not restarted");
+    let (first_after, initial) = (after[0], before[0]);
+    assert!(first_after.1 < 0.5 * initial.1, "the loss went on from where it was: {first_after:?}, start {initial:?}");
+    // The clock stops while the app is away.
+    let gap = first_after.2 - before.last().unwrap().2;
+    assert!(gap < SUSPENDED_FOR.as_secs_f64(), "{gap} s between the iterations around the pause");
+    // Frames in one window before suspending, and in a new window (a new surface) after
+    // resuming; the old window is gone.
+    let (old, new) = (windows(0..suspended), windows(resumed..seen.len()));
+    assert_eq!(old.len(), 1, "frames in one window before suspending: {old:?}");
+    assert_eq!(new.len(), 1, "frames in one window after resuming: {new:?}");
+    assert!(old.is_disjoint(&new), "the window after resuming is a new one");
+    assert!(seen.contains(&Seen::WindowsAtEnd(1)), "one window on the screen at the end: {seen:?}");
 }
