@@ -16,7 +16,9 @@
 set -euo pipefail
 out=$(realpath -m "${1:?usage: tools/android_apk.sh OUT_DIR}")
 cd "$(dirname "$0")/.."
-API=26
+# The package name, SDK levels and version (shared with the Gradle project).
+. examples/android_app/app.properties
+API=$min_sdk
 TARGET=aarch64-linux-android
 maps=${NEURAL_STYLE_ANDROID_MAPS:-../shared/android}
 # A fixed place under target/: the linker's path is part of cargo's fingerprint, so a new one
@@ -88,7 +90,12 @@ fi
 # The APK.
 mkdir -p "$work/apk/lib/arm64-v8a"
 cp "$lib" "$work/apk/lib/arm64-v8a/"
-aapt package -f -M examples/android_app/AndroidManifest.xml \
+# aapt wants the package in the manifest (Gradle wants it out): added to a copy.
+mkdir -p "$work/manifest"
+sed "s|<manifest |<manifest package=\"$application_id\" |" examples/android_app/AndroidManifest.xml \
+  > "$work/manifest/AndroidManifest.xml"
+aapt package -f -M "$work/manifest/AndroidManifest.xml" --min-sdk-version "$min_sdk" \
+  --target-sdk-version "$target_sdk" --version-code "$version_code" --version-name "$version_name" \
   -I /usr/share/android-framework-res/framework-res.apk -F "$work/unaligned.apk"
 (cd "$work/apk" && aapt add "$work/unaligned.apk" lib/arm64-v8a/libandroid_app.so >/dev/null)
 zipalign -f -p 4 "$work/unaligned.apk" "$work/aligned.apk"
