@@ -145,7 +145,7 @@ impl Viewer {
     fn start(x: &Xvfb, dir: &Path, output: &Path, extra: &[&str]) -> Self {
         let img = |n: &str| shared().join("images").join(n).to_str().unwrap().to_string();
         let stderr = dir.join("viewer-stderr.txt");
-        let child = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        let child = with_default_sigint(&mut Command::new(env!("CARGO_BIN_EXE_neural-style")))
             .args([
                 "stylize",
                 "--content",

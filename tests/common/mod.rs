@@ -231,3 +231,18 @@ pub fn layer(name: &str) -> neural_style::arch::LayerId {
 pub fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
+
+/// Lets `command`'s process receive SIGINT even where this test process ignores it: a shell
+/// starts background jobs (`cargo test &`) with SIGINT ignored, children inherit that, and
+/// `neural-style` keeps an ignored signal ignored, so a test's Ctrl-C would never arrive.
+#[cfg(unix)]
+pub fn with_default_sigint(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal(2) is async-signal-safe, as code between fork and exec must be.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        })
+    }
+}
