@@ -118,10 +118,11 @@ enum Job {
 }
 
 /// The viewer's window handler (winit's [`ApplicationHandler`]): opens the window and the device
-/// on the first `resumed`, runs the optimization between frames, drops the surface on
-/// `suspended` and makes a new one on the next `resumed`. [`Viewer::stylize`] runs one; it is
-/// public so that a caller can forward winit's events to it from a handler of its own (the host
-/// test that plays Android's lifecycle does).
+/// on the first `resumed`, runs the optimization between frames, drops the window and its
+/// surface on `suspended` and makes new ones on the next `resumed`. [`Viewer::stylize`] runs one
+/// (with its cancel flag); it is public so that a caller can forward winit's events to it from a
+/// handler of its own (the host test that plays Android's lifecycle does). Such a handler must
+/// forward `exiting` too: the run's outcome is taken there.
 pub struct ViewerApp<F> {
     request: DeviceRequest,
     job: Option<Job>,

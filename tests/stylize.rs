@@ -71,8 +71,8 @@ fn stylize_lowers_the_losses_and_reports_json_progress() {
 
 #[test]
 fn opengl_paints_what_vulkan_paints() {
-    // The whole default loop (scales, L-BFGS with its line search, color handling, the write) on
-    // OpenGL: the same losses and the same picture as on Vulkan.
+    // The CLI's loop on OpenGL (two scales, L-BFGS with its line search, original colors, the
+    // averaged iterate, the write): the same losses and the same picture as on Vulkan.
     use neural_style::gpu::{BackendChoice, DeviceRequest};
     for backend in [BackendChoice::Vulkan, BackendChoice::Gl] {
         if gpu_with(DeviceRequest { backend: Some(backend), ..DeviceRequest::default() }).is_none() {
@@ -82,7 +82,9 @@ fn opengl_paints_what_vulkan_paints() {
     let dir = tempfile::tempdir().unwrap();
     let run = |backend: &str| {
         let output = dir.path().join(format!("{backend}.png"));
-        let out = stylize(&output, &["--backend", backend, "--iterations", "30", "--print-every", "30", "--json"]);
+        let args =
+            ["--backend", backend, "--size", "64", "--min-size", "45", "--iterations", "30", "--print-every", "30"];
+        let out = stylize(&output, &[&args[..], &["--original-colors", "--average", "0.9", "--json"]].concat());
         assert!(out.status.success(), "{backend}: {}", String::from_utf8_lossy(&out.stderr));
         let last = json_lines(&out).into_iter().rfind(|l| l.get("loss").is_some()).unwrap();
         (last["loss"].as_f64().unwrap(), image::open(&output).unwrap().to_rgb8())

@@ -17,8 +17,8 @@ pub fn gpu_required() -> bool {
 }
 
 /// Opens the device `request` asks for, on the graphics API `NEURAL_STYLE_TEST_BACKEND` names
-/// (`vulkan`, `gl`, ...) when the request names none: CI runs the kernel, network and optimizer
-/// tests a second time on OpenGL. Without an adapter the test is skipped (returns `None`), unless
+/// (`vulkan`, `gl`, ...) when the request names none: CI runs the library-level tests a second
+/// time on OpenGL. Tests that run the CLI choose with `--backend` and ignore it. Without an adapter the test is skipped (returns `None`), unless
 /// `NEURAL_STYLE_REQUIRE_GPU=1`, in which case it fails.
 pub fn gpu_with(request: DeviceRequest) -> Option<GpuContext> {
     let request = DeviceRequest { backend: request.backend.or_else(test_backend), ..request };
