@@ -423,8 +423,7 @@ fn across_scales_the_title_shows_the_scale_and_the_window_follows_its_size() {
 fn on_opengl_the_window_shows_the_image_being_optimized() {
     // OpenGL presents through EGL on the window's X11 display (Mesa's llvmpipe here): the
     // instance must be given that display, or no GL adapter can present to the window.
-    use neural_style::gpu::{BackendChoice, DeviceRequest};
-    if gpu_with(DeviceRequest { backend: Some(BackendChoice::Gl), ..DeviceRequest::default() }).is_none() {
+    if gpu_on(neural_style::gpu::BackendChoice::Gl).is_none() {
         return;
     }
     let Some(x) = Xvfb::start() else { return };

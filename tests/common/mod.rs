@@ -18,8 +18,9 @@ pub fn gpu_required() -> bool {
 
 /// Opens the device `request` asks for, on the graphics API `NEURAL_STYLE_TEST_BACKEND` names
 /// (`vulkan`, `gl`, ...) when the request names none: CI runs the library-level tests a second
-/// time on OpenGL. Tests that run the CLI choose with `--backend` and ignore it. Without an adapter the test is skipped (returns `None`), unless
-/// `NEURAL_STYLE_REQUIRE_GPU=1`, in which case it fails.
+/// time on OpenGL. Tests that run the CLI choose with `--backend` and ignore it. Without an
+/// adapter the test is skipped (returns `None`), unless `NEURAL_STYLE_REQUIRE_GPU=1`, in which
+/// case it fails.
 pub fn gpu_with(request: DeviceRequest) -> Option<GpuContext> {
     let request = DeviceRequest { backend: request.backend.or_else(test_backend), ..request };
     match GpuContext::new(&request) {
@@ -35,6 +36,11 @@ pub fn gpu_with(request: DeviceRequest) -> Option<GpuContext> {
 /// The default device (see [`gpu_with`]).
 pub fn gpu() -> Option<GpuContext> {
     gpu_with(DeviceRequest::default())
+}
+
+/// A device on `backend` (see [`gpu_with`]), for tests that compare or need one graphics API.
+pub fn gpu_on(backend: BackendChoice) -> Option<GpuContext> {
+    gpu_with(DeviceRequest { backend: Some(backend), ..DeviceRequest::default() })
 }
 
 /// The graphics API `NEURAL_STYLE_TEST_BACKEND` names, if set.
