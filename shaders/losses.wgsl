@@ -6,7 +6,9 @@
 // The gradient slot is ‖d total / d image‖² in f32: not finite when the gradient is NaN or
 // infinite, or too large for the optimizers' f32 arithmetic (g², Σg², Σ|g|), which would
 // otherwise turn their updates into NaN or silently into zero.
-//   content: mean((F − P)²) per layer;  style: w_l · mean((G − A)²) per layer, G = F Fᵀ/(C·H·W);
+//   content: w_l · mean((F − P)²) per layer;  style: w_l · mean((G − A)²) per layer,
+//   G = F Fᵀ/(C·H·W) (w_l: the layer's weight, with per-layer normalization divided by its
+//   target's mean square);
 //   tv: mean of squared vertical + mean of squared horizontal neighbour differences of the image.
 // The Gram matrices themselves and the style gradient (R·F) are products run by pointwise.wgsl.
 
@@ -23,7 +25,8 @@ struct LossParams {
 @group(0) @binding(3) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(4) var<storage, read_write> losses: array<f32>;
 
-// value = F, target = P (count values): grad += coef · (F − P), coef = content_weight · 2 / count.
+// value = F, target = P (count values): grad += coef · (F − P), coef = content_weight · w_l · 2 / count,
+// content partial = layer_weight · mean((F − P)²) over this workgroup's values.
 @compute @workgroup_size(WORKGROUP)
 fn content_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     var sum = 0.0;
@@ -34,7 +37,7 @@ fn content_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
     }
     let total = workgroup_sum(lid.x, sum);
     if lid.x == 0u {
-        losses[p.partial + wid.x] = total / f32(p.count);
+        losses[p.partial + wid.x] = p.layer_weight * total / f32(p.count);
     }
 }
 

@@ -1,7 +1,8 @@
-// Image-sized helpers of the coarse-to-fine schedule and the output average: the bilinear
-// upsampling of one scale's result to the next scale's size, the logit that starts the bounded
-// L-BFGS parameters from an image, and the exponential moving average of the iterates. Images are
-// planar RGB (all red, then green, then blue).
+// Image-sized helpers of the coarse-to-fine schedule, the losses and the output average: the
+// bilinear upsampling of one scale's result to the next scale's size, the mirror padding the
+// network sees around the image (and its adjoint, which folds the padding's gradient back), the
+// logit that starts the bounded L-BFGS parameters from an image, and the exponential moving
+// average of the iterates. Images are planar RGB (all red, then green, then blue).
 
 struct ResizeParams {
     src_w: u32, src_h: u32, dst_w: u32, dst_h: u32,
@@ -35,6 +36,70 @@ fn resize_bilinear(@builtin(global_invocation_id) gid: vec3<u32>) {
     let top = mix(src[base + y0 * rp.src_w + x0], src[base + y0 * rp.src_w + x1], fx);
     let bottom = mix(src[base + y1 * rp.src_w + x0], src[base + y1 * rp.src_w + x1], fx);
     dst[i] = mix(top, bottom, fy);
+}
+
+// Mirror padding: dst (dst_w × dst_h) is src with (dst_w − src_w) / 2 columns on the left and
+// right and (dst_h − src_h) / 2 rows above and below, mirrored about the edge pixels (PyTorch's
+// "reflect": padded column X reads source column |X − pad|, or 2(src_w − 1) − (X − pad) past the
+// right edge). The pads are at most src − 1, so no pixel is mirrored twice.
+fn mirror(padded: u32, pad: u32, size: u32) -> u32 {
+    let x = i32(padded) - i32(pad);
+    let last = i32(size) - 1;
+    return u32(select(select(x, 2 * last - x, x > last), -x, x < 0));
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn mirror_pad(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    let plane = rp.dst_w * rp.dst_h;
+    if i >= 3u * plane {
+        return;
+    }
+    let c = i / plane;
+    let x = mirror((i % plane) % rp.dst_w, (rp.dst_w - rp.src_w) / 2u, rp.src_w);
+    let y = mirror((i % plane) / rp.dst_w, (rp.dst_h - rp.src_h) / 2u, rp.src_h);
+    dst[i] = src[c * rp.src_w * rp.src_h + y * rp.src_w + x];
+}
+
+// The padded coordinates that `mirror` maps to source coordinate x (at most 3: x itself, its
+// mirror image left of the edge, its mirror image right of it); returns how many.
+fn preimages(x: u32, pad: u32, size: u32, out: ptr<function, array<u32, 3>>) -> u32 {
+    (*out)[0] = x + pad;
+    var n = 1u;
+    if x >= 1u && x <= pad {
+        (*out)[n] = pad - x;
+        n++;
+    }
+    if x + 2u <= size && x + pad + 1u >= size {
+        (*out)[n] = pad + 2u * (size - 1u) - x;
+        n++;
+    }
+    return n;
+}
+
+// The adjoint of mirror_pad: src (here the source-sized gradient, dst_w × dst_h) = the sum of the
+// padded gradient (src_w × src_h) over every padded pixel that reads it. Roles: rp.src is the
+// padded size, rp.dst the image's.
+@compute @workgroup_size(WORKGROUP)
+fn mirror_pad_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    let plane = rp.dst_w * rp.dst_h;
+    if i >= 3u * plane {
+        return;
+    }
+    let c = i / plane;
+    var xs: array<u32, 3>;
+    var ys: array<u32, 3>;
+    let nx = preimages((i % plane) % rp.dst_w, (rp.src_w - rp.dst_w) / 2u, rp.dst_w, &xs);
+    let ny = preimages((i % plane) / rp.dst_w, (rp.src_h - rp.dst_h) / 2u, rp.dst_h, &ys);
+    let base = c * rp.src_w * rp.src_h;
+    var sum = 0.0;
+    for (var b = 0u; b < ny; b++) {
+        for (var a = 0u; a < nx; a++) {
+            sum += src[base + ys[b] * rp.src_w + xs[a]];
+        }
+    }
+    dst[i] = sum;
 }
 
 struct AverageParams {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use neural_style::arch::Arch;
 use neural_style::gpu::{BackendChoice, LimitsProfile};
-use neural_style::stylize::{LineSearch, OptimizerKind};
+use neural_style::stylize::{LineSearch, LossNormalization, OptimizerKind};
 
 /// Gatys-style neural style transfer on the GPU with a MobileNetV3 feature network (WGSL kernels via wgpu).
 #[derive(Parser, Debug)]
@@ -60,7 +60,8 @@ pub enum Command {
     },
     /// Paint the content photo in the style of the style image(s) (Gatys et al.).
     Stylize(Box<StylizeArgs>),
-    /// Score stylized images: artifacts, color, style128 and content (one line, or JSON object, per output).
+    /// Score stylized images: artifacts, chroma, luma, texture, content, color and style128 (one
+    /// line, or JSON object, per output).
     Quality {
         /// Content photo the outputs were made from.
         #[arg(long)]
@@ -71,6 +72,10 @@ pub enum Command {
         /// Stylized images to score.
         #[arg(required = true)]
         outputs: Vec<PathBuf>,
+        /// Another picture of the same pair (e.g. the classic's) to score beside each output, at
+        /// that output's size.
+        #[arg(long)]
+        reference: Option<PathBuf>,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -221,15 +226,31 @@ pub struct StylizeArgs {
     /// Weight of the content loss.
     #[arg(long, default_value_t = neural_style::stylize::DEFAULT_CONTENT_WEIGHT, allow_negative_numbers = true)]
     pub content_weight: f32,
-    /// Weight of the style loss.
+    /// Weight of the style loss (with --loss-normalization per-layer, per-layer relative units).
     #[arg(long, default_value_t = neural_style::stylize::DEFAULT_STYLE_WEIGHT, allow_negative_numbers = true)]
     pub style_weight: f32,
+    /// How painted: multiplies the style weight (1 is the default look; about 0.1 keeps the photo
+    /// with a hint of the painting, 10 lets the painting take over). The viewer's +/- double and
+    /// halve it.
+    #[arg(long, default_value_t = neural_style::stylize::LossSpec::default().strength, allow_negative_numbers = true)]
+    pub strength: f32,
+    /// How each layer's loss is scaled: `per-layer` divides it by its target's mean square (and
+    /// the style layers by their count), so every layer counts alike at any size; `none` is the
+    /// classic loss of jcjohnson/neural-style (then --style-weight 5000 was the old default).
+    #[arg(long, value_enum, default_value_t = neural_style::stylize::LossSpec::default().normalization)]
+    pub loss_normalization: LossNormalization,
+    /// Pixels of mirror padding the network sees around the image: the border is painted like
+    /// the rest, and the padding's rows and columns are left out of the Gram matrices. 0: none
+    /// (the classic network input).
+    #[arg(long, default_value_t = neural_style::stylize::DEFAULT_PADDING)]
+    pub padding: u32,
     /// Weight of the total-variation loss.
     #[arg(long, default_value_t = neural_style::stylize::DEFAULT_TV_WEIGHT, allow_negative_numbers = true)]
     pub tv_weight: f32,
-    /// Rows and columns at each edge of a style layer left out of its Gram matrix: zero padding
-    /// makes the activations there many times larger than inside, so they would dominate the
-    /// style loss. 0 keeps every pixel (the classic loss).
+    /// Rows and columns at each edge of a style layer left out of its Gram matrix besides the
+    /// padding's: with --padding 0, zero padding makes the activations there many times larger
+    /// than inside, so they would dominate the style loss (1 was the old default). 0 keeps every
+    /// pixel (the classic loss).
     #[arg(long, default_value_t = neural_style::stylize::DEFAULT_GRAM_MARGIN)]
     pub gram_margin: u32,
     /// Content layers, comma-separated.
@@ -238,8 +259,9 @@ pub struct StylizeArgs {
     /// Style layers, comma-separated, each optionally `layer:weight`.
     #[arg(long, value_delimiter = ',', default_value = neural_style::stylize::DEFAULT_STYLE_LAYERS)]
     pub style_layers: Vec<String>,
-    /// Starting image: `content`, `noise`, or an image file.
-    #[arg(long, default_value = "content")]
+    /// Starting image: `palette` (the content photo in the style's colors), `content`, `noise`,
+    /// or an image file.
+    #[arg(long, default_value = "palette")]
     pub init: String,
     /// Seed of the noise initialization.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]

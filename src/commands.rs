@@ -27,7 +27,9 @@ pub fn run(command: Command) -> Result<()> {
         Command::Layers { size, arch, weights, json } => layers(&size, arch, weights.as_deref(), json),
         Command::Weights { action } => weights_command(action),
         Command::Stylize(args) => stylize(&args),
-        Command::Quality { content, style, outputs, common } => quality(&content, &style, &outputs, &common),
+        Command::Quality { content, style, outputs, reference, common } => {
+            quality(&content, &style, &outputs, reference.as_deref(), &common)
+        }
         Command::Bench { sizes, iterations, warmup, optimizer, common } => {
             bench(&neural_style::bench::BenchOptions { sizes, iterations, warmup, optimizer }, &common)
         }
@@ -350,6 +352,7 @@ fn flag(option: OptionName) -> &'static str {
         OptionName::ContentWeight => "--content-weight",
         OptionName::StyleWeight => "--style-weight",
         OptionName::TvWeight => "--tv-weight",
+        OptionName::Strength => "--strength",
         OptionName::ContentLayers => "--content-layers",
         OptionName::StyleLayers => "--style-layers",
         OptionName::StyleBlendWeights => "--style-blend-weights",
@@ -381,7 +384,7 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
     // Everything that can be checked before the long run is checked first.
     output_format(&args.output)?;
     atomic::check_writable(&args.output)?;
-    let init_file = (!matches!(args.init.as_str(), "content" | "noise")).then(|| Path::new(&args.init));
+    let init_file = (!matches!(args.init.as_str(), "palette" | "content" | "noise")).then(|| Path::new(&args.init));
     let inputs = std::iter::once(("--content", args.content.as_path()))
         .chain(args.styles.iter().map(|s| ("--style", s.as_path())))
         .chain(init_file.map(|i| ("--init", i)));
@@ -394,6 +397,7 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
     let content = image_io::load_rgb(&args.content)?;
     let styles = args.styles.iter().map(|p| image_io::load_rgb(p)).collect::<Result<Vec<_>>>()?;
     let init = match args.init.as_str() {
+        "palette" => Init::Palette,
         "content" => Init::Content,
         "noise" => Init::Noise,
         file => Init::Image(image_io::load_rgb(Path::new(file))?),
@@ -414,6 +418,9 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
             tv_weight: args.tv_weight,
             normalize_gradients: args.normalize_gradients,
             gram_margin: args.gram_margin,
+            padding: args.padding,
+            normalization: args.loss_normalization,
+            strength: args.strength,
         },
         style_blend_weights: args.style_blend_weights.clone(),
         init,
@@ -531,32 +538,58 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
     finish_stylize(args, &outcome, schedule.len())
 }
 
-/// `neural-style quality`: the four measures of `neural_style::quality` for each output.
-fn quality(content: &Path, style: &Path, outputs: &[PathBuf], common: &CommonArgs) -> Result<()> {
+/// `neural-style quality`: the measures of `neural_style::quality` for each output, and with a
+/// reference picture its measures beside them (the reference resized to each output's size).
+fn quality(
+    content: &Path,
+    style: &Path,
+    outputs: &[PathBuf],
+    reference: Option<&Path>,
+    common: &CommonArgs,
+) -> Result<()> {
     let content = image_io::load_rgb(content)?;
     let style = image_io::load_rgb(style)?;
+    let reference = reference.map(image_io::load_rgb).transpose()?;
     let (ctx, fnet, _) = open(common)?;
     let judge = neural_style::quality::Judge::new(&ctx, &fnet);
     for path in outputs {
-        let s = judge.score(&image_io::load_rgb(path)?, &content, &style)?;
+        let output = image_io::load_rgb(path)?;
+        let s = judge.score(&output, &content, &style)?;
+        let r = match &reference {
+            Some(r) => {
+                Some(judge.score(&image_io::resize_exact(r, output.width(), output.height()), &content, &style)?)
+            }
+            None => None,
+        };
         if common.json {
-            outln!(
-                "{}",
-                json!({"output": path.to_string_lossy(), "artifacts": s.artifacts, "color": s.color, "style128": s.style128,
-                       "content": s.content})
-            )?;
+            let mut line = json!({"output": path.to_string_lossy()});
+            line.as_object_mut().expect("an object").extend(scores_json(&s));
+            if let Some(r) = &r {
+                line["reference"] = serde_json::Value::Object(scores_json(r));
+            }
+            outln!("{line}")?;
         } else {
-            outln!(
-                "{}: artifacts {:.3}, color {:.3}, style128 {:.3}, content {:.3}",
-                path.display(),
-                s.artifacts,
-                s.color,
-                s.style128,
-                s.content
-            )?;
+            let text = |s: &neural_style::quality::Scores| {
+                format!(
+                    "artifacts {:.3}, chroma {:.3}, luma {:.3}, texture {:.3}, content {:.3}, color {:.3}, style128 {:.3}",
+                    s.artifacts, s.chroma, s.luma, s.texture, s.content, s.color, s.style128
+                )
+            };
+            outln!("{}: {}", path.display(), text(&s))?;
+            if let Some(r) = &r {
+                outln!("  reference: {}", text(r))?;
+            }
         }
     }
     Ok(())
+}
+
+/// The measures as JSON fields (non-finite ones as `null`).
+fn scores_json(s: &neural_style::quality::Scores) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(s).expect("scores serialize") {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("a struct serializes to an object"),
+    }
 }
 
 fn bench(options: &neural_style::bench::BenchOptions, common: &CommonArgs) -> Result<()> {

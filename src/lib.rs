@@ -22,6 +22,7 @@ pub mod image_io;
 pub mod input;
 pub mod kernels;
 pub mod model;
+pub mod palette;
 pub mod profile;
 pub mod quality;
 pub mod reference;

@@ -165,6 +165,8 @@ pub struct Activations {
     pub layers: Vec<(LayerId, Tensor)>,
     /// The logits (classes × 1 × 1), when the network has a classifier.
     pub logits: Option<Tensor>,
+    /// Height and width of the image the network ran on.
+    pub input: (usize, usize),
 }
 
 impl Activations {
@@ -228,7 +230,7 @@ pub fn forward(net: &Network, image: &Tensor) -> Activations {
         let pooled = Tensor { c: head.c, h: 1, w: 1, data: channel_mean(head) };
         pointwise(&pointwise(&pooled, &cls.hidden, None), &cls.logits, None)
     });
-    Activations { layers, logits }
+    Activations { layers, logits, input: (image.h, image.w) }
 }
 
 /// YCbCr (BT.601, full range) of an RGB pixel in [0, 1]: Y = 0.299 R + 0.587 G + 0.114 B,
@@ -533,8 +535,66 @@ pub struct Objective {
     pub style_weight: f64,
     /// Weight of the total-variation term.
     pub tv_weight: f64,
-    /// Rows and columns at each edge of a style layer left out of its Gram matrix.
+    /// Rows and columns at each edge of a style layer left out of its Gram matrix, besides
+    /// those of the padding.
     pub gram_margin: usize,
+    /// Mirror padding of the image before the network ([`mirror_pad`]); a style layer then also
+    /// leaves out the rows and columns that come from it ([`style_margin`]).
+    pub padding: usize,
+}
+
+/// `x` mirror-padded by `pad` on each side (PyTorch's "reflect": about the edge pixel; `pad` at
+/// most each side − 1).
+pub fn mirror_pad(x: &Tensor, pad: usize) -> Tensor {
+    assert!(pad < x.h && pad < x.w, "mirror pad {pad} of a {}×{} image", x.w, x.h);
+    let (h, w) = (x.h + 2 * pad, x.w + 2 * pad);
+    let mirror = |i: usize, n: usize| -> usize {
+        let v = i as i64 - pad as i64;
+        let last = n as i64 - 1;
+        (if v < 0 {
+            -v
+        } else if v > last {
+            2 * last - v
+        } else {
+            v
+        }) as usize
+    };
+    let mut out = Tensor::zeros(x.c, h, w);
+    for c in 0..x.c {
+        for y in 0..h {
+            for xx in 0..w {
+                out.data[(c * h + y) * w + xx] = x.data[(c * x.h + mirror(y, x.h)) * x.w + mirror(xx, x.w)];
+            }
+        }
+    }
+    out
+}
+
+/// The adjoint of [`mirror_pad`]: the gradient of a padded image folded back onto the
+/// `h`×`w` image (each padded pixel's value added to the pixel it was read from).
+pub fn mirror_pad_adjoint(g: &Tensor, pad: usize, h: usize, w: usize) -> Tensor {
+    let mut out = Tensor::zeros(g.c, h, w);
+    let ones = Tensor { data: (0..g.c * h * w).map(|i| i as f64).collect(), ..Tensor::zeros(g.c, h, w) };
+    // The padded image of the indices says where each padded pixel reads from.
+    let source = mirror_pad(&ones, pad);
+    for (v, &i) in g.data.iter().zip(&source.data) {
+        out.data[i as usize] += v;
+    }
+    out
+}
+
+/// The Gram margin of a style layer of `layer_h`×`layer_w` in a network run on an image of
+/// `input_h`×`input_w` that was mirror-padded by `pad`: pad · layer side / input side (rounded
+/// down, the smaller of the two) plus `gram_margin`.
+pub fn style_margin(
+    layer_h: usize,
+    layer_w: usize,
+    input_h: usize,
+    input_w: usize,
+    pad: usize,
+    gram_margin: usize,
+) -> usize {
+    (pad * layer_h / input_h).min(pad * layer_w / input_w) + gram_margin
 }
 
 /// The unweighted terms and the weighted total.
@@ -595,7 +655,10 @@ pub fn layer_gradients(
         add(id, shape(g), objective.content_weight);
     }
     for &(id, weight, ref target) in &objective.style {
-        let (l, g) = style_loss(find(id), target, objective.gram_margin);
+        let f = find(id);
+        let (input_h, input_w) = acts.input;
+        let margin = style_margin(f.h, f.w, input_h, input_w, objective.padding, objective.gram_margin);
+        let (l, g) = style_loss(f, target, margin);
         losses.style += weight * l;
         add(id, shape(g), objective.style_weight * weight);
     }
@@ -611,13 +674,15 @@ pub fn objective_and_grad_with(
     objective: &Objective,
     rule: GradientRule,
 ) -> (Losses, Tensor) {
-    let acts = forward(net, image);
+    let padded = mirror_pad(image, objective.padding);
+    let acts = forward(net, &padded);
     let (mut losses, grads) = layer_gradients(&acts, objective, rule);
     let (tv, tv_grad) = tv_loss(image);
     losses.tv = tv;
     losses.total =
         objective.content_weight * losses.content + objective.style_weight * losses.style + objective.tv_weight * tv;
-    let mut grad = backward(net, image, &acts, &grads);
+    let padded_grad = backward(net, &padded, &acts, &grads);
+    let mut grad = mirror_pad_adjoint(&padded_grad, objective.padding, image.h, image.w);
     grad.data.iter_mut().zip(&tv_grad.data).for_each(|(a, b)| *a += objective.tv_weight * b);
     (losses, grad)
 }

@@ -149,9 +149,36 @@ fn reference_whole_network_gradient_matches_finite_differences() {
         style_weight: 10.0,
         tv_weight: 2.0,
         gram_margin: 1,
+        padding: 0,
     };
     let (_, grad) = reference::objective_and_grad(&net, &image, &objective);
     check_fd("whole network", &image, &grad, |x| reference::objective_and_grad(&net, x, &objective).0.total);
+    // Mirror-padded by 5 (the padding's rows and columns out of the Gram matrices, its gradient
+    // folded back onto the image): still the gradient of the total.
+    let padded = reference::Objective { padding: 5, gram_margin: 0, ..objective };
+    let (_, grad) = reference::objective_and_grad(&net, &image, &padded);
+    check_fd("whole network, mirror-padded", &image, &grad, |x| {
+        reference::objective_and_grad(&net, x, &padded).0.total
+    });
+}
+
+#[test]
+fn mirror_padding_reads_about_the_edge_and_its_adjoint_folds_back() {
+    let mut rng = Rng::new(12);
+    let x = random_tensor(&mut rng, 2, 4, 6, 1.0);
+    let p = reference::mirror_pad(&x, 3);
+    assert_eq!((p.c, p.h, p.w), (2, 10, 12));
+    let at = |t: &Tensor, c: usize, y: usize, xx: usize| t.data[(c * t.h + y) * t.w + xx];
+    // Padded (y, x) reads source (|y − 3|, |x − 3|) mirrored about the last row and column.
+    assert_eq!(at(&p, 1, 0, 0), at(&x, 1, 3, 3));
+    assert_eq!(at(&p, 0, 3, 3), at(&x, 0, 0, 0));
+    assert_eq!(at(&p, 0, 9, 11), at(&x, 0, 0, 2));
+    assert_eq!(at(&p, 0, 7, 9), at(&x, 0, 2, 4));
+    // ⟨pad(x), y⟩ = ⟨x, padᵀ(y)⟩.
+    let y = random_tensor(&mut rng, 2, 10, 12, 1.0);
+    let folded = reference::mirror_pad_adjoint(&y, 3, 4, 6);
+    let (lhs, rhs) = (dot(&p, &y), dot(&x, &folded));
+    assert!((lhs - rhs).abs() <= 1e-12 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
 }
 
 // ---- GPU backward kernels against the reference ----

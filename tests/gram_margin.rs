@@ -1,4 +1,4 @@
-//! `LossSpec::gram_margin` (`--gram-margin`, default 1): the style layers' border rows and
+//! `LossSpec::gram_margin` (`--gram-margin`, default 0; 1 was the default before mirror padding): the style layers' border rows and
 //! columns are left out of their Gram matrices. The GPU targets, losses and image gradient
 //! against the f64 CPU reference of the same rule, and the border really is left out.
 
@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use neural_style::engine::FeatureNet;
 use neural_style::reference::{self, Tensor};
-use neural_style::stylize::{LossSpec, Objective, PlanarImage, Targets};
+use neural_style::stylize::{LossNormalization, LossSpec, Objective, PlanarImage, Targets};
 use neural_style::weights;
 
 fn tensor(img: &PlanarImage) -> Tensor {
@@ -38,6 +38,9 @@ fn gram_without_the_border_matches_cpu_reference() {
         tv_weight: 0.5,
         normalize_gradients: false,
         gram_margin: 1,
+        padding: 0,
+        normalization: LossNormalization::None,
+        strength: 1.0,
     };
     let targets = Targets::compute(&ctx, &fnet, &spec, &content, &[(style.clone(), 1.0)]).unwrap();
     let values = targets.read(&ctx).unwrap();
@@ -71,6 +74,7 @@ fn gram_without_the_border_matches_cpu_reference() {
         style_weight: spec.style_weight as f64,
         tv_weight: spec.tv_weight as f64,
         gram_margin: 1,
+        padding: 0,
     };
     let (losses, want) = reference::objective_and_grad(&net, &tensor(&init), &cpu);
     let l = ctx.read_buffer(objective.losses(), 4).unwrap();

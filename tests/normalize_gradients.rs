@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use neural_style::engine::FeatureNet;
 use neural_style::reference::{self, GradientRule, Tensor};
-use neural_style::stylize::{LossSpec, Objective, Targets};
+use neural_style::stylize::{LossNormalization, LossSpec, Objective, Targets};
 use neural_style::weights;
 
 #[test]
@@ -31,6 +31,9 @@ fn normalized_gradients_match_cpu_reference() {
         tv_weight: 0.5,
         normalize_gradients: true,
         gram_margin: 0,
+        padding: 0,
+        normalization: LossNormalization::None,
+        strength: 1.0,
     };
     let targets = Targets::compute(&ctx, &fnet, &spec, &content, &[(style, 1.0)]).unwrap();
     let values = targets.read(&ctx).unwrap();
@@ -48,6 +51,7 @@ fn normalized_gradients_match_cpu_reference() {
         style_weight: spec.style_weight as f64,
         tv_weight: spec.tv_weight as f64,
         gram_margin: spec.gram_margin as usize,
+        padding: 0,
     };
 
     let check = |objective: &Objective, cpu: &reference::Objective, when: &str| {

@@ -1,7 +1,9 @@
 //! The quality measures (`neural_style::quality`, `neural-style quality`) on small synthetic
-//! images: noise raises `artifacts`, the style's palette lowers `color`, the photo itself scores
-//! color 1, style128 1 and content 0, the style image itself scores color 0 and style128 0; and the
-//! blur and the sliced Wasserstein distance on hand-checkable cases.
+//! images: noise raises `artifacts`, the style's palette lowers `color` and `chroma`, a grey
+//! output of a grey painting has chroma 0, taking the colors away moves chroma and hardly luma,
+//! noise and blur do not bring `texture` toward the painting's; the photo itself scores 1 on
+//! every ratio and content 0, the style image itself scores color 0 and style128 0; and the blur, CIELAB and the
+//! sliced Wasserstein distance on hand-checkable cases.
 
 mod common;
 
@@ -152,11 +154,95 @@ fn photo_scores_as_itself_and_style_image_matches_the_style() {
     let (p, s) = (photo(96, 64), painting(80, 80));
     let own = judge.score(&p, &p, &s).unwrap();
     assert_eq!((own.color, own.style128, own.content), (1.0, 1.0, 0.0), "{own:?}");
+    assert_eq!((own.chroma, own.luma, own.texture), (1.0, 1.0, 1.0), "{own:?}");
     assert!(own.artifacts <= 1.0, "{own:?}");
     let style = judge.score(&s, &p, &s).unwrap();
     assert_eq!(style.color, 0.0, "{style:?}");
     assert!(style.style128 < 1e-9, "{style:?}");
     assert!(style.content > 0.3, "{style:?}");
+}
+
+/// `img` in grey: every channel set to its Rec. 601 luma.
+fn grey(img: &RgbImage) -> RgbImage {
+    let mut out = img.clone();
+    for p in out.pixels_mut() {
+        let y = (0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32).round() as u8;
+        p.0 = [y; 3];
+    }
+    out
+}
+
+#[test]
+fn cielab_of_known_colors() {
+    let close = |a: [f64; 3], b: [f64; 3]| a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 0.01);
+    assert!(close(quality::lab([255, 255, 255]), [100.0, 0.0, 0.0]), "{:?}", quality::lab([255, 255, 255]));
+    assert!(close(quality::lab([0, 0, 0]), [0.0, 0.0, 0.0]));
+    // sRGB red, green and blue (D65), as colour-science tables give them.
+    assert!(close(quality::lab([255, 0, 0]), [53.2408, 80.0925, 67.2032]), "{:?}", quality::lab([255, 0, 0]));
+    assert!(close(quality::lab([0, 255, 0]), [87.7347, -86.1827, 83.1793]), "{:?}", quality::lab([0, 255, 0]));
+    assert!(close(quality::lab([0, 0, 255]), [32.2970, 79.1875, -107.8602]), "{:?}", quality::lab([0, 0, 255]));
+    for v in [1u8, 60, 128, 200] {
+        let [_, a, b] = quality::lab([v; 3]);
+        assert!(a.abs() < 1e-3 && b.abs() < 1e-3, "grey {v}: a* {a}, b* {b}");
+    }
+}
+
+#[test]
+fn box_downsample_averages_two_by_two_blocks() {
+    let img = RgbImage::from_fn(5, 3, |x, y| Rgb([(10 * x + y) as u8, 100, (x * y) as u8]));
+    let half = quality::box_downsample(&img);
+    assert_eq!(half.dimensions(), (2, 1));
+    // Block (0..2, 0..2): red 0, 1, 10, 11 → 5.5 → 6 (rounded half up); blue 0, 0, 0, 1 → 0.25 → 0.
+    assert_eq!(half.get_pixel(0, 0).0, [6, 100, 0]);
+    // Block (2..4, 0..2): red 20, 21, 30, 31 → 25.5 → 26; blue 0, 2, 0, 3 → 1.25 → 1.
+    assert_eq!(half.get_pixel(1, 0).0, [26, 100, 1]);
+}
+
+#[test]
+fn the_photo_scores_one_and_the_painting_zero_on_palette_and_texture() {
+    let (p, s) = (photo(96, 64), painting(80, 80));
+    let pair = quality::PaletteAndTexture::new(&p, &s, 96, 64);
+    assert_eq!(pair.measure(&p), [1.0, 1.0, 1.0]);
+    // The painting at the outputs' longest side with its own aspect is what the measures compare
+    // with; its 96×64 crop has the same palette and strokes.
+    let crop = image::imageops::crop_imm(&neural_style::image_io::resize_max_side(&s, 96), 0, 0, 96, 64).to_image();
+    let [chroma, luma, texture] = pair.measure(&crop);
+    assert!(chroma < 0.1 && luma < 0.1 && texture < 0.2, "the painting's crop: {chroma} {luma} {texture}");
+}
+
+#[test]
+fn a_grey_output_of_a_grey_painting_has_no_chroma_distance() {
+    let (p, s) = (photo(96, 64), grey(&painting(80, 80)));
+    let pair = quality::PaletteAndTexture::new(&p, &s, 96, 64);
+    let [chroma, ..] = pair.measure(&grey(&p));
+    assert!(chroma < 0.01, "grey photo against a grey painting: chroma {chroma}");
+    // The colored photo is at 1, by definition; the grey one is not, whatever its structure.
+    assert_eq!(pair.measure(&p)[0], 1.0);
+}
+
+#[test]
+fn a_palette_change_moves_chroma_and_not_luma() {
+    let (p, s) = (photo(96, 64), painting(80, 80));
+    let pair = quality::PaletteAndTexture::new(&p, &s, 96, 64);
+    let recolored = match_histograms(&p, &neural_style::image_io::resize_exact(&s, 96, 64));
+    let [chroma, luma, _] = pair.measure(&recolored);
+    // Per-channel histograms are not the joint palette, but most of the way there.
+    assert!(chroma < 0.35, "photo with the painting's histograms: chroma {chroma}");
+    // The photo without its colors keeps its lightness: chroma moves, luma hardly.
+    let [chroma_grey, luma_grey, _] = pair.measure(&grey(&p));
+    assert!((chroma_grey - 1.0).abs() > 0.15, "grey photo: chroma {chroma_grey}");
+    assert!((luma_grey - 1.0).abs() < (chroma_grey - 1.0).abs() / 2.0, "grey: luma {luma_grey}, chroma {chroma_grey}");
+    assert!(luma < 1.0, "the painting's histograms also move luma toward it: {luma}");
+}
+
+#[test]
+fn noise_and_blur_do_not_pass_for_the_paintings_texture() {
+    let (p, s) = (photo(96, 64), painting(80, 80));
+    let pair = quality::PaletteAndTexture::new(&p, &s, 96, 64);
+    for (what, img) in [("noise", noisy(&p, 60.0)), ("blur", image::imageops::blur(&p, 2.0))] {
+        let texture = pair.measure(&img)[2];
+        assert!(texture > 0.85, "{what}: texture {texture}");
+    }
 }
 
 fn save(img: &RgbImage, path: &Path) -> String {
@@ -185,9 +271,42 @@ fn cli_prints_the_four_measures_per_output_as_json() {
     assert_eq!(lines[0]["content"], 0.0);
     assert_eq!(lines[1]["output"], noise.as_str());
     assert!(lines[1]["artifacts"].as_f64().unwrap() > 4.0, "{}", lines[1]);
-    for key in ["color", "style128", "content"] {
+    for key in ["chroma", "luma", "texture", "color", "style128", "content"] {
         assert!(lines[1][key].as_f64().unwrap().is_finite(), "{}", lines[1]);
     }
+    assert!(lines[1].get("reference").is_none(), "{}", lines[1]);
+}
+
+#[test]
+fn cli_scores_a_reference_picture_beside_each_output() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = photo(96, 64);
+    let content = save(&p, &dir.path().join("photo.png"));
+    let style = save(&painting(80, 80), &dir.path().join("style.png"));
+    let noise = save(&noisy(&p, 60.0), &dir.path().join("noisy.png"));
+    // The reference is the photo at twice the size: scored at each output's size, it is the photo.
+    let reference = save(&photo(192, 128), &dir.path().join("reference.png"));
+    let args = ["quality", "--content", &content, "--style", &style, "--reference", &reference, &noise];
+    let out = neural_style(&[&args[..], &["--json"][..]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line: serde_json::Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert!(line["artifacts"].as_f64().unwrap() > 4.0, "{line}");
+    let r = &line["reference"];
+    for key in ["chroma", "luma", "texture"] {
+        let v = r[key].as_f64().unwrap();
+        assert!((v - 1.0).abs() < 0.1, "reference {key}: {line}");
+    }
+    assert!(r["content"].as_f64().unwrap() < 0.1, "{line}");
+    let text = neural_style(&args);
+    assert!(text.status.success());
+    let text = String::from_utf8(text.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with(&format!("{noise}: artifacts ")) && lines[0].contains("chroma"), "{text}");
+    assert!(lines[1].starts_with("  reference: artifacts ") && lines[1].contains("texture"), "{text}");
 }
 
 #[test]

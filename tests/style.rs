@@ -8,7 +8,7 @@ use common::*;
 use neural_style::engine::FeatureNet;
 use neural_style::reference::{self, Tensor};
 use neural_style::stylize::optimizer::{Adam, Lbfgs};
-use neural_style::stylize::{LossSpec, Objective, PlanarImage, Targets};
+use neural_style::stylize::{LossNormalization, LossSpec, Objective, PlanarImage, Targets};
 use neural_style::weights;
 
 struct Fixture {
@@ -38,6 +38,9 @@ fn fixture_chain() -> Fixture {
         tv_weight: settings["tv_weight"].as_f64().unwrap() as f32,
         normalize_gradients: false,
         gram_margin: 0,
+        padding: 0,
+        normalization: LossNormalization::None,
+        strength: 1.0,
     };
     Fixture { tensors: read_fixture("style_chain.safetensors"), spec }
 }
@@ -117,6 +120,7 @@ fn cpu_reference_objective_matches_pytorch() {
         style_weight: fx.spec.style_weight as f64,
         tv_weight: fx.spec.tv_weight as f64,
         gram_margin: 0,
+        padding: 0,
     };
     let (losses, grad) = reference::objective_and_grad(&net, &to_t(&fx.image("init")), &objective);
     for (got, name) in [

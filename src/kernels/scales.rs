@@ -1,14 +1,14 @@
-//! `shaders/scales.wgsl`: what the coarse-to-fine schedule and the output average do to whole
-//! images: the bilinear upsampling of one scale's result to the next scale's size, the logit that
-//! starts the bounded L-BFGS parameters from an image, and the exponential moving average of the
-//! iterates.
+//! `shaders/scales.wgsl`: what the coarse-to-fine schedule, the losses and the output average do
+//! to whole images: the bilinear upsampling of one scale's result to the next scale's size, the
+//! mirror padding the network sees around the image and its adjoint, the logit that starts the
+//! bounded L-BFGS parameters from an image, and the exponential moving average of the iterates.
 
 use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, flat_grid};
 use super::{kernel_bindings, uniform_params};
 use crate::gpu::GpuContext;
 
 uniform_params! {
-    /// Uniforms of `resize_bilinear`.
+    /// Uniforms of `resize_bilinear`, `mirror_pad` and `mirror_pad_backward`.
     pub struct ResizeParams {
         /// Source width.
         pub src_w: u32,
@@ -83,6 +83,12 @@ kernel_bindings! {
     }
 }
 
+/// The pad on each side of a `width`×`height` image mirror-padded by up to `pad`: at most the
+/// side − 1 (a pixel is mirrored once, about the edge pixel), so 0 for a side of 1.
+pub fn mirror_pad_size(pad: u32, width: u32, height: u32) -> u32 {
+    pad.min(width.saturating_sub(1)).min(height.saturating_sub(1))
+}
+
 /// `resize_bilinear`.
 pub const RESIZE_BILINEAR: KernelSpec = KernelSpec {
     entry: "resize_bilinear",
@@ -93,6 +99,10 @@ pub const RESIZE_BILINEAR: KernelSpec = KernelSpec {
     workgroup_size: [WORKGROUP, 1, 1],
     overrides: &[],
 };
+/// `mirror_pad`.
+pub const MIRROR_PAD: KernelSpec = KernelSpec { entry: "mirror_pad", ..RESIZE_BILINEAR };
+/// `mirror_pad_backward`.
+pub const MIRROR_PAD_BACKWARD: KernelSpec = KernelSpec { entry: "mirror_pad_backward", ..RESIZE_BILINEAR };
 /// `logit`.
 pub const LOGIT: KernelSpec =
     KernelSpec { entry: "logit", params: AverageParams::LAYOUT, storage: Logit::BINDINGS, ..RESIZE_BILINEAR };
@@ -100,11 +110,13 @@ pub const LOGIT: KernelSpec =
 pub const AVERAGE: KernelSpec = KernelSpec { entry: "average", storage: Average::BINDINGS, ..LOGIT };
 
 /// Every kernel of the file.
-pub const SPECS: &[KernelSpec] = &[RESIZE_BILINEAR, LOGIT, AVERAGE];
+pub const SPECS: &[KernelSpec] = &[RESIZE_BILINEAR, MIRROR_PAD, MIRROR_PAD_BACKWARD, LOGIT, AVERAGE];
 
 /// The kernels of `scales.wgsl`.
 pub struct Scales {
     resize_bilinear: Kernel,
+    mirror_pad: Kernel,
+    mirror_pad_backward: Kernel,
     logit: Kernel,
     average: Kernel,
 }
@@ -115,6 +127,8 @@ impl Scales {
         let module = Shader::Scales.module(ctx);
         Self {
             resize_bilinear: Kernel::new(ctx, &module, RESIZE_BILINEAR),
+            mirror_pad: Kernel::new(ctx, &module, MIRROR_PAD),
+            mirror_pad_backward: Kernel::new(ctx, &module, MIRROR_PAD_BACKWARD),
             logit: Kernel::new(ctx, &module, LOGIT),
             average: Kernel::new(ctx, &module, AVERAGE),
         }
@@ -123,6 +137,19 @@ impl Scales {
     /// `dst` (3 × dst_w × dst_h) = `src` (3 × src_w × src_h) resized bilinearly.
     pub fn resize_bilinear(&self, ctx: &GpuContext, buffers: Resize, p: &ResizeParams) -> BoundOp {
         self.resize_bilinear.bind(ctx, p, &buffers.buffers(), flat_grid(3 * (p.dst_w * p.dst_h) as usize))
+    }
+
+    /// `dst` (3 × dst_w × dst_h) = `src` (3 × src_w × src_h) mirror-padded by (dst − src) / 2 on
+    /// each side (each pad at most the side − 1; see [`mirror_pad_size`]).
+    pub fn mirror_pad(&self, ctx: &GpuContext, buffers: Resize, p: &ResizeParams) -> BoundOp {
+        self.mirror_pad.bind(ctx, p, &buffers.buffers(), flat_grid(3 * (p.dst_w * p.dst_h) as usize))
+    }
+
+    /// The adjoint of [`Scales::mirror_pad`]: `dst` (the image's size, dst_w × dst_h) = the
+    /// gradient `src` of the padded image (src_w × src_h) summed over the padded pixels that read
+    /// each pixel.
+    pub fn mirror_pad_backward(&self, ctx: &GpuContext, buffers: Resize, p: &ResizeParams) -> BoundOp {
+        self.mirror_pad_backward.bind(ctx, p, &buffers.buffers(), flat_grid(3 * (p.dst_w * p.dst_h) as usize))
     }
 
     /// logit over `p.n` values.

@@ -24,21 +24,23 @@ use crate::kernels::color::{ColorParams, OriginalColors};
 use crate::kernels::losses::GRADIENT_SLOT;
 use crate::kernels::scales::{Average, AverageParams, Logit, Resize, ResizeParams};
 use crate::kernels::{BoundOp, Command};
-pub use objective::{LOSS_SLOTS, LossSpec, Objective, PlanarImage, Targets};
+pub use objective::{LOSS_SLOTS, LossNormalization, LossSpec, Objective, PlanarImage, Targets};
 use optimizer::{Adam, Lbfgs, Squash, logit};
 
 /// Default content layers (comma-separated).
 pub const DEFAULT_CONTENT_LAYERS: &str = "block4.expand";
 /// Default style layers (comma-separated, optional `:weight`).
-pub const DEFAULT_STYLE_LAYERS: &str = "stem,block1.expand,block3.expand,block5.expand";
+pub const DEFAULT_STYLE_LAYERS: &str = "stem,block1.expand,block3.expand,block4.expand,block6.expand,block9.expand";
 /// Default weight of E_content.
 pub const DEFAULT_CONTENT_WEIGHT: f32 = 1.0;
-/// Default weight of E_style.
-pub const DEFAULT_STYLE_WEIGHT: f32 = 5000.0;
+/// Default weight of E_style (with [`LossNormalization::PerLayer`], the default).
+pub const DEFAULT_STYLE_WEIGHT: f32 = 1000.0;
 /// Default weight of E_tv.
 pub const DEFAULT_TV_WEIGHT: f32 = 1.0;
 /// Default [`LossSpec::gram_margin`].
-pub const DEFAULT_GRAM_MARGIN: u32 = 1;
+pub const DEFAULT_GRAM_MARGIN: u32 = 0;
+/// Default [`LossSpec::padding`].
+pub const DEFAULT_PADDING: u32 = 32;
 
 /// Which optimizer updates the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -69,6 +71,9 @@ pub enum LineSearch {
 /// The starting image.
 #[derive(Clone, Debug)]
 pub enum Init {
+    /// The content photo in the style images' palette ([`crate::palette::transfer`]): the
+    /// photo's layout with the painting's colors.
+    Palette,
     /// The content photo.
     Content,
     /// Uniform noise in [0, 1] from the seed.
@@ -148,7 +153,7 @@ impl Default for StylizeOptions {
             lbfgs_line_search: LineSearch::Backtracking,
             loss: LossSpec::default(),
             style_blend_weights: None,
-            init: Init::Content,
+            init: Init::Palette,
             seed: 0,
             report_every: 50,
             snapshot_every: None,
@@ -258,6 +263,8 @@ pub enum OptionName {
     StyleWeight,
     /// [`LossSpec::tv_weight`].
     TvWeight,
+    /// [`LossSpec::strength`].
+    Strength,
     /// [`LossSpec::content_layers`].
     ContentLayers,
     /// [`LossSpec::style_layers`].
@@ -278,6 +285,7 @@ impl OptionName {
             OptionName::ContentWeight => "loss.content_weight",
             OptionName::StyleWeight => "loss.style_weight",
             OptionName::TvWeight => "loss.tv_weight",
+            OptionName::Strength => "loss.strength",
             OptionName::ContentLayers => "loss.content_layers",
             OptionName::StyleLayers => "loss.style_layers",
             OptionName::StyleBlendWeights => "style_blend_weights",
@@ -391,6 +399,7 @@ pub fn validate(net: &crate::model::Network, options: &StylizeOptions, style_cou
         (OptionName::ContentWeight, spec.content_weight),
         (OptionName::StyleWeight, spec.style_weight),
         (OptionName::TvWeight, spec.tv_weight),
+        (OptionName::Strength, spec.strength),
     ] {
         if !(value >= 0.0 && value.is_finite()) {
             return fail(OptionError::LossWeight { option, value });
@@ -452,7 +461,8 @@ pub fn check_device(
     width: usize,
     height: usize,
 ) -> Result<()> {
-    crate::engine::check_size(ctx, fnet, width, height)?;
+    let pad = 2 * options.loss.pad_for(width, height) as usize;
+    crate::engine::check_size(ctx, fnet, width + pad, height + pad)?;
     if options.optimizer == OptimizerKind::Adam {
         return Ok(());
     }
@@ -582,7 +592,8 @@ impl Stylizer {
         let style_side = ((side as f32 * options.style_scale).round() as u32).max(1);
         for s in styles {
             let (sw, sh) = image_io::scaled_size(s.width(), s.height(), style_side);
-            crate::engine::check_size(ctx, fnet, sw as usize, sh as usize)
+            let pad = 2 * options.loss.pad_for(sw as usize, sh as usize);
+            crate::engine::check_size(ctx, fnet, (sw + pad) as usize, (sh + pad) as usize)
                 .map_err(|e| OptionError::StyleImageTooLarge(format!("{e:#}")))?;
         }
         Ok(())
@@ -609,11 +620,16 @@ impl Stylizer {
         let blend = options.style_blend_weights.clone().unwrap_or_else(|| vec![1.0; styles.len()]);
         // Normalized in f64: large weights would overflow an f32 sum.
         let total: f64 = blend.iter().map(|&b| f64::from(b)).sum();
-        let styles: Vec<(PlanarImage, f32)> = styles
+        let styles: Vec<(RgbImage, f32)> = styles
             .iter()
             .zip(&blend)
-            .map(|(s, &b)| (planar(&image_io::resize_max_side(s, style_side)), (f64::from(b) / total) as f32))
+            .map(|(s, &b)| (image_io::resize_max_side(s, style_side), (f64::from(b) / total) as f32))
             .collect();
+        let palette = || {
+            let styles: Vec<(&RgbImage, f32)> = styles.iter().map(|(s, b)| (s, *b)).collect();
+            image_io::to_chw(&crate::palette::transfer(&content, &styles))
+        };
+        let styles: Vec<(PlanarImage, f32)> = styles.iter().map(|(s, b)| (planar(s), *b)).collect();
         let content_planar = planar(&content);
         let targets = Targets::compute(ctx, fnet, &options.loss, &content_planar, &styles)?;
 
@@ -622,6 +638,7 @@ impl Stylizer {
         let init = match (&from, &options.init) {
             (SessionInit::Upsample { .. }, _) => None,
             (SessionInit::Options, Init::Content) => Some(content_planar.data.clone()),
+            (SessionInit::Options, Init::Palette) => Some(palette()),
             (SessionInit::Options, Init::Noise) => Some(noise(3 * w * h, options.seed)),
             (SessionInit::Options, Init::Image(img)) => {
                 Some(image_io::to_chw(&image_io::resize_exact(img, w as u32, h as u32)))
@@ -694,7 +711,7 @@ impl Stylizer {
             width: w,
             height: h,
             iterations,
-            weights: [options.loss.content_weight, options.loss.style_weight, options.loss.tv_weight],
+            weights: [options.loss.content_weight, options.loss.effective_style_weight(), options.loss.tv_weight],
             content,
             candidate: ctx.zeroed_buffer("candidate image", n),
             confirmed,

@@ -13,7 +13,20 @@ use crate::kernels::losses::{
     loss_groups,
 };
 use crate::kernels::pointwise::{PointwiseParams, ProductBuffers, flags, product_tiles};
+use crate::kernels::scales::{Resize, ResizeParams, mirror_pad_size};
 use crate::kernels::{self, BoundOp, Command};
+
+/// How each layer's loss is scaled before the weights apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LossNormalization {
+    /// Each content layer's loss is divided by the mean square of its target (the photo's
+    /// activations), each style layer's by the mean square of its target Gram matrix and by the
+    /// number of style layers: every layer counts alike whatever its scale, and the style weight
+    /// means the same for any size and layer set.
+    PerLayer,
+    /// The classic loss (jcjohnson/neural-style, the PyTorch reference): plain means.
+    None,
+}
 
 /// Which layers the losses use, and how the terms are weighted.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,10 +48,22 @@ pub struct LossSpec {
     /// the gradient of the reported total.
     pub normalize_gradients: bool,
     /// Rows and columns at each edge of a style layer left out of its Gram matrix (and so given
-    /// no style gradient): zero padding makes the activations there many times larger than
-    /// inside, and their share of the Gram matrix would depend on the image's size and aspect.
-    /// 0 keeps every pixel (the classic loss). A layer with no interior keeps every pixel too.
+    /// no style gradient) besides those of the [`LossSpec::padding`]: zero padding makes the
+    /// activations there many times larger than inside, and their share of the Gram matrix would
+    /// depend on the image's size and aspect. 0 keeps every pixel (the classic loss). A layer with
+    /// no interior keeps every pixel too.
     pub gram_margin: u32,
+    /// Pixels of mirror padding around the image (and each target image) before the network: a
+    /// style layer's Gram matrix leaves out the rows and columns that come from the padding, so
+    /// the image's own border is inside the network and is painted like the rest, and the zero
+    /// padding's large edge activations fall outside the Gram matrices. At most the image's
+    /// side − 1; 0: none.
+    pub padding: u32,
+    /// How each layer's loss is scaled ([`LossNormalization`]).
+    pub normalization: LossNormalization,
+    /// Multiplies the style weight: how painted the result is (1: the default look; 2 twice the
+    /// style; the viewer's +/- keys double and halve it).
+    pub strength: f32,
 }
 
 impl Default for LossSpec {
@@ -53,6 +78,9 @@ impl Default for LossSpec {
             tv_weight: super::DEFAULT_TV_WEIGHT,
             normalize_gradients: false,
             gram_margin: super::DEFAULT_GRAM_MARGIN,
+            padding: super::DEFAULT_PADDING,
+            normalization: LossNormalization::PerLayer,
+            strength: 1.0,
         }
     }
 }
@@ -63,12 +91,47 @@ impl LossSpec {
         self.content_layers.iter().chain(self.style_layers.iter().map(|(id, _)| id)).max().copied()
     }
 
-    /// The margin [`LossSpec::gram_margin`] gives a style layer of `height`×`width`: 0 when that
-    /// would leave no interior.
-    pub fn margin_for(&self, height: usize, width: usize) -> u32 {
-        let m = self.gram_margin as usize;
-        if height > 2 * m && width > 2 * m { self.gram_margin } else { 0 }
+    /// The margin of a style layer of `height`×`width` in a network run on an image of
+    /// `input_height`×`input_width` mirror-padded by `pad`: the rows and columns the padding
+    /// makes (pad · layer side / input side, rounded down) plus [`LossSpec::gram_margin`]; 0 when
+    /// that would leave no interior.
+    pub fn margin_for(&self, height: usize, width: usize, input: (usize, usize), pad: u32) -> u32 {
+        let (input_height, input_width) = input;
+        let padded = (pad as usize * height / input_height).min(pad as usize * width / input_width);
+        let m = padded + self.gram_margin as usize;
+        if height > 2 * m && width > 2 * m { m as u32 } else { 0 }
     }
+
+    /// The style weight the losses use: [`LossSpec::style_weight`] · [`LossSpec::strength`].
+    pub fn effective_style_weight(&self) -> f32 {
+        self.style_weight * self.strength
+    }
+
+    /// The mirror padding of a `width`×`height` image ([`LossSpec::padding`], at most a side − 1).
+    pub fn pad_for(&self, width: usize, height: usize) -> u32 {
+        mirror_pad_size(self.padding, width as u32, height as u32)
+    }
+}
+
+/// A forward plan on a mirror-padded image: the plan, the padding dispatch (if any), the padded
+/// (height, width) and the pad.
+type PaddedPlan = (ForwardPlan, Vec<BoundOp>, (usize, usize), u32);
+
+/// A `width`×`height` image in `image` mirror-padded by `pad` into a new buffer: the buffer, the
+/// dispatch and its parameters (for the adjoint).
+fn mirror_padded(
+    ctx: &GpuContext,
+    fnet: &FeatureNet,
+    image: &wgpu::Buffer,
+    width: usize,
+    height: usize,
+    pad: u32,
+) -> (wgpu::Buffer, BoundOp, ResizeParams) {
+    let (w, h) = (width as u32, height as u32);
+    let p = ResizeParams { src_w: w, src_h: h, dst_w: w + 2 * pad, dst_h: h + 2 * pad };
+    let padded = ctx.zeroed_buffer("mirror-padded image", 3 * (p.dst_w * p.dst_h) as usize);
+    let op = fnet.kernels.scales.mirror_pad(ctx, Resize { src: image, dst: &padded }, &p);
+    (padded, op, p)
 }
 
 /// What a style layer's Gram matrix is made from: the layer's activations, or (with a margin)
@@ -83,9 +146,18 @@ struct StyleFeatures {
 }
 
 impl StyleFeatures {
-    /// The style features of layer `info` whose activations are `f`.
-    fn new(ctx: &GpuContext, fnet: &FeatureNet, spec: &LossSpec, info: &LayerInfo, f: &wgpu::Buffer) -> Self {
-        let margin = spec.margin_for(info.height, info.width);
+    /// The style features of layer `info` whose activations are `f`, in a network run on an
+    /// `input` (height, width) image mirror-padded by `pad`.
+    fn new(
+        ctx: &GpuContext,
+        fnet: &FeatureNet,
+        spec: &LossSpec,
+        info: &LayerInfo,
+        f: &wgpu::Buffer,
+        input: (usize, usize),
+        pad: u32,
+    ) -> Self {
+        let margin = spec.margin_for(info.height, info.width, input, pad);
         if margin == 0 {
             return Self { mask: None, buffer: f.clone(), pixels: info.height * info.width };
         }
@@ -214,28 +286,38 @@ impl Targets {
         content: &PlanarImage,
         styles: &[(PlanarImage, f32)],
     ) -> Result<Self> {
+        // The image mirror-padded as the objective pads its image, and a plan reading it.
+        let padded_plan = |image: &PlanarImage, until: Option<LayerId>| -> Result<PaddedPlan> {
+            let pad = spec.pad_for(image.width, image.height);
+            let source = ctx.storage_buffer("target image", &image.data);
+            let (input, pad_ops) = if pad == 0 {
+                (source, Vec::new())
+            } else {
+                let (padded, op, _) = mirror_padded(ctx, fnet, &source, image.width, image.height, pad);
+                (padded, vec![op])
+            };
+            let (w, h) = (image.width + 2 * pad as usize, image.height + 2 * pad as usize);
+            let options = PlanOptions { until, ..Default::default() };
+            let plan = ForwardPlan::with_input(ctx, fnet, w, h, &options, Some(input))?;
+            Ok((plan, pad_ops, (h, w), pad))
+        };
         let content_targets = if spec.content_layers.is_empty() {
             Vec::new()
         } else {
             let deepest = LossSpec { style_layers: Vec::new(), ..spec.clone() }.deepest_layer();
-            let plan = ForwardPlan::new(
-                ctx,
-                fnet,
-                content.width,
-                content.height,
-                &PlanOptions { until: deepest, ..Default::default() },
-            )?;
-            plan.run(ctx, &content.data)?;
+            let (plan, pad_ops, _, _) = padded_plan(content, deepest)?;
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            kernels::record(&mut encoder, &pad_ops);
+            kernels::record(&mut encoder, plan.ops());
             let mut out = Vec::new();
             for &id in &spec.content_layers {
                 let (info, buffer) = plan.layer_buffer(id)?;
                 let n = info.channels * info.height * info.width;
                 let copy = ctx.zeroed_buffer("content target", n);
-                let mut encoder = ctx.device.create_command_encoder(&Default::default());
                 encoder.copy_buffer_to_buffer(buffer, 0, &copy, 0, (n * 4) as u64);
-                ctx.queue.submit([encoder.finish()]);
                 out.push(copy);
             }
+            ctx.queue.submit([encoder.finish()]);
             ctx.finish()?;
             out
         };
@@ -250,15 +332,8 @@ impl Targets {
         if !spec.style_layers.is_empty() {
             let deepest = LossSpec { content_layers: Vec::new(), ..spec.clone() }.deepest_layer();
             for (i, (image, blend)) in styles.iter().enumerate() {
-                let plan = ForwardPlan::new(
-                    ctx,
-                    fnet,
-                    image.width,
-                    image.height,
-                    &PlanOptions { until: deepest, ..Default::default() },
-                )?;
-                plan.upload(ctx, &image.data)?;
-                let mut ops: Vec<BoundOp> = Vec::new();
+                let (plan, mut ops, input, pad) = padded_plan(image, deepest)?;
+                ops.extend(plan.ops().iter().cloned());
                 for (&(id, _), target) in spec.style_layers.iter().zip(&style_targets) {
                     // Split over pixels as in the objective (one long f32 sum would drift from
                     // the objective's chunked one), then the partials added into the target.
@@ -266,19 +341,36 @@ impl Targets {
                     let (c, hw) = (info.channels, info.height * info.width);
                     let (k_chunk, splits) = gram_split(c, hw);
                     let partials = ctx.zeroed_buffer("target gram partials", splits as usize * c * c);
-                    let features = StyleFeatures::new(ctx, fnet, spec, info, buffer);
+                    let features = StyleFeatures::new(ctx, fnet, spec, info, buffer, input, pad);
                     ops.extend(features.mask.clone());
                     ops.push(gram_op(ctx, fnet, info, &features, &partials, *blend, k_chunk));
                     ops.push(sum_partials(ctx, fnet, &partials, splits, c * c, target, i > 0));
                 }
                 let mut encoder = ctx.device.create_command_encoder(&Default::default());
-                kernels::record(&mut encoder, plan.ops());
                 kernels::record(&mut encoder, &ops);
                 ctx.queue.submit([encoder.finish()]);
                 ctx.finish()?;
             }
         }
         Ok(Self { content: content_targets, style: style_targets })
+    }
+
+    /// The weight each layer's loss gets from `spec`'s [`LossNormalization`], in spec order:
+    /// (content layers, style layers). Reads the targets back (once per plan).
+    fn normalization(&self, ctx: &GpuContext, spec: &LossSpec) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (content, style) = (spec.content_layers.len(), spec.style_layers.len());
+        if spec.normalization == LossNormalization::None {
+            return Ok((vec![1.0; content], vec![1.0; style]));
+        }
+        let values = self.read(ctx)?;
+        let mean_square = |v: &[f32]| v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / v.len() as f64;
+        // A target of zeros (a black image through a layer that is 0 there) has nothing to
+        // normalize by: the layer keeps its plain loss.
+        let inverse = |m: f64, count: usize| if m > 0.0 { (1.0 / (m * count as f64)) as f32 } else { 1.0 };
+        Ok((
+            values.content.iter().map(|t| inverse(mean_square(t), 1)).collect(),
+            values.style.iter().map(|t| inverse(mean_square(t), style)).collect(),
+        ))
     }
 
     /// Reads the targets back (for tests), in spec order.
@@ -301,6 +393,9 @@ impl Targets {
 /// weight · g / (‖g‖₁ + 1e-8) into the layer gradient, before the backward pass.
 pub struct Objective {
     forward: ForwardPlan,
+    /// d total / d image when the network reads a mirror-padded copy (the padded gradient folded
+    /// back); `None`: the forward plan's own image gradient.
+    folded_grad: Option<wgpu::Buffer>,
     ops: Vec<BoundOp>,
     losses: wgpu::Buffer,
     /// The weight-dependent loss dispatches: (index in `ops`, parameters at weight 1, which weight).
@@ -336,7 +431,17 @@ impl Objective {
             bail!("no content or style layers");
         }
         let options = PlanOptions { train: true, until: spec.deepest_layer(), classify: false };
-        let forward = ForwardPlan::with_input(ctx, fnet, width, height, &options, Some(image.clone()))?;
+        let pad = spec.pad_for(width, height);
+        let (input, pad_op) = if pad == 0 {
+            (image.clone(), None)
+        } else {
+            let (padded, op, p) = mirror_padded(ctx, fnet, image, width, height, pad);
+            (padded, Some((op, p)))
+        };
+        let input_size = (height + 2 * pad as usize, width + 2 * pad as usize);
+        let forward = ForwardPlan::with_input(ctx, fnet, input_size.1, input_size.0, &options, Some(input))?;
+        let (content_norms, style_norms) = targets.normalization(ctx, spec)?;
+        let style_weight = spec.effective_style_weight();
         let k = &fnet.kernels;
         // The slots, then one partial sum per workgroup of each loss dispatch: content layers',
         // style layers', then the TV loss's (and the squared image gradient's, written by the
@@ -373,25 +478,27 @@ impl Objective {
         };
         let totals = LossParams {
             content_weight: spec.content_weight,
-            style_weight: spec.style_weight,
+            style_weight,
             tv_weight: spec.tv_weight,
             height: height as u32,
             width: width as u32,
             ..Default::default()
         };
-        let mut ops: Vec<BoundOp> = forward.ops().to_vec();
+        let mut ops: Vec<BoundOp> = pad_op.iter().map(|(op, _)| op.clone()).collect();
+        ops.extend(forward.ops().iter().cloned());
         let mut weighted = Vec::new();
         let mut own_grads = Vec::new();
         let pixels = (3 * width * height) as f64;
         // Network passes; TV (read the image, add into its gradient); losses' clears.
         let mut work = forward.work() + Work::new(14.0 * pixels, 3.0 * pixels);
-        for ((&id, target), &groups) in spec.content_layers.iter().zip(&targets.content).zip(&content_groups) {
+        let content = spec.content_layers.iter().zip(&targets.content).zip(&content_groups).zip(&content_norms);
+        for (((&id, target), &groups), &layer_weight) in content {
             let (info, f) = forward.layer_buffer(id)?;
             let n = info.channels * info.height * info.width;
             let layer_grad = forward.grad_buffer(id)?;
-            let unit_coef = 2.0 / n as f32;
+            let unit_coef = layer_weight * 2.0 / n as f32;
             let coef = if normalize { unit_coef } else { spec.content_weight * unit_coef };
-            let p = LossParams { count: n as u32, coef, groups, partial: partials(groups), ..totals };
+            let p = LossParams { count: n as u32, coef, layer_weight, groups, partial: partials(groups), ..totals };
             work = work + Work::new(5.0 * n as f64, 4.0 * n as f64);
             if normalize {
                 // The loss's own gradient, then its normalized share added into the layer's.
@@ -414,7 +521,9 @@ impl Objective {
                 ops.push(k.losses.content(ctx, buffers, &p));
             }
         }
-        for (((id, weight), target), &groups) in spec.style_layers.iter().zip(&targets.style).zip(&style_groups) {
+        let style = spec.style_layers.iter().zip(&targets.style).zip(&style_groups).zip(&style_norms);
+        for ((((id, weight), target), &groups), norm) in style {
+            let weight = &(weight * norm);
             let (info, f) = forward.layer_buffer(*id)?;
             let c = info.channels;
             let hw = info.height * info.width;
@@ -427,7 +536,7 @@ impl Objective {
                 + Work::new(2.0 * cf * cf * hwf, cf * cf + 3.0 * cf * hwf);
             let gram = ctx.zeroed_buffer("gram partials", splits as usize * c * c);
             let r = ctx.zeroed_buffer("style residual", c * c);
-            let features = StyleFeatures::new(ctx, fnet, spec, info, f);
+            let features = StyleFeatures::new(ctx, fnet, spec, info, f, input_size, pad);
             if let Some(mask) = &features.mask {
                 ops.push(mask.clone());
                 work = work + Work::new(cf * hwf, 2.0 * cf * hwf);
@@ -436,7 +545,7 @@ impl Objective {
             let unit = 4.0 / ((c * c) as f32 * (c * features.pixels) as f32);
             let unit_coef = weight * unit;
             // Normalized: R is the gradient of the layer's unweighted mean((G − A)²).
-            let coef = if normalize { unit } else { spec.style_weight * unit_coef };
+            let coef = if normalize { unit } else { style_weight * unit_coef };
             let p = LossParams {
                 channels: c as u32,
                 coef,
@@ -470,7 +579,7 @@ impl Objective {
                 let groups = loss_groups(n);
                 let p = LossParams { count: n as u32, coef: *weight, groups, partial: next_norm, ..totals };
                 next_norm += groups;
-                let weighted_p = LossParams { coef: spec.style_weight * weight, ..p };
+                let weighted_p = LossParams { coef: style_weight * weight, ..p };
                 let [l1, add] = normalized_add(ctx, fnet, &losses, &own, layer_grad, &weighted_p);
                 ops.push(l1);
                 weighted.push((ops.len(), p, Term::Style));
@@ -479,14 +588,21 @@ impl Objective {
             }
         }
         ops.extend(forward.backward_ops(ctx, k)?);
-        let image_grad = forward.image_grad().expect("training plan");
+        let padded_grad = forward.image_grad().expect("training plan");
+        let folded_grad = pad_op.map(|(_, p)| {
+            let folded = ctx.zeroed_buffer("image gradient", 3 * width * height);
+            let p = ResizeParams { src_w: p.dst_w, src_h: p.dst_h, dst_w: p.src_w, dst_h: p.src_h };
+            ops.push(k.scales.mirror_pad_backward(ctx, Resize { src: padded_grad, dst: &folded }, &p));
+            folded
+        });
+        let image_grad = folded_grad.as_ref().unwrap_or(padded_grad);
         let tv = LossParams { groups: tv_groups, partial: partials(tv_groups), ..totals };
         weighted.push((ops.len(), tv, Term::Totals));
         ops.push(k.losses.tv(ctx, TvLoss { value: image, grad: image_grad, losses: &losses }, &tv));
         let total = LossParams { ends: [content_end, style_end, tv_end, gradient_end], ..totals };
         weighted.push((ops.len(), total, Term::Totals));
         ops.push(k.losses.total(ctx, TotalLoss { losses: &losses }, &total));
-        Ok(Self { forward, ops, losses, weighted, own_grads, work, _targets: targets })
+        Ok(Self { forward, folded_grad, ops, losses, weighted, own_grads, work, _targets: targets })
     }
 
     /// Changes the loss weights for the following evaluations (layers and targets stay).
@@ -538,6 +654,6 @@ impl Objective {
 
     /// d total / d image.
     pub fn image_grad(&self) -> &wgpu::Buffer {
-        self.forward.image_grad().expect("training plan")
+        self.folded_grad.as_ref().unwrap_or_else(|| self.forward.image_grad().expect("training plan"))
     }
 }
