@@ -670,13 +670,22 @@ fn finish_stylize(args: &StylizeArgs, outcome: &neural_style::stylize::Outcome, 
         );
     }
     let per_s = outcome.iterations as f64 / outcome.seconds.max(1e-9);
+    // The written image's losses (the result's, as the last progress line reported them).
+    let losses = outcome.losses.unwrap_or_default();
+    let json_losses = json!({"loss": losses.loss, "content": losses.content, "style": losses.style, "tv": losses.tv});
+    let with_losses = |mut line: serde_json::Value| {
+        if let (Some(line), Some(l)) = (line.as_object_mut(), json_losses.as_object()) {
+            line.extend(l.clone());
+        }
+        line
+    };
     if let Some(signal) = crate::signals::received() {
         let name = crate::signals::name(signal);
         if json {
             progressln!(
                 "{}",
-                json!({"done": false, "interrupted": name, "output": args.output.to_string_lossy(),
-                       "iterations": outcome.iterations, "seconds": outcome.seconds, "iterations_per_s": per_s})
+                with_losses(json!({"done": false, "interrupted": name, "output": args.output.to_string_lossy(),
+                       "iterations": outcome.iterations, "seconds": outcome.seconds, "iterations_per_s": per_s}))
             );
         }
         let message = format!(
@@ -690,16 +699,19 @@ fn finish_stylize(args: &StylizeArgs, outcome: &neural_style::stylize::Outcome, 
     if json {
         progressln!(
             "{}",
-            json!({"done": true, "output": args.output.to_string_lossy(), "iterations": outcome.iterations,
+            with_losses(
+                json!({"done": true, "output": args.output.to_string_lossy(), "iterations": outcome.iterations,
                    "seconds": outcome.seconds, "iterations_per_s": per_s})
+            )
         );
     } else {
         progressln!(
-            "wrote {} ({} iterations, {:.1}s, {:.2} iterations/s)",
+            "wrote {} ({} iterations, {:.1}s, {:.2} iterations/s, loss {:.6})",
             args.output.display(),
             outcome.iterations,
             outcome.seconds,
-            per_s
+            per_s,
+            losses.loss
         );
     }
     Ok(())

@@ -59,6 +59,9 @@ pub fn wgsl_constants() -> String {
                 ("MAX_SE_CHANNELS", squeeze_excite::MAX_SE_CHANNELS),
                 ("LOSS_SLOTS", losses::LOSS_SLOTS as u32),
                 ("GRADIENT_SLOT", losses::GRADIENT_SLOT as u32),
+                ("KEPT_VALID", scales::KEPT_VALID as u32),
+                ("KEPT_TAKEN", scales::KEPT_TAKEN as u32),
+                ("KEPT_EVALUATED", scales::KEPT_EVALUATED as u32),
                 ("LBFGS_FIXED_SLOTS", optimizers::LBFGS_FIXED_SLOTS as u32),
                 ("LBFGS_QUANTITIES", optimizers::LBFGS_QUANTITIES as u32),
             ]
