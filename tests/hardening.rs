@@ -716,3 +716,215 @@ fn snapshots_of_a_non_utf8_output_name_keep_that_name() {
     let want: Vec<&[u8]> = vec![b"caf\xe9.png", b"caf\xe9_1.png", b"caf\xe9_2.png"];
     assert_eq!(names, want);
 }
+
+// Issue 20, group 2: no input is overwritten, by the output or a snapshot, and a replaced output
+// keeps its mode.
+
+#[cfg(unix)]
+#[test]
+fn snapshots_and_outputs_never_overwrite_an_input_or_the_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(image("tubingen.jpg"), d.join("out_1.png")).unwrap();
+    std::fs::copy(image("starry_night.jpg"), d.join("painting.jpg")).unwrap();
+    std::fs::copy(image("starry_night.jpg"), d.join("m_s2_1.png")).unwrap();
+    std::fs::copy(default_weights(), d.join("w_1.png")).unwrap();
+    std::fs::copy(default_weights(), d.join("w.png")).unwrap();
+    std::fs::copy(default_weights(), d.join("w.safetensors")).unwrap();
+    std::os::unix::fs::symlink("painting.jpg", d.join("link_1.png")).unwrap();
+    let snapshot = d.join("m_s2_1.png");
+    let weights_1 = d.join("w_1.png");
+    let protected = ["out_1.png", "painting.jpg", "m_s2_1.png", "w_1.png", "w.png", "w.safetensors"];
+    let before: Vec<Vec<u8>> = protected.iter().map(|n| std::fs::read(d.join(n)).unwrap()).collect();
+    let cases: [(&str, &str, &str, Vec<&str>, &str); 5] = [
+        ("out_1.png", "painting.jpg", "out.png", vec!["--save-every", "1"], "the --content image"),
+        ("out_1.png", "painting.jpg", "link.png", vec!["--save-every", "1"], "the --style image"),
+        (
+            "out_1.png",
+            "m_s2_1.png",
+            "m.png",
+            vec!["--save-every", "1", "--scales", "2", "--min-size", "16"],
+            "the --style image",
+        ),
+        (
+            "out_1.png",
+            "painting.jpg",
+            "w.png",
+            vec!["--save-every", "1", "--weights", weights_1.to_str().unwrap()],
+            "the weights file",
+        ),
+        ("out_1.png", "painting.jpg", "w.png", vec!["--weights", "w.png"], "the weights file"),
+    ];
+    for (content, style, output, extra, needle) in cases {
+        let run = stylize_in(d, content, style, output, &extra);
+        assert_one_line_error(&run, needle);
+        assert!(String::from_utf8_lossy(&run.stderr).contains("refusing to overwrite an input"), "{output}");
+        assert!(run.stdout.is_empty(), "{output}: work was done");
+    }
+    // $NEURAL_STYLE_WEIGHTS is the weights file too.
+    let run = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .current_dir(d)
+        .args(["stylize", "--content", "out_1.png", "--style", "painting.jpg", "--output", "w.png", "--size", "32"])
+        .env("NEURAL_STYLE_WEIGHTS", d.join("w.png"))
+        .output()
+        .unwrap();
+    assert_one_line_error(&run, "the weights file");
+    // features --out: its image, or the weights file.
+    let snapshot_out = snapshot.with_extension("safetensors");
+    std::fs::copy(d.join("out_1.png"), &snapshot_out).unwrap();
+    for (image_arg, out, weights, needle) in [
+        (snapshot_out.to_str().unwrap(), snapshot_out.to_str().unwrap(), d.join("w.png"), "the image"),
+        ("out_1.png", "w.safetensors", d.join("w.safetensors"), "the weights file"),
+    ] {
+        let run = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+            .current_dir(d)
+            .args(["features", image_arg, "--layers", "stem", "--size", "32", "--out", out])
+            .env("NEURAL_STYLE_WEIGHTS", weights)
+            .output()
+            .unwrap();
+        assert_one_line_error(&run, needle);
+    }
+    let after: Vec<Vec<u8>> = protected.iter().map(|n| std::fs::read(d.join(n)).unwrap()).collect();
+    assert!(before == after, "an input was overwritten");
+}
+
+#[cfg(unix)]
+#[test]
+fn an_output_replaced_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("private.png");
+    std::fs::write(&output, "old").unwrap();
+    std::fs::set_permissions(&output, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = stylize(&output, &["--size", "32", "--iterations", "1"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(image::open(&output).is_ok());
+    assert_eq!(std::fs::metadata(&output).unwrap().permissions().mode() & 0o777, 0o600);
+    let fresh = dir.path().join("fresh.png");
+    assert!(stylize(&fresh, &["--size", "32", "--iterations", "1"]).status.success());
+    assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o644, "a new file is 0644");
+}
+
+// Issue 20, group 4: a full stderr, a huge fetch timeout and a closed stdout do not panic.
+
+#[cfg(unix)]
+#[test]
+fn a_full_stderr_loses_messages_but_the_run_writes_its_image() {
+    let full = || Stdio::from(std::fs::File::create("/dev/full").unwrap());
+    // An error, said nowhere, is still a failure and not a panic.
+    let out = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(["layers", "--size", "0x0"])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    // Two scales: the plan line goes to stderr; a closed stdout adds the progress warning.
+    let args = stylize_args(&output, &["--iterations", "2", "--scales", "2", "--min-size", "16"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(&args)
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .stdout(full())
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert!(image::open(&output).is_ok(), "the image is written");
+}
+
+#[test]
+fn a_fetch_timeout_beyond_a_duration_is_a_one_line_error_naming_the_variable() {
+    for value in ["1e308", "99999999999999999999", "inf", "-1", "0"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+            .args(["weights", "fetch", "--url", "http://127.0.0.1:9/w.tflite"])
+            .env("NEURAL_STYLE_FETCH_TIMEOUT", value)
+            .env("NEURAL_STYLE_CACHE_DIR", std::env::temp_dir().join("neural-style-no-cache"))
+            .output()
+            .unwrap();
+        assert_one_line_error(&out, "NEURAL_STYLE_FETCH_TIMEOUT must be a positive number of seconds");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_is_an_error_for_listing_commands_as_a_full_one_is() {
+    use std::os::unix::process::CommandExt;
+    let closed = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_neural-style"));
+        command.args(args).env("NEURAL_STYLE_WEIGHTS", default_weights());
+        // SAFETY: only an async-signal-safe call between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::close(1);
+                Ok(())
+            });
+        }
+        command.output().unwrap()
+    };
+    for args in [&["layers"][..], &["layers", "--json"], &["devices", "--json"], &["weights", "path"]] {
+        assert_one_line_error(&closed(args), "cannot write to standard output");
+    }
+    // `>/dev/null` is no error.
+    let out = Command::new(env!("CARGO_BIN_EXE_neural-style")).args(["layers"]).stdout(Stdio::null()).output().unwrap();
+    assert!(out.status.success());
+}
+
+// Issue 20, group 5: every name a run writes is checked before any work; a snapshot that fails
+// later is a warning.
+
+#[test]
+fn output_and_snapshot_names_too_long_or_taken_by_a_directory_fail_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("o_2.png")).unwrap();
+    let long = |n: usize| d.join(format!("{}.png", "a".repeat(n)));
+    for (output, extra, needle) in [
+        (long(300), vec![], "longer than the"),
+        (long(250), vec!["--save-every", "1", "--iterations", "12"], "--save-every snapshot: cannot write"),
+        (d.join("o.png"), vec!["--save-every", "2", "--iterations", "4"], "it is a directory"),
+    ] {
+        let run = stylize(&output, &[&["--print-every", "1"][..], &extra].concat());
+        assert_one_line_error(&run, needle);
+        assert!(run.stdout.is_empty(), "the run started: {}", String::from_utf8_lossy(&run.stdout));
+    }
+    // 249 + "_2.png" fits: only --iterations 12 reaches 3 digits... of 255, so this one runs.
+    if gpu().is_some() {
+        let output = long(248);
+        let run = stylize(&output, &["--size", "32", "--save-every", "1", "--iterations", "2"]);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_snapshot_that_cannot_be_written_is_a_warning_and_the_output_is_written() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("o.png");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(stylize_args(&output, &["--iterations", "40", "--save-every", "20", "--print-every", "1"]))
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the run is under way, the first snapshot's name is taken by a directory.
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+    std::fs::create_dir(dir.path().join("o_20.png")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(image::open(&output).is_ok(), "the output is written");
+    assert!(image::open(dir.path().join("o_40.png")).is_ok(), "the later snapshot too");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning: ") && stderr.contains("o_20.png"), "{stderr}");
+}

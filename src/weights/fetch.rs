@@ -21,9 +21,11 @@ pub fn timeout() -> Result<Duration> {
             .trim()
             .parse::<f64>()
             .ok()
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64)
-            .with_context(|| format!("{TIMEOUT_ENV} must be a positive number of seconds, got {text:?}")),
+            .filter(|s| *s > 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .with_context(|| {
+                format!("{TIMEOUT_ENV} must be a positive number of seconds, at most {}, got {text:?}", u64::MAX)
+            }),
         Err(_) => Ok(DEFAULT_TIMEOUT),
     }
 }
