@@ -76,8 +76,9 @@ fn open(common: &CommonArgs) -> Result<(GpuContext, FeatureNet, PathBuf)> {
 
 fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &CommonArgs) -> Result<()> {
     let (ctx, fnet, weights_path) = open(common)?;
-    let labels = match labels.map(Path::to_path_buf).or_else(|| weights::default_labels_path(&weights_path)) {
-        Some(p) => weights::read_labels(&p)?,
+    let labels_path = labels.map(Path::to_path_buf).or_else(|| weights::default_labels_path(&weights_path));
+    let labels = match &labels_path {
+        Some(p) => weights::read_labels(p)?,
         None => Vec::new(),
     };
     let side = CLASSIFY_SIZE as usize;
@@ -104,6 +105,11 @@ fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &Comm
         let logits = plan.read_logits(&ctx)?;
         weights::check_activations("the logits", &logits)
             .with_context(|| format!("weights {}", weights_path.display()))?;
+        if let Some(p) = &labels_path
+            && labels.len() < logits.len()
+        {
+            bail!("labels {} has {} labels for the model's {} classes", p.display(), labels.len(), logits.len());
+        }
         let mut order: Vec<usize> = (0..logits.len()).collect();
         order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
         let best: Vec<_> = order
@@ -881,8 +887,13 @@ fn report_installed(what: &str, installed: &weights::store::Installed) -> Result
 
 fn weights_import(file: &Path, expected_sha256: Option<&str>) -> Result<()> {
     use weights::store;
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let source_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // Bounded and checked to be a regular file before a byte is read (a device or FIFO never ends).
+    let (what, cap) = match store::Kind::of_file_name(&source_name) {
+        store::Kind::Labels => ("labels", weights::MAX_LABELS_FILE_BYTES),
+        store::Kind::Model(_) => ("weights", store::MAX_FILE_BYTES),
+    };
+    let bytes = neural_style::input::read_regular_file(file, what, cap)?;
     let (name, data) = store::unpack(bytes, &source_name, None)?;
     let installed = store::install(&name, &data, store::Kind::of_file_name(&name), expected_sha256)?;
     report_installed(&name, &installed)?;

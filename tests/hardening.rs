@@ -928,3 +928,83 @@ fn a_snapshot_that_cannot_be_written_is_a_warning_and_the_output_is_written() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("warning: ") && stderr.contains("o_20.png"), "{stderr}");
 }
+
+// Issue 20, group 3: every file read is a regular file, bounded, before a byte is read; errors
+// name the user's file.
+
+/// Runs `weights import` into an empty cache in `dir`.
+fn import(dir: &Path, file: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(["weights", "import", path_str(file)])
+        .env("NEURAL_STYLE_CACHE_DIR", dir.join("cache"))
+        .output()
+        .unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn imports_and_labels_of_devices_fifos_and_huge_files_are_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("pipe.tflite");
+    let fifo_c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o600) }, 0);
+    for file in [Path::new("/dev/zero"), Path::new("/dev/urandom"), &fifo] {
+        assert_one_line_error(&import(d, file), "not a regular file");
+    }
+    // Sparse files: no disk space used.
+    for (name, needle) in [("big.tflite", "1024 MiB"), ("big.tgz", "1024 MiB"), ("big.txt", "1 MiB")] {
+        let big = d.join(name);
+        std::fs::File::create(&big).unwrap().set_len((1 << 31) + 1).unwrap();
+        let out = import(d, &big);
+        assert_one_line_error(&out, needle);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(name), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let nul = d.join("nul.txt");
+    std::fs::write(&nul, vec![0u8; 4096]).unwrap();
+    assert_one_line_error(&import(d, &nul), "nul.txt is not a text file");
+    let few = d.join("z.txt");
+    std::fs::write(&few, "cat\ndog\n").unwrap();
+    assert_one_line_error(&import(d, &few), "z.txt has 2 labels");
+    let labels_fifo = d.join("labels.fifo");
+    let c = std::ffi::CString::new(labels_fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for labels in [Path::new("/dev/zero"), &labels_fifo] {
+        let msg = one_line(weights::read_labels(labels));
+        assert!(msg.contains("not a regular file"), "{msg}");
+    }
+    let msg = one_line(weights::read_labels(&nul));
+    assert!(msg.contains("nul.txt") && msg.contains("not a text file"), "{msg}");
+}
+
+// Issue 20, group 6: labels in index:label form go to their indexes; too few labels are an error.
+
+#[test]
+fn indexed_labels_go_to_their_indexes_and_too_few_labels_are_an_error() {
+    assert_eq!(weights::parse_labels("2:two\n0:zero\n"), ["zero", "", "two"]);
+    assert_eq!(weights::parse_labels("zero\none\n"), ["zero", "one"]);
+    assert_eq!(weights::parse_labels("a:b\n1:one\n"), ["a:b", "1:one"], "not every line indexed: by line");
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // ImageNet's 1001 labels (`0:background` …), the lines listed backwards.
+    let real = std::fs::read_to_string(shared().join("weights/imagenet_labels_1001.txt")).unwrap();
+    let reversed: String = real.lines().rev().map(|l| format!("{l}\n")).collect();
+    let (forward, backward) = (dir.path().join("forward.txt"), dir.path().join("backward.txt"));
+    std::fs::write(&forward, &real).unwrap();
+    std::fs::write(&backward, reversed).unwrap();
+    let cat = shared().join("images/cat.png");
+    let top = |labels: &Path| {
+        let out = neural_style(&["classify", "--top", "1", "--labels", path_str(labels), path_str(&cat)]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(top(&forward), top(&backward));
+    let few = dir.path().join("few.txt");
+    std::fs::write(&few, "cat\ndog\n").unwrap();
+    let out = neural_style(&["classify", "--labels", path_str(&few), path_str(&cat)]);
+    assert_one_line_error(&out, "has 2 labels for the model's");
+}

@@ -168,6 +168,8 @@ mod fetch {
         CutOff { body: Vec<u8>, announced: usize },
         /// 200 announcing `announced` bytes, sending `body`, then sending nothing more for a while.
         StallAfter { body: Vec<u8>, announced: usize },
+        /// 200 announcing `announced` bytes, then one byte every 100 ms (never stalling).
+        Trickle { announced: usize },
     }
 
     /// How long the server waits for a client, and how long a stalled reply holds its connection.
@@ -225,6 +227,17 @@ mod fetch {
                         Ok(0) => break,
                         _ => continue,
                     }
+                }
+                sent
+            }
+            Reply::Trickle { announced } => {
+                let mut sent = stream.write_all(head("200 OK", *announced).as_bytes());
+                for _ in 0..*announced {
+                    sent = sent.and(stream.write_all(b"x")).and(stream.flush());
+                    if sent.is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
                 }
                 sent
             }
@@ -335,6 +348,20 @@ mod fetch {
         let url = serve(Reply::StallAfter { body: body[..announced / 2].to_vec(), announced });
         let out = neural_style(&cache, &["weights", "fetch", "--url", &format!("{url}/x.tgz")]);
         assert_one_line_error(&out, "stalled: no data for 2.0 s");
+        assert_nothing_installed(&cache);
+    }
+
+    #[test]
+    fn a_server_that_trickles_forever_meets_the_overall_deadline() {
+        let (_dir, cache) = empty_cache();
+        let url = serve(Reply::Trickle { announced: 1 << 20 });
+        let out = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+            .args(["weights", "fetch", "--url", &format!("{url}/x.tflite")])
+            .env("NEURAL_STYLE_CACHE_DIR", &cache)
+            .env("NEURAL_STYLE_FETCH_TIMEOUT", "0.25")
+            .output()
+            .unwrap();
+        assert_one_line_error(&out, "took longer than 5.0 s");
         assert_nothing_installed(&cache);
     }
 

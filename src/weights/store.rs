@@ -240,6 +240,8 @@ pub fn unpack(bytes: Vec<u8>, source_name: &str, preferred: Option<&str>) -> Res
 /// then by loading it (a model against the architecture tables, labels by counting them). A model
 /// also becomes the default. On any error nothing is written.
 pub fn install(file_name: &str, bytes: &[u8], kind: Kind, expected_sha256: Option<&str>) -> Result<Installed> {
+    // Messages name the file as the user gave it; labels are installed under LABELS_FILE.
+    let source_name = file_name;
     let file_name = plain_file_name(if kind == Kind::Labels { LABELS_FILE } else { file_name })?;
     let sha256 = sha256_hex(bytes);
     if let Some(expected) = expected_sha256
@@ -262,11 +264,11 @@ pub fn install(file_name: &str, bytes: &[u8], kind: Kind, expected_sha256: Optio
             Some(net.arch)
         }
         Kind::Labels => {
-            let text = std::str::from_utf8(bytes)
-                .map_err(|_| anyhow::anyhow!("{file_name} is not a text file; nothing was installed"))?;
+            let text = weights::labels_text(bytes)
+                .map_err(|_| anyhow::anyhow!("{source_name} is not a text file; nothing was installed"))?;
             let count = weights::parse_labels(text).len();
             if count != 1000 && count != 1001 {
-                bail!("{file_name} has {count} labels, expected ImageNet's 1000 or 1001; nothing was installed");
+                bail!("{source_name} has {count} labels, expected ImageNet's 1000 or 1001; nothing was installed");
             }
             None
         }
