@@ -130,6 +130,8 @@ fn snapshots_show_the_result_so_far_and_the_last_one_is_the_written_image() {
     let (progress, snapshots, outcome) = run(&stylizer, &options);
     assert_eq!(snapshots.len(), 2);
     assert!(snapshots[1] == outcome.image);
+    let (start, last) = (progress[0].2.loss, progress.last().unwrap().2.loss);
+    assert!(last <= start, "the last snapshot's loss {last} is above the start's {start}");
     for (snapshot, reported) in snapshots.iter().zip(&progress[1..]) {
         let got = evaluate(&stylizer, &options, snapshot).loss;
         let rel = ((got - reported.2.loss) / reported.2.loss).abs();
