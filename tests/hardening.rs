@@ -1008,3 +1008,18 @@ fn indexed_labels_go_to_their_indexes_and_too_few_labels_are_an_error() {
     let out = neural_style(&["classify", "--labels", path_str(&few), path_str(&cat)]);
     assert_one_line_error(&out, "has 2 labels for the model's");
 }
+
+// Issue 20, group 6: a scene-linear photo is encoded as sRGB, as a viewer shows it.
+
+#[test]
+fn an_openexr_photo_is_read_as_srgb_not_as_dark_linear_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gray.exr");
+    // Linear 0.2140 is sRGB 0.5 (level 128); read as if it were sRGB it would be level 55.
+    let linear = image::Rgb32FImage::from_pixel(8, 4, image::Rgb([0.2140, 0.2140, 0.2140]));
+    image::DynamicImage::ImageRgb32F(linear).save(&path).unwrap();
+    let img = image_io::load_rgb(&path).unwrap();
+    assert_eq!(img.dimensions(), (8, 4));
+    let level = img.get_pixel(3, 2)[0];
+    assert!((127..=129).contains(&level), "level {level}");
+}

@@ -373,3 +373,17 @@ mod fetch {
         assert_nothing_installed(&cache);
     }
 }
+
+#[test]
+fn a_model_named_with_leading_and_trailing_spaces_is_the_default_after_import() {
+    let (dir, cache) = empty_cache();
+    let spaced = dir.path().join(" lead .tflite");
+    std::fs::copy(int8_model(), &spaced).unwrap();
+    assert_success(&neural_style(&cache, &["weights", "import", spaced.to_str().unwrap()]));
+    let out = neural_style(&cache, &["weights", "path"]);
+    assert_success(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end_matches('\n'),
+        cache.join(" lead .tflite").to_str().unwrap()
+    );
+}

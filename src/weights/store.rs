@@ -148,7 +148,9 @@ pub fn cache_dir() -> Result<PathBuf> {
 pub fn installed_default() -> Option<PathBuf> {
     let dir = cache_dir().ok()?;
     let name = std::fs::read_to_string(dir.join(DEFAULT_POINTER)).ok()?;
-    let name = name.trim();
+    // Only the line end goes: a name may start or end with spaces.
+    let name = name.strip_suffix('\n').unwrap_or(&name);
+    let name = name.strip_suffix('\r').unwrap_or(name);
     let path = dir.join(plain_file_name(name).ok()?);
     path.is_file().then_some(path)
 }
