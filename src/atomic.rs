@@ -91,6 +91,11 @@ pub fn destination_dir(path: &Path) -> Result<&Path> {
         _ => Path::new("."),
     };
     if !dir.is_dir() {
+        if let Err(e) = std::fs::metadata(dir)
+            && e.kind() == std::io::ErrorKind::InvalidFilename
+        {
+            bail!("cannot write {}: the name is too long", path.display());
+        }
         if dir.exists() {
             bail!("cannot write {}: {} is not a directory", path.display(), dir.display());
         }

@@ -406,6 +406,9 @@ fn flag(option: OptionName) -> &'static str {
         OptionName::ContentLayers => "--content-layers",
         OptionName::StyleLayers => "--style-layers",
         OptionName::StyleBlendWeights => "--style-blend-weights",
+        OptionName::Scales => "--scales",
+        OptionName::MinSize => "--min-size",
+        OptionName::Average => "--average",
     }
 }
 
@@ -482,12 +485,6 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         min_size: args.min_size,
         average: args.average,
     };
-    if args.min_size < 1 {
-        bail!("--min-size must be at least 1");
-    }
-    if !(0.0..1.0).contains(&args.average) {
-        bail!("--average must be at least 0 and below 1, got {}", args.average);
-    }
     let schedule = plan(content.width(), content.height(), &options).map_err(with_flag_names)?;
     if let Some(every) = options.snapshot_every {
         check_snapshots(&args.output, &schedule, every, &inputs)?;

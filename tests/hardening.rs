@@ -1023,3 +1023,62 @@ fn an_openexr_photo_is_read_as_srgb_not_as_dark_linear_values() {
     let level = img.get_pixel(3, 2)[0];
     assert!((127..=129).contains(&level), "level {level}");
 }
+
+// Issue 20, group 7: messages name the flag, the file, the variable.
+
+#[test]
+fn option_errors_name_their_flag_and_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("o.png");
+    for (extra, message) in [
+        (&["--size", "0"][..], "--size must be at least 1"),
+        (&["--scales", "200,100"], "--scales must increase"),
+        (&["--scales", "0,10"], "--scales must be sizes of at least 1"),
+        (&["--size", "200", "--scales", "100,300"], "--scales must not exceed the size (200)"),
+        (&["--min-size", "0"], "--min-size must be at least 1"),
+        (
+            &["--iterations", "1", "--scales", "3", "--min-size", "16"],
+            "--iterations (1) must be at least the number of scales (3)",
+        ),
+        (&["--average", "1"], "--average must be at least 0 and below 1, got 1"),
+        (&["--style-scale", "inf"], "--style-scale must be positive and finite"),
+    ] {
+        assert_one_line_error(&stylize(&output, extra), message);
+    }
+    let long = format!("{}/o.png", "d".repeat(4200));
+    assert_one_line_error(&stylize(Path::new(&long), &[]), "the name is too long");
+}
+
+#[test]
+fn cache_dirs_that_are_files_archives_with_two_models_and_upper_case_names_are_told_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let file = d.join("cache-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(["weights", "list"])
+        .env("NEURAL_STYLE_CACHE_DIR", &file)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "NEURAL_STYLE_CACHE_DIR");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
+    let model = std::fs::read(default_weights()).unwrap();
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for name in ["a/one.tflite", "b/two.TFLITE"] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(model.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, model.as_slice()).unwrap();
+    }
+    let archive = d.join("two.tgz");
+    std::fs::write(&archive, builder.into_inner().unwrap().finish().unwrap()).unwrap();
+    let cache = d.join("cache");
+    let out = import(d, &archive);
+    assert_one_line_error(&out, "a/one.tflite, b/two.TFLITE");
+    let upper = d.join("MODEL.TFLITE");
+    std::fs::copy(default_weights(), &upper).unwrap();
+    let out = import(d, &upper);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(cache.join("MODEL.TFLITE").is_file());
+}

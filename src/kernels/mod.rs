@@ -325,7 +325,8 @@ pub enum Family {
     Gram,
     /// Content, style, TV and total loss kernels.
     Losses,
-    /// The image update: Adam, L-BFGS, the sigmoid squash (and the write-time color transfer).
+    /// The image update: Adam, L-BFGS, the sigmoid squash, keeping the best image (and the
+    /// write-time color transfer).
     Optimizer,
 }
 

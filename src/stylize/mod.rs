@@ -276,6 +276,12 @@ pub enum OptionName {
     StyleLayers,
     /// [`StylizeOptions::style_blend_weights`].
     StyleBlendWeights,
+    /// [`StylizeOptions::scales`].
+    Scales,
+    /// [`StylizeOptions::min_size`].
+    MinSize,
+    /// [`StylizeOptions::average`].
+    Average,
 }
 
 impl OptionName {
@@ -293,6 +299,9 @@ impl OptionName {
             OptionName::ContentLayers => "loss.content_layers",
             OptionName::StyleLayers => "loss.style_layers",
             OptionName::StyleBlendWeights => "style_blend_weights",
+            OptionName::Scales => "scales",
+            OptionName::MinSize => "min_size",
+            OptionName::Average => "average",
         }
     }
 }
@@ -341,13 +350,29 @@ pub enum OptionError {
     },
     /// A style image scaled by `style_scale` does not fit the device.
     StyleImageTooLarge(String),
+    /// `min_size` is 0.
+    ZeroMinSize,
+    /// `scales` cannot be planned: what is wrong with it ("must increase").
+    Scales(String),
+    /// `iterations` is below the number of scales.
+    TooFewIterations {
+        /// Iterations given.
+        iterations: usize,
+        /// Scales in the schedule.
+        scales: usize,
+    },
+    /// `average` is outside [0, 1).
+    Average(f32),
 }
 
 impl OptionError {
     /// The option the error is about.
     pub fn option(&self) -> OptionName {
         match self {
-            OptionError::NoIterations => OptionName::Iterations,
+            OptionError::NoIterations | OptionError::TooFewIterations { .. } => OptionName::Iterations,
+            OptionError::ZeroMinSize => OptionName::MinSize,
+            OptionError::Scales(_) => OptionName::Scales,
+            OptionError::Average(_) => OptionName::Average,
             OptionError::ZeroSize => OptionName::Size,
             OptionError::StyleScale | OptionError::StyleImageTooLarge(_) => OptionName::StyleScale,
             OptionError::LossWeight { option, .. } => *option,
@@ -362,8 +387,15 @@ impl OptionError {
     /// The one-line message, naming the option `name`.
     pub fn message(&self, name: &str) -> String {
         match self {
-            OptionError::NoIterations | OptionError::ZeroSize => format!("{name} must be at least 1"),
-            OptionError::StyleScale | OptionError::LearningRate => format!("{name} must be positive"),
+            OptionError::NoIterations | OptionError::ZeroSize | OptionError::ZeroMinSize => {
+                format!("{name} must be at least 1")
+            }
+            OptionError::StyleScale | OptionError::LearningRate => format!("{name} must be positive and finite"),
+            OptionError::Scales(problem) => format!("{name} {problem}"),
+            OptionError::TooFewIterations { iterations, scales } => {
+                format!("{name} ({iterations}) must be at least the number of scales ({scales})")
+            }
+            OptionError::Average(value) => format!("{name} must be at least 0 and below 1, got {value}"),
             OptionError::LossWeight { value, .. } => format!("{name} must be a finite number ≥ 0, got {value}"),
             OptionError::StyleLayerWeight => "style layer weights must be finite numbers ≥ 0".into(),
             OptionError::LbfgsHistory(h) => format!("{name} must be between 1 and 1000, got {h}"),
@@ -486,11 +518,13 @@ pub struct ScalePlan {
 
 /// The longest sides of the schedule for output side `size` (see [`Scales`]).
 pub fn scale_sides(scales: &Scales, size: u32, min_size: u32) -> Result<Vec<u32>> {
+    let fail = |e: OptionError| Err(anyhow::Error::new(e));
+    let bad_scales = |problem: String| fail(OptionError::Scales(problem));
     if size == 0 {
-        bail!("size must be at least 1");
+        return fail(OptionError::ZeroSize);
     }
     if min_size == 0 {
-        bail!("min_size must be at least 1");
+        return fail(OptionError::ZeroMinSize);
     }
     let low = min_size.min(size);
     let mut sides = match scales {
@@ -507,20 +541,20 @@ pub fn scale_sides(scales: &Scales, size: u32, min_size: u32) -> Result<Vec<u32>
             }
             sides
         }
-        Scales::Count(0) => bail!("scales must be at least 1"),
+        Scales::Count(0) => return bad_scales("must be at least 1".into()),
         Scales::Count(n) => {
             let ratio = f64::from(size) / f64::from(low);
             (0..n - 1).map(|i| (f64::from(low) * ratio.powf(i as f64 / (n - 1) as f64)).round() as u32).collect()
         }
         Scales::Sizes(list) => {
             if list.is_empty() || list.contains(&0) {
-                bail!("scales must be sizes of at least 1");
+                return bad_scales("must be sizes of at least 1".into());
             }
             if list.windows(2).any(|w| w[0] >= w[1]) {
-                bail!("scales must increase");
+                return bad_scales("must increase".into());
             }
             if list.iter().any(|&s| s > size) {
-                bail!("scales must not exceed size ({size})");
+                return bad_scales(format!("must not exceed the size ({size})"));
             }
             list.clone()
         }
@@ -539,10 +573,11 @@ pub fn scale_sides(scales: &Scales, size: u32, min_size: u32) -> Result<Vec<u32>
 pub fn plan(width: u32, height: u32, options: &StylizeOptions) -> Result<Vec<ScalePlan>> {
     let sides = scale_sides(&options.scales, options.size, options.min_size)?;
     if options.iterations < sides.len() {
-        bail!("iterations ({}) must be at least the number of scales ({})", options.iterations, sides.len());
+        let e = OptionError::TooFewIterations { iterations: options.iterations, scales: sides.len() };
+        return Err(e.into());
     }
     if !(0.0..1.0).contains(&options.average) {
-        bail!("average must be at least 0 and below 1, got {}", options.average);
+        return Err(OptionError::Average(options.average).into());
     }
     let (each, extra) = (options.iterations / sides.len(), options.iterations % sides.len());
     Ok(sides
