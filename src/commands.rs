@@ -723,7 +723,7 @@ fn finish_stylize(args: &StylizeArgs, outcome: &neural_style::stylize::Outcome, 
     if let Some(non_finite) = outcome.non_finite_at {
         let scale = if scales > 1 { format!(" of scale {}", non_finite.scale + 1) } else { String::new() };
         bail!(
-            "the {} became NaN or infinite by iteration {}{scale}; stopped and wrote the last image with a finite loss \
+            "the {} became NaN or infinite by iteration {}{scale}; stopped and wrote the best image with a finite loss \
              to {} (lower the loss weights or the learning rate)",
             non_finite_what(non_finite),
             non_finite.iteration,
