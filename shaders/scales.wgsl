@@ -1,8 +1,9 @@
 // Image-sized helpers of the coarse-to-fine schedule, the losses and the output average: the
 // bilinear upsampling of one scale's result to the next scale's size, the mirror padding the
 // network sees around the image (and its adjoint, which folds the padding's gradient back), the
-// logit that starts the bounded L-BFGS parameters from an image, and the exponential moving
-// average of the iterates. Images are planar RGB (all red, then green, then blue).
+// logit that starts the bounded L-BFGS parameters from an image, the exponential moving average
+// of the iterates, and the kept result (see keep_select). Images are planar RGB (all red, then
+// green, then blue).
 
 struct ResizeParams {
     src_w: u32, src_h: u32, dst_w: u32, dst_h: u32,
@@ -131,5 +132,59 @@ fn average(@builtin(global_invocation_id) gid: vec3<u32>) {
         let b = ap.decay * biased[i] + (1.0 - ap.decay) * image[i];
         biased[i] = b;
         averaged[i] = b / ap.bias_correction;
+    }
+}
+
+// The kept result of a run: after each evaluation, `keep_select` decides whether the evaluated
+// image replaces the kept one (its loss and gradient finite and, with `lowest`, its loss below the
+// kept one's, or nothing kept yet) and `keep_copy` copies it if so. `kept` holds the kept image's
+// losses (LOSS_SLOTS), whether one is kept (KEPT_VALID), whether the last evaluation was taken
+// (KEPT_TAKEN), then the last evaluation's losses (from KEPT_EVALUATED), so one readback of it
+// tells both.
+
+struct KeepParams {
+    n: u32, lowest: u32, _pad0: u32, _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> kp: KeepParams;
+@group(0) @binding(6) var<storage, read> evaluated: array<f32>;
+@group(0) @binding(7) var<storage, read_write> kept: array<f32>;
+@group(0) @binding(8) var<storage, read> candidate: array<f32>;
+@group(0) @binding(9) var<storage, read_write> result: array<f32>;
+
+// The slot of the weighted total in the losses.
+const TOTAL_SLOT: u32 = 3u;
+
+// Neither NaN nor infinite (a NaN fails every comparison).
+fn is_finite(v: f32) -> bool {
+    return abs(v) <= 3.4028235e38;
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn keep_select(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if flat_index(gid) != 0u {
+        return;
+    }
+    let loss = evaluated[TOTAL_SLOT];
+    let usable = is_finite(loss) && is_finite(evaluated[GRADIENT_SLOT]);
+    let better = kept[KEPT_VALID] == 0.0 || kp.lowest == 0u || loss < kept[TOTAL_SLOT];
+    let take = usable && better;
+    for (var s = 0u; s < LOSS_SLOTS; s++) {
+        kept[KEPT_EVALUATED + s] = evaluated[s];
+        if take {
+            kept[s] = evaluated[s];
+        }
+    }
+    if take {
+        kept[KEPT_VALID] = 1.0;
+    }
+    kept[KEPT_TAKEN] = select(0.0, 1.0, take);
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn keep_copy(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat_index(gid);
+    if i < kp.n && kept[KEPT_TAKEN] != 0.0 {
+        result[i] = candidate[i];
     }
 }

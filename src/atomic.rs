@@ -91,6 +91,11 @@ pub fn destination_dir(path: &Path) -> Result<&Path> {
         _ => Path::new("."),
     };
     if !dir.is_dir() {
+        if let Err(e) = std::fs::metadata(dir)
+            && e.kind() == std::io::ErrorKind::InvalidFilename
+        {
+            bail!("cannot write {}: the name is too long", path.display());
+        }
         if dir.exists() {
             bail!("cannot write {}: {} is not a directory", path.display(), dir.display());
         }
@@ -110,10 +115,42 @@ pub fn check_writable(path: &Path) -> Result<()> {
     if path.is_dir() {
         bail!("cannot write {}: it is a directory", path.display());
     }
+    check_name(path)?;
     let dir = destination_dir(path)?;
     let _counted = TempFileGuard::enter();
     temp_file_in(dir).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// Fails when the file name of `path` is longer than the file system of its directory allows
+/// (`NAME_MAX`), which only the final rename would otherwise find.
+pub fn check_name(path: &Path) -> Result<()> {
+    let Some(name) = path.file_name() else { return Ok(()) };
+    let max = name_max(destination_dir(path)?);
+    let len = name.as_encoded_bytes().len();
+    if len > max {
+        bail!(
+            "cannot write {}: its file name is {len} bytes, longer than the {max} its file system allows",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The longest file name the file system of `dir` allows.
+fn name_max(dir: &Path) -> usize {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        if let Ok(dir) = std::ffi::CString::new(dir.as_os_str().as_bytes()) {
+            // SAFETY: a valid NUL-terminated path.
+            let max = unsafe { libc::pathconf(dir.as_ptr(), libc::_PC_NAME_MAX) };
+            if max > 0 {
+                return max as usize;
+            }
+        }
+    }
+    255
 }
 
 /// A new temporary file in `dir`, removed when dropped unless persisted; only while a
@@ -127,12 +164,19 @@ fn temp_file_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
     builder.tempfile_in(dir).with_context(|| format!("cannot create a file in {}", dir.display()))
 }
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `path` atomically; a file replaced keeps its permissions.
 pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = destination_dir(path)?;
     // Dropped after `tmp` (renamed or removed by then).
     let _counted = TempFileGuard::enter();
     let mut tmp = temp_file_in(dir)?;
+    if let Ok(replaced) = std::fs::metadata(path)
+        && replaced.is_file()
+    {
+        tmp.as_file()
+            .set_permissions(replaced.permissions())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     tmp.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
     tmp.as_file().sync_all().with_context(|| format!("cannot write {}", path.display()))?;
     tmp.persist(path).map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;

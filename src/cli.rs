@@ -279,7 +279,7 @@ pub struct StylizeArgs {
     #[arg(long, default_value_t = 128, allow_negative_numbers = true)]
     pub min_size: u32,
     /// Write (and seed each next scale with) the exponential moving average of the iterates with
-    /// this decay, bias corrected; 0 writes the last iterate.
+    /// this decay, bias corrected; 0 writes the best evaluated iterate.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub average: f32,
     /// Every N iterations also write <output stem>_<iteration>.<ext> next to the output

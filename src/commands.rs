@@ -43,7 +43,7 @@ fn devices(backend: Option<gpu::BackendChoice>, json: bool) -> Result<()> {
     let adapters = gpu::list_adapters(backend);
     for a in &adapters {
         if let Some(warning) = neural_style::driver::old_lavapipe_warning(&a.name, &a.driver) {
-            eprintln!("warning: {warning}");
+            errln!("warning: {warning}");
         }
     }
     if json {
@@ -78,8 +78,9 @@ fn open(common: &CommonArgs) -> Result<(GpuContext, FeatureNet, PathBuf)> {
 
 fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &CommonArgs) -> Result<()> {
     let (ctx, fnet, weights_path) = open(common)?;
-    let labels = match labels.map(Path::to_path_buf).or_else(|| weights::default_labels_path(&weights_path)) {
-        Some(p) => weights::read_labels(&p)?,
+    let labels_path = labels.map(Path::to_path_buf).or_else(|| weights::default_labels_path(&weights_path));
+    let labels = match &labels_path {
+        Some(p) => weights::read_labels(p)?,
         None => Vec::new(),
     };
     let side = CLASSIFY_SIZE as usize;
@@ -97,7 +98,7 @@ fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &Comm
                 if images.len() == 1 {
                     return Err(e);
                 }
-                eprintln!("error: {error}");
+                errln!("error: {error}");
                 unreadable += 1;
                 continue;
             }
@@ -106,6 +107,11 @@ fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &Comm
         let logits = plan.read_logits(&ctx)?;
         weights::check_activations("the logits", &logits)
             .with_context(|| format!("weights {}", weights_path.display()))?;
+        if let Some(p) = &labels_path
+            && labels.len() < logits.len()
+        {
+            bail!("labels {} has {} labels for the model's {} classes", p.display(), labels.len(), logits.len());
+        }
         let mut order: Vec<usize> = (0..logits.len()).collect();
         order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
         let best: Vec<_> = order
@@ -138,6 +144,9 @@ fn features(image: &Path, names: &[String], out: &Path, size: Option<u32>, commo
         bail!("--out must name a .safetensors file, got {}", out.display());
     }
     atomic::check_writable(out)?;
+    let weights_file = weights::resolve_path(common.weights.as_deref()).ok();
+    let inputs = std::iter::once(("image", image)).chain(weights_file.as_deref().map(|w| ("weights file", w)));
+    refuse_overwriting_inputs("--out", out, inputs)?;
     let (ctx, fnet, weights_path) = open(common)?;
     let ids = names.iter().map(|n| fnet.net.arch.parse_layer(n)).collect::<Result<Vec<_>>>()?;
     if let Some(dup) = ids.iter().enumerate().find_map(|(i, id)| ids[..i].contains(id).then_some(id)) {
@@ -245,22 +254,66 @@ fn write_image(img: &image::RgbImage, path: &Path) -> Result<()> {
     atomic::write(path, &bytes)
 }
 
-/// Fails when `output` already exists as one of the `inputs` (flag, path): the same file through
-/// any spelling of its path, a symbolic link or a hard link.
-fn refuse_overwriting_inputs<'a>(output: &Path, inputs: impl IntoIterator<Item = (&'a str, &'a Path)>) -> Result<()> {
+/// Fails when `output` (what the option `flag` writes) already exists as one of the `inputs`
+/// (what it is, path): the same file through any spelling of its path, a symbolic link or a hard
+/// link.
+fn refuse_overwriting_inputs<'a>(
+    flag: &str,
+    output: &Path,
+    inputs: impl IntoIterator<Item = (&'a str, &'a Path)>,
+) -> Result<()> {
     if !output.exists() {
         return Ok(());
     }
-    for (flag, input) in inputs {
+    for (what, input) in inputs {
         if same_file(output, input) {
-            bail!(
-                "--output {} is the {flag} image {}: refusing to overwrite an input",
-                output.display(),
-                input.display()
-            );
+            bail!("{flag} {} is the {what} {}: refusing to overwrite an input", output.display(), input.display());
         }
     }
     Ok(())
+}
+
+/// Checks the snapshots a run through `plan` writes every `every` iterations, before any work:
+/// the longest names fit the file system, and no file already there under a snapshot's name is
+/// a directory or one of the `inputs`.
+fn check_snapshots(output: &Path, plan: &[ScalePlan], every: usize, inputs: &[(&str, &Path)]) -> Result<()> {
+    let scale = |index: usize| ScaleInfo { index, count: plan.len(), width: 0, height: 0 };
+    for (i, s) in plan.iter().enumerate() {
+        let last = s.iterations / every * every;
+        if last > 0 {
+            atomic::check_name(&snapshot_path(output, scale(i + 1), last)).context("--save-every snapshot")?;
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(atomic::destination_dir(output)?) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let path = output.with_file_name(entry.file_name());
+        let written = (1..=plan.len()).any(|index| {
+            let iterations = plan[index - 1].iterations;
+            let name = |it: usize| snapshot_path(output, scale(index), it) == path;
+            snapshot_iteration(output, &entry.file_name(), scale(index))
+                .is_some_and(|it| it > 0 && it.is_multiple_of(every) && it <= iterations && name(it))
+        });
+        if !written {
+            continue;
+        }
+        if path.is_dir() {
+            bail!("cannot write the --save-every snapshot {}: it is a directory", path.display());
+        }
+        refuse_overwriting_inputs("--save-every snapshot", &path, inputs.iter().copied())?;
+    }
+    Ok(())
+}
+
+/// The iteration of the snapshot of `scale` named `name` (see [`snapshot_path`]), if it is one.
+fn snapshot_iteration(output: &Path, name: &std::ffi::OsStr, scale: ScaleInfo) -> Option<usize> {
+    let mut rest = name.as_encoded_bytes().strip_prefix(output.file_stem()?.as_encoded_bytes())?;
+    if let Some(ext) = output.extension() {
+        rest = rest.strip_suffix(ext.as_encoded_bytes())?.strip_suffix(b".")?;
+    }
+    if scale.count > 1 {
+        rest = rest.strip_prefix(format!("_s{}", scale.index).as_bytes())?;
+    }
+    std::str::from_utf8(rest.strip_prefix(b"_")?).ok()?.parse().ok()
 }
 
 /// Whether two paths name the same existing file.
@@ -337,7 +390,7 @@ fn print_plan(plan: &[ScalePlan], json: bool) {
     } else if plan.len() > 1 {
         let scales: Vec<String> =
             plan.iter().map(|s| format!("{}×{} for {}", s.width, s.height, s.iterations)).collect();
-        eprintln!("plan: {} scales, {total} iterations: {}", plan.len(), scales.join(", "));
+        errln!("plan: {} scales, {total} iterations: {}", plan.len(), scales.join(", "));
     }
 }
 
@@ -356,6 +409,9 @@ fn flag(option: OptionName) -> &'static str {
         OptionName::ContentLayers => "--content-layers",
         OptionName::StyleLayers => "--style-layers",
         OptionName::StyleBlendWeights => "--style-blend-weights",
+        OptionName::Scales => "--scales",
+        OptionName::MinSize => "--min-size",
+        OptionName::Average => "--average",
     }
 }
 
@@ -385,10 +441,14 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
     output_format(&args.output)?;
     atomic::check_writable(&args.output)?;
     let init_file = (!matches!(args.init.as_str(), "palette" | "content" | "noise")).then(|| Path::new(&args.init));
-    let inputs = std::iter::once(("--content", args.content.as_path()))
-        .chain(args.styles.iter().map(|s| ("--style", s.as_path())))
-        .chain(init_file.map(|i| ("--init", i)));
-    refuse_overwriting_inputs(&args.output, inputs)?;
+    // The weights file is an input too (when it resolves: a missing one is reported later).
+    let weights_file = weights::resolve_path(args.common.weights.as_deref()).ok();
+    let inputs: Vec<(&str, &Path)> = std::iter::once(("--content image", args.content.as_path()))
+        .chain(args.styles.iter().map(|s| ("--style image", s.as_path())))
+        .chain(init_file.map(|i| ("--init image", i)))
+        .chain(weights_file.as_deref().map(|w| ("weights file", w)))
+        .collect();
+    refuse_overwriting_inputs("--output", &args.output, inputs.iter().copied())?;
     if args.iterations < 1 {
         bail!("--iterations must be at least 1, got {}", args.iterations);
     }
@@ -432,13 +492,10 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         min_size: args.min_size,
         average: args.average,
     };
-    if args.min_size < 1 {
-        bail!("--min-size must be at least 1");
-    }
-    if !(0.0..1.0).contains(&args.average) {
-        bail!("--average must be at least 0 and below 1, got {}", args.average);
-    }
     let schedule = plan(content.width(), content.height(), &options).map_err(with_flag_names)?;
+    if let Some(every) = options.snapshot_every {
+        check_snapshots(&args.output, &schedule, every, &inputs)?;
+    }
     #[cfg(feature = "viewer")]
     let viewer = open_viewer(args.viewer)?;
     #[cfg(not(feature = "viewer"))]
@@ -496,7 +553,11 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
                     width: image.width(),
                     height: image.height(),
                 });
-                write_image(image, &snapshot_path(&args.output, scale, iteration))?
+                // A snapshot that cannot be written does not end the run (its names were checked).
+                let path = snapshot_path(&args.output, scale, iteration);
+                if let Err(e) = write_image(image, &path) {
+                    errln!("warning: {e:#}; the run goes on");
+                }
             }
         }
         Ok(())
@@ -695,7 +756,7 @@ fn finish_stylize(args: &StylizeArgs, outcome: &neural_style::stylize::Outcome, 
     if let Some(non_finite) = outcome.non_finite_at {
         let scale = if scales > 1 { format!(" of scale {}", non_finite.scale + 1) } else { String::new() };
         bail!(
-            "the {} became NaN or infinite by iteration {}{scale}; stopped and wrote the last image with a finite loss \
+            "the {} became NaN or infinite by iteration {}{scale}; stopped and wrote the best image with a finite loss \
              to {} (lower the loss weights or the learning rate)",
             non_finite_what(non_finite),
             non_finite.iteration,
@@ -703,13 +764,22 @@ fn finish_stylize(args: &StylizeArgs, outcome: &neural_style::stylize::Outcome, 
         );
     }
     let per_s = outcome.iterations as f64 / outcome.seconds.max(1e-9);
+    // The written image's losses (the result's, as the last progress line reported them).
+    let losses = outcome.losses.unwrap_or_default();
+    let json_losses = json!({"loss": losses.loss, "content": losses.content, "style": losses.style, "tv": losses.tv});
+    let with_losses = |mut line: serde_json::Value| {
+        if let (Some(line), Some(l)) = (line.as_object_mut(), json_losses.as_object()) {
+            line.extend(l.clone());
+        }
+        line
+    };
     if let Some(signal) = crate::signals::received() {
         let name = crate::signals::name(signal);
         if json {
             progressln!(
                 "{}",
-                json!({"done": false, "interrupted": name, "output": args.output.to_string_lossy(),
-                       "iterations": outcome.iterations, "seconds": outcome.seconds, "iterations_per_s": per_s})
+                with_losses(json!({"done": false, "interrupted": name, "output": args.output.to_string_lossy(),
+                       "iterations": outcome.iterations, "seconds": outcome.seconds, "iterations_per_s": per_s}))
             );
         }
         let message = format!(
@@ -723,16 +793,19 @@ fn finish_stylize(args: &StylizeArgs, outcome: &neural_style::stylize::Outcome, 
     if json {
         progressln!(
             "{}",
-            json!({"done": true, "output": args.output.to_string_lossy(), "iterations": outcome.iterations,
+            with_losses(
+                json!({"done": true, "output": args.output.to_string_lossy(), "iterations": outcome.iterations,
                    "seconds": outcome.seconds, "iterations_per_s": per_s})
+            )
         );
     } else {
         progressln!(
-            "wrote {} ({} iterations, {:.1}s, {:.2} iterations/s)",
+            "wrote {} ({} iterations, {:.1}s, {:.2} iterations/s, loss {:.6})",
             args.output.display(),
             outcome.iterations,
             outcome.seconds,
-            per_s
+            per_s,
+            losses.loss
         );
     }
     Ok(())
@@ -752,7 +825,7 @@ fn open_viewer(mode: crate::cli::ViewerMode) -> Result<Option<neural_style::view
         ViewerMode::Auto => match Viewer::new() {
             Ok(v) => Ok(Some(v)),
             Err(e) => {
-                eprintln!("warning: {e:#}; running headless");
+                errln!("warning: {e:#}; running headless");
                 Ok(None)
             }
         },
@@ -844,8 +917,13 @@ fn report_installed(what: &str, installed: &weights::store::Installed) -> Result
 
 fn weights_import(file: &Path, expected_sha256: Option<&str>) -> Result<()> {
     use weights::store;
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let source_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // Bounded and checked to be a regular file before a byte is read (a device or FIFO never ends).
+    let (what, cap) = match store::Kind::of_file_name(&source_name) {
+        store::Kind::Labels => ("labels", weights::MAX_LABELS_FILE_BYTES),
+        store::Kind::Model(_) => ("weights", store::MAX_FILE_BYTES),
+    };
+    let bytes = neural_style::input::read_regular_file(file, what, cap)?;
     let (name, data) = store::unpack(bytes, &source_name, None)?;
     let installed = store::install(&name, &data, store::Kind::of_file_name(&name), expected_sha256)?;
     report_installed(&name, &installed)?;

@@ -27,8 +27,9 @@ pub fn dimensions(path: &Path) -> Result<(u32, u32)> {
     Ok(if swaps_sides(orientation(&mut decoder)) { (h, w) } else { (w, h) })
 }
 
-/// Decodes an image file to 8-bit RGB, upright (EXIF orientation applied) and with transparency
-/// composited onto white. Truncated files are errors, also for JPEG, whose decoder would
+/// Decodes an image file to 8-bit RGB, upright (EXIF orientation applied), with transparency
+/// composited onto white, and scene-linear formats (OpenEXR, Radiance HDR) encoded as sRGB, as a
+/// viewer shows them. Truncated files are errors, also for JPEG, whose decoder would
 /// otherwise fill the missing part with gray. Only regular files of at most
 /// [`MAX_IMAGE_FILE_BYTES`] are read.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
@@ -36,6 +37,7 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     let reader = ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
         .with_context(|| format!("cannot read image {}", path.display()))?;
+    let linear = matches!(reader.format(), Some(ImageFormat::OpenExr | ImageFormat::Hdr));
     if reader.format() == Some(ImageFormat::Jpeg) && !jpeg_is_complete(&bytes) {
         bail!("cannot decode image {}: the JPEG data is truncated (no end-of-image marker)", path.display());
     }
@@ -52,7 +54,23 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     }
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, Some(size), e))?;
     img.apply_orientation(orientation);
+    if linear {
+        img = srgb_encoded(img);
+    }
     Ok(onto_white(img))
+}
+
+/// A scene-linear image encoded with the sRGB transfer function (values clamped to [0, 1] first;
+/// alpha unchanged).
+fn srgb_encoded(img: DynamicImage) -> DynamicImage {
+    let mut rgba = img.into_rgba32f();
+    for p in rgba.pixels_mut() {
+        for c in &mut p.0[..3] {
+            let v = if c.is_nan() { 0.0 } else { c.clamp(0.0, 1.0) };
+            *c = if v <= 0.003_130_8 { 12.92 * v } else { 1.055 * v.powf(1.0 / 2.4) - 0.055 };
+        }
+    }
+    DynamicImage::ImageRgba32F(rgba)
 }
 
 /// The EXIF orientation, or none when the file has no (readable) orientation tag.

@@ -17,6 +17,15 @@ macro_rules! progressln {
     };
 }
 
+/// Prints one line to standard error like `eprintln!`, best effort: a full or closed stderr
+/// (`2>/dev/full`) loses the message instead of panicking, and the command goes on.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod commands;
 mod signals;
@@ -27,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    note_closed_stdout();
     let cli = cli::Cli::parse();
     signals::install();
     quiet_headless_vulkan_layers();
@@ -37,7 +47,11 @@ fn main() -> std::process::ExitCode {
     }
     let result = commands::run(cli.command).and_then(|()| {
         // Progress that was already lost (and reported) does not fail the run at the end.
-        if PROGRESS_LOST.load(Ordering::Relaxed) { Ok(()) } else { std::io::stdout().flush().map_err(stdout_error) }
+        if PROGRESS_LOST.load(Ordering::Relaxed) || STDOUT_CLOSED.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            std::io::stdout().flush().map_err(stdout_error)
+        }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -45,11 +59,11 @@ fn main() -> std::process::ExitCode {
         Err(e) if e.is::<ClosedStdout>() => std::process::ExitCode::SUCCESS,
         Err(e) => match e.downcast::<Interrupted>() {
             Ok(interrupted) => {
-                eprintln!("interrupted: {}", interrupted.message);
+                errln!("interrupted: {}", interrupted.message);
                 std::process::ExitCode::from(u8::try_from(128 + interrupted.signal).unwrap_or(u8::MAX))
             }
             Err(e) => {
-                eprintln!("error: {}", commands::error_line(&e));
+                errln!("error: {}", commands::error_line(&e));
                 std::process::ExitCode::FAILURE
             }
         },
@@ -90,8 +104,39 @@ impl std::error::Error for ClosedStdout {}
 /// Writes `args` and a newline to stdout. A closed pipe becomes [`ClosedStdout`] (the process
 /// then ends quietly), any other failure (a full disk, `> /dev/full`) a one-line error.
 fn stdout_line(args: std::fmt::Arguments) -> anyhow::Result<()> {
+    write_stdout_line(args).map_err(stdout_error)
+}
+
+/// Writes `args` and a newline to stdout and flushes; a stdout that was closed when the process
+/// started (`>&-`) is an error (Rust's stdout would drop the lines silently).
+fn write_stdout_line(args: std::fmt::Arguments) -> std::io::Result<()> {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return Err(std::io::Error::other("it is closed (bad file descriptor)"));
+    }
     let mut out = std::io::stdout().lock();
-    out.write_fmt(args).and_then(|()| out.write_all(b"\n")).map_err(stdout_error)
+    out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush())
+}
+
+/// Set when standard output was closed when the process started.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Remembers whether standard output was closed when the process started (`>&-`). Rust's
+/// runtime opens `/dev/null` read-write on a closed standard descriptor before `main` (so that no
+/// file opened later takes it), which a shell's `>/dev/null` (write-only) never does.
+fn note_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: plain descriptor queries into zeroed local structs.
+    unsafe {
+        let flags = libc::fcntl(1, libc::F_GETFL);
+        let (mut out, mut null): (libc::stat, libc::stat) = (std::mem::zeroed(), std::mem::zeroed());
+        let closed = flags == -1
+            || (flags & libc::O_ACCMODE == libc::O_RDWR
+                && libc::fstat(1, &mut out) == 0
+                && libc::stat(c"/dev/null".as_ptr(), &mut null) == 0
+                && out.st_mode & libc::S_IFMT == libc::S_IFCHR
+                && out.st_rdev == null.st_rdev);
+        STDOUT_CLOSED.store(closed, Ordering::Relaxed);
+    }
 }
 
 fn stdout_error(e: std::io::Error) -> anyhow::Error {
@@ -122,9 +167,7 @@ fn progress_line(args: std::fmt::Arguments) {
     if PROGRESS_LOST.load(Ordering::Relaxed) {
         return;
     }
-    let mut out = std::io::stdout().lock();
-    let written = out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
-    if let Err(e) = written
+    if let Err(e) = write_stdout_line(args)
         && !PROGRESS_LOST.swap(true, Ordering::Relaxed)
     {
         let what = if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -132,7 +175,7 @@ fn progress_line(args: std::fmt::Arguments) {
         } else {
             format!("cannot write to standard output: {e}")
         };
-        eprintln!("warning: {what}; the run goes on without printing its progress");
+        errln!("warning: {what}; the run goes on without printing its progress");
     }
 }
 

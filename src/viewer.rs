@@ -233,7 +233,11 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> ViewerApp<F> {
                 }
                 (Some(driver), None)
             }
-            Job::Show(img) => (None, Some((ctx.storage_buffer("image", &image_io::to_chw(&img)), (w, h)))),
+            Job::Show(img) => {
+                let (width, height) = (w as usize, h as usize);
+                crate::engine::check_fits(&ctx, "the image", 3 * width * height, width, height)?;
+                (None, Some((ctx.storage_buffer("image", &image_io::to_chw(&img)), (w, h))))
+            }
         };
         let mut running = Running {
             ctx,

@@ -457,3 +457,186 @@ fn mutated_weights_fail_the_command_with_one_line() {
         }
     }
 }
+
+/// Where a generated command line's file argument points.
+#[derive(Clone, Copy, Debug)]
+enum FileKind {
+    /// A copy of the real file.
+    Copy,
+    /// A copy named with a leading space.
+    LeadingSpace,
+    /// A symbolic link to the real copy.
+    Link,
+    /// `/dev/zero`.
+    Device,
+    /// A FIFO nobody writes.
+    Fifo,
+    /// A directory.
+    Directory,
+    /// A sparse file of 2 GiB.
+    Huge,
+    /// 4 KiB of NUL bytes.
+    Nuls,
+    /// Nothing.
+    Missing,
+}
+
+const FILE_KINDS: [FileKind; 9] = [
+    FileKind::Copy,
+    FileKind::LeadingSpace,
+    FileKind::Link,
+    FileKind::Device,
+    FileKind::Fifo,
+    FileKind::Directory,
+    FileKind::Huge,
+    FileKind::Nuls,
+    FileKind::Missing,
+];
+
+/// Makes a file argument of `kind` in `dir` from the real file `real` (named `name`).
+#[cfg(unix)]
+fn file_arg(dir: &Path, real: &Path, name: &str, kind: FileKind) -> std::path::PathBuf {
+    let copy = dir.join(name);
+    if !copy.exists() {
+        std::fs::copy(real, &copy).unwrap();
+    }
+    let path = dir.join(format!("{kind:?}-{name}"));
+    match kind {
+        FileKind::Copy => return copy,
+        FileKind::LeadingSpace => {
+            let spaced = dir.join(format!(" {name}"));
+            std::fs::copy(real, &spaced).unwrap();
+            return spaced;
+        }
+        FileKind::Link => std::os::unix::fs::symlink(&copy, &path).unwrap(),
+        FileKind::Device => return "/dev/zero".into(),
+        FileKind::Fifo => {
+            let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+            // SAFETY: a valid path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        }
+        FileKind::Directory => std::fs::create_dir(&path).unwrap(),
+        FileKind::Huge => std::fs::File::create(&path).unwrap().set_len((2 << 30) + 1).unwrap(),
+        FileKind::Nuls => std::fs::write(&path, vec![0u8; 4096]).unwrap(),
+        FileKind::Missing => {}
+    }
+    path
+}
+
+/// The regular files of `dir` (by name) and their bytes, skipping sparse huge ones.
+fn regular_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()) && e.metadata().is_ok_and(|m| m.len() < 1 << 30))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+/// Generated command lines: `stylize` with snapshots whose names may fall on its inputs (the
+/// content, the style, the weights), weights and labels paths of every kind (devices, FIFOs,
+/// directories, huge sparse files, NUL files, leading spaces, links), and a standard error that is
+/// a pipe, full or closed. None may panic or hang; a failure is one `error:` line (when stderr is
+/// readable); no input file is ever changed, and a successful stylize writes its output.
+#[cfg(unix)]
+#[test]
+fn generated_command_lines_never_panic_hang_or_overwrite_an_input() {
+    use std::os::unix::process::CommandExt;
+    let gpu = gpu().is_some();
+    let cases = case_count(if gpu { 24 } else { 12 });
+    let weights_file = default_weights();
+    let labels_file = shared().join("weights/imagenet_labels_1001.txt");
+    let (content_file, style_file) = (shared().join("images/tubingen.jpg"), shared().join("images/starry_night.jpg"));
+    let mut tally = std::collections::BTreeMap::<String, usize>::new();
+    for seed in 0..cases as u64 {
+        let mut rng = Rng::new(seed);
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let weights_kind = if rng.below(2) == 0 { FileKind::Copy } else { rng.pick(&FILE_KINDS) };
+        let weights = file_arg(d, &weights_file, "w.tflite", weights_kind);
+        let command = rng.below(if gpu { 4 } else { 2 });
+        let mut args: Vec<String> = Vec::new();
+        let mut output = None;
+        match command {
+            0 => {
+                let import = if rng.below(2) == 0 { &weights_file } else { &labels_file };
+                let name = if import == &labels_file { "labels.txt" } else { "m.tflite" };
+                args.extend(["weights".into(), "import".into()]);
+                args.push(file_arg(d, import, name, rng.pick(&FILE_KINDS)).to_str().unwrap().into());
+            }
+            1 => args.extend(["layers".into(), "--weights".into(), weights.to_str().unwrap().into()]),
+            2 => {
+                let labels = file_arg(d, &labels_file, "labels.txt", rng.pick(&FILE_KINDS));
+                let image = file_arg(d, &content_file, "photo.jpg", FileKind::Copy);
+                args.extend(["classify", "--weights", weights.to_str().unwrap(), "--labels"].map(String::from));
+                args.extend([labels.to_str().unwrap().into(), image.to_str().unwrap().into()]);
+            }
+            _ => {
+                // The output's snapshots (o_1.png, o_s2_1.png …) may be the inputs themselves.
+                let content = if rng.below(3) == 0 { "o_1.png" } else { "photo.jpg" };
+                let style = if rng.below(3) == 0 { "o_s2_1.png" } else { "painting.jpg" };
+                let content = file_arg(d, &content_file, content, FileKind::Copy);
+                let style = file_arg(d, &style_file, style, FileKind::Copy);
+                let out = match rng.below(4) {
+                    0 => d.join("o.png"),
+                    1 => d.join(format!("{}.png", "o".repeat(250))),
+                    2 => d.join("o_link.png"),
+                    _ => d.join(" o.png"),
+                };
+                if out.ends_with("o_link.png") {
+                    std::os::unix::fs::symlink(&weights, &out).unwrap();
+                }
+                args.extend(
+                    ["stylize", "--content", content.to_str().unwrap(), "--style", style.to_str().unwrap()]
+                        .map(String::from),
+                );
+                args.extend(["--output", out.to_str().unwrap(), "--size", "16", "--weights"].map(String::from));
+                args.push(weights.to_str().unwrap().into());
+                let scales = rng.pick(&["1", "2"]);
+                args.extend(["--iterations", "2", "--scales", scales, "--min-size", "8"].map(String::from));
+                args.extend(["--save-every".into(), rng.pick(&["1", "2"]).into()]);
+                output = Some(out);
+            }
+        }
+        let before = regular_files(d);
+        let stderr_kind = rng.below(3);
+        let case = format!("case {seed}: {args:?}, stderr {}", ["piped", "full", "closed"][stderr_kind]);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_neural-style"));
+        child.args(&args).env("NEURAL_STYLE_CACHE_DIR", d.join("cache")).stdout(std::process::Stdio::null());
+        match stderr_kind {
+            0 => {}
+            1 => {
+                child.stderr(std::fs::File::create("/dev/full").unwrap());
+            }
+            _ => unsafe {
+                // SAFETY: only an async-signal-safe call between fork and exec.
+                child.pre_exec(|| {
+                    libc::close(2);
+                    Ok(())
+                });
+            },
+        }
+        let out = guarded(&case, move || child.output().unwrap());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code().is_some_and(|c| c != 101), "{case}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{case}: {stderr}");
+        if stderr_kind == 0 && !out.status.success() {
+            let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+            assert!(lines.len() == 1 && lines[0].starts_with("error: "), "{case}: {stderr}");
+        }
+        let after = regular_files(d);
+        for (name, bytes) in &before {
+            let written = output.as_ref().is_some_and(|o| o.file_name().unwrap().to_string_lossy() == *name);
+            if !written {
+                assert!(after.get(name) == Some(bytes), "{case}: {name} was changed");
+            }
+        }
+        if out.status.success()
+            && let Some(o) = &output
+        {
+            assert!(image::open(o).is_ok(), "{case}: no output");
+        }
+        *tally.entry(if out.status.success() { "ok".into() } else { "refused".into() }).or_default() += 1;
+    }
+    eprintln!("generated command lines: {tally:?}");
+}

@@ -716,3 +716,369 @@ fn snapshots_of_a_non_utf8_output_name_keep_that_name() {
     let want: Vec<&[u8]> = vec![b"caf\xe9.png", b"caf\xe9_1.png", b"caf\xe9_2.png"];
     assert_eq!(names, want);
 }
+
+// Issue 20, group 2: no input is overwritten, by the output or a snapshot, and a replaced output
+// keeps its mode.
+
+#[cfg(unix)]
+#[test]
+fn snapshots_and_outputs_never_overwrite_an_input_or_the_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(image("tubingen.jpg"), d.join("out_1.png")).unwrap();
+    std::fs::copy(image("starry_night.jpg"), d.join("painting.jpg")).unwrap();
+    std::fs::copy(image("starry_night.jpg"), d.join("m_s2_1.png")).unwrap();
+    std::fs::copy(default_weights(), d.join("w_1.png")).unwrap();
+    std::fs::copy(default_weights(), d.join("w.png")).unwrap();
+    std::fs::copy(default_weights(), d.join("w.safetensors")).unwrap();
+    std::os::unix::fs::symlink("painting.jpg", d.join("link_1.png")).unwrap();
+    let snapshot = d.join("m_s2_1.png");
+    let weights_1 = d.join("w_1.png");
+    let protected = ["out_1.png", "painting.jpg", "m_s2_1.png", "w_1.png", "w.png", "w.safetensors"];
+    let before: Vec<Vec<u8>> = protected.iter().map(|n| std::fs::read(d.join(n)).unwrap()).collect();
+    let cases: [(&str, &str, &str, Vec<&str>, &str); 5] = [
+        ("out_1.png", "painting.jpg", "out.png", vec!["--save-every", "1"], "the --content image"),
+        ("out_1.png", "painting.jpg", "link.png", vec!["--save-every", "1"], "the --style image"),
+        (
+            "out_1.png",
+            "m_s2_1.png",
+            "m.png",
+            vec!["--save-every", "1", "--scales", "2", "--min-size", "16"],
+            "the --style image",
+        ),
+        (
+            "out_1.png",
+            "painting.jpg",
+            "w.png",
+            vec!["--save-every", "1", "--weights", weights_1.to_str().unwrap()],
+            "the weights file",
+        ),
+        ("out_1.png", "painting.jpg", "w.png", vec!["--weights", "w.png"], "the weights file"),
+    ];
+    for (content, style, output, extra, needle) in cases {
+        let run = stylize_in(d, content, style, output, &extra);
+        assert_one_line_error(&run, needle);
+        assert!(String::from_utf8_lossy(&run.stderr).contains("refusing to overwrite an input"), "{output}");
+        assert!(run.stdout.is_empty(), "{output}: work was done");
+    }
+    // $NEURAL_STYLE_WEIGHTS is the weights file too.
+    let run = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .current_dir(d)
+        .args(["stylize", "--content", "out_1.png", "--style", "painting.jpg", "--output", "w.png", "--size", "32"])
+        .env("NEURAL_STYLE_WEIGHTS", d.join("w.png"))
+        .output()
+        .unwrap();
+    assert_one_line_error(&run, "the weights file");
+    // features --out: its image, or the weights file.
+    let snapshot_out = snapshot.with_extension("safetensors");
+    std::fs::copy(d.join("out_1.png"), &snapshot_out).unwrap();
+    for (image_arg, out, weights, needle) in [
+        (snapshot_out.to_str().unwrap(), snapshot_out.to_str().unwrap(), d.join("w.png"), "the image"),
+        ("out_1.png", "w.safetensors", d.join("w.safetensors"), "the weights file"),
+    ] {
+        let run = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+            .current_dir(d)
+            .args(["features", image_arg, "--layers", "stem", "--size", "32", "--out", out])
+            .env("NEURAL_STYLE_WEIGHTS", weights)
+            .output()
+            .unwrap();
+        assert_one_line_error(&run, needle);
+    }
+    let after: Vec<Vec<u8>> = protected.iter().map(|n| std::fs::read(d.join(n)).unwrap()).collect();
+    assert!(before == after, "an input was overwritten");
+}
+
+#[cfg(unix)]
+#[test]
+fn an_output_replaced_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("private.png");
+    std::fs::write(&output, "old").unwrap();
+    std::fs::set_permissions(&output, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = stylize(&output, &["--size", "32", "--iterations", "1"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(image::open(&output).is_ok());
+    assert_eq!(std::fs::metadata(&output).unwrap().permissions().mode() & 0o777, 0o600);
+    let fresh = dir.path().join("fresh.png");
+    assert!(stylize(&fresh, &["--size", "32", "--iterations", "1"]).status.success());
+    assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o644, "a new file is 0644");
+}
+
+// Issue 20, group 4: a full stderr, a huge fetch timeout and a closed stdout do not panic.
+
+#[cfg(unix)]
+#[test]
+fn a_full_stderr_loses_messages_but_the_run_writes_its_image() {
+    let full = || Stdio::from(std::fs::File::create("/dev/full").unwrap());
+    // An error, said nowhere, is still a failure and not a panic.
+    let out = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(["layers", "--size", "0x0"])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.png");
+    // Two scales: the plan line goes to stderr; a closed stdout adds the progress warning.
+    let args = stylize_args(&output, &["--iterations", "2", "--scales", "2", "--min-size", "16"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(&args)
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .stdout(full())
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert!(image::open(&output).is_ok(), "the image is written");
+}
+
+#[test]
+fn a_fetch_timeout_beyond_a_duration_is_a_one_line_error_naming_the_variable() {
+    for value in ["1e308", "99999999999999999999", "inf", "-1", "0"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+            .args(["weights", "fetch", "--url", "http://127.0.0.1:9/w.tflite"])
+            .env("NEURAL_STYLE_FETCH_TIMEOUT", value)
+            .env("NEURAL_STYLE_CACHE_DIR", std::env::temp_dir().join("neural-style-no-cache"))
+            .output()
+            .unwrap();
+        assert_one_line_error(&out, "NEURAL_STYLE_FETCH_TIMEOUT must be a positive number of seconds");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_is_an_error_for_listing_commands_as_a_full_one_is() {
+    use std::os::unix::process::CommandExt;
+    let closed = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_neural-style"));
+        command.args(args).env("NEURAL_STYLE_WEIGHTS", default_weights());
+        // SAFETY: only an async-signal-safe call between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::close(1);
+                Ok(())
+            });
+        }
+        command.output().unwrap()
+    };
+    for args in [&["layers"][..], &["layers", "--json"], &["devices", "--json"], &["weights", "path"]] {
+        assert_one_line_error(&closed(args), "cannot write to standard output");
+    }
+    // `>/dev/null` is no error.
+    let out = Command::new(env!("CARGO_BIN_EXE_neural-style")).args(["layers"]).stdout(Stdio::null()).output().unwrap();
+    assert!(out.status.success());
+}
+
+// Issue 20, group 5: every name a run writes is checked before any work; a snapshot that fails
+// later is a warning.
+
+#[test]
+fn output_and_snapshot_names_too_long_or_taken_by_a_directory_fail_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("o_2.png")).unwrap();
+    let long = |n: usize| d.join(format!("{}.png", "a".repeat(n)));
+    for (output, extra, needle) in [
+        (long(300), vec![], "longer than the"),
+        (long(250), vec!["--save-every", "1", "--iterations", "12"], "--save-every snapshot: cannot write"),
+        (d.join("o.png"), vec!["--save-every", "2", "--iterations", "4"], "it is a directory"),
+    ] {
+        let run = stylize(&output, &[&["--print-every", "1"][..], &extra].concat());
+        assert_one_line_error(&run, needle);
+        assert!(run.stdout.is_empty(), "the run started: {}", String::from_utf8_lossy(&run.stdout));
+    }
+    // 249 + "_2.png" fits: only --iterations 12 reaches 3 digits... of 255, so this one runs.
+    if gpu().is_some() {
+        let output = long(248);
+        let run = stylize(&output, &["--size", "32", "--save-every", "1", "--iterations", "2"]);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_snapshot_that_cannot_be_written_is_a_warning_and_the_output_is_written() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("o.png");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(stylize_args(&output, &["--iterations", "40", "--save-every", "20", "--print-every", "1"]))
+        .env("NEURAL_STYLE_WEIGHTS", default_weights())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the run is under way, the first snapshot's name is taken by a directory.
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+    std::fs::create_dir(dir.path().join("o_20.png")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(image::open(&output).is_ok(), "the output is written");
+    assert!(image::open(dir.path().join("o_40.png")).is_ok(), "the later snapshot too");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning: ") && stderr.contains("o_20.png"), "{stderr}");
+}
+
+// Issue 20, group 3: every file read is a regular file, bounded, before a byte is read; errors
+// name the user's file.
+
+/// Runs `weights import` into an empty cache in `dir`.
+fn import(dir: &Path, file: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(["weights", "import", path_str(file)])
+        .env("NEURAL_STYLE_CACHE_DIR", dir.join("cache"))
+        .output()
+        .unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn imports_and_labels_of_devices_fifos_and_huge_files_are_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("pipe.tflite");
+    let fifo_c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o600) }, 0);
+    for file in [Path::new("/dev/zero"), Path::new("/dev/urandom"), &fifo] {
+        assert_one_line_error(&import(d, file), "not a regular file");
+    }
+    // Sparse files: no disk space used.
+    for (name, needle) in [("big.tflite", "1024 MiB"), ("big.tgz", "1024 MiB"), ("big.txt", "1 MiB")] {
+        let big = d.join(name);
+        std::fs::File::create(&big).unwrap().set_len((1 << 31) + 1).unwrap();
+        let out = import(d, &big);
+        assert_one_line_error(&out, needle);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(name), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let nul = d.join("nul.txt");
+    std::fs::write(&nul, vec![0u8; 4096]).unwrap();
+    assert_one_line_error(&import(d, &nul), "nul.txt is not a text file");
+    let few = d.join("z.txt");
+    std::fs::write(&few, "cat\ndog\n").unwrap();
+    assert_one_line_error(&import(d, &few), "z.txt has 2 labels");
+    let labels_fifo = d.join("labels.fifo");
+    let c = std::ffi::CString::new(labels_fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for labels in [Path::new("/dev/zero"), &labels_fifo] {
+        let msg = one_line(weights::read_labels(labels));
+        assert!(msg.contains("not a regular file"), "{msg}");
+    }
+    let msg = one_line(weights::read_labels(&nul));
+    assert!(msg.contains("nul.txt") && msg.contains("not a text file"), "{msg}");
+}
+
+// Issue 20, group 6: labels in index:label form go to their indexes; too few labels are an error.
+
+#[test]
+fn indexed_labels_go_to_their_indexes_and_too_few_labels_are_an_error() {
+    assert_eq!(weights::parse_labels("2:two\n0:zero\n"), ["zero", "", "two"]);
+    assert_eq!(weights::parse_labels("zero\none\n"), ["zero", "one"]);
+    assert_eq!(weights::parse_labels("a:b\n1:one\n"), ["a:b", "1:one"], "not every line indexed: by line");
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // ImageNet's 1001 labels (`0:background` …), the lines listed backwards.
+    let real = std::fs::read_to_string(shared().join("weights/imagenet_labels_1001.txt")).unwrap();
+    let reversed: String = real.lines().rev().map(|l| format!("{l}\n")).collect();
+    let (forward, backward) = (dir.path().join("forward.txt"), dir.path().join("backward.txt"));
+    std::fs::write(&forward, &real).unwrap();
+    std::fs::write(&backward, reversed).unwrap();
+    let cat = shared().join("images/cat.png");
+    let top = |labels: &Path| {
+        let out = neural_style(&["classify", "--top", "1", "--labels", path_str(labels), path_str(&cat)]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(top(&forward), top(&backward));
+    let few = dir.path().join("few.txt");
+    std::fs::write(&few, "cat\ndog\n").unwrap();
+    let out = neural_style(&["classify", "--labels", path_str(&few), path_str(&cat)]);
+    assert_one_line_error(&out, "has 2 labels for the model's");
+}
+
+// Issue 20, group 6: a scene-linear photo is encoded as sRGB, as a viewer shows it.
+
+#[test]
+fn an_openexr_photo_is_read_as_srgb_not_as_dark_linear_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gray.exr");
+    // Linear 0.2140 is sRGB 0.5 (level 128); read as if it were sRGB it would be level 55.
+    let linear = image::Rgb32FImage::from_pixel(8, 4, image::Rgb([0.2140, 0.2140, 0.2140]));
+    image::DynamicImage::ImageRgb32F(linear).save(&path).unwrap();
+    let img = image_io::load_rgb(&path).unwrap();
+    assert_eq!(img.dimensions(), (8, 4));
+    let level = img.get_pixel(3, 2)[0];
+    assert!((127..=129).contains(&level), "level {level}");
+}
+
+// Issue 20, group 7: messages name the flag, the file, the variable.
+
+#[test]
+fn option_errors_name_their_flag_and_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("o.png");
+    for (extra, message) in [
+        (&["--size", "0"][..], "--size must be at least 1"),
+        (&["--scales", "200,100"], "--scales must increase"),
+        (&["--scales", "0,10"], "--scales must be sizes of at least 1"),
+        (&["--size", "200", "--scales", "100,300"], "--scales must not exceed the size (200)"),
+        (&["--min-size", "0"], "--min-size must be at least 1"),
+        (
+            &["--iterations", "1", "--scales", "3", "--min-size", "16"],
+            "--iterations (1) must be at least the number of scales (3)",
+        ),
+        (&["--average", "1"], "--average must be at least 0 and below 1, got 1"),
+        (&["--style-scale", "inf"], "--style-scale must be positive and finite"),
+    ] {
+        assert_one_line_error(&stylize(&output, extra), message);
+    }
+    let long = format!("{}/o.png", "d".repeat(4200));
+    assert_one_line_error(&stylize(Path::new(&long), &[]), "the name is too long");
+}
+
+#[test]
+fn cache_dirs_that_are_files_archives_with_two_models_and_upper_case_names_are_told_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let file = d.join("cache-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(["weights", "list"])
+        .env("NEURAL_STYLE_CACHE_DIR", &file)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "NEURAL_STYLE_CACHE_DIR");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
+    let model = std::fs::read(default_weights()).unwrap();
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for name in ["a/one.tflite", "b/two.TFLITE"] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(model.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, model.as_slice()).unwrap();
+    }
+    let archive = d.join("two.tgz");
+    std::fs::write(&archive, builder.into_inner().unwrap().finish().unwrap()).unwrap();
+    let cache = d.join("cache");
+    let out = import(d, &archive);
+    assert_one_line_error(&out, "a/one.tflite, b/two.TFLITE");
+    let upper = d.join("MODEL.TFLITE");
+    std::fs::copy(default_weights(), &upper).unwrap();
+    let out = import(d, &upper);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(cache.join("MODEL.TFLITE").is_file());
+}

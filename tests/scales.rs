@@ -142,25 +142,27 @@ fn every_scale_starts_against_targets_computed_at_its_size() {
 
 #[test]
 fn averaging_writes_the_bias_corrected_average_of_the_iterates() {
-    let Some(stylizer) = stylizer() else { return };
+    let Some(ctx) = gpu() else { return };
+    let ctx = Arc::new(ctx);
+    let net = weights::load(&default_weights()).expect("weights");
+    let stylizer = Stylizer::new(ctx.clone(), Arc::new(FeatureNet::new(&ctx, net)));
     let (content, styles) = images();
     let decay = 0.7f32;
     let iterations = 8;
     let base = StylizeOptions { size: 40, iterations, report_every: 1, ..StylizeOptions::default() };
-    // Every iterate, as written images (iteration 0 is the content photo at the output size).
-    let mut iterates = vec![image_io::resize_max_side(&content, 40)];
-    let plain = stylizer
-        .drive(&content, &styles, &StylizeOptions { snapshot_every: Some(1), ..base.clone() })
-        .unwrap()
-        .run(|event| {
-            if let Event::Snapshot { image, .. } = event {
-                iterates.push(image.clone());
-            }
-            Ok(Control::Continue)
-        })
-        .unwrap();
+    // Every iterate, in [0, 255]: after iteration k the image buffer holds the image evaluated
+    // there (bounded L-BFGS updates u, the image is sigmoid(u) made before the evaluation).
+    let mut iterates: Vec<Vec<f64>> = Vec::new();
+    let mut driver = stylizer.drive(&content, &styles, &base).unwrap();
+    let n = 3 * (driver.session().width() * driver.session().height());
+    while !driver.is_finished() {
+        if driver.advance(usize::MAX, &mut |_| Ok(Control::Continue)).unwrap().completed_iteration {
+            let image = ctx.read_buffer(driver.session().image_buffer(), n).unwrap();
+            iterates.push(image.iter().map(|&v| f64::from(v.clamp(0.0, 1.0)) * 255.0).collect());
+        }
+    }
+    let plain = driver.finish().unwrap();
     assert_eq!(iterates.len(), iterations + 1);
-    assert!(plain.image == iterates[iterations]);
     let averaged = stylizer
         .drive(&content, &styles, &StylizeOptions { average: decay, ..base.clone() })
         .unwrap()
@@ -173,19 +175,19 @@ fn averaging_writes_the_bias_corrected_average_of_the_iterates() {
         .unwrap();
     assert!(zero.image == plain.image, "decay 0 is no averaging");
     assert!(averaged.image != plain.image, "the average is what is written");
-    // The CPU average of the (rounded) iterates.
-    let n = iterates[0].as_raw().len();
+    // The CPU average of the iterates (planar, as the image buffer).
     let mut biased = vec![0f64; n];
     for image in &iterates {
-        for (b, &v) in biased.iter_mut().zip(image.as_raw()) {
-            *b = f64::from(decay) * *b + (1.0 - f64::from(decay)) * f64::from(v);
+        for (b, &v) in biased.iter_mut().zip(image) {
+            *b = f64::from(decay) * *b + (1.0 - f64::from(decay)) * v;
         }
     }
     let correction = 1.0 - f64::from(decay).powi(iterates.len() as i32);
+    let written = image_io::to_chw(&averaged.image);
     let worst = biased
         .iter()
-        .zip(averaged.image.as_raw())
-        .map(|(b, &got)| (b / correction - f64::from(got)).abs())
+        .zip(&written)
+        .map(|(b, &got)| (b / correction - f64::from(got) * 255.0).abs())
         .fold(0.0, f64::max);
     assert!(worst <= 1.0, "GPU average off the CPU average by {worst} levels");
 }

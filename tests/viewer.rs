@@ -633,3 +633,25 @@ fn lifecycle_in_this_process() {
     assert!(old.is_disjoint(&new), "the window after resuming is a new one");
     assert!(seen.contains(&Seen::WindowsAtEnd(1)), "one window on the screen at the end: {seen:?}");
 }
+
+#[test]
+fn view_of_an_image_too_large_for_the_device_is_the_tools_one_line_error() {
+    let Some(ctx) = gpu() else { return };
+    let Some(x) = Xvfb::start() else { return };
+    // The smallest square whose planar float copy exceeds the device's largest buffer.
+    let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    let side = ((limit / 12) as f64).sqrt().ceil() as u32 + 1;
+    if u64::from(side) * u64::from(side) * 3 > 512 << 20 {
+        return; // the decoder's limit comes first on this device
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.png");
+    image::RgbImage::new(side, side).save(&big).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+        .args(["view", big.to_str().unwrap()])
+        .env("DISPLAY", &x.display)
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "too large for this device");
+}

@@ -168,6 +168,8 @@ mod fetch {
         CutOff { body: Vec<u8>, announced: usize },
         /// 200 announcing `announced` bytes, sending `body`, then sending nothing more for a while.
         StallAfter { body: Vec<u8>, announced: usize },
+        /// 200 announcing `announced` bytes, then one byte every 100 ms (never stalling).
+        Trickle { announced: usize },
     }
 
     /// How long the server waits for a client, and how long a stalled reply holds its connection.
@@ -225,6 +227,17 @@ mod fetch {
                         Ok(0) => break,
                         _ => continue,
                     }
+                }
+                sent
+            }
+            Reply::Trickle { announced } => {
+                let mut sent = stream.write_all(head("200 OK", *announced).as_bytes());
+                for _ in 0..*announced {
+                    sent = sent.and(stream.write_all(b"x")).and(stream.flush());
+                    if sent.is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
                 }
                 sent
             }
@@ -339,10 +352,38 @@ mod fetch {
     }
 
     #[test]
+    fn a_server_that_trickles_forever_meets_the_overall_deadline() {
+        let (_dir, cache) = empty_cache();
+        let url = serve(Reply::Trickle { announced: 1 << 20 });
+        let out = Command::new(env!("CARGO_BIN_EXE_neural-style"))
+            .args(["weights", "fetch", "--url", &format!("{url}/x.tflite")])
+            .env("NEURAL_STYLE_CACHE_DIR", &cache)
+            .env("NEURAL_STYLE_FETCH_TIMEOUT", "0.25")
+            .output()
+            .unwrap();
+        assert_one_line_error(&out, "took longer than 5.0 s");
+        assert_nothing_installed(&cache);
+    }
+
+    #[test]
     fn plain_http_to_another_host_is_refused() {
         let (_dir, cache) = empty_cache();
         let out = neural_style(&cache, &["weights", "fetch", "--url", "http://example.invalid/x.tgz"]);
         assert_one_line_error(&out, "must start with https://");
         assert_nothing_installed(&cache);
     }
+}
+
+#[test]
+fn a_model_named_with_leading_and_trailing_spaces_is_the_default_after_import() {
+    let (dir, cache) = empty_cache();
+    let spaced = dir.path().join(" lead .tflite");
+    std::fs::copy(int8_model(), &spaced).unwrap();
+    assert_success(&neural_style(&cache, &["weights", "import", spaced.to_str().unwrap()]));
+    let out = neural_style(&cache, &["weights", "path"]);
+    assert_success(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end_matches('\n'),
+        cache.join(" lead .tflite").to_str().unwrap()
+    );
 }

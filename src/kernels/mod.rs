@@ -59,6 +59,9 @@ pub fn wgsl_constants() -> String {
                 ("MAX_SE_CHANNELS", squeeze_excite::MAX_SE_CHANNELS),
                 ("LOSS_SLOTS", losses::LOSS_SLOTS as u32),
                 ("GRADIENT_SLOT", losses::GRADIENT_SLOT as u32),
+                ("KEPT_VALID", scales::KEPT_VALID as u32),
+                ("KEPT_TAKEN", scales::KEPT_TAKEN as u32),
+                ("KEPT_EVALUATED", scales::KEPT_EVALUATED as u32),
                 ("LBFGS_FIXED_SLOTS", optimizers::LBFGS_FIXED_SLOTS as u32),
                 ("LBFGS_QUANTITIES", optimizers::LBFGS_QUANTITIES as u32),
             ]
@@ -322,7 +325,8 @@ pub enum Family {
     Gram,
     /// Content, style, TV and total loss kernels.
     Losses,
-    /// The image update: Adam, L-BFGS, the sigmoid squash (and the write-time color transfer).
+    /// The image update: Adam, L-BFGS, the sigmoid squash, keeping the best image (and the
+    /// write-time color transfer).
     Optimizer,
 }
 

@@ -1,11 +1,24 @@
 //! `shaders/scales.wgsl`: what the coarse-to-fine schedule, the losses and the output average do
 //! to whole images: the bilinear upsampling of one scale's result to the next scale's size, the
 //! mirror padding the network sees around the image and its adjoint, the logit that starts the
-//! bounded L-BFGS parameters from an image, and the exponential moving average of the iterates.
+//! bounded L-BFGS parameters from an image, the exponential moving average of the iterates, and
+//! the kept result (the image a run writes: the best evaluated one, checked on the GPU after each
+//! evaluation).
 
 use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, flat_grid};
 use super::{kernel_bindings, uniform_params};
 use crate::gpu::GpuContext;
+use crate::kernels::losses::LOSS_SLOTS;
+
+/// Slot of the kept-result state that is 1 when an image is kept (`KEPT_VALID` in WGSL); the
+/// kept image's losses come first ([`LOSS_SLOTS`] of them).
+pub const KEPT_VALID: usize = LOSS_SLOTS;
+/// Slot that is 1 when the last evaluation was taken as the kept image (`KEPT_TAKEN` in WGSL).
+pub const KEPT_TAKEN: usize = LOSS_SLOTS + 1;
+/// First slot of the last evaluation's losses (`KEPT_EVALUATED` in WGSL).
+pub const KEPT_EVALUATED: usize = LOSS_SLOTS + 2;
+/// Floats of the kept-result state.
+pub const KEPT_SLOTS: usize = KEPT_EVALUATED + LOSS_SLOTS;
 
 uniform_params! {
     /// Uniforms of `resize_bilinear`, `mirror_pad` and `mirror_pad_backward`.
@@ -89,6 +102,50 @@ pub fn mirror_pad_size(pad: u32, width: u32, height: u32) -> u32 {
     pad.min(width.saturating_sub(1)).min(height.saturating_sub(1))
 }
 
+uniform_params! {
+    /// Uniforms of `keep_select` and `keep_copy`.
+    pub struct KeepParams {
+        /// Values in the image.
+        pub n: u32,
+        /// 1: keep the evaluated image only when its loss is below the kept one's; 0: whenever it
+        /// is finite.
+        pub lowest: u32,
+        /// Padding.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+    }
+}
+
+impl KeepParams {
+    /// Keeping an image of `n` values: the lowest-loss one when `lowest`, else the latest finite.
+    pub fn new(n: usize, lowest: bool) -> Self {
+        Self { n: n as u32, lowest: lowest.into(), _pad0: 0, _pad1: 0 }
+    }
+}
+
+kernel_bindings! {
+    /// Buffers of `keep_select`.
+    pub struct KeepSelect {
+        /// The objective's losses of the evaluated image.
+        evaluated: 6 Read,
+        /// The kept-result state ([`KEPT_SLOTS`] floats, zeroed: nothing kept).
+        kept: 7 ReadWrite,
+    }
+}
+
+kernel_bindings! {
+    /// Buffers of `keep_copy`.
+    pub struct KeepCopy {
+        /// The kept-result state.
+        kept: 7 ReadWrite,
+        /// The evaluated image.
+        candidate: 8 Read,
+        /// The kept image.
+        result: 9 ReadWrite,
+    }
+}
+
 /// `resize_bilinear`.
 pub const RESIZE_BILINEAR: KernelSpec = KernelSpec {
     entry: "resize_bilinear",
@@ -109,8 +166,15 @@ pub const LOGIT: KernelSpec =
 /// `average`.
 pub const AVERAGE: KernelSpec = KernelSpec { entry: "average", storage: Average::BINDINGS, ..LOGIT };
 
+/// `keep_select`.
+pub const KEEP_SELECT: KernelSpec =
+    KernelSpec { entry: "keep_select", params: KeepParams::LAYOUT, storage: KeepSelect::BINDINGS, ..RESIZE_BILINEAR };
+/// `keep_copy`.
+pub const KEEP_COPY: KernelSpec = KernelSpec { entry: "keep_copy", storage: KeepCopy::BINDINGS, ..KEEP_SELECT };
+
 /// Every kernel of the file.
-pub const SPECS: &[KernelSpec] = &[RESIZE_BILINEAR, MIRROR_PAD, MIRROR_PAD_BACKWARD, LOGIT, AVERAGE];
+pub const SPECS: &[KernelSpec] =
+    &[RESIZE_BILINEAR, MIRROR_PAD, MIRROR_PAD_BACKWARD, LOGIT, AVERAGE, KEEP_SELECT, KEEP_COPY];
 
 /// The kernels of `scales.wgsl`.
 pub struct Scales {
@@ -119,6 +183,8 @@ pub struct Scales {
     mirror_pad_backward: Kernel,
     logit: Kernel,
     average: Kernel,
+    keep_select: Kernel,
+    keep_copy: Kernel,
 }
 
 impl Scales {
@@ -131,6 +197,8 @@ impl Scales {
             mirror_pad_backward: Kernel::new(ctx, &module, MIRROR_PAD_BACKWARD),
             logit: Kernel::new(ctx, &module, LOGIT),
             average: Kernel::new(ctx, &module, AVERAGE),
+            keep_select: Kernel::new(ctx, &module, KEEP_SELECT),
+            keep_copy: Kernel::new(ctx, &module, KEEP_COPY),
         }
     }
 
@@ -161,5 +229,15 @@ impl Scales {
     /// [`BoundOp::update`]).
     pub fn average(&self, ctx: &GpuContext, buffers: Average, p: &AverageParams) -> BoundOp {
         self.average.bind(ctx, p, &buffers.buffers(), flat_grid(p.n as usize))
+    }
+
+    /// Whether the evaluated image replaces the kept one (one invocation).
+    pub fn keep_select(&self, ctx: &GpuContext, buffers: KeepSelect, p: &KeepParams) -> BoundOp {
+        self.keep_select.bind(ctx, p, &buffers.buffers(), [1, 1, 1])
+    }
+
+    /// Copies the evaluated image (`p.n` values) to the kept one if `keep_select` took it.
+    pub fn keep_copy(&self, ctx: &GpuContext, buffers: KeepCopy, p: &KeepParams) -> BoundOp {
+        self.keep_copy.bind(ctx, p, &buffers.buffers(), flat_grid(p.n as usize))
     }
 }

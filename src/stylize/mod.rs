@@ -22,7 +22,10 @@ use crate::gpu::GpuContext;
 use crate::image_io;
 use crate::kernels::color::{ColorParams, OriginalColors};
 use crate::kernels::losses::GRADIENT_SLOT;
-use crate::kernels::scales::{Average, AverageParams, Logit, Resize, ResizeParams};
+use crate::kernels::scales::{
+    Average, AverageParams, KEPT_EVALUATED, KEPT_SLOTS, KEPT_VALID, KeepCopy, KeepParams, KeepSelect, Logit, Resize,
+    ResizeParams,
+};
 use crate::kernels::{BoundOp, Command};
 pub use objective::{LOSS_SLOTS, LossNormalization, LossSpec, Objective, PlanarImage, Targets};
 use optimizer::{Adam, Lbfgs, Squash, logit};
@@ -180,18 +183,23 @@ pub struct LossValues {
 
 /// What the callback hears.
 pub enum Event<'a> {
-    /// Losses of the image after `iteration` updates.
+    /// Progress after `iteration` updates, with the losses of the scale's result so far: the
+    /// image that is written (and starts the next scale) if the run ends now, the evaluated image
+    /// with the lowest loss, never a step the L-BFGS line search rejected (with
+    /// [`StylizeOptions::average`], the average of the iterates, whose losses are those of the
+    /// latest iterate until the scale's last evaluation, which evaluates the average itself).
     Progress {
         /// Updates made so far at this scale (each scale reports its iteration 0 first).
         iteration: usize,
-        /// Its losses.
+        /// The losses of the result so far.
         losses: LossValues,
         /// Seconds since the optimization started (all scales).
         elapsed_s: f64,
         /// The scale the image is at.
         scale: ScaleInfo,
     },
-    /// The image after `iteration` updates (see `snapshot_every`).
+    /// The result so far after `iteration` updates (see `snapshot_every`): the image whose losses
+    /// the last [`Event::Progress`] reported.
     Snapshot {
         /// Updates made so far at the current scale (that of the last [`Event::Progress`]).
         iteration: usize,
@@ -205,20 +213,24 @@ pub enum Event<'a> {
 pub enum Control {
     /// Keep going.
     Continue,
-    /// Stop now and return the current image.
+    /// Stop now and return the result so far (with [`StylizeOptions::average`] after one more
+    /// evaluation, of the average, reported as progress).
     Stop,
 }
 
 /// How a run ended.
 #[derive(Clone, Debug)]
 pub struct Outcome {
-    /// The result, clamped to [0, 1].
+    /// The result, clamped to [0, 1]: the last scale's evaluated image with the lowest loss (with
+    /// [`StylizeOptions::average`], the last average whose evaluation was finite).
     pub image: RgbImage,
+    /// The losses of `image` as it was evaluated (unclamped); `None` when no evaluation was finite.
+    pub losses: Option<LossValues>,
     /// Updates made.
     pub iterations: usize,
     /// Seconds spent optimizing.
     pub seconds: f64,
-    /// Set when the loss or its gradient became NaN or infinite: the image is the last one whose
+    /// Set when the loss or its gradient became NaN or infinite: the image is the best one whose
     /// evaluation was finite, or only the starting image when [`NonFinite::at_start`].
     pub non_finite_at: Option<NonFinite>,
 }
@@ -271,6 +283,12 @@ pub enum OptionName {
     StyleLayers,
     /// [`StylizeOptions::style_blend_weights`].
     StyleBlendWeights,
+    /// [`StylizeOptions::scales`].
+    Scales,
+    /// [`StylizeOptions::min_size`].
+    MinSize,
+    /// [`StylizeOptions::average`].
+    Average,
 }
 
 impl OptionName {
@@ -289,6 +307,9 @@ impl OptionName {
             OptionName::ContentLayers => "loss.content_layers",
             OptionName::StyleLayers => "loss.style_layers",
             OptionName::StyleBlendWeights => "style_blend_weights",
+            OptionName::Scales => "scales",
+            OptionName::MinSize => "min_size",
+            OptionName::Average => "average",
         }
     }
 }
@@ -337,13 +358,29 @@ pub enum OptionError {
     },
     /// A style image scaled by `style_scale` does not fit the device.
     StyleImageTooLarge(String),
+    /// `min_size` is 0.
+    ZeroMinSize,
+    /// `scales` cannot be planned: what is wrong with it ("must increase").
+    Scales(String),
+    /// `iterations` is below the number of scales.
+    TooFewIterations {
+        /// Iterations given.
+        iterations: usize,
+        /// Scales in the schedule.
+        scales: usize,
+    },
+    /// `average` is outside [0, 1).
+    Average(f32),
 }
 
 impl OptionError {
     /// The option the error is about.
     pub fn option(&self) -> OptionName {
         match self {
-            OptionError::NoIterations => OptionName::Iterations,
+            OptionError::NoIterations | OptionError::TooFewIterations { .. } => OptionName::Iterations,
+            OptionError::ZeroMinSize => OptionName::MinSize,
+            OptionError::Scales(_) => OptionName::Scales,
+            OptionError::Average(_) => OptionName::Average,
             OptionError::ZeroSize => OptionName::Size,
             OptionError::StyleScale | OptionError::StyleImageTooLarge(_) => OptionName::StyleScale,
             OptionError::LossWeight { option, .. } => *option,
@@ -358,8 +395,15 @@ impl OptionError {
     /// The one-line message, naming the option `name`.
     pub fn message(&self, name: &str) -> String {
         match self {
-            OptionError::NoIterations | OptionError::ZeroSize => format!("{name} must be at least 1"),
-            OptionError::StyleScale | OptionError::LearningRate => format!("{name} must be positive"),
+            OptionError::NoIterations | OptionError::ZeroSize | OptionError::ZeroMinSize => {
+                format!("{name} must be at least 1")
+            }
+            OptionError::StyleScale | OptionError::LearningRate => format!("{name} must be positive and finite"),
+            OptionError::Scales(problem) => format!("{name} {problem}"),
+            OptionError::TooFewIterations { iterations, scales } => {
+                format!("{name} ({iterations}) must be at least the number of scales ({scales})")
+            }
+            OptionError::Average(value) => format!("{name} must be at least 0 and below 1, got {value}"),
             OptionError::LossWeight { value, .. } => format!("{name} must be a finite number ≥ 0, got {value}"),
             OptionError::StyleLayerWeight => "style layer weights must be finite numbers ≥ 0".into(),
             OptionError::LbfgsHistory(h) => format!("{name} must be between 1 and 1000, got {h}"),
@@ -484,11 +528,13 @@ pub struct ScalePlan {
 
 /// The longest sides of the schedule for output side `size` (see [`Scales`]).
 pub fn scale_sides(scales: &Scales, size: u32, min_size: u32) -> Result<Vec<u32>> {
+    let fail = |e: OptionError| Err(anyhow::Error::new(e));
+    let bad_scales = |problem: String| fail(OptionError::Scales(problem));
     if size == 0 {
-        bail!("size must be at least 1");
+        return fail(OptionError::ZeroSize);
     }
     if min_size == 0 {
-        bail!("min_size must be at least 1");
+        return fail(OptionError::ZeroMinSize);
     }
     let low = min_size.min(size);
     let mut sides = match scales {
@@ -505,20 +551,20 @@ pub fn scale_sides(scales: &Scales, size: u32, min_size: u32) -> Result<Vec<u32>
             }
             sides
         }
-        Scales::Count(0) => bail!("scales must be at least 1"),
+        Scales::Count(0) => return bad_scales("must be at least 1".into()),
         Scales::Count(n) => {
             let ratio = f64::from(size) / f64::from(low);
             (0..n - 1).map(|i| (f64::from(low) * ratio.powf(i as f64 / (n - 1) as f64)).round() as u32).collect()
         }
         Scales::Sizes(list) => {
             if list.is_empty() || list.contains(&0) {
-                bail!("scales must be sizes of at least 1");
+                return bad_scales("must be sizes of at least 1".into());
             }
             if list.windows(2).any(|w| w[0] >= w[1]) {
-                bail!("scales must increase");
+                return bad_scales("must increase".into());
             }
             if list.iter().any(|&s| s > size) {
-                bail!("scales must not exceed size ({size})");
+                return bad_scales(format!("must not exceed the size ({size})"));
             }
             list.clone()
         }
@@ -537,10 +583,11 @@ pub fn scale_sides(scales: &Scales, size: u32, min_size: u32) -> Result<Vec<u32>
 pub fn plan(width: u32, height: u32, options: &StylizeOptions) -> Result<Vec<ScalePlan>> {
     let sides = scale_sides(&options.scales, options.size, options.min_size)?;
     if options.iterations < sides.len() {
-        bail!("iterations ({}) must be at least the number of scales ({})", options.iterations, sides.len());
+        let e = OptionError::TooFewIterations { iterations: options.iterations, scales: sides.len() };
+        return Err(e.into());
     }
     if !(0.0..1.0).contains(&options.average) {
-        bail!("average must be at least 0 and below 1, got {}", options.average);
+        return Err(OptionError::Average(options.average).into());
     }
     let (each, extra) = (options.iterations / sides.len(), options.iterations % sides.len());
     Ok(sides
@@ -690,18 +737,19 @@ impl Stylizer {
             }
         };
         let content = ctx.storage_buffer("content", &content_planar.data);
-        let confirmed = buffer("last finite image");
         let average = (options.average > 0.0).then(|| OutputAverage::new(ctx, k, &x, n, options.average));
+        // Without averaging the result is the evaluated image with the lowest loss; with it, the
+        // latest average whose evaluation was finite.
+        let written = average.as_ref().map_or(&x, |a| &a.averaged);
+        let kept = Kept::new(ctx, k, objective.losses(), written, buffer("result"), n, average.is_none());
         let original_colors = options.original_colors.then(|| {
             let output = ctx.zeroed_buffer("original colors", n);
             let p = ColorParams::new(w * h);
-            let recolor =
-                |image| k.color.original_colors(ctx, OriginalColors { image, photo: &content, output: &output }, &p);
-            let shown = average.as_ref().map_or(&x, |a| &a.averaged);
-            OriginalColorsOps { current: recolor(shown), confirmed: recolor(&confirmed), output: output.clone() }
+            let recolor = OriginalColors { image: &kept.image, photo: &content, output: &output };
+            OriginalColorsOps { op: k.color.original_colors(ctx, recolor, &p), output: output.clone() }
         });
         if init.is_none() {
-            setup.push(Command::Copy(x.clone(), confirmed.clone(), x.size()));
+            setup.push(Command::Copy(x.clone(), kept.image.clone(), x.size()));
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
             crate::kernels::record_commands(&mut encoder, &setup);
             ctx.queue.submit([encoder.finish()]);
@@ -713,16 +761,14 @@ impl Stylizer {
             iterations,
             weights: [options.loss.content_weight, options.loss.effective_style_weight(), options.loss.tv_weight],
             content,
-            candidate: ctx.zeroed_buffer("candidate image", n),
-            confirmed,
+            kept,
             average,
-            losses_readback: ctx.readback_buffer(LOSS_SLOTS),
+            losses_readback: ctx.readback_buffer(KEPT_SLOTS),
             image_readback: ctx.readback_buffer(n),
             x,
             objective,
             optimizer,
             iteration: 0,
-            confirm_pending: false,
             start: Instant::now(),
             clock_stopped: None,
             paused: std::time::Duration::ZERO,
@@ -772,6 +818,9 @@ impl Stylizer {
 pub struct Step {
     /// The losses of the evaluated image (when asked to report).
     pub losses: Option<LossValues>,
+    /// The losses of the result so far (when asked to report and an evaluation was finite): see
+    /// [`Event::Progress`].
+    pub result: Option<LossValues>,
     /// Whether the image gradient was finite, its squared norm in f32 included (see
     /// [`crate::kernels::losses::GRADIENT_SLOT`]); `true` when the losses were not read.
     pub gradient_finite: bool,
@@ -799,15 +848,13 @@ pub struct Session {
     weights: [f32; 3],
     x: wgpu::Buffer,
     content: wgpu::Buffer,
-    candidate: wgpu::Buffer,
-    confirmed: wgpu::Buffer,
+    kept: Kept,
     losses_readback: wgpu::Buffer,
     image_readback: wgpu::Buffer,
     objective: Objective,
     optimizer: Optimizer,
     average: Option<OutputAverage>,
     iteration: usize,
-    confirm_pending: bool,
     start: Instant,
     /// When the clock was stopped (paused, or the run completed), and the paused time so far.
     clock_stopped: Option<Instant>,
@@ -815,12 +862,47 @@ pub struct Session {
     original_colors: Option<OriginalColorsOps>,
 }
 
-/// `original_colors` dispatches of a run (the content photo's chroma with the luma of the
-/// image being optimized, or of the last image with a finite loss) and their output.
+/// The `original_colors` dispatch of a run (the content photo's chroma with the luma of the
+/// result so far) and its output.
 struct OriginalColorsOps {
-    current: BoundOp,
-    confirmed: BoundOp,
+    op: BoundOp,
     output: wgpu::Buffer,
+}
+
+/// The result of a session, kept on the GPU after each evaluation by `keep_select` and
+/// `keep_copy` (`shaders/scales.wgsl`), with its losses: nothing is read back to keep it.
+struct Kept {
+    select: BoundOp,
+    copy: BoundOp,
+    /// Its losses and the last evaluation's ([`KEPT_SLOTS`] floats).
+    state: wgpu::Buffer,
+    /// The image (planar RGB, unclamped).
+    image: wgpu::Buffer,
+}
+
+impl Kept {
+    /// Keeps `written` (n values, evaluated with `losses`) in `image` (holding the starting image):
+    /// the lowest-loss one when `lowest`, else the latest with finite losses.
+    fn new(
+        ctx: &GpuContext,
+        k: &crate::kernels::Kernels,
+        losses: &wgpu::Buffer,
+        written: &wgpu::Buffer,
+        image: wgpu::Buffer,
+        n: usize,
+        lowest: bool,
+    ) -> Self {
+        let state = ctx.zeroed_buffer("kept losses", KEPT_SLOTS);
+        let p = KeepParams::new(n, lowest);
+        let select = k.scales.keep_select(ctx, KeepSelect { evaluated: losses, kept: &state }, &p);
+        let copy = k.scales.keep_copy(ctx, KeepCopy { kept: &state, candidate: written, result: &image }, &p);
+        Self { select, copy, state, image }
+    }
+}
+
+/// Loss values from the first slots of a losses buffer.
+fn loss_values(l: &[f32]) -> LossValues {
+    LossValues { content: l[0], style: l[1], tv: l[2], loss: l[3] }
 }
 
 impl Session {
@@ -880,15 +962,21 @@ impl Session {
         self.height
     }
 
-    /// The last image with a finite reported loss, on the GPU (planar RGB, unclamped): what the
-    /// next scale starts from.
-    fn result_buffer(&mut self) -> &wgpu::Buffer {
-        if std::mem::take(&mut self.confirm_pending) {
-            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(&self.candidate, 0, &self.confirmed, 0, self.x.size());
-            self.ctx.queue.submit([encoder.finish()]);
-        }
-        &self.confirmed
+    /// The result so far on the GPU (planar RGB, unclamped): what the next scale starts from.
+    fn result_buffer(&self) -> &wgpu::Buffer {
+        &self.kept.image
+    }
+
+    /// Whether the last report of a session carries its result's losses: always without
+    /// averaging; with it only once the average itself was evaluated (the last evaluation).
+    fn reports_result(&self) -> bool {
+        self.average.is_none() || self.is_done()
+    }
+
+    /// The losses of the result so far, read back (`None`: no evaluation was finite).
+    fn result_losses(&self) -> Result<Option<LossValues>> {
+        let l = self.ctx.read_buffer(&self.kept.state, KEPT_SLOTS)?;
+        Ok((l[KEPT_VALID] != 0.0).then(|| loss_values(&l)))
     }
 
     /// The content photo at the output size (planar RGB).
@@ -911,9 +999,9 @@ impl Session {
         self.weights
     }
 
-    /// Runs one iteration (one encoder, one submit); with `report`, reads its losses back (a few
-    /// bytes), with `snapshot` also the image. A non-finite loss or gradient leaves the last
-    /// finite reported image as the result.
+    /// Runs one iteration (one encoder, one submit); with `report`, reads its losses and the
+    /// result's back (a few bytes), with `snapshot` also the result. A non-finite loss or gradient
+    /// never becomes the result.
     pub fn step(&mut self, report: bool, snapshot: bool) -> Result<Step> {
         let mut pending = self.begin(report, snapshot);
         loop {
@@ -923,40 +1011,42 @@ impl Session {
         }
     }
 
-    /// Plans the next iteration without submitting it: (keep the last image whose loss was
-    /// finite), (image from u), evaluation, (copies for the caller), update. [`Driver::advance`]
-    /// submits it in pieces with [`Session::advance`] so a viewer keeps redrawing on a slow device.
+    /// Plans the next iteration without submitting it: (image from u), (average; the last
+    /// evaluation evaluates it), evaluation, keeping the result, (copies for the caller),
+    /// update. [`Driver::advance`] submits it in pieces with [`Session::advance`] so a viewer
+    /// keeps redrawing on a slow device.
     fn begin(&mut self, report: bool, snapshot: bool) -> PendingStep {
         let report = report || snapshot;
         let bytes = self.x.size();
+        let last = self.iteration >= self.iterations;
         let mut commands = Vec::new();
-        if std::mem::take(&mut self.confirm_pending) {
-            commands.push(Command::Copy(self.candidate.clone(), self.confirmed.clone(), bytes));
-        }
         if let Optimizer::Bounded { squash, .. } = &self.optimizer {
             commands.push(Command::Dispatch(squash.forward.clone()));
         }
         if let Some(average) = &mut self.average {
             commands.push(Command::Dispatch(average.next(&self.ctx).clone()));
+            if last {
+                // No update follows: the image evaluated is the one written.
+                commands.push(Command::Copy(average.averaged.clone(), self.x.clone(), bytes));
+            }
         }
         commands.extend(self.objective.commands());
-        let output = self.image_buffer().clone();
+        commands.extend([&self.kept.select, &self.kept.copy].map(|op| Command::Dispatch(op.clone())));
         if report {
-            commands.push(Command::Copy(output.clone(), self.candidate.clone(), bytes));
-            let losses = self.objective.losses().clone();
-            commands.push(Command::Copy(losses, self.losses_readback.clone(), (LOSS_SLOTS * 4) as u64));
+            let state = self.kept.state.clone();
+            commands.push(Command::Copy(state, self.losses_readback.clone(), (KEPT_SLOTS * 4) as u64));
         }
         if snapshot {
             let snapshot = match &self.original_colors {
                 Some(colors) => {
-                    commands.push(Command::Dispatch(colors.current.clone()));
+                    commands.push(Command::Dispatch(colors.op.clone()));
                     colors.output.clone()
                 }
-                None => output,
+                None => self.kept.image.clone(),
             };
             commands.push(Command::Copy(snapshot, self.image_readback.clone(), bytes));
         }
-        if self.iteration < self.iterations {
+        if !last {
             commands.extend(self.optimizer.commands(&self.ctx));
         }
         PendingStep { commands, next: 0, report, snapshot }
@@ -996,55 +1086,58 @@ impl Session {
             self.clock_stopped = Some(Instant::now());
         }
         if !pending.report {
-            return Ok(Step { losses: None, gradient_finite: true, image: None });
+            return Ok(Step { losses: None, result: None, gradient_finite: true, image: None });
         }
-        let l = ctx.read_mapped(&self.losses_readback, LOSS_SLOTS)?;
-        let losses = LossValues { content: l[0], style: l[1], tv: l[2], loss: l[3] };
-        let gradient_finite = l[GRADIENT_SLOT].is_finite();
-        let finite = losses.loss.is_finite() && gradient_finite;
-        self.confirm_pending = finite;
-        let image = if pending.snapshot && finite {
+        let l: Vec<f32> = ctx.read_mapped(&self.losses_readback, KEPT_SLOTS)?;
+        let evaluated = &l[KEPT_EVALUATED..];
+        let gradient_finite = evaluated[GRADIENT_SLOT].is_finite();
+        let result = (l[KEPT_VALID] != 0.0).then(|| loss_values(&l));
+        let image = if pending.snapshot && result.is_some() {
             let n = 3 * self.width * self.height;
             Some(to_image(&ctx.read_mapped(&self.image_readback, n)?, self.width, self.height))
         } else {
             None
         };
-        Ok(Step { losses: Some(losses), gradient_finite, image })
+        Ok(Step { losses: Some(loss_values(evaluated)), result, gradient_finite, image })
     }
 
     /// Changes the loss weights (content, style, tv); the targets stay and the optimizer starts
-    /// afresh from the current image.
+    /// afresh from the current image. Losses under the old weights do not compare with the new
+    /// ones: the next evaluated image becomes the result.
     pub fn set_weights(&mut self, weights: [f32; 3]) {
         self.weights = weights;
         self.objective.set_weights(&self.ctx, weights[0], weights[1], weights[2]);
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         self.optimizer.reset(&mut encoder);
+        encoder.clear_buffer(&self.kept.state, 0, None);
         self.ctx.queue.submit([encoder.finish()]);
     }
 
-    /// Reads the last image with a finite reported loss (clamped to [0, 1]; with
-    /// `original_colors`, recolored on the GPU first).
+    /// Reads the result so far (clamped to [0, 1]; with `original_colors`, recolored on the GPU
+    /// first): the evaluated image with the lowest loss, or with averaging the latest average
+    /// whose evaluation was finite.
     pub fn current_image(&mut self) -> Result<RgbImage> {
         let n = 3 * self.width * self.height;
-        let result = self.result_buffer().clone();
         let image = match &self.original_colors {
             Some(colors) => {
                 let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-                crate::kernels::record(&mut encoder, std::slice::from_ref(&colors.confirmed));
+                crate::kernels::record(&mut encoder, std::slice::from_ref(&colors.op));
                 self.ctx.queue.submit([encoder.finish()]);
                 colors.output.clone()
             }
-            None => result,
+            None => self.kept.image.clone(),
         };
         Ok(to_image(&self.ctx.read_buffer(&image, n)?, self.width, self.height))
     }
 
-    /// Ends the run: the result is the last image with a finite reported loss.
+    /// Ends the run with its result (see [`Session::current_image`]) and the result's losses.
     pub fn finish(mut self) -> Result<Outcome> {
         let image = self.current_image()?;
+        let losses = self.result_losses()?;
         self.ctx.finish()?;
         Ok(Outcome {
             image,
+            losses,
             iterations: self.iteration.saturating_sub(1).min(self.iterations),
             seconds: self.elapsed(),
             non_finite_at: None,
@@ -1062,14 +1155,16 @@ pub struct Advanced {
 }
 
 /// The one loop around a [`Session`]: it decides when losses are read back and progress
-/// reported (every `report_every` iterations, and at the end), when the image is handed out
+/// reported (every `report_every` iterations, and at the end), when the result is handed out
 /// (every `snapshot_every`), and when the run ends: all iterations done, a NaN or infinite loss
-/// or image gradient (the result is then the last image whose evaluation was finite), the event
+/// or image gradient (the result is then the best image whose evaluation was finite), the event
 /// handler answering [`Control::Stop`], or the cancel flag set (checked between iterations, so
 /// another thread, a Ctrl-C handler or an app's stop button, ends the run after the current
-/// iteration; when that iteration's losses were not read, the image it produced is evaluated
-/// and reported once more, without an update, so the result is always an image whose loss was
-/// reported).
+/// iteration). The result of a scale and of the run is never an unevaluated step: it is the
+/// evaluated image with the lowest loss (see [`Event::Progress`]), and the last progress
+/// reported is its losses: when the run ends on an iteration whose losses were not read (or,
+/// with averaging, before the average was evaluated), the image the last update produced is
+/// evaluated and reported once more, without an update.
 ///
 /// [`Driver::run`] drives a whole run; [`Driver::advance`] submits a bounded amount of work, for
 /// a viewer that interleaves optimization with frames (on a slow device one iteration spreads
@@ -1093,8 +1188,8 @@ pub struct Driver {
     next_weights: Option<[f32; 3]>,
     latest: Option<(usize, LossValues)>,
     non_finite_at: Option<NonFinite>,
-    /// Whether the last completed iteration read back finite losses (its image is the result if
-    /// the run ends now).
+    /// Whether the last completed iteration read back finite losses (the result's losses were
+    /// reported if the run ends now).
     last_reported: bool,
     /// The cancel flag was seen: the run ends once the current scale's session is done.
     cancelled: bool,
@@ -1212,12 +1307,7 @@ impl Driver {
         let idle = Advanced { commands: 0, completed_iteration: false };
         if self.pending.is_none() {
             if self.cancel.load(Ordering::Relaxed) && !self.cancelled {
-                self.cancelled = true;
-                if self.last_reported || self.session.is_done() {
-                    self.stopped = true;
-                } else {
-                    self.session.end_at_next_evaluation();
-                }
+                self.end_run();
             }
             if self.is_finished() {
                 return Ok(idle);
@@ -1248,6 +1338,7 @@ impl Driver {
             return Ok(completed);
         }
         self.last_reported = true;
+        let losses = step.result.unwrap_or(losses);
         self.latest = Some((iteration, losses));
         let mut stop = false;
         if report {
@@ -1258,8 +1349,21 @@ impl Driver {
         if let Some(image) = &step.image {
             stop |= on_event(Event::Snapshot { iteration, image })? == Control::Stop;
         }
-        self.stopped |= stop;
+        if stop {
+            self.end_run();
+        }
         Ok(completed)
+    }
+
+    /// Ends the run after the current iteration: at once when the result's losses were the last
+    /// reported, else after one more evaluation, without an update, that reports them.
+    fn end_run(&mut self) {
+        self.cancelled = true;
+        if self.session.is_done() || (self.last_reported && self.session.reports_result()) {
+            self.stopped = true;
+        } else {
+            self.session.end_at_next_evaluation();
+        }
     }
 
     /// Runs until the run ends (see [`Driver`]) and returns its outcome; `on_event` hears
@@ -1292,7 +1396,7 @@ impl Driver {
         self.session.pause_clock(paused);
     }
 
-    /// The last image with a finite reported loss (see [`Session::current_image`]).
+    /// The result so far (see [`Session::current_image`]).
     pub fn current_image(&mut self) -> Result<RgbImage> {
         self.session.current_image()
     }
@@ -1307,7 +1411,7 @@ impl Driver {
         }
     }
 
-    /// Ends the run: the result is the last image with a finite reported loss, and
+    /// Ends the run: the result is the current scale's (see [`Session::current_image`]), and
     /// [`Outcome::non_finite_at`] says whether a non-finite loss or gradient ended it. Updates
     /// and seconds count every scale.
     pub fn finish(self) -> Result<Outcome> {

@@ -11,6 +11,9 @@ use super::store::MAX_FILE_BYTES;
 
 /// Environment variable with the network timeout in seconds (connecting, and each read).
 pub const TIMEOUT_ENV: &str = "NEURAL_STYLE_FETCH_TIMEOUT";
+/// How many network timeouts a whole download may take (a server sending a byte a second never
+/// stalls a read, but the download ends).
+pub const DEADLINE_TIMEOUTS: u32 = 20;
 /// The network timeout without [`TIMEOUT_ENV`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -21,15 +24,18 @@ pub fn timeout() -> Result<Duration> {
             .trim()
             .parse::<f64>()
             .ok()
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64)
-            .with_context(|| format!("{TIMEOUT_ENV} must be a positive number of seconds, got {text:?}")),
+            .filter(|s| *s > 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .with_context(|| {
+                format!("{TIMEOUT_ENV} must be a positive number of seconds, at most {}, got {text:?}", u64::MAX)
+            }),
         Err(_) => Ok(DEFAULT_TIMEOUT),
     }
 }
 
-/// Downloads `url` (https; plain http only from this machine, for tests) and returns the body.
-/// `progress(received, total)` hears each chunk; `total` is the announced length, if any.
+/// Downloads `url` (https; plain http only from this machine, for tests) and returns the body:
+/// each read must come within `timeout` and the whole download within [`DEADLINE_TIMEOUTS`] of
+/// them. `progress(received, total)` hears each chunk; `total` is the announced length, if any.
 pub fn download(url: &str, timeout: Duration, mut progress: impl FnMut(u64, Option<u64>)) -> Result<Vec<u8>> {
     let uri: ureq::http::Uri = url.parse().map_err(|_| anyhow!("invalid URL {url:?}"))?;
     let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]"));
@@ -43,6 +49,7 @@ pub fn download(url: &str, timeout: Duration, mut progress: impl FnMut(u64, Opti
         .timeout_connect(Some(timeout))
         .timeout_recv_response(Some(timeout))
         .timeout_per_read(Some(timeout))
+        .timeout_global(Some(timeout.saturating_mul(DEADLINE_TIMEOUTS)))
         .build()
         .into();
     let failed = |e: ureq::Error| describe(e, url, timeout);
@@ -87,6 +94,13 @@ pub fn download(url: &str, timeout: Duration, mut progress: impl FnMut(u64, Opti
 /// One line for a failed request.
 fn describe(e: ureq::Error, url: &str, timeout: Duration) -> anyhow::Error {
     let timed_out = match &e {
+        ureq::Error::Timeout(ureq::Timeout::Global) => {
+            return anyhow!(
+                "download of {url} took longer than {:.1} s, {DEADLINE_TIMEOUTS} times {TIMEOUT_ENV} (set it to wait \
+                 longer)",
+                timeout.as_secs_f64() * f64::from(DEADLINE_TIMEOUTS)
+            );
+        }
         ureq::Error::Timeout(_) => true,
         ureq::Error::Io(io) => matches!(io.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock),
         _ => false,

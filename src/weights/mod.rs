@@ -24,6 +24,10 @@ pub use validate::{MAX_MAGNITUDE, check_activations};
 /// Largest weights file read, in bytes (1 GiB); larger files are refused before reading.
 pub const MAX_WEIGHTS_FILE_BYTES: u64 = 1 << 30;
 
+/// Largest labels file read, in bytes (1 MiB: ImageNet's labels take 30 KiB); larger files are
+/// refused before reading.
+pub const MAX_LABELS_FILE_BYTES: u64 = 1 << 20;
+
 /// Environment variable naming the default weights file.
 pub const WEIGHTS_ENV: &str = "NEURAL_STYLE_WEIGHTS";
 
@@ -86,20 +90,41 @@ pub fn default_labels_path(weights: &Path) -> Option<PathBuf> {
     ["imagenet_labels_1001.txt", "imagenet_labels.txt", "labels.txt"].iter().map(|n| dir.join(n)).find(|p| p.is_file())
 }
 
-/// Reads a labels file: either `index:label` lines or one label per line.
+/// Reads a labels file (a regular text file of at most [`MAX_LABELS_FILE_BYTES`]): either
+/// `index:label` lines or one label per line (see [`parse_labels`]).
 pub fn read_labels(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read labels {}", path.display()))?;
-    Ok(parse_labels(&text))
+    let bytes = input::read_regular_file(path, "labels", MAX_LABELS_FILE_BYTES)?;
+    Ok(parse_labels(labels_text(&bytes).with_context(|| format!("labels {}", path.display()))?))
 }
 
-/// Parses the text of a labels file: either `index:label` lines or one label per line.
+/// The text of a labels file: UTF-8 without NUL bytes.
+pub fn labels_text(bytes: &[u8]) -> Result<&str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !text.contains('\0') => Ok(text),
+        _ => bail!("not a text file"),
+    }
+}
+
+/// Parses the text of a labels file: when every line is `index:label`, each label goes to its
+/// index (an index left out is an empty label); otherwise one label per line.
 pub fn parse_labels(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|line| match line.split_once(':') {
-            Some((idx, rest)) if idx.trim().parse::<usize>().is_ok() => rest.trim().to_string(),
-            _ => line.trim().to_string(),
+    let indexed: Option<Vec<(usize, &str)>> = text
+        .lines()
+        .map(|line| {
+            let (index, label) = line.split_once(':')?;
+            Some((index.trim().parse().ok()?, label.trim()))
         })
-        .collect()
+        .collect();
+    match indexed {
+        Some(pairs) if !pairs.is_empty() => {
+            let mut labels = vec![String::new(); pairs.iter().map(|p| p.0 + 1).max().unwrap_or(0)];
+            for (index, label) in pairs {
+                labels[index] = label.to_string();
+            }
+            labels
+        }
+        _ => text.lines().map(|line| line.trim().to_string()).collect(),
+    }
 }
 
 /// Reads the weights of one layer, called in the order of [`Arch::walk`].

@@ -115,7 +115,7 @@ pub enum Kind {
 impl Kind {
     /// The kind of a file by its name: `.txt` is labels, anything else a model.
     pub fn of_file_name(name: &str) -> Kind {
-        if name.ends_with(".txt") { Kind::Labels } else { Kind::Model(None) }
+        if has_extension(name, "txt") { Kind::Labels } else { Kind::Model(None) }
     }
 }
 
@@ -137,7 +137,11 @@ pub struct Installed {
 /// The cache directory (which may not exist yet).
 pub fn cache_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os(CACHE_DIR_ENV).filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        if dir.exists() && !dir.is_dir() {
+            bail!("{CACHE_DIR_ENV} {} is not a directory", dir.display());
+        }
+        return Ok(dir);
     }
     dirs::cache_dir()
         .map(|d| d.join("neural-style"))
@@ -148,7 +152,9 @@ pub fn cache_dir() -> Result<PathBuf> {
 pub fn installed_default() -> Option<PathBuf> {
     let dir = cache_dir().ok()?;
     let name = std::fs::read_to_string(dir.join(DEFAULT_POINTER)).ok()?;
-    let name = name.trim();
+    // Only the line end goes: a name may start or end with spaces.
+    let name = name.strip_suffix('\n').unwrap_or(&name);
+    let name = name.strip_suffix('\r').unwrap_or(name);
     let path = dir.join(plain_file_name(name).ok()?);
     path.is_file().then_some(path)
 }
@@ -213,33 +219,49 @@ pub fn unpack(bytes: Vec<u8>, source_name: &str, preferred: Option<&str>) -> Res
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let path = entry.path().with_context(corrupt)?;
+        let path = entry.path().with_context(corrupt)?.into_owned();
         let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
-        if name.ends_with(".tflite") || name.ends_with(".safetensors") {
+        if is_model_file(&name) {
             let mut data = Vec::new();
             entry.read_to_end(&mut data).with_context(corrupt)?;
-            models.push((name, data));
+            models.push((name, path.display().to_string(), data));
         }
     }
     if models.len() > 1
-        && let Some(i) = models.iter().position(|(n, _)| Some(n.as_str()) == preferred)
+        && let Some(i) = models.iter().position(|(n, _, _)| Some(n.as_str()) == preferred)
     {
-        return Ok(models.swap_remove(i));
+        let (name, _, data) = models.swap_remove(i);
+        return Ok((name, data));
     }
     match models.len() {
         0 => bail!("archive {source_name} holds no .tflite or .safetensors file"),
-        1 => Ok(models.remove(0)),
+        1 => {
+            let (name, _, data) = models.remove(0);
+            Ok((name, data))
+        }
         _ => {
-            let names: Vec<_> = models.iter().map(|(n, _)| n.as_str()).collect();
-            bail!("archive {source_name} holds several model files ({}); unpack it and import one", names.join(", "))
+            let paths: Vec<_> = models.iter().map(|(_, p, _)| p.as_str()).collect();
+            bail!("archive {source_name} holds several model files ({}); unpack it and import one", paths.join(", "))
         }
     }
+}
+
+/// Whether `name` ends in `.ext`, in any case (`MODEL.TFLITE`).
+fn has_extension(name: &str, ext: &str) -> bool {
+    Path::new(name).extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}
+
+/// Whether `name` is a model file's: `.tflite` or `.safetensors`, in any case.
+fn is_model_file(name: &str) -> bool {
+    has_extension(name, "tflite") || has_extension(name, "safetensors")
 }
 
 /// Checks a file and installs it into the cache as `file_name` (labels as [`LABELS_FILE`]): the checksum when one is expected,
 /// then by loading it (a model against the architecture tables, labels by counting them). A model
 /// also becomes the default. On any error nothing is written.
 pub fn install(file_name: &str, bytes: &[u8], kind: Kind, expected_sha256: Option<&str>) -> Result<Installed> {
+    // Messages name the file as the user gave it; labels are installed under LABELS_FILE.
+    let source_name = file_name;
     let file_name = plain_file_name(if kind == Kind::Labels { LABELS_FILE } else { file_name })?;
     let sha256 = sha256_hex(bytes);
     if let Some(expected) = expected_sha256
@@ -249,7 +271,7 @@ pub fn install(file_name: &str, bytes: &[u8], kind: Kind, expected_sha256: Optio
     }
     let arch = match kind {
         Kind::Model(expected_arch) => {
-            if !(file_name.ends_with(".tflite") || file_name.ends_with(".safetensors")) {
+            if !is_model_file(file_name) {
                 bail!("{file_name} is not a .tflite or .safetensors file; nothing was installed");
             }
             let net = weights::load_bytes(bytes)
@@ -262,11 +284,11 @@ pub fn install(file_name: &str, bytes: &[u8], kind: Kind, expected_sha256: Optio
             Some(net.arch)
         }
         Kind::Labels => {
-            let text = std::str::from_utf8(bytes)
-                .map_err(|_| anyhow::anyhow!("{file_name} is not a text file; nothing was installed"))?;
+            let text = weights::labels_text(bytes)
+                .map_err(|_| anyhow::anyhow!("{source_name} is not a text file; nothing was installed"))?;
             let count = weights::parse_labels(text).len();
             if count != 1000 && count != 1001 {
-                bail!("{file_name} has {count} labels, expected ImageNet's 1000 or 1001; nothing was installed");
+                bail!("{source_name} has {count} labels, expected ImageNet's 1000 or 1001; nothing was installed");
             }
             None
         }
