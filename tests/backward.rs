@@ -155,7 +155,10 @@ fn reference_whole_network_gradient_matches_finite_differences() {
     check_fd("whole network", &image, &grad, |x| reference::objective_and_grad(&net, x, &objective).0.total);
     // Mirror-padded by 5 (the padding's rows and columns out of the Gram matrices, its gradient
     // folded back onto the image): still the gradient of the total.
-    let padded = reference::Objective { padding: 5, gram_margin: 0, ..objective };
+    // The content targets are the padded photo's activations, as `Targets` makes them.
+    let padded_acts = reference::forward(&net, &reference::mirror_pad(&other, 5));
+    let content = objective.content.iter().map(|(id, _)| (*id, padded_acts.layer(*id).unwrap().clone())).collect();
+    let padded = reference::Objective { padding: 5, gram_margin: 0, content, ..objective };
     let (_, grad) = reference::objective_and_grad(&net, &image, &padded);
     check_fd("whole network, mirror-padded", &image, &grad, |x| {
         reference::objective_and_grad(&net, x, &padded).0.total
@@ -384,7 +387,14 @@ fn gpu_losses_and_their_gradients_match_reference() {
         k.losses.content(
             &ctx,
             ContentLoss { value: &fb, target_value: &pb, grad: &g_content, losses: &losses },
-            &LossParams { count: n as u32, coef: 2.0 / n as f32, groups: content_groups, partial: first, ..base },
+            &LossParams {
+                count: n as u32,
+                coef: 2.0 / n as f32,
+                layer_weight: 1.0,
+                groups: content_groups,
+                partial: first,
+                ..base
+            },
         ),
         k.products.product(&ctx, ProductBuffers { input: &fb, weights: &fb, output: &gram, aux: none }, &gram_params),
         k.losses.style(

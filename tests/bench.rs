@@ -53,11 +53,12 @@ fn bench_reports_rates_dispatches_kernel_times_and_work_per_size() {
         let total: u64 = families.iter().map(|x| x["dispatches"].as_u64().unwrap()).sum();
         assert_eq!(total, p["dispatches"].as_u64().unwrap(), "families add up to the dispatch count");
         // L-BFGS is five dispatches with its history on one page (dots, solve, store, direction,
-        // step), and keeping the best image two more; each of the four default style layers has a Gram product
+        // step), keeping the best image two more, and the mirror padding and its adjoint two
+        // more; each of the six default style layers has a Gram product
         // and a style-gradient product; the stem is its forward pass, its activation's backward
         // and its input gradient.
-        assert_eq!(count("optimizer"), 7);
-        assert_eq!(count("gram"), 8);
+        assert_eq!(count("optimizer"), 9);
+        assert_eq!(count("gram"), 12);
         assert_eq!(count("stem"), 3);
         assert!(count("depthwise") > 0 && count("pointwise") > 0);
         if timestamps {

@@ -424,9 +424,10 @@ fn a_loss_not_finite_at_the_starting_image_writes_nothing_and_names_the_likely_c
     }
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.png");
-    // The content loss of the seeded noise (about 1.2 at 48 px) × 3.4e38 overflows f32 at
+    // The classic content loss of the seeded noise (about 1.2 at 48 px) × 3.4e38 overflows f32 at
     // iteration 0.
-    let run = stylize(&output, &["--iterations", "3", "--init", "noise", "--content-weight", "3.4e38"]);
+    let args = ["--iterations", "3", "--init", "noise", "--content-weight", "3.4e38", "--loss-normalization", "none"];
+    let run = stylize(&output, &args);
     assert_one_line_error(&run, "loss is NaN or infinite at the starting image");
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("nothing was written") && stderr.contains("loss weights"), "{stderr}");
