@@ -250,16 +250,23 @@ fn save(img: &RgbImage, path: &Path) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// The synthetic photo, painting and noisy photo written into `dir`: their paths.
+fn pair_files(dir: &Path) -> [String; 3] {
+    let p = photo(96, 64);
+    [
+        save(&p, &dir.join("photo.png")),
+        save(&painting(80, 80), &dir.join("style.png")),
+        save(&noisy(&p, 60.0), &dir.join("noisy.png")),
+    ]
+}
+
 #[test]
-fn cli_prints_the_four_measures_per_output_as_json() {
+fn cli_prints_the_measures_per_output_as_json() {
     if gpu().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let p = photo(96, 64);
-    let content = save(&p, &dir.path().join("photo.png"));
-    let style = save(&painting(80, 80), &dir.path().join("style.png"));
-    let noise = save(&noisy(&p, 60.0), &dir.path().join("noisy.png"));
+    let [content, style, noise] = pair_files(dir.path());
     let out = neural_style(&["quality", "--json", "--content", &content, "--style", &style, &content, &noise]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<serde_json::Value> =
@@ -283,10 +290,7 @@ fn cli_scores_a_reference_picture_beside_each_output() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let p = photo(96, 64);
-    let content = save(&p, &dir.path().join("photo.png"));
-    let style = save(&painting(80, 80), &dir.path().join("style.png"));
-    let noise = save(&noisy(&p, 60.0), &dir.path().join("noisy.png"));
+    let [content, style, noise] = pair_files(dir.path());
     // The reference is the photo at twice the size: scored at each output's size, it is the photo.
     let reference = save(&photo(192, 128), &dir.path().join("reference.png"));
     let args = ["quality", "--content", &content, "--style", &style, "--reference", &reference, &noise];
