@@ -129,11 +129,13 @@ fn note_closed_stdout() {
     unsafe {
         let flags = libc::fcntl(1, libc::F_GETFL);
         let (mut out, mut null): (libc::stat, libc::stat) = (std::mem::zeroed(), std::mem::zeroed());
+        // st_mode is u32 but mode_t (S_IFMT, S_IFCHR) u16 on 32-bit Android: compare as u32.
+        #[allow(clippy::unnecessary_cast)]
         let closed = flags == -1
             || (flags & libc::O_ACCMODE == libc::O_RDWR
                 && libc::fstat(1, &mut out) == 0
                 && libc::stat(c"/dev/null".as_ptr(), &mut null) == 0
-                && out.st_mode & libc::S_IFMT == libc::S_IFCHR
+                && (out.st_mode as u32) & (libc::S_IFMT as u32) == libc::S_IFCHR as u32
                 && out.st_rdev == null.st_rdev);
         STDOUT_CLOSED.store(closed, Ordering::Relaxed);
     }

@@ -236,7 +236,9 @@ fn window_shows_the_image_being_optimized_and_esc_writes_the_output() {
         Viewer::start(&x, dir.path(), &output, &["--size", "64", "--iterations", "12", "--save-every", "5"]);
     let (id, title) = x.window(&mut viewer, |t| t.contains("done"));
     assert!(
-        title.contains("iteration 12/12") && title.contains("it/s") && title.contains("style weight 5000"),
+        title.contains("iteration 12/12")
+            && title.contains("it/s")
+            && title.contains(&format!("style weight {}", neural_style::stylize::DEFAULT_STYLE_WEIGHT)),
         "{title}"
     );
     // The output is written when the run completes; the window keeps showing that image.
@@ -297,7 +299,8 @@ fn space_pauses_s_saves_and_plus_doubles_the_style_weight() {
     };
     eventually("S writes a snapshot", snapshot_written);
     x.key(&id, "plus");
-    x.window(&mut viewer, |t| t.contains("style weight 10000"));
+    let doubled = format!("style weight {}", 2.0 * neural_style::stylize::DEFAULT_STYLE_WEIGHT);
+    x.window(&mut viewer, |t| t.contains(&doubled));
     x.key(&id, "space");
     x.window(&mut viewer, |t| !t.contains("paused") && iteration_in(t) > iteration_in(&still));
     x.key(&id, "Escape");
