@@ -10,26 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
 use image::RgbImage;
-use neural_style::engine::FeatureNet;
 use neural_style::stylize::{
     Control, Event, Init, LineSearch, LossValues, OptimizerKind, Scales, StylizeOptions, Stylizer,
 };
-use neural_style::{image_io, weights};
-
-fn images() -> (RgbImage, Vec<RgbImage>) {
-    let load = |name: &str| image_io::load_rgb(&shared().join("images").join(name)).expect("image");
-    (load("tubingen.jpg"), vec![load("starry_night.jpg")])
-}
-
-fn stylizer() -> Option<Stylizer> {
-    let ctx = Arc::new(gpu()?);
-    let net = weights::load(&default_weights()).expect("weights");
-    Some(Stylizer::new(ctx.clone(), Arc::new(FeatureNet::new(&ctx, net))))
-}
 
 /// The losses of `image` evaluated by a fresh one-iteration run at its size.
 fn evaluate(stylizer: &Stylizer, options: &StylizeOptions, image: &RgbImage) -> LossValues {
-    let (content, styles) = images();
+    let (content, styles) = tubingen_and_starry_night();
     let side = image.width().max(image.height());
     let fresh = StylizeOptions {
         size: side,
@@ -47,7 +34,7 @@ fn run(
     stylizer: &Stylizer,
     options: &StylizeOptions,
 ) -> (Vec<(usize, usize, LossValues)>, Vec<RgbImage>, neural_style::stylize::Outcome) {
-    let (content, styles) = images();
+    let (content, styles) = tubingen_and_starry_night();
     let (mut progress, mut snapshots) = (Vec::new(), Vec::new());
     let outcome = stylizer
         .drive(&content, &styles, options)
@@ -142,7 +129,7 @@ fn snapshots_show_the_result_so_far_and_the_last_one_is_the_written_image() {
 #[test]
 fn a_cancelled_run_writes_its_best_image_and_reports_its_losses_last() {
     let Some(stylizer) = stylizer() else { return };
-    let (content, styles) = images();
+    let (content, styles) = tubingen_and_starry_night();
     for report_every in [1, 5] {
         let options = StylizeOptions { report_every, ..issue_runs()[0].clone() };
         let options = StylizeOptions { iterations: 50, ..options };

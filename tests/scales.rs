@@ -16,17 +16,6 @@ use neural_style::stylize::{
 };
 use neural_style::{image_io, weights};
 
-fn images() -> (RgbImage, Vec<RgbImage>) {
-    let load = |name: &str| image_io::load_rgb(&shared().join("images").join(name)).expect("image");
-    (load("tubingen.jpg"), vec![load("starry_night.jpg")])
-}
-
-fn stylizer() -> Option<Stylizer> {
-    let ctx = Arc::new(gpu()?);
-    let net = weights::load(&default_weights()).expect("weights");
-    Some(Stylizer::new(ctx.clone(), Arc::new(FeatureNet::new(&ctx, net))))
-}
-
 #[test]
 fn auto_goes_from_min_size_to_size_by_sqrt2_and_splits_the_iterations() {
     assert_eq!(scale_sides(&Scales::Auto, 512, 128).unwrap(), [128, 181, 256, 362, 512]);
@@ -55,7 +44,7 @@ fn auto_goes_from_min_size_to_size_by_sqrt2_and_splits_the_iterations() {
 #[test]
 fn one_scale_gives_the_bytes_of_the_single_scale_entry_point() {
     let Some(stylizer) = stylizer() else { return };
-    let (content, styles) = images();
+    let (content, styles) = tubingen_and_starry_night();
     for optimizer in [OptimizerKind::LbfgsBounded, OptimizerKind::Adam] {
         let options = StylizeOptions {
             size: 48,
@@ -101,7 +90,7 @@ fn scale_starts(driver: &mut Driver) -> Vec<(usize, LossValues, RgbImage)> {
 #[test]
 fn every_scale_starts_against_targets_computed_at_its_size() {
     let Some(stylizer) = stylizer() else { return };
-    let (content, styles) = images();
+    let (content, styles) = tubingen_and_starry_night();
     for optimizer in [OptimizerKind::LbfgsBounded, OptimizerKind::Adam] {
         let options = StylizeOptions {
             size: 64,
@@ -146,7 +135,7 @@ fn averaging_writes_the_bias_corrected_average_of_the_iterates() {
     let ctx = Arc::new(ctx);
     let net = weights::load(&default_weights()).expect("weights");
     let stylizer = Stylizer::new(ctx.clone(), Arc::new(FeatureNet::new(&ctx, net)));
-    let (content, styles) = images();
+    let (content, styles) = tubingen_and_starry_night();
     let decay = 0.7f32;
     let iterations = 8;
     let base = StylizeOptions { size: 40, iterations, report_every: 1, ..StylizeOptions::default() };

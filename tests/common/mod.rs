@@ -252,3 +252,17 @@ pub fn with_default_sigint(command: &mut Command) -> &mut Command {
         })
     }
 }
+
+/// The shared tubingen photo and the starry_night painting (as the only style).
+pub fn tubingen_and_starry_night() -> (image::RgbImage, Vec<image::RgbImage>) {
+    let load = |name: &str| neural_style::image_io::load_rgb(&shared().join("images").join(name)).expect("image");
+    (load("tubingen.jpg"), vec![load("starry_night.jpg")])
+}
+
+/// A stylizer on the test GPU with the default weights (`None`: no adapter, the test skips).
+pub fn stylizer() -> Option<neural_style::stylize::Stylizer> {
+    use std::sync::Arc;
+    let ctx = Arc::new(gpu()?);
+    let net = neural_style::weights::load(&default_weights()).expect("weights");
+    Some(neural_style::stylize::Stylizer::new(ctx.clone(), Arc::new(neural_style::engine::FeatureNet::new(&ctx, net))))
+}
