@@ -188,3 +188,124 @@ fn residual_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         sum[i] += addend[i];
     }
 }
+
+// ---- The products shaped for CPU-like adapters ----
+// No workgroup memory and no barrier (on lavapipe a barrier is a coroutine switch), and few
+// loads per multiply-add: every value is read as part of a vec4. A's values depend only on the
+// workgroup and the step, so every lane reads the same address; B's are one vec4 per lane.
+// LANE_ROWS output rows per workgroup, kept in registers. Requires k % 4 = 0, and n % 4 = 0
+// (pointwise_lanes) or m % 4 = 0 with TRANSPOSE_A; the Rust side checks.
+override LANE_ROWS: u32 = 8u;
+
+@group(0) @binding(1) var<storage, read> input4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> weights4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> aux4: array<vec4<f32>>;
+
+// Rows m0 + 4j .. m0 + 4j + 3 of A at reduction index k (A transposed: W[k][m] is stored).
+fn a_column4(m0: u32, j: u32, k: u32) -> vec4<f32> {
+    return weights4[(k * p.m + m0) / 4u + j];
+}
+
+// Entry (row, col) of the product as `store` does it, the bias and the pre-activation through
+// the vec4 views this entry point binds.
+fn store_lanes(out_base: u32, row: u32, col: u32, z_in: f32) {
+    let idx = row * p.n + col;
+    var z = z_in;
+    if has(FLAG_BIAS) {
+        let b = p.m * p.k + row;
+        z += weights4[b / 4u][b % 4u];
+    }
+    var v = z;
+    if !has(FLAG_GRAD_ACT_B) {
+        v = activate(z, p.act, p.cap);
+    }
+    if has(FLAG_STORE_PREACT) {
+        aux4[idx / 4u][idx % 4u] = z;
+    }
+    if has(FLAG_ACCUMULATE) {
+        v += output[out_base + idx];
+    }
+    output[out_base + idx] = v;
+}
+
+// B stored [k][n]: each invocation computes columns 4x .. 4x + 3 of LANE_ROWS rows.
+@compute @workgroup_size(PRODUCT_LANES)
+fn pointwise_lanes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let n4 = min(gid.x, p.n / 4u - 1u);
+    let m0 = wid.y * LANE_ROWS;
+    let row4 = p.n / 4u;
+    let transpose_a = has(FLAG_TRANSPOSE_A);
+    let grad_act = has(FLAG_GRAD_ACT_B);
+    var acc: array<vec4<f32>, MAX_LANE_ROWS>;
+    for (var k = 0u; k < p.k; k += 4u) {
+        var b: array<vec4<f32>, 4>;
+        for (var t = 0u; t < 4u; t++) {
+            b[t] = input4[(k + t) * row4 + n4];
+            if grad_act {
+                let z = aux4[(k + t) * row4 + n4];
+                b[t] *= vec4<f32>(activate_grad(z.x, p.act, p.cap), activate_grad(z.y, p.act, p.cap),
+                                  activate_grad(z.z, p.act, p.cap), activate_grad(z.w, p.act, p.cap));
+            }
+        }
+        if transpose_a {
+            for (var t = 0u; t < 4u; t++) {
+                for (var j = 0u; j < LANE_ROWS / 4u; j++) {
+                    let a = a_column4(m0, j, k + t);
+                    acc[4u * j] += a.x * b[t];
+                    acc[4u * j + 1u] += a.y * b[t];
+                    acc[4u * j + 2u] += a.z * b[t];
+                    acc[4u * j + 3u] += a.w * b[t];
+                }
+            }
+        } else {
+            for (var i = 0u; i < LANE_ROWS; i++) {
+                let a = weights4[(min(m0 + i, p.m - 1u) * p.k + k) / 4u];
+                acc[i] += a.x * b[0] + a.y * b[1] + a.z * b[2] + a.w * b[3];
+            }
+        }
+    }
+    if gid.x >= p.n / 4u {
+        return;
+    }
+    for (var i = 0u; i < LANE_ROWS; i++) {
+        let m = m0 + i;
+        if m < p.m {
+            for (var c = 0u; c < 4u; c++) {
+                store_lanes(0u, m, 4u * n4 + c, p.alpha * acc[i][c]);
+            }
+        }
+    }
+}
+
+// B read transposed (B[k][n] = input[n][k], the Gram matrices): each invocation computes column
+// x of LANE_ROWS rows over its k chunk, four k at a time.
+@compute @workgroup_size(GRAM_LANES)
+fn gram_lanes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let n = min(gid.x, p.n - 1u);
+    let m0 = wid.y * LANE_ROWS;
+    var k_begin = 0u;
+    var k_end = p.k;
+    var out_base = 0u;
+    if p.k_chunk != 0u {
+        k_begin = wid.z * p.k_chunk;
+        k_end = min(p.k, k_begin + p.k_chunk);
+        out_base = wid.z * p.m * p.n;
+    }
+    let k4 = p.k / 4u;
+    var acc: array<f32, MAX_LANE_ROWS>;
+    for (var k = k_begin / 4u; k < k_end / 4u; k++) {
+        let b = input4[n * k4 + k];
+        for (var i = 0u; i < LANE_ROWS; i++) {
+            acc[i] += dot(weights4[min(m0 + i, p.m - 1u) * k4 + k], b);
+        }
+    }
+    if gid.x >= p.n {
+        return;
+    }
+    for (var i = 0u; i < LANE_ROWS; i++) {
+        let m = m0 + i;
+        if m < p.m {
+            store_lanes(out_base, m, gid.x, p.alpha * acc[i]);
+        }
+    }
+}

@@ -181,6 +181,12 @@ pub struct CommonArgs {
     /// Device limits to open the GPU with; `phone` checks on a desktop that a run fits a phone.
     #[arg(long, value_enum, default_value = "adapter")]
     pub limits: LimitsProfile,
+    /// Kernel variants: `auto` times each eligible variant on the plan's shapes the first time
+    /// they are seen on this adapter and caches the fastest (tuning.json in the cache
+    /// directory); `off` uses the workgroup-tiled kernels without measuring; `always` measures
+    /// again.
+    #[arg(long, value_enum, default_value_t = neural_style::tuning::Tune::default())]
+    pub tune: neural_style::tuning::Tune,
     /// Machine-readable JSON output.
     #[arg(long)]
     pub json: bool,
@@ -318,6 +324,11 @@ pub enum ViewerMode {
 impl CommonArgs {
     /// The device these options ask for.
     pub fn device_request(&self) -> neural_style::gpu::DeviceRequest {
-        neural_style::gpu::DeviceRequest { backend: self.backend, adapter: self.adapter.clone(), limits: self.limits }
+        neural_style::gpu::DeviceRequest {
+            backend: self.backend,
+            adapter: self.adapter.clone(),
+            limits: self.limits,
+            tune: self.tune,
+        }
     }
 }

@@ -78,6 +78,8 @@ pub struct DeviceRequest {
     pub adapter: Option<String>,
     /// The limits to open the device with.
     pub limits: LimitsProfile,
+    /// When kernel variants are measured (see [`crate::tuning`]).
+    pub tune: crate::tuning::Tune,
 }
 
 /// The limits a device is opened with.
@@ -218,6 +220,7 @@ pub struct GpuContext {
     errors: Arc<Mutex<Vec<String>>>,
     allocated: std::sync::atomic::AtomicU64,
     largest: std::sync::atomic::AtomicU64,
+    tuner: crate::tuning::Tuner,
 }
 
 impl GpuContext {
@@ -308,7 +311,9 @@ impl GpuContext {
                 lost.lock().unwrap().push(format!("GPU device lost: {msg}"));
             }
         });
+        let tuner = crate::tuning::Tuner::new(request.tune, &info, crate::weights::store::cache_dir().ok());
         Ok(Self {
+            tuner,
             device,
             queue,
             info,
@@ -319,6 +324,11 @@ impl GpuContext {
             allocated: Default::default(),
             largest: Default::default(),
         })
+    }
+
+    /// The chooser of kernel variants for this device.
+    pub fn tuner(&self) -> &crate::tuning::Tuner {
+        &self.tuner
     }
 
     /// Returns the first GPU error reported since the last check, as an `Err`.

@@ -28,6 +28,7 @@ pub mod quality;
 pub mod reference;
 pub mod remedy;
 pub mod stylize;
+pub mod tuning;
 #[cfg(feature = "viewer")]
 pub mod viewer;
 pub mod weights;

@@ -10,11 +10,11 @@ use neural_style::gpu::GpuContext;
 use neural_style::kernels::conv::{ActivationBackward, ConvBackward, ConvForward, ConvParams};
 use neural_style::kernels::depthwise::{DepthwiseBackward, DepthwiseForward, DepthwiseParams};
 use neural_style::kernels::losses::{ContentLoss, GRADIENT_SLOT, LOSS_SLOTS, LossParams, StyleLoss, TotalLoss, TvLoss};
-use neural_style::kernels::pointwise::{PointwiseParams, ProductBuffers, flags};
+use neural_style::kernels::pointwise::{PointwiseParams, ProductBuffers, ProductVariant, flags};
 use neural_style::kernels::squeeze_excite::{
     ChannelDot, ChannelMean, SeGate, SeGateBackward, SeInputBackward, SeParams,
 };
-use neural_style::kernels::{self, Family, Kernels};
+use neural_style::kernels::{self, Command, Family, Kernels};
 use neural_style::model::SqueezeExcite;
 use neural_style::reference::{self, Tensor};
 
@@ -265,7 +265,10 @@ fn gpu_pointwise_and_squeeze_excite_backward_match_reference() {
     let Some(ctx) = gpu() else { return };
     let k = Kernels::new(&ctx);
     let mut rng = Rng::new(6);
-    for (cin, cout, h, w) in [(37, 70, 23, 37), (96, 576, 3, 5), (130, 9, 17, 19), (24, 96, 8, 8), (40, 120, 5, 6)] {
+    let mut variants_run = std::collections::BTreeSet::new();
+    // The last two fit the lanes variants (multiples of 4), rows left over in the last workgroup.
+    let cases = [(37, 70, 23, 37), (96, 576, 3, 5), (130, 9, 17, 19), (40, 120, 5, 6), (24, 96, 8, 8), (96, 76, 3, 4)];
+    for (cin, cout, h, w) in cases {
         for act in ACTIVATIONS {
             let x = random_tensor(&mut rng, cin, h, w, 1.0);
             let conv = random_conv(&mut rng, [cout, cin, 1, 1], false, act, 1.5);
@@ -279,22 +282,33 @@ fn gpu_pointwise_and_squeeze_excite_backward_match_reference() {
                 ctx.zeroed_buffer("pre", cout * h * w),
                 ctx.zeroed_buffer("gx", cin * h * w),
             );
-            let ops = [
-                k.products.product(&ctx, ProductBuffers { input: &xb, weights: &wb, output: &yb, aux: &pre }, &forward),
-                k.products.product(
-                    &ctx,
-                    ProductBuffers { input: &gyb, weights: &wb, output: &gx, aux: &pre },
-                    &backward,
-                ),
-            ];
-            kernels::run(&ctx, &ops).unwrap();
-            check(
-                &format!("pointwise backward {cin}->{cout} {act:?}"),
-                &ctx.read_buffer(&gx, cin * h * w).unwrap(),
-                &want,
-            );
+            // The forward stores the pre-activation the backward reads: each variant runs both.
+            let forward_buffers = ProductBuffers { input: &xb, weights: &wb, output: &yb, aux: &pre };
+            let backward_buffers = ProductBuffers { input: &gyb, weights: &wb, output: &gx, aux: &pre };
+            for variant in ProductVariant::ALL {
+                if !variant.fits(&forward, &forward_buffers) || !variant.fits(&backward, &backward_buffers) {
+                    continue;
+                }
+                let ops = [
+                    Command::Clear(gx.clone()),
+                    Command::Dispatch(k.products.variant(&ctx, variant, forward_buffers, &forward)),
+                    Command::Dispatch(k.products.variant(&ctx, variant, backward_buffers, &backward)),
+                ];
+                let mut encoder = ctx.device.create_command_encoder(&Default::default());
+                kernels::record_commands(&mut encoder, &ops);
+                ctx.queue.submit([encoder.finish()]);
+                ctx.finish().unwrap();
+                check(
+                    &format!("pointwise backward {} {cin}->{cout} {act:?}", variant.name()),
+                    &ctx.read_buffer(&gx, cin * h * w).unwrap(),
+                    &want,
+                );
+                variants_run.insert(variant.name());
+            }
         }
     }
+    let all: std::collections::BTreeSet<_> = ProductVariant::ALL.iter().map(|v| v.name()).collect();
+    assert_eq!(variants_run, all, "every product variant is checked");
     for (c, s, h, w, gate) in [
         (72, 24, 23, 37, (3.0, 6.0, 1.0 / 6.0)),
         (576, 144, 3, 5, (0.0, 5.9997, 0.1667)),

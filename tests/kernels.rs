@@ -7,7 +7,9 @@ use common::*;
 use neural_style::arch::{Activation, Padding};
 use neural_style::kernels::conv::{ConvForward, ConvParams};
 use neural_style::kernels::depthwise::{DepthwiseForward, DepthwiseParams};
-use neural_style::kernels::pointwise::{PointwiseParams, ProductBuffers, ResidualForward, ResidualParams, flags};
+use neural_style::kernels::pointwise::{
+    PointwiseParams, ProductBuffers, ProductVariant, ResidualForward, ResidualParams, flags,
+};
 use neural_style::kernels::squeeze_excite::{ChannelMean, ChannelScale, SeGate, SeParams};
 use neural_style::kernels::{self, Kernels};
 use neural_style::model::SqueezeExcite;
@@ -78,8 +80,18 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
     let k = Kernels::new(&ctx);
     let mut rng = Rng::new(3);
     // Channel counts that are not multiples of the tiles or the 16-deep k step, and sizes that
-    // pick every tile height and width (1, 2 or 4 rows and columns per invocation).
-    let cases = [(37, 70, 23, 37), (16, 16, 1, 1), (96, 576, 3, 5), (130, 9, 17, 19), (24, 96, 8, 8), (40, 120, 5, 6)];
+    // pick every tile height and width (1, 2 or 4 rows and columns per invocation); the last two
+    // fit the lanes variants too (multiples of 4), with rows left over in their last workgroup.
+    let cases = [
+        (37, 70, 23, 37),
+        (16, 16, 1, 1),
+        (96, 576, 3, 5),
+        (130, 9, 17, 19),
+        (40, 120, 5, 6),
+        (24, 96, 8, 8),
+        (16, 76, 6, 10),
+    ];
+    let mut variants_run = std::collections::BTreeSet::new();
     for (cin, cout, h, w) in cases {
         let input = rng.vec(cin * h * w, 1.0);
         let residual = rng.vec(cout * h * w, 1.0);
@@ -95,19 +107,24 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
                 let params = PointwiseParams::conv(&conv, h * w, false);
                 let wb = conv_buffer(&ctx, &conv);
                 let buffers = ProductBuffers { input: &input_buf, weights: &wb, output: &out, aux: k.placeholder() };
-                let mut ops = vec![k.products.product(&ctx, buffers, &params)];
-                let sum = ctx.zeroed_buffer("sum", cout * h * w);
-                if with_residual {
-                    let buffers = ResidualForward { input: &out, addend: &residual_buf, sum: &sum };
-                    ops.push(k.products.residual_forward(&ctx, buffers, &ResidualParams::new(cout * h * w)));
+                for (variant, product) in product_variants(&k, &ctx, buffers, &params) {
+                    let mut ops = vec![product];
+                    let sum = ctx.zeroed_buffer("sum", cout * h * w);
+                    if with_residual {
+                        let buffers = ResidualForward { input: &out, addend: &residual_buf, sum: &sum };
+                        ops.push(k.products.residual_forward(&ctx, buffers, &ResidualParams::new(cout * h * w)));
+                    }
+                    kernels::run(&ctx, &ops).unwrap();
+                    let got = ctx.read_buffer(if with_residual { &sum } else { &out }, cout * h * w).unwrap();
+                    let name = format!("pointwise {variant} {cin}->{cout} {h}x{w} {act:?} residual={with_residual}");
+                    check(&name, &got, &want);
+                    variants_run.insert(variant);
                 }
-                kernels::run(&ctx, &ops).unwrap();
-                let out = if with_residual { sum } else { out };
-                let got = ctx.read_buffer(&out, cout * h * w).unwrap();
-                check(&format!("pointwise {cin}->{cout} {h}x{w} {act:?} residual={with_residual}"), &got, &want);
             }
         }
     }
+    let all: std::collections::BTreeSet<_> = ProductVariant::ALL.iter().map(|v| v.name()).collect();
+    assert_eq!(variants_run, all, "every product variant is checked");
 }
 
 #[test]
@@ -177,20 +194,32 @@ fn symmetric_gram_products_split_or_accumulated_match_reference() {
             alpha: 1.0 / (c * hw) as f32,
             ..Default::default()
         };
+        let mut variants_run = Vec::new();
         // Added into a matrix that already holds values.
         let start = rng.vec(c * c, 1.0);
-        let out = ctx.storage_buffer("gram", &start);
-        let params = PointwiseParams { flags: base.flags | flags::ACCUMULATE, ..base };
-        let buffers = ProductBuffers { input: &fb, weights: &fb, output: &out, aux: k.placeholder() };
-        kernels::run(&ctx, &[k.products.product(&ctx, buffers, &params)]).unwrap();
         let want: Vec<f64> = gram.iter().zip(&start).map(|(g, s)| g + f64::from(*s)).collect();
-        // One f32 sum over tens of thousands of pixels drifts by ~1e-3: long sums are split.
-        if hw < 10000 {
-            check(
-                &format!("accumulated gram c={c}"),
-                &ctx.read_buffer(&out, c * c).unwrap(),
-                &Tensor { c, h: c, w: 1, data: want },
+        let params = PointwiseParams { flags: base.flags | flags::ACCUMULATE, ..base };
+        let fits = |buffers: &ProductBuffers, v: &ProductVariant| v.fits(&params, buffers);
+        let probe = ProductBuffers { input: &fb, weights: &fb, output: &fb, aux: k.placeholder() };
+        for variant in ProductVariant::ALL.into_iter().filter(|v| fits(&probe, v)) {
+            let (variant, out) = (variant.name(), ctx.storage_buffer("gram", &start));
+            let buffers = ProductBuffers { input: &fb, weights: &fb, output: &out, aux: k.placeholder() };
+            let op = k.products.variant(
+                &ctx,
+                ProductVariant::ALL.into_iter().find(|v| v.name() == variant).unwrap(),
+                buffers,
+                &params,
             );
+            kernels::run(&ctx, &[op]).unwrap();
+            // One f32 sum over tens of thousands of pixels drifts by ~1e-3: long sums are split.
+            if hw < 10000 {
+                check(
+                    &format!("accumulated gram {variant} c={c}"),
+                    &ctx.read_buffer(&out, c * c).unwrap(),
+                    &Tensor { c, h: c, w: 1, data: want.clone() },
+                );
+            }
+            variants_run.push(variant);
         }
         // Split over pixels into partial products.
         let chunk = if hw > 10000 { 256 } else { 48 };
@@ -198,9 +227,13 @@ fn symmetric_gram_products_split_or_accumulated_match_reference() {
         let partials = ctx.zeroed_buffer("partials", splits * c * c);
         let params = PointwiseParams { k_chunk: chunk as u32, ..base };
         let buffers = ProductBuffers { input: &fb, weights: &fb, output: &partials, aux: k.placeholder() };
-        kernels::run(&ctx, &[k.products.product(&ctx, buffers, &params)]).unwrap();
-        let got = ctx.read_buffer(&partials, splits * c * c).unwrap();
-        let summed: Vec<f32> = (0..c * c).map(|i| (0..splits).map(|s| got[s * c * c + i]).sum()).collect();
-        check(&format!("split gram c={c}"), &summed, &Tensor { c, h: c, w: 1, data: gram.clone() });
+        for (variant, op) in product_variants(&k, &ctx, buffers, &params) {
+            kernels::run(&ctx, &[op]).unwrap();
+            let got = ctx.read_buffer(&partials, splits * c * c).unwrap();
+            let summed: Vec<f32> = (0..c * c).map(|i| (0..splits).map(|s| got[s * c * c + i]).sum()).collect();
+            check(&format!("split gram {variant} c={c}"), &summed, &Tensor { c, h: c, w: 1, data: gram.clone() });
+        }
+        // The lanes variants read four pixels at a time: they fit when the pixels are a multiple of 4.
+        assert_eq!(variants_run.len() > 1, hw % 4 == 0, "variants for c={c} hw={hw}: {variants_run:?}");
     }
 }

@@ -55,6 +55,9 @@ pub fn wgsl_constants() -> String {
                 ("TILE_SIDE", pointwise::TILE_SIDE),
                 ("TILE", pointwise::TILE),
                 ("KSTEP", pointwise::KSTEP),
+                ("PRODUCT_LANES", pointwise::LANES),
+                ("MAX_LANE_ROWS", pointwise::MAX_LANE_ROWS),
+                ("GRAM_LANES", pointwise::GRAM_LANES),
                 ("MAX_SQUEEZE", squeeze_excite::MAX_SQUEEZE),
                 ("MAX_SE_CHANNELS", squeeze_excite::MAX_SE_CHANNELS),
                 ("LOSS_SLOTS", losses::LOSS_SLOTS as u32),
@@ -390,7 +393,7 @@ impl Kernels {
             optimizers: optimizers::Optimizers::new(ctx),
             color: color::Color::new(ctx),
             scales: scales::Scales::new(ctx),
-            placeholder: ctx.zeroed_buffer("placeholder", 1),
+            placeholder: ctx.zeroed_buffer("placeholder", 4),
         }
     }
 

@@ -14,6 +14,12 @@ pub const TILE_SIDE: u32 = 16;
 pub const TILE: u32 = 64;
 /// Reduction values loaded into workgroup memory per step (`KSTEP` in WGSL).
 pub const KSTEP: u32 = 16;
+/// Invocations of a `pointwise_lanes` workgroup, one output column each (`PRODUCT_LANES` in WGSL).
+pub const LANES: u32 = 64;
+/// Invocations of a `gram_lanes` workgroup (`GRAM_LANES` in WGSL).
+pub const GRAM_LANES: u32 = 16;
+/// Most output rows one lanes invocation keeps in registers (`MAX_LANE_ROWS` in WGSL).
+pub const MAX_LANE_ROWS: u32 = 8;
 
 /// Flag bits of [`PointwiseParams::flags`] (`FLAG_*` in WGSL).
 pub mod flags {
@@ -187,50 +193,153 @@ pub const RESIDUAL_FORWARD: KernelSpec = KernelSpec {
 pub const RESIDUAL_BACKWARD: KernelSpec =
     KernelSpec { entry: "residual_backward", storage: ResidualBackward::BINDINGS, ..RESIDUAL_FORWARD };
 
-/// Every kernel of the file.
-pub const SPECS: &[KernelSpec] = &[PRODUCT, RESIDUAL_FORWARD, RESIDUAL_BACKWARD];
+/// `pointwise_lanes`: the product shaped for CPU-like adapters (B stored [k][n]).
+pub const PRODUCT_LANES: KernelSpec =
+    KernelSpec { entry: "pointwise_lanes", workgroup_size: [LANES, 1, 1], overrides: &["LANE_ROWS"], ..PRODUCT };
 
-/// The product kernel in its nine tile shapes (1, 2 or 4 output rows and columns per
-/// invocation, each compiled on first use) and the residual connection.
+/// `gram_lanes`: the product shaped for CPU-like adapters with B read transposed.
+pub const GRAM_LANES_SPEC: KernelSpec =
+    KernelSpec { entry: "gram_lanes", workgroup_size: [GRAM_LANES, 1, 1], ..PRODUCT_LANES };
+
+/// Every kernel of the file.
+pub const SPECS: &[KernelSpec] = &[PRODUCT, PRODUCT_LANES, GRAM_LANES_SPEC, RESIDUAL_FORWARD, RESIDUAL_BACKWARD];
+
+/// One way to compute a product. The plan asks [`Products::product`] for a product and gets
+/// the variant the device's [`crate::tuning::Tuner`] chose for its shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProductVariant {
+    /// `pointwise_forward`: workgroup tiles staged in workgroup memory (GPUs), shaped by
+    /// [`tile_shape`].
+    Tiled,
+    /// `pointwise_lanes` (or `gram_lanes` for B read transposed) with this many output rows per
+    /// workgroup: no workgroup memory, vec4 loads, A's loads shared by every lane (CPU-like
+    /// adapters, where a barrier is a context switch and a lane's load a gather).
+    Lanes(u32),
+}
+
+impl ProductVariant {
+    /// Every variant, the default first.
+    pub const ALL: [ProductVariant; 3] = [ProductVariant::Tiled, ProductVariant::Lanes(4), ProductVariant::Lanes(8)];
+
+    /// The name the tuning cache and `bench` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProductVariant::Tiled => "tiled",
+            ProductVariant::Lanes(4) => "lanes4",
+            ProductVariant::Lanes(8) => "lanes8",
+            ProductVariant::Lanes(_) => "lanes",
+        }
+    }
+
+    /// Whether this variant can compute `p` with these buffers: the lanes kernels read every
+    /// operand as vec4, so the dimensions they step through four at a time must be multiples of
+    /// 4, and every buffer they read whole vec4s of (the bias after the weights included).
+    pub fn fits(self, p: &PointwiseParams, buffers: &ProductBuffers) -> bool {
+        let ProductVariant::Lanes(_) = self else { return true };
+        let has = |f| p.flags & f != 0;
+        let vec4_sized = [buffers.input, buffers.weights, buffers.aux].iter().all(|b| b.size() % 16 == 0);
+        let shape = if has(flags::TRANSPOSE_B) {
+            // gram_lanes: A and B both [row][k], four k at a time.
+            !has(flags::TRANSPOSE_A) && !has(flags::GRAD_ACT_B) && p.k % 4 == 0 && p.k_chunk % 4 == 0
+        } else {
+            // pointwise_lanes: four columns per invocation, four k per step, A's vec4s along k
+            // (or along m when transposed); no split of the reduction.
+            p.n % 4 == 0 && p.k % 4 == 0 && p.k_chunk == 0 && (!has(flags::TRANSPOSE_A) || p.m % 4 == 0)
+        };
+        vec4_sized && shape && p.m > 0 && p.n > 0 && (!has(flags::BIAS) || (p.m * p.k + p.m) % 4 == 0)
+    }
+}
+
+/// The product kernel in its variants (the tiled one in nine tile shapes, the lanes ones in
+/// their row counts; each compiled on first use) and the residual connection.
 pub struct Products {
     module: wgpu::ShaderModule,
     shapes: [OnceLock<Kernel>; 9],
+    /// `pointwise_lanes` and `gram_lanes` per row count in [`ProductVariant::ALL`].
+    lanes: [[OnceLock<Kernel>; 2]; 2],
     residual_forward: Kernel,
     residual_backward: Kernel,
 }
 
 impl Products {
-    /// Compiles the residual kernels; the product shapes compile on first use.
+    /// Compiles the residual kernels; the product variants compile on first use.
     pub fn new(ctx: &GpuContext) -> Self {
         let module = Shader::Pointwise.module(ctx);
         Self {
             residual_forward: Kernel::new(ctx, &module, RESIDUAL_FORWARD),
             residual_backward: Kernel::new(ctx, &module, RESIDUAL_BACKWARD),
             shapes: Default::default(),
+            lanes: Default::default(),
             module,
         }
     }
 
-    /// A product with the tile shape that suits its m×n (see [`tile_shape`]), dispatching enough
-    /// workgroups to cover it (and one layer per k chunk when `k_chunk` is set).
+    /// A product, in the variant the device's tuner chose for its shape among those that fit
+    /// (see [`ProductVariant::fits`]), dispatching enough workgroups to cover it (and one layer
+    /// per k chunk when `k_chunk` is set).
     pub fn product(&self, ctx: &GpuContext, buffers: ProductBuffers, p: &PointwiseParams) -> BoundOp {
+        self.tuned(ctx, buffers, p, Family::Pointwise)
+    }
+
+    /// A Gram-family product (tuned and timed under [`Family::Gram`]).
+    pub fn gram(&self, ctx: &GpuContext, buffers: ProductBuffers, p: &PointwiseParams) -> BoundOp {
+        self.tuned(ctx, buffers, p, Family::Gram).in_family(Family::Gram)
+    }
+
+    fn tuned(&self, ctx: &GpuContext, buffers: ProductBuffers, p: &PointwiseParams, family: Family) -> BoundOp {
+        let fitting: Vec<ProductVariant> = ProductVariant::ALL.into_iter().filter(|v| v.fits(p, &buffers)).collect();
+        let names: Vec<&str> = fitting.iter().map(|v| v.name()).collect();
+        let shape = format!("m{} k{} n{} flags{} chunk{}", p.m, p.k, p.n, p.flags, p.k_chunk);
+        let chosen = ctx.tuner().choose(family, &shape, &names, |name| {
+            let variant = fitting.iter().find(|v| v.name() == name).copied().expect("a listed variant");
+            // Timed on scratch buffers of the same sizes: the plan's may hold values in use.
+            let scratch = |b: &wgpu::Buffer| ctx.zeroed_buffer("tuning scratch", (b.size() / 4) as usize);
+            let (input, weights, output, aux) =
+                (scratch(buffers.input), scratch(buffers.weights), scratch(buffers.output), scratch(buffers.aux));
+            let buffers = ProductBuffers { input: &input, weights: &weights, output: &output, aux: &aux };
+            crate::tuning::time_op(ctx, &self.variant(ctx, variant, buffers, p))
+        });
+        let variant = fitting.iter().find(|v| v.name() == chosen).copied().unwrap_or(ProductVariant::Tiled);
+        self.variant(ctx, variant, buffers, p)
+    }
+
+    /// The product in a given variant, which must fit it (the kernel tests run every variant).
+    pub fn variant(
+        &self,
+        ctx: &GpuContext,
+        variant: ProductVariant,
+        buffers: ProductBuffers,
+        p: &PointwiseParams,
+    ) -> BoundOp {
+        assert!(variant.fits(p, &buffers), "{} cannot compute {p:?}", variant.name());
         let symmetric = p.flags & flags::SYMMETRIC != 0;
         // A symmetric product is A·Aᵀ: scaling B by an activation derivative would break it.
         assert!(!symmetric || p.flags & flags::GRAD_ACT_B == 0, "a symmetric product cannot take GRAD_ACT_B");
-        let (rows, cols) = tile_shape(p.m, p.n, symmetric);
-        let shape = (rows.ilog2() * 3 + cols.ilog2()) as usize;
-        let kernel = self.shapes[shape].get_or_init(|| {
-            let constants = [("ROWS", f64::from(rows)), ("COLS", f64::from(cols))];
-            Kernel::with_constants(ctx, &self.module, PRODUCT, &constants)
-        });
         let splits = if p.k_chunk == 0 { 1 } else { p.k.div_ceil(p.k_chunk) };
-        let grid = product_tiles(p.m, p.n, symmetric);
-        kernel.bind(ctx, p, &buffers.buffers(), [grid[0], grid[1], splits])
-    }
-
-    /// A Gram-family product (timed under [`Family::Gram`]).
-    pub fn gram(&self, ctx: &GpuContext, buffers: ProductBuffers, p: &PointwiseParams) -> BoundOp {
-        self.product(ctx, buffers, p).in_family(Family::Gram)
+        match variant {
+            ProductVariant::Tiled => {
+                let (rows, cols) = tile_shape(p.m, p.n, symmetric);
+                let shape = (rows.ilog2() * 3 + cols.ilog2()) as usize;
+                let kernel = self.shapes[shape].get_or_init(|| {
+                    let constants = [("ROWS", f64::from(rows)), ("COLS", f64::from(cols))];
+                    Kernel::with_constants(ctx, &self.module, PRODUCT, &constants)
+                });
+                let grid = product_tiles(p.m, p.n, symmetric);
+                kernel.bind(ctx, p, &buffers.buffers(), [grid[0], grid[1], splits])
+            }
+            ProductVariant::Lanes(rows) => {
+                let transpose_b = p.flags & flags::TRANSPOSE_B != 0;
+                let (spec, across) = if transpose_b {
+                    (GRAM_LANES_SPEC, p.n.div_ceil(GRAM_LANES))
+                } else {
+                    (PRODUCT_LANES, (p.n / 4).div_ceil(LANES))
+                };
+                let slot = &self.lanes[usize::from(transpose_b)][(rows / 8) as usize];
+                let kernel = slot
+                    .get_or_init(|| Kernel::with_constants(ctx, &self.module, spec, &[("LANE_ROWS", f64::from(rows))]));
+                kernel.bind(ctx, p, &buffers.buffers(), [across, p.m.div_ceil(rows), splits])
+            }
+        }
     }
 
     /// The residual connection's forward over `p.n` values.

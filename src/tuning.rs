@@ -1,0 +1,166 @@
+//! Choosing among a kernel family's variants by measurement, and remembering the choice.
+//!
+//! A family with several variants (today the products of `kernels::pointwise`: workgroup tiles
+//! for GPUs, lanes with registers for CPU-like adapters) asks the [`Tuner`] for a choice when a
+//! plan is built. In [`Tune::Auto`] mode a choice cached for this adapter and shape is used at
+//! once; otherwise every eligible variant is timed on the shape and the fastest kept, in memory
+//! for the rest of the process and in `tuning.json` in the cache directory for later runs. The
+//! first process to record a choice wins: one that measured at the same time adopts it, so two
+//! runs of one size always use the same kernels (a choice changes results only by rounding).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::gpu::GpuContext;
+use crate::kernels::{BoundOp, Family};
+
+/// The cache file, in the cache directory (`weights::store::cache_dir`).
+pub const CACHE_FILE: &str = "tuning.json";
+
+/// When kernel variants are measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tune {
+    /// Use the choices cached for this adapter; measure (and cache) the shapes not cached yet.
+    #[default]
+    Auto,
+    /// Measure nothing: every family's first variant (the workgroup-tiled kernels).
+    Off,
+    /// Measure every shape again and replace the cached choices.
+    Always,
+}
+
+/// One family's choice for one shape, as `bench --json` reports it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Choice {
+    /// The family.
+    pub family: String,
+    /// The shape it was made for (the family's own key).
+    pub shape: String,
+    /// The variant chosen.
+    pub variant: String,
+    /// Every variant measured, with its time in milliseconds (empty for a cached choice, which
+    /// keeps the times it was made with in `cached_ms`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measured: Vec<(String, f64)>,
+    /// The chosen variant's time in milliseconds when it was measured.
+    pub ms: f64,
+}
+
+/// Per adapter key, per `family/shape`: the cached choice.
+type CacheFile = BTreeMap<String, BTreeMap<String, Choice>>;
+
+/// The variant chooser of one device (held by its `GpuContext`).
+pub struct Tuner {
+    mode: Tune,
+    adapter: String,
+    path: Option<PathBuf>,
+    /// This process's choices, by `family/shape`.
+    choices: Mutex<BTreeMap<String, Choice>>,
+}
+
+impl Tuner {
+    /// A tuner for the adapter `info` (its cache entries are keyed by backend, name, driver and
+    /// driver version), caching in `cache_dir` (none: measure in every process).
+    pub fn new(mode: Tune, info: &wgpu::AdapterInfo, cache_dir: Option<PathBuf>) -> Self {
+        let adapter = format!("{:?} {} | {} | {}", info.backend, info.name, info.driver, info.driver_info);
+        Self { mode, adapter, path: cache_dir.map(|d| d.join(CACHE_FILE)), choices: Mutex::default() }
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Tune {
+        self.mode
+    }
+
+    /// The variant of `family` to use for `shape`, one of `variants` (the first is the default,
+    /// used without measuring in [`Tune::Off`] mode or when it is the only one). `measure`
+    /// times one variant in milliseconds; a variant that fails to run is never chosen.
+    pub fn choose(
+        &self,
+        family: Family,
+        shape: &str,
+        variants: &[&str],
+        mut measure: impl FnMut(&str) -> Result<f64>,
+    ) -> String {
+        let first = variants.first().expect("a variant").to_string();
+        if self.mode == Tune::Off || variants.len() == 1 {
+            return first;
+        }
+        let key = format!("{}/{shape}", family.name());
+        if let Some(c) = self.choices.lock().unwrap().get(&key) {
+            return c.variant.clone();
+        }
+        if self.mode == Tune::Auto
+            && let Some(c) = self.cached(&key).filter(|c| variants.contains(&c.variant.as_str()))
+        {
+            let variant = c.variant.clone();
+            self.choices.lock().unwrap().insert(key, Choice { measured: Vec::new(), ..c });
+            return variant;
+        }
+        let measured: Vec<(String, f64)> =
+            variants.iter().filter_map(|v| measure(v).ok().map(|ms| (v.to_string(), ms))).collect();
+        let Some((variant, ms)) = measured.iter().min_by(|a, b| a.1.total_cmp(&b.1)).cloned() else {
+            return first;
+        };
+        let mine = Choice { family: family.name().into(), shape: shape.into(), variant, measured, ms };
+        // Another process may have recorded this shape meanwhile: its choice wins in `auto`.
+        let choice = self.record(&key, mine);
+        let variant = choice.variant.clone();
+        self.choices.lock().unwrap().insert(key, choice);
+        variant
+    }
+
+    /// Every choice this process made or read, by family and shape.
+    pub fn choices(&self) -> Vec<Choice> {
+        self.choices.lock().unwrap().values().cloned().collect()
+    }
+
+    fn cached(&self, key: &str) -> Option<Choice> {
+        read_cache(self.path.as_ref()?).remove(&self.adapter)?.remove(key)
+    }
+
+    /// Records `mine` in the cache file under a lock, unless (in `auto` mode) another process
+    /// recorded the key first: then theirs is returned (with the times measured here).
+    fn record(&self, key: &str, mine: Choice) -> Choice {
+        let Some(path) = &self.path else { return mine };
+        let write = || -> Result<Choice> {
+            let dir = path.parent().context("cache path")?;
+            std::fs::create_dir_all(dir)?;
+            let lock = std::fs::File::create(dir.join("tuning.lock"))?;
+            lock.lock()?;
+            let mut all = read_cache(path);
+            let entries = all.entry(self.adapter.clone()).or_default();
+            if self.mode == Tune::Auto
+                && let Some(theirs) = entries.get(key)
+            {
+                return Ok(Choice { measured: mine.measured.clone(), ..theirs.clone() });
+            }
+            entries.insert(key.to_string(), Choice { measured: Vec::new(), ..mine.clone() });
+            crate::atomic::write(path, serde_json::to_string_pretty(&all)?.as_bytes())?;
+            Ok(mine.clone())
+        };
+        // An unwritable cache costs only the measurement next time.
+        write().unwrap_or(mine)
+    }
+}
+
+fn read_cache(path: &PathBuf) -> CacheFile {
+    std::fs::read(path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
+}
+
+/// Milliseconds one dispatch of `op` takes: the best of three submissions of two dispatches
+/// each (wall clock around the submission and its completion), after one untimed dispatch.
+pub fn time_op(ctx: &GpuContext, op: &BoundOp) -> Result<f64> {
+    crate::kernels::run(ctx, std::slice::from_ref(op))?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let start = Instant::now();
+        crate::kernels::run(ctx, &[op.clone(), op.clone()])?;
+        best = best.min(start.elapsed().as_secs_f64() * 1e3 / 2.0);
+    }
+    Ok(best)
+}
