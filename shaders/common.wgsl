@@ -66,3 +66,9 @@ fn tap_source(i: i32, k: u32, pad: u32, stride: u32, out_len: u32) -> i32 {
     }
     return n / i32(stride);
 }
+
+// ⌊a / b⌋ for b > 0 (WGSL's integer division truncates toward zero).
+fn floor_div(a: i32, b: i32) -> i32 {
+    let q = a / b;
+    return select(q, q - 1, a % b != 0 && a < 0);
+}

@@ -125,3 +125,111 @@ fn conv_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     grad_input[i * in_pixels + pix] += acc * p.scale[i % 3u];
 }
+
+// ---- Shaped for CPU-like adapters: rows ----
+// As depthwise.wgsl's rows kernels: the output (forward) or input (backward) row and the channel
+// block come from the workgroup id, so weight loads and row tests are shared by the lanes; the
+// kernel size, stride and (backward) horizontal padding are pipeline constants.
+override CONV_K: u32 = 3u;
+override CONV_S: u32 = 2u;
+override CONV_PAD: u32 = 0u;
+
+// One output pixel of CONV_OUT_BLOCK channels per invocation.
+@compute @workgroup_size(ROW_LANES)
+fn conv_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let x = min(gid.x, p.out_w - 1u);
+    let y = wid.y;
+    let o0 = wid.z * CONV_OUT_BLOCK;
+    let taps = p.in_c * CONV_K * CONV_K;
+    let last_o = p.out_c - 1u;
+    var acc: array<f32, CONV_OUT_BLOCK>;
+    for (var o = 0u; o < CONV_OUT_BLOCK; o++) {
+        acc[o] = weights[p.out_c * taps + min(o0 + o, last_o)];
+    }
+    let ix0 = i32(x * CONV_S) - i32(p.pad_x);
+    let last_x = i32(p.in_w) - 1;
+    for (var i = 0u; i < p.in_c; i++) {
+        for (var ky = 0u; ky < CONV_K; ky++) {
+            let iy = i32(y * CONV_S + ky) - i32(p.pad_y);
+            if iy < 0 || iy >= i32(p.in_h) {
+                continue;
+            }
+            let row = (i * p.in_h + u32(iy)) * p.in_w;
+            for (var kx = 0u; kx < CONV_K; kx++) {
+                let ix = ix0 + i32(kx);
+                // Normalized, then zero-padded.
+                let raw = input[row + u32(clamp(ix, 0, last_x))] * p.scale[i % 3u] + p.shift[i % 3u];
+                let v = select(0.0, raw, ix >= 0 && ix <= last_x);
+                let tap = (i * CONV_K + ky) * CONV_K + kx;
+                for (var o = 0u; o < CONV_OUT_BLOCK; o++) {
+                    acc[o] += weights[min(o0 + o, last_o) * taps + tap] * v;
+                }
+            }
+        }
+    }
+    if gid.x >= p.out_w {
+        return;
+    }
+    let pixels = p.out_h * p.out_w;
+    for (var o = 0u; o < CONV_OUT_BLOCK; o++) {
+        if o0 + o < p.out_c {
+            let idx = (o0 + o) * pixels + y * p.out_w + x;
+            output[idx] = activate(acc[o], p.act, p.cap);
+            if p.store_preact == 1u {
+                preact[idx] = acc[o];
+            }
+        }
+    }
+}
+
+// The image gradient for DW_OUTS neighbouring pixels of one row, all CONV_ROWS_IN channels, per
+// invocation: pixel x receives w · g[oy][ox] where ox · CONV_S + kx − CONV_PAD = x, so which
+// taps reach which neighbour, and where in the window of g, is known at compile time.
+@compute @workgroup_size(ROW_LANES)
+fn conv_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let iy = wid.y;
+    let x0 = gid.x * DW_OUTS;
+    let s = i32(CONV_S);
+    let pad = i32(CONV_PAD);
+    let k = i32(CONV_K);
+    let first = floor_div(pad - k + 1, s);
+    let count = floor_div(i32(DW_OUTS) - 1 + pad, s) - first + 1;
+    let base = i32(x0) / s + first;
+    let last = i32(p.out_w) - 1;
+    let out_pixels = p.out_h * p.out_w;
+    var acc: array<f32, CONV_ROWS_IN * DW_OUTS>;
+    for (var ky = 0u; ky < CONV_K; ky++) {
+        let sy = tap_source(i32(iy), ky, p.pad_y, CONV_S, p.out_h);
+        if sy < 0 {
+            continue;
+        }
+        for (var o = 0u; o < p.out_c; o++) {
+            let row = o * out_pixels + u32(sy) * p.out_w;
+            var win: array<f32, DW_WINDOW>;
+            for (var j = 0; j < count; j++) {
+                let ox = base + j;
+                win[j] = select(0.0, grad_output[row + u32(clamp(ox, 0, last))], ox >= 0 && ox <= last);
+            }
+            for (var i = 0u; i < CONV_ROWS_IN; i++) {
+                for (var kx = 0; kx < k; kx++) {
+                    let w = weights[((o * CONV_ROWS_IN + i) * CONV_K + ky) * CONV_K + u32(kx)];
+                    for (var t = 0; t < i32(DW_OUTS); t++) {
+                        let n = t + pad - kx;
+                        if n % s == 0 {
+                            acc[i * DW_OUTS + u32(t)] += w * win[floor_div(n, s) - first];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let in_pixels = p.in_h * p.in_w;
+    for (var i = 0u; i < CONV_ROWS_IN; i++) {
+        for (var t = 0u; t < DW_OUTS; t++) {
+            let x = x0 + t;
+            if x < p.in_w {
+                grad_input[i * in_pixels + iy * p.in_w + x] += acc[i * DW_OUTS + t] * p.scale[i];
+            }
+        }
+    }
+}

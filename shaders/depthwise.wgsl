@@ -83,3 +83,102 @@ fn depthwise_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     grad_input[c * in_pixels + pix] += acc;
 }
+
+// ---- Shaped for CPU-like adapters: rows ----
+// A workgroup covers DW_OUTS · ROW_LANES consecutive values of one row of one channel (the row
+// and the channel come from the workgroup id, so every weight load and row test is shared by the
+// lanes); each invocation computes DW_OUTS neighbours from one window of at most DW_WINDOW loads. The kernel size,
+// the stride and (backward) the horizontal padding are pipeline constants, so every tap's
+// window index is known when the shader is compiled.
+override DW_K: u32 = 3u;
+override DW_S: u32 = 1u;
+override DW_PAD: u32 = 1u;
+
+@compute @workgroup_size(ROW_LANES)
+fn depthwise_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let y = wid.y;
+    let c = wid.z;
+    let x0 = gid.x * DW_OUTS;
+    let bias = weights[p.channels * DW_K * DW_K + c];
+    var acc: array<f32, DW_OUTS>;
+    for (var o = 0u; o < DW_OUTS; o++) {
+        acc[o] = bias;
+    }
+    let base = i32(x0 * DW_S) - i32(p.pad_x);
+    let last = i32(p.in_w) - 1;
+    for (var ky = 0u; ky < DW_K; ky++) {
+        let iy = i32(y * DW_S + ky) - i32(p.pad_y);
+        if iy < 0 || iy >= i32(p.in_h) {
+            continue;
+        }
+        let row = (c * p.in_h + u32(iy)) * p.in_w;
+        var win: array<f32, DW_WINDOW>;
+        for (var j = 0u; j < (DW_OUTS - 1u) * DW_S + DW_K; j++) {
+            let ix = base + i32(j);
+            win[j] = select(0.0, input[row + u32(clamp(ix, 0, last))], ix >= 0 && ix <= last);
+        }
+        for (var kx = 0u; kx < DW_K; kx++) {
+            let w = weights[(c * DW_K + ky) * DW_K + kx];
+            for (var o = 0u; o < DW_OUTS; o++) {
+                acc[o] += w * win[o * DW_S + kx];
+            }
+        }
+    }
+    for (var o = 0u; o < DW_OUTS; o++) {
+        let x = x0 + o;
+        if x < p.out_w {
+            let idx = (c * p.out_h + y) * p.out_w + x;
+            output[idx] = activate(acc[o], p.act, p.cap);
+            if p.store_preact == 1u {
+                preact[idx] = acc[o];
+            }
+        }
+    }
+}
+
+// The input gradient, DW_OUTS neighbouring input values per invocation: input x receives
+// w[ky][kx] · g[oy][ox] where ox · DW_S + kx − DW_PAD = x. DW_OUTS is a multiple of DW_S, so
+// which taps reach which of the neighbours, and where in the window, is known at compile time.
+@compute @workgroup_size(ROW_LANES)
+fn depthwise_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let iy = wid.y;
+    let c = wid.z;
+    let x0 = gid.x * DW_OUTS;
+    let s = i32(DW_S);
+    let pad = i32(DW_PAD);
+    let k = i32(DW_K);
+    // The window starts at the first output any tap of x0 reads: ⌊(x0 + pad − (k − 1)) / s⌋.
+    let first = floor_div(pad - k + 1, s);
+    let count = floor_div(i32(DW_OUTS) - 1 + pad, s) - first + 1;
+    let base = i32(x0) / s + first;
+    let last = i32(p.out_w) - 1;
+    var acc: array<f32, DW_OUTS>;
+    for (var ky = 0u; ky < DW_K; ky++) {
+        let sy = tap_source(i32(iy), ky, p.pad_y, DW_S, p.out_h);
+        if sy < 0 {
+            continue;
+        }
+        let row = (c * p.out_h + u32(sy)) * p.out_w;
+        var win: array<f32, DW_WINDOW>;
+        for (var j = 0; j < count; j++) {
+            let ox = base + j;
+            win[j] = select(0.0, grad_output[row + u32(clamp(ox, 0, last))], ox >= 0 && ox <= last);
+        }
+        for (var kx = 0; kx < k; kx++) {
+            let w = weights[(c * DW_K + ky) * DW_K + u32(kx)];
+            for (var o = 0; o < i32(DW_OUTS); o++) {
+                let n = o + pad - kx;
+                if n % s == 0 {
+                    acc[o] += w * win[floor_div(n, s) - first];
+                }
+            }
+        }
+    }
+    for (var o = 0u; o < DW_OUTS; o++) {
+        let x = x0 + o;
+        if x < p.in_w {
+            let idx = (c * p.in_h + iy) * p.in_w + x;
+            grad_input[idx] += acc[o];
+        }
+    }
+}

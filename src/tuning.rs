@@ -114,6 +114,21 @@ impl Tuner {
         variant
     }
 
+    /// [`Tuner::choose`] over typed variants: `fitting` are those that can compute the shape (the
+    /// default first), `measure` times one.
+    pub fn pick<V: Variant>(
+        &self,
+        family: Family,
+        shape: &str,
+        fitting: &[V],
+        mut measure: impl FnMut(V) -> Result<f64>,
+    ) -> V {
+        let names: Vec<&str> = fitting.iter().map(|v| v.name()).collect();
+        let by_name = |name: &str| fitting.iter().copied().find(|v| v.name() == name);
+        let chosen = self.choose(family, shape, &names, |name| measure(by_name(name).expect("a listed variant")));
+        by_name(&chosen).unwrap_or(fitting[0])
+    }
+
     /// Every choice this process made or read, by family and shape.
     pub fn choices(&self) -> Vec<Choice> {
         self.choices.lock().unwrap().values().cloned().collect()
@@ -150,6 +165,23 @@ impl Tuner {
 
 fn read_cache(path: &PathBuf) -> CacheFile {
     std::fs::read(path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
+}
+
+/// A kernel variant a family offers the tuner.
+pub trait Variant: Copy {
+    /// Its name in the cache and in `bench` reports.
+    fn name(self) -> &'static str;
+}
+
+/// A zeroed buffer the size of `like`, to time a variant on without touching the plan's values;
+/// not counted in the plan's memory (it lives only while the variant is timed).
+pub fn scratch_like(ctx: &GpuContext, like: &wgpu::Buffer) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("tuning scratch"),
+        size: like.size(),
+        usage: like.usage(),
+        mapped_at_creation: false,
+    })
 }
 
 /// Milliseconds one dispatch of `op` takes: the best of three submissions of two dispatches

@@ -7,8 +7,8 @@ mod common;
 use common::*;
 use neural_style::arch::{Activation, LayerId, Padding};
 use neural_style::gpu::GpuContext;
-use neural_style::kernels::conv::{ActivationBackward, ConvBackward, ConvForward, ConvParams};
-use neural_style::kernels::depthwise::{DepthwiseBackward, DepthwiseForward, DepthwiseParams};
+use neural_style::kernels::conv::{ActivationBackward, ConvBackward, ConvForward, ConvParams, ConvVariant};
+use neural_style::kernels::depthwise::{DepthwiseBackward, DepthwiseForward, DepthwiseParams, DepthwiseVariant};
 use neural_style::kernels::losses::{ContentLoss, GRADIENT_SLOT, LOSS_SLOTS, LossParams, StyleLoss, TotalLoss, TvLoss};
 use neural_style::kernels::pointwise::{PointwiseParams, ProductBuffers, ProductVariant, flags};
 use neural_style::kernels::squeeze_excite::{
@@ -17,6 +17,7 @@ use neural_style::kernels::squeeze_excite::{
 use neural_style::kernels::{self, Command, Family, Kernels};
 use neural_style::model::SqueezeExcite;
 use neural_style::reference::{self, Tensor};
+use neural_style::tuning::Variant;
 
 fn random_tensor(rng: &mut Rng, c: usize, h: usize, w: usize, scale: f32) -> Tensor {
     Tensor::from_f32(c, h, w, &rng.vec(c * h * w, scale))
@@ -207,25 +208,30 @@ fn gpu_conv_and_depthwise_backward_match_reference() {
                 let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
                 let want = reference::conv2d_backward(&x, &conv, padding, scale, shift, &gy);
                 let params = ConvParams::new(&conv, padding, [3, x.h, x.w], scale, shift, true);
-                let (xb, wb, gyb) = (buffer(&ctx, &x), conv_buffer(&ctx, &conv), buffer(&ctx, &gy));
-                let (yb, pre, gx) = (
-                    ctx.zeroed_buffer("y", y.data.len()),
-                    ctx.zeroed_buffer("pre", y.data.len()),
-                    ctx.zeroed_buffer("gx", x.data.len()),
-                );
-                // Forward (keeping the pre-activation), activation backward in place, input gradient.
-                let activation = ActivationBackward { preact_in: &pre, grad_inout: &gyb };
-                let ops = [
-                    k.conv.forward(&ctx, ConvForward { input: &xb, weights: &wb, output: &yb, preact: &pre }, &params),
-                    k.conv.activation_backward(&ctx, activation, &params.activation_backward(), Family::Stem),
-                    k.conv.backward(&ctx, ConvBackward { grad_output: &gyb, weights: &wb, grad_input: &gx }, &params),
-                ];
-                kernels::run(&ctx, &ops).unwrap();
-                check(
-                    &format!("conv backward {padding:?} k{kernel} s{stride} {act:?}"),
-                    &ctx.read_buffer(&gx, x.data.len()).unwrap(),
-                    &want,
-                );
+                // Forward (keeping the pre-activation), activation backward in place, input
+                // gradient; each variant from fresh buffers.
+                for variant in ConvVariant::ALL {
+                    let (xb, wb, gyb) = (buffer(&ctx, &x), conv_buffer(&ctx, &conv), buffer(&ctx, &gy));
+                    let (yb, pre, gx) = (
+                        ctx.zeroed_buffer("y", y.data.len()),
+                        ctx.zeroed_buffer("pre", y.data.len()),
+                        ctx.zeroed_buffer("gx", x.data.len()),
+                    );
+                    let activation = ActivationBackward { preact_in: &pre, grad_inout: &gyb };
+                    let forward = ConvForward { input: &xb, weights: &wb, output: &yb, preact: &pre };
+                    let backward = ConvBackward { grad_output: &gyb, weights: &wb, grad_input: &gx };
+                    let ops = [
+                        k.conv.forward_variant(&ctx, variant, forward, &params),
+                        k.conv.activation_backward(&ctx, activation, &params.activation_backward(), Family::Stem),
+                        k.conv.backward_variant(&ctx, variant, backward, &params),
+                    ];
+                    kernels::run(&ctx, &ops).unwrap();
+                    check(
+                        &format!("conv backward {} {padding:?} k{kernel} s{stride} {act:?}", variant.name()),
+                        &ctx.read_buffer(&gx, x.data.len()).unwrap(),
+                        &want,
+                    );
+                }
 
                 // Depthwise.
                 let c = 13;
@@ -235,26 +241,28 @@ fn gpu_conv_and_depthwise_backward_match_reference() {
                 let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
                 let want = reference::depthwise_backward(&x, &conv, padding, &gy);
                 let params = DepthwiseParams::new(&conv, padding, [x.h, x.w], true);
-                let (xb, wb, gyb) = (buffer(&ctx, &x), conv_buffer(&ctx, &conv), buffer(&ctx, &gy));
-                let (yb, pre, gx) = (
-                    ctx.zeroed_buffer("y", y.data.len()),
-                    ctx.zeroed_buffer("pre", y.data.len()),
-                    ctx.zeroed_buffer("gx", x.data.len()),
-                );
-                let forward = DepthwiseForward { input: &xb, weights: &wb, output: &yb, preact: &pre };
-                let activation = ActivationBackward { preact_in: &pre, grad_inout: &gyb };
-                let backward = DepthwiseBackward { grad_output: &gyb, weights: &wb, grad_input: &gx };
-                let ops = [
-                    k.depthwise.forward(&ctx, forward, &params),
-                    k.conv.activation_backward(&ctx, activation, &params.activation_backward(), Family::Depthwise),
-                    k.depthwise.backward(&ctx, backward, &params),
-                ];
-                kernels::run(&ctx, &ops).unwrap();
-                check(
-                    &format!("depthwise backward {padding:?} k{kernel} s{stride} {act:?}"),
-                    &ctx.read_buffer(&gx, x.data.len()).unwrap(),
-                    &want,
-                );
+                for variant in DepthwiseVariant::ALL {
+                    let (xb, wb, gyb) = (buffer(&ctx, &x), conv_buffer(&ctx, &conv), buffer(&ctx, &gy));
+                    let (yb, pre, gx) = (
+                        ctx.zeroed_buffer("y", y.data.len()),
+                        ctx.zeroed_buffer("pre", y.data.len()),
+                        ctx.zeroed_buffer("gx", x.data.len()),
+                    );
+                    let forward = DepthwiseForward { input: &xb, weights: &wb, output: &yb, preact: &pre };
+                    let activation = ActivationBackward { preact_in: &pre, grad_inout: &gyb };
+                    let backward = DepthwiseBackward { grad_output: &gyb, weights: &wb, grad_input: &gx };
+                    let ops = [
+                        k.depthwise.forward_variant(&ctx, variant, forward, &params),
+                        k.conv.activation_backward(&ctx, activation, &params.activation_backward(), Family::Depthwise),
+                        k.depthwise.backward_variant(&ctx, variant, backward, &params),
+                    ];
+                    kernels::run(&ctx, &ops).unwrap();
+                    check(
+                        &format!("depthwise backward {} {padding:?} k{kernel} s{stride} {act:?}", variant.name()),
+                        &ctx.read_buffer(&gx, x.data.len()).unwrap(),
+                        &want,
+                    );
+                }
             }
         }
     }

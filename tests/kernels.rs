@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use neural_style::arch::{Activation, Padding};
-use neural_style::kernels::conv::{ConvForward, ConvParams};
-use neural_style::kernels::depthwise::{DepthwiseForward, DepthwiseParams};
+use neural_style::kernels::conv::{ConvForward, ConvParams, ConvVariant};
+use neural_style::kernels::depthwise::{DepthwiseForward, DepthwiseParams, DepthwiseVariant};
 use neural_style::kernels::pointwise::{
     PointwiseParams, ProductBuffers, ProductVariant, ResidualForward, ResidualParams, flags,
 };
@@ -14,6 +14,7 @@ use neural_style::kernels::squeeze_excite::{ChannelMean, ChannelScale, SeGate, S
 use neural_style::kernels::{self, Kernels};
 use neural_style::model::SqueezeExcite;
 use neural_style::reference::{self, Tensor};
+use neural_style::tuning::Variant;
 #[test]
 fn stem_convolution_matches_reference() {
     let Some(ctx) = gpu() else { return };
@@ -35,10 +36,12 @@ fn stem_convolution_matches_reference() {
                 let out = ctx.zeroed_buffer("out", out_c * oh * ow);
                 let wb = conv_buffer(&ctx, &conv);
                 let buffers = ConvForward { input: &input_buf, weights: &wb, output: &out, preact: k.placeholder() };
-                let op = k.conv.forward(&ctx, buffers, &params);
-                kernels::run(&ctx, &[op]).unwrap();
-                let got = ctx.read_buffer(&out, out_c * oh * ow).unwrap();
-                check(&format!("conv {padding:?} k{kernel} s{stride} {out_c} {act:?}"), &got, &want);
+                for variant in ConvVariant::ALL {
+                    kernels::run(&ctx, &[k.conv.forward_variant(&ctx, variant, buffers, &params)]).unwrap();
+                    let got = ctx.read_buffer(&out, out_c * oh * ow).unwrap();
+                    let name = variant.name();
+                    check(&format!("conv {name} {padding:?} k{kernel} s{stride} {out_c} {act:?}"), &got, &want);
+                }
             }
         }
     }
@@ -64,10 +67,12 @@ fn depthwise_convolution_matches_reference() {
                     let wb = conv_buffer(&ctx, &conv);
                     let buffers =
                         DepthwiseForward { input: &input_buf, weights: &wb, output: &out, preact: k.placeholder() };
-                    let op = k.depthwise.forward(&ctx, buffers, &params);
-                    kernels::run(&ctx, &[op]).unwrap();
-                    let got = ctx.read_buffer(&out, c * oh * ow).unwrap();
-                    check(&format!("depthwise {padding:?} k{kernel} s{stride} {act:?}"), &got, &want);
+                    for variant in DepthwiseVariant::ALL {
+                        kernels::run(&ctx, &[k.depthwise.forward_variant(&ctx, variant, buffers, &params)]).unwrap();
+                        let got = ctx.read_buffer(&out, c * oh * ow).unwrap();
+                        let name = variant.name();
+                        check(&format!("depthwise {name} {padding:?} k{kernel} s{stride} {act:?}"), &got, &want);
+                    }
                 }
             }
         }

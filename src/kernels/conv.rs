@@ -5,8 +5,12 @@
 use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, flat_grid, groups};
 use super::{kernel_bindings, uniform_params};
 use crate::arch::Padding;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use crate::gpu::GpuContext;
 use crate::model::Conv as ConvLayer;
+use crate::tuning::{Variant, scratch_like, time_op};
 
 /// Output channels each `conv_forward` invocation computes from one load of its inputs
 /// (`CONV_OUT_BLOCK` in WGSL).
@@ -181,38 +185,180 @@ pub const ACTIVATION_BACKWARD: KernelSpec = KernelSpec {
     ..FORWARD
 };
 
+/// The tuning cache's key of a stem shape.
+fn shape_key(direction: &str, p: &ConvParams) -> String {
+    let ConvParams { in_c, in_h, in_w, out_c, kernel, stride, pad_y, pad_x, .. } = *p;
+    format!("{direction} {in_c}->{out_c} {in_h}x{in_w} k{kernel} s{stride} pad{pad_y},{pad_x}")
+}
+
+/// Input channels of `conv_rows_backward` (`CONV_ROWS_IN` in WGSL): the image's.
+pub const ROWS_IN_CHANNELS: u32 = 3;
+
+/// `conv_rows_forward`: one output row per workgroup (CPU-like adapters).
+pub const ROWS_FORWARD: KernelSpec = KernelSpec {
+    entry: "conv_rows_forward",
+    workgroup_size: [super::depthwise::ROW_LANES, 1, 1],
+    overrides: &["CONV_K", "CONV_S", "CONV_PAD"],
+    ..FORWARD
+};
+
+/// `conv_rows_backward`: one image row per workgroup, every channel per invocation.
+pub const ROWS_BACKWARD: KernelSpec =
+    KernelSpec { entry: "conv_rows_backward", storage: ConvBackward::BINDINGS, ..ROWS_FORWARD };
+
 /// Every kernel of the file.
-pub const SPECS: &[KernelSpec] = &[FORWARD, BACKWARD, ACTIVATION_BACKWARD];
+pub const SPECS: &[KernelSpec] = &[FORWARD, BACKWARD, ACTIVATION_BACKWARD, ROWS_FORWARD, ROWS_BACKWARD];
+
+/// One way to compute the stem or its image gradient; the device's tuner picks per shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvVariant {
+    /// One invocation per output pixel (forward) or input value (backward) over a flat index
+    /// (GPUs).
+    Flat,
+    /// One row per workgroup, the kernel size, stride and padding compiled in (CPU-like
+    /// adapters); the backward computes [`super::depthwise::ROW_OUTS`] neighbours of every
+    /// channel per invocation.
+    Rows,
+}
+
+impl Variant for ConvVariant {
+    fn name(self) -> &'static str {
+        match self {
+            ConvVariant::Flat => "flat",
+            ConvVariant::Rows => "rows",
+        }
+    }
+}
+
+impl ConvVariant {
+    /// Every variant, the default first.
+    pub const ALL: [ConvVariant; 2] = [ConvVariant::Flat, ConvVariant::Rows];
+
+    /// Whether this variant computes `p` (its input gradient when `backward`): the rows kernels
+    /// take kernels of 3 or 5, strides of 1 or 2 and padding less than the kernel (their windows
+    /// are sized for those), the backward exactly [`ROWS_IN_CHANNELS`] input channels.
+    pub fn fits(self, p: &ConvParams, backward: bool) -> bool {
+        self == ConvVariant::Flat
+            || (matches!(p.kernel, 3 | 5)
+                && matches!(p.stride, 1 | 2)
+                && p.pad_x < p.kernel
+                && p.pad_y < p.kernel
+                && (!backward || p.in_c == ROWS_IN_CHANNELS))
+    }
+}
 
 /// The kernels of `conv.wgsl`.
 pub struct Conv {
+    module: wgpu::ShaderModule,
     forward: Kernel,
     backward: Kernel,
     activation_backward: Kernel,
+    /// Rows kernels by direction (backward: true), kernel size, stride and padding.
+    rows: Mutex<HashMap<(bool, u32, u32, u32), Kernel>>,
 }
 
 impl Conv {
-    /// Compiles the file's kernels.
+    /// Compiles the flat kernels; the rows kernels compile on first use.
     pub fn new(ctx: &GpuContext) -> Self {
         let module = Shader::Conv.module(ctx);
         Self {
             forward: Kernel::new(ctx, &module, FORWARD),
             backward: Kernel::new(ctx, &module, BACKWARD),
             activation_backward: Kernel::new(ctx, &module, ACTIVATION_BACKWARD),
+            rows: Mutex::default(),
+            module,
         }
     }
 
-    /// The convolution: one invocation per output pixel and block of [`OUT_BLOCK`] channels.
+    /// The convolution, in the variant the device's tuner chose.
     pub fn forward(&self, ctx: &GpuContext, buffers: ConvForward, p: &ConvParams) -> BoundOp {
-        let grid = [groups((p.out_h * p.out_w) as usize, WORKGROUP), p.out_c.div_ceil(OUT_BLOCK), 1];
-        self.forward.bind(ctx, p, &buffers.buffers(), grid)
+        let fitting: Vec<_> = ConvVariant::ALL.into_iter().filter(|v| v.fits(p, false)).collect();
+        let variant = ctx.tuner().pick(Family::Stem, &shape_key("forward", p), &fitting, |v| {
+            let scratch = |b| scratch_like(ctx, b);
+            let (i, w, o, pre) =
+                (scratch(buffers.input), scratch(buffers.weights), scratch(buffers.output), scratch(buffers.preact));
+            time_op(
+                ctx,
+                &self.forward_variant(ctx, v, ConvForward { input: &i, weights: &w, output: &o, preact: &pre }, p),
+            )
+        });
+        self.forward_variant(ctx, variant, buffers, p)
     }
 
-    /// dL/d image += the transposed convolution of dL/d(pre-activation): one invocation per
-    /// input value.
+    /// dL/d image += the transposed convolution of dL/d(pre-activation), in the variant the
+    /// device's tuner chose.
     pub fn backward(&self, ctx: &GpuContext, buffers: ConvBackward, p: &ConvParams) -> BoundOp {
-        let grid = [groups((p.in_h * p.in_w) as usize, WORKGROUP), p.in_c, 1];
-        self.backward.bind(ctx, p, &buffers.buffers(), grid)
+        let fitting: Vec<_> = ConvVariant::ALL.into_iter().filter(|v| v.fits(p, true)).collect();
+        let variant = ctx.tuner().pick(Family::Stem, &shape_key("backward", p), &fitting, |v| {
+            let scratch = |b| scratch_like(ctx, b);
+            let (g, w, gi) = (scratch(buffers.grad_output), scratch(buffers.weights), scratch(buffers.grad_input));
+            time_op(
+                ctx,
+                &self.backward_variant(ctx, v, ConvBackward { grad_output: &g, weights: &w, grad_input: &gi }, p),
+            )
+        });
+        self.backward_variant(ctx, variant, buffers, p)
+    }
+
+    /// The convolution in a given variant, which must fit `p`: flat, one invocation per output
+    /// pixel and block of [`OUT_BLOCK`] channels; rows, the same with one output row per
+    /// workgroup.
+    pub fn forward_variant(
+        &self,
+        ctx: &GpuContext,
+        variant: ConvVariant,
+        buffers: ConvForward,
+        p: &ConvParams,
+    ) -> BoundOp {
+        assert!(variant.fits(p, false), "{} cannot compute {p:?}", variant.name());
+        match variant {
+            ConvVariant::Flat => {
+                let grid = [groups((p.out_h * p.out_w) as usize, WORKGROUP), p.out_c.div_ceil(OUT_BLOCK), 1];
+                self.forward.bind(ctx, p, &buffers.buffers(), grid)
+            }
+            ConvVariant::Rows => {
+                let grid = [p.out_w.div_ceil(super::depthwise::ROW_LANES), p.out_h, p.out_c.div_ceil(OUT_BLOCK)];
+                self.rows_kernel(ctx, false, p).bind(ctx, p, &buffers.buffers(), grid)
+            }
+        }
+    }
+
+    /// The image gradient in a given variant, which must fit `p`: flat, one invocation per
+    /// input value; rows, one image row per workgroup.
+    pub fn backward_variant(
+        &self,
+        ctx: &GpuContext,
+        variant: ConvVariant,
+        buffers: ConvBackward,
+        p: &ConvParams,
+    ) -> BoundOp {
+        assert!(variant.fits(p, true), "{} cannot compute {p:?}", variant.name());
+        match variant {
+            ConvVariant::Flat => {
+                let grid = [groups((p.in_h * p.in_w) as usize, WORKGROUP), p.in_c, 1];
+                self.backward.bind(ctx, p, &buffers.buffers(), grid)
+            }
+            ConvVariant::Rows => {
+                use super::depthwise::{ROW_LANES, ROW_OUTS};
+                let grid = [p.in_w.div_ceil(ROW_LANES * ROW_OUTS), p.in_h, 1];
+                self.rows_kernel(ctx, true, p).bind(ctx, p, &buffers.buffers(), grid)
+            }
+        }
+    }
+
+    fn rows_kernel(&self, ctx: &GpuContext, backward: bool, p: &ConvParams) -> Kernel {
+        let mut rows = self.rows.lock().unwrap();
+        rows.entry((backward, p.kernel, p.stride, p.pad_x))
+            .or_insert_with(|| {
+                let spec = if backward { ROWS_BACKWARD } else { ROWS_FORWARD };
+                let constants = [
+                    ("CONV_K", f64::from(p.kernel)),
+                    ("CONV_S", f64::from(p.stride)),
+                    ("CONV_PAD", f64::from(p.pad_x)),
+                ];
+                Kernel::with_constants(ctx, &self.module, spec, &constants)
+            })
+            .clone()
     }
 
     /// dL/dY → dL/dZ in place, timed under `family` (the layer it belongs to).

@@ -4,8 +4,12 @@
 use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, groups};
 use super::{kernel_bindings, uniform_params};
 use crate::arch::Padding;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use crate::gpu::GpuContext;
 use crate::model::Conv;
+use crate::tuning::{Variant, scratch_like, time_op};
 
 uniform_params! {
     /// Uniforms of `depthwise_forward` and `depthwise_backward`.
@@ -112,32 +116,171 @@ pub const FORWARD: KernelSpec = KernelSpec {
 pub const BACKWARD: KernelSpec =
     KernelSpec { entry: "depthwise_backward", storage: DepthwiseBackward::BINDINGS, ..FORWARD };
 
+/// The variants that compute `p`.
+fn fitting(p: &DepthwiseParams) -> Vec<DepthwiseVariant> {
+    DepthwiseVariant::ALL.into_iter().filter(|v| v.fits(p)).collect()
+}
+
+/// The tuning cache's key of a depthwise shape.
+fn shape_key(direction: &str, p: &DepthwiseParams) -> String {
+    let DepthwiseParams { channels, in_h, in_w, kernel, stride, pad_y, pad_x, .. } = *p;
+    format!("{direction} c{channels} {in_h}x{in_w} k{kernel} s{stride} pad{pad_y},{pad_x}")
+}
+
+/// Invocations of a rows workgroup, along a row (`ROW_LANES` in WGSL).
+pub const ROW_LANES: u32 = 16;
+/// Values of a row each rows invocation computes (`DW_OUTS` in WGSL).
+pub const ROW_OUTS: u32 = 4;
+/// The longest window of loads a rows invocation keeps (`DW_WINDOW` in WGSL): the forward's at
+/// stride 2 with a 5×5 kernel.
+pub const ROW_WINDOW: u32 = (ROW_OUTS - 1) * 2 + 5;
+
+/// `depthwise_rows_forward`: one row of one channel per workgroup (CPU-like adapters).
+pub const ROWS_FORWARD: KernelSpec = KernelSpec {
+    entry: "depthwise_rows_forward",
+    workgroup_size: [ROW_LANES, 1, 1],
+    overrides: &["DW_K", "DW_S", "DW_PAD"],
+    ..FORWARD
+};
+
+/// `depthwise_rows_backward`.
+pub const ROWS_BACKWARD: KernelSpec =
+    KernelSpec { entry: "depthwise_rows_backward", storage: DepthwiseBackward::BINDINGS, ..ROWS_FORWARD };
+
+/// One way to compute a depthwise convolution or its input gradient; the device's tuner picks
+/// per shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepthwiseVariant {
+    /// One invocation per value over a flat pixel index (GPUs).
+    Flat,
+    /// [`ROW_OUTS`] neighbours of a row per invocation, the row and channel shared by the
+    /// workgroup, the kernel size, stride and padding compiled in (CPU-like adapters).
+    Rows,
+}
+
+impl Variant for DepthwiseVariant {
+    fn name(self) -> &'static str {
+        match self {
+            DepthwiseVariant::Flat => "flat",
+            DepthwiseVariant::Rows => "rows",
+        }
+    }
+}
+
+impl DepthwiseVariant {
+    /// Every variant, the default first.
+    pub const ALL: [DepthwiseVariant; 2] = [DepthwiseVariant::Flat, DepthwiseVariant::Rows];
+
+    /// Whether this variant computes `p`: the rows kernels take kernels of 3 or 5 and strides
+    /// of 1 or 2 (their windows are sized for those), padding less than the kernel.
+    pub fn fits(self, p: &DepthwiseParams) -> bool {
+        self == DepthwiseVariant::Flat
+            || (matches!(p.kernel, 3 | 5) && matches!(p.stride, 1 | 2) && p.pad_x < p.kernel && p.pad_y < p.kernel)
+    }
+}
+
 /// Every kernel of the file.
-pub const SPECS: &[KernelSpec] = &[FORWARD, BACKWARD];
+pub const SPECS: &[KernelSpec] = &[FORWARD, BACKWARD, ROWS_FORWARD, ROWS_BACKWARD];
 
 /// The kernels of `depthwise.wgsl`.
 pub struct Depthwise {
+    module: wgpu::ShaderModule,
     forward: Kernel,
     backward: Kernel,
+    /// Rows kernels by direction (backward: true), kernel size, stride and padding.
+    rows: Mutex<HashMap<(bool, u32, u32, u32), Kernel>>,
 }
 
 impl Depthwise {
-    /// Compiles the file's kernels.
+    /// Compiles the flat kernels; the rows kernels compile on first use.
     pub fn new(ctx: &GpuContext) -> Self {
         let module = Shader::Depthwise.module(ctx);
-        Self { forward: Kernel::new(ctx, &module, FORWARD), backward: Kernel::new(ctx, &module, BACKWARD) }
+        Self {
+            forward: Kernel::new(ctx, &module, FORWARD),
+            backward: Kernel::new(ctx, &module, BACKWARD),
+            rows: Mutex::default(),
+            module,
+        }
     }
 
-    /// The convolution: one invocation per output value (x over pixels, y over channels).
+    /// The depthwise convolution over `p`, in the variant the device's tuner chose.
     pub fn forward(&self, ctx: &GpuContext, buffers: DepthwiseForward, p: &DepthwiseParams) -> BoundOp {
-        let grid = [groups((p.out_h * p.out_w) as usize, WORKGROUP), p.channels, 1];
-        self.forward.bind(ctx, p, &buffers.buffers(), grid)
+        let variant = ctx.tuner().pick(Family::Depthwise, &shape_key("forward", p), &fitting(p), |v| {
+            let scratch = |b| scratch_like(ctx, b);
+            let (i, w, o, pre) =
+                (scratch(buffers.input), scratch(buffers.weights), scratch(buffers.output), scratch(buffers.preact));
+            let op =
+                self.forward_variant(ctx, v, DepthwiseForward { input: &i, weights: &w, output: &o, preact: &pre }, p);
+            time_op(ctx, &op)
+        });
+        self.forward_variant(ctx, variant, buffers, p)
     }
 
-    /// dL/d input += the transposed depthwise convolution of dL/d(pre-activation): one
-    /// invocation per input value (x over pixels, y over channels).
+    /// Its input gradient, added into `grad_input`, in the variant the device's tuner chose.
     pub fn backward(&self, ctx: &GpuContext, buffers: DepthwiseBackward, p: &DepthwiseParams) -> BoundOp {
-        let grid = [groups((p.in_h * p.in_w) as usize, WORKGROUP), p.channels, 1];
-        self.backward.bind(ctx, p, &buffers.buffers(), grid)
+        let variant = ctx.tuner().pick(Family::Depthwise, &shape_key("backward", p), &fitting(p), |v| {
+            let scratch = |b| scratch_like(ctx, b);
+            let (g, w, gi) = (scratch(buffers.grad_output), scratch(buffers.weights), scratch(buffers.grad_input));
+            let op =
+                self.backward_variant(ctx, v, DepthwiseBackward { grad_output: &g, weights: &w, grad_input: &gi }, p);
+            time_op(ctx, &op)
+        });
+        self.backward_variant(ctx, variant, buffers, p)
+    }
+
+    /// The depthwise convolution in a given variant, which must fit `p`.
+    pub fn forward_variant(
+        &self,
+        ctx: &GpuContext,
+        variant: DepthwiseVariant,
+        buffers: DepthwiseForward,
+        p: &DepthwiseParams,
+    ) -> BoundOp {
+        assert!(variant.fits(p), "{} cannot compute {p:?}", variant.name());
+        match variant {
+            DepthwiseVariant::Flat => {
+                let grid = [groups((p.out_h * p.out_w) as usize, WORKGROUP), p.channels, 1];
+                self.forward.bind(ctx, p, &buffers.buffers(), grid)
+            }
+            DepthwiseVariant::Rows => {
+                let grid = [p.out_w.div_ceil(ROW_LANES * ROW_OUTS), p.out_h, p.channels];
+                self.rows_kernel(ctx, false, p).bind(ctx, p, &buffers.buffers(), grid)
+            }
+        }
+    }
+
+    /// The input gradient in a given variant, which must fit `p`.
+    pub fn backward_variant(
+        &self,
+        ctx: &GpuContext,
+        variant: DepthwiseVariant,
+        buffers: DepthwiseBackward,
+        p: &DepthwiseParams,
+    ) -> BoundOp {
+        assert!(variant.fits(p), "{} cannot compute {p:?}", variant.name());
+        match variant {
+            DepthwiseVariant::Flat => {
+                let grid = [groups((p.in_h * p.in_w) as usize, WORKGROUP), p.channels, 1];
+                self.backward.bind(ctx, p, &buffers.buffers(), grid)
+            }
+            DepthwiseVariant::Rows => {
+                let grid = [p.in_w.div_ceil(ROW_LANES * ROW_OUTS), p.in_h, p.channels];
+                self.rows_kernel(ctx, true, p).bind(ctx, p, &buffers.buffers(), grid)
+            }
+        }
+    }
+
+    /// The rows kernel for `p`'s kernel size, stride and padding (compiled on first use).
+    fn rows_kernel(&self, ctx: &GpuContext, backward: bool, p: &DepthwiseParams) -> Kernel {
+        let key = (backward, p.kernel, p.stride, p.pad_x);
+        let mut rows = self.rows.lock().unwrap();
+        rows.entry(key)
+            .or_insert_with(|| {
+                let spec = if backward { ROWS_BACKWARD } else { ROWS_FORWARD };
+                let constants =
+                    [("DW_K", f64::from(p.kernel)), ("DW_S", f64::from(p.stride)), ("DW_PAD", f64::from(p.pad_x))];
+                Kernel::with_constants(ctx, &self.module, spec, &constants)
+            })
+            .clone()
     }
 }

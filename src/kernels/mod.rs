@@ -52,12 +52,16 @@ pub fn wgsl_constants() -> String {
                 ("WORKGROUP", WORKGROUP),
                 ("MAX_ROW_GROUPS", MAX_ROW_GROUPS),
                 ("CONV_OUT_BLOCK", conv::OUT_BLOCK),
+                ("CONV_ROWS_IN", conv::ROWS_IN_CHANNELS),
                 ("TILE_SIDE", pointwise::TILE_SIDE),
                 ("TILE", pointwise::TILE),
                 ("KSTEP", pointwise::KSTEP),
                 ("PRODUCT_LANES", pointwise::LANES),
                 ("MAX_LANE_ROWS", pointwise::MAX_LANE_ROWS),
                 ("GRAM_LANES", pointwise::GRAM_LANES),
+                ("ROW_LANES", depthwise::ROW_LANES),
+                ("DW_OUTS", depthwise::ROW_OUTS),
+                ("DW_WINDOW", depthwise::ROW_WINDOW),
                 ("MAX_SQUEEZE", squeeze_excite::MAX_SQUEEZE),
                 ("MAX_SE_CHANNELS", squeeze_excite::MAX_SE_CHANNELS),
                 ("LOSS_SLOTS", losses::LOSS_SLOTS as u32),
@@ -404,6 +408,7 @@ impl Kernels {
 }
 
 /// One compute pipeline made from a [`KernelSpec`], with its explicit bind-group layout.
+#[derive(Clone)]
 pub struct Kernel {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,

@@ -7,6 +7,7 @@ use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROU
 use super::{kernel_bindings, uniform_params};
 use crate::gpu::GpuContext;
 use crate::model::Conv;
+use crate::tuning::{Variant, scratch_like, time_op};
 
 /// Invocations along each side of a product workgroup (`TILE_SIDE` in WGSL).
 pub const TILE_SIDE: u32 = 16;
@@ -15,7 +16,7 @@ pub const TILE: u32 = 64;
 /// Reduction values loaded into workgroup memory per step (`KSTEP` in WGSL).
 pub const KSTEP: u32 = 16;
 /// Invocations of a `pointwise_lanes` workgroup, one output column each (`PRODUCT_LANES` in WGSL).
-pub const LANES: u32 = 64;
+pub const LANES: u32 = 16;
 /// Invocations of a `gram_lanes` workgroup (`GRAM_LANES` in WGSL).
 pub const GRAM_LANES: u32 = 16;
 /// Most output rows one lanes invocation keeps in registers (`MAX_LANE_ROWS` in WGSL).
@@ -217,12 +218,8 @@ pub enum ProductVariant {
     Lanes(u32),
 }
 
-impl ProductVariant {
-    /// Every variant, the default first.
-    pub const ALL: [ProductVariant; 3] = [ProductVariant::Tiled, ProductVariant::Lanes(4), ProductVariant::Lanes(8)];
-
-    /// The name the tuning cache and `bench` use.
-    pub fn name(self) -> &'static str {
+impl Variant for ProductVariant {
+    fn name(self) -> &'static str {
         match self {
             ProductVariant::Tiled => "tiled",
             ProductVariant::Lanes(4) => "lanes4",
@@ -230,6 +227,11 @@ impl ProductVariant {
             ProductVariant::Lanes(_) => "lanes",
         }
     }
+}
+
+impl ProductVariant {
+    /// Every variant, the default first.
+    pub const ALL: [ProductVariant; 3] = [ProductVariant::Tiled, ProductVariant::Lanes(4), ProductVariant::Lanes(8)];
 
     /// Whether this variant can compute `p` with these buffers: the lanes kernels read every
     /// operand as vec4, so the dimensions they step through four at a time must be multiples of
@@ -288,18 +290,14 @@ impl Products {
 
     fn tuned(&self, ctx: &GpuContext, buffers: ProductBuffers, p: &PointwiseParams, family: Family) -> BoundOp {
         let fitting: Vec<ProductVariant> = ProductVariant::ALL.into_iter().filter(|v| v.fits(p, &buffers)).collect();
-        let names: Vec<&str> = fitting.iter().map(|v| v.name()).collect();
         let shape = format!("m{} k{} n{} flags{} chunk{}", p.m, p.k, p.n, p.flags, p.k_chunk);
-        let chosen = ctx.tuner().choose(family, &shape, &names, |name| {
-            let variant = fitting.iter().find(|v| v.name() == name).copied().expect("a listed variant");
-            // Timed on scratch buffers of the same sizes: the plan's may hold values in use.
-            let scratch = |b: &wgpu::Buffer| ctx.zeroed_buffer("tuning scratch", (b.size() / 4) as usize);
+        let variant = ctx.tuner().pick(family, &shape, &fitting, |variant| {
+            let scratch = |b| scratch_like(ctx, b);
             let (input, weights, output, aux) =
                 (scratch(buffers.input), scratch(buffers.weights), scratch(buffers.output), scratch(buffers.aux));
             let buffers = ProductBuffers { input: &input, weights: &weights, output: &output, aux: &aux };
-            crate::tuning::time_op(ctx, &self.variant(ctx, variant, buffers, p))
+            time_op(ctx, &self.variant(ctx, variant, buffers, p))
         });
-        let variant = fitting.iter().find(|v| v.name() == chosen).copied().unwrap_or(ProductVariant::Tiled);
         self.variant(ctx, variant, buffers, p)
     }
 

@@ -278,6 +278,6 @@ pub fn product_variants(
     neural_style::kernels::pointwise::ProductVariant::ALL
         .into_iter()
         .filter(|v| v.fits(p, &buffers))
-        .map(|v| (v.name(), k.products.variant(ctx, v, buffers, p)))
+        .map(|v| (neural_style::tuning::Variant::name(v), k.products.variant(ctx, v, buffers, p)))
         .collect()
 }
