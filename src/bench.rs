@@ -2,6 +2,7 @@
 //! are formulas (the same in `tools/bench_pytorch.py`), so no files are needed and both tools
 //! optimize the same pixels.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
@@ -11,6 +12,7 @@ use crate::engine::{FeatureNet, Work};
 use crate::gpu::GpuContext;
 use crate::profile::IterationProfile;
 use crate::stylize::{OptimizerKind, OptionError, StylizeOptions, Stylizer};
+use crate::tuning::{Choice, Tune};
 
 /// What to time.
 #[derive(Clone, Debug)]
@@ -54,6 +56,22 @@ pub struct BenchResult {
     pub largest_buffer_bytes: u64,
     /// The total loss after the last iteration (a finite number shows the loop really ran).
     pub final_loss: f32,
+    /// How kernel variants were chosen.
+    pub tune: Tune,
+    /// The variant chosen (or read from the cache) for each shape of this size's plan, with the
+    /// times measured; empty with `--tune off`.
+    pub choices: Vec<Choice>,
+}
+
+impl BenchResult {
+    /// Per family, how many of its shapes chose each variant.
+    pub fn variant_counts(&self) -> BTreeMap<String, BTreeMap<String, usize>> {
+        let mut counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        for c in &self.choices {
+            *counts.entry(c.family.clone()).or_default().entry(c.variant.clone()).or_default() += 1;
+        }
+        counts
+    }
 }
 
 /// The synthetic content image: smooth colour waves with finer detail.
@@ -107,12 +125,14 @@ pub fn run_size(
         ..StylizeOptions::default()
     };
     let before = ctx.allocated_bytes();
+    let choices_before = ctx.tuner().choices().len();
     let mut session = Stylizer::new(ctx.clone(), fnet.clone()).start(
         &synthetic_content(size),
         &[synthetic_style(size)],
         &stylize_options,
     )?;
     let plan_bytes = ctx.allocated_bytes() - before;
+    let choices = ctx.tuner().choices().split_off(choices_before);
     for _ in 0..options.warmup {
         session.step(false, false)?;
     }
@@ -143,5 +163,7 @@ pub fn run_size(
         plan_bytes,
         largest_buffer_bytes: ctx.largest_buffer_bytes(),
         final_loss,
+        tune: ctx.tuner().mode(),
+        choices,
     })
 }

@@ -733,7 +733,23 @@ fn print_bench(r: &neural_style::bench::BenchResult) -> Result<()> {
             )?;
         }
     }
+    let counts = r.variant_counts();
+    if !counts.is_empty() {
+        let families: Vec<String> = counts
+            .iter()
+            .map(|(family, variants)| {
+                let v: Vec<String> = variants.iter().map(|(name, n)| format!("{name} ×{n}")).collect();
+                format!("{family} {}", v.join(", "))
+            })
+            .collect();
+        outln!("    variants (--tune {}): {}", tune_name(r.tune), families.join("; "))?;
+    }
     Ok(())
+}
+
+/// The name of a `--tune` mode as the command line spells it.
+fn tune_name(tune: neural_style::tuning::Tune) -> String {
+    clap::ValueEnum::to_possible_value(&tune).map_or_else(String::new, |v| v.get_name().to_string())
 }
 
 /// What a non-finite evaluation was about, for its message.

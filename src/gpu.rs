@@ -311,7 +311,8 @@ impl GpuContext {
                 lost.lock().unwrap().push(format!("GPU device lost: {msg}"));
             }
         });
-        let tuner = crate::tuning::Tuner::new(request.tune, &info, crate::weights::store::cache_dir().ok());
+        let cache = crate::weights::store::cache_dir().ok();
+        let tuner = crate::tuning::Tuner::new(request.tune, crate::tuning::adapter_key(&info), cache);
         Ok(Self {
             tuner,
             device,

@@ -43,8 +43,8 @@ pub struct Choice {
     pub shape: String,
     /// The variant chosen.
     pub variant: String,
-    /// Every variant measured, with its time in milliseconds (empty for a cached choice, which
-    /// keeps the times it was made with in `cached_ms`).
+    /// Every variant measured in this process, with its time in milliseconds (empty for a
+    /// choice read from the cache).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub measured: Vec<(String, f64)>,
     /// The chosen variant's time in milliseconds when it was measured.
@@ -59,15 +59,14 @@ pub struct Tuner {
     mode: Tune,
     adapter: String,
     path: Option<PathBuf>,
-    /// This process's choices, by `family/shape`.
-    choices: Mutex<BTreeMap<String, Choice>>,
+    /// This process's choices with their `family/shape` keys, in the order they were made.
+    choices: Mutex<Vec<(String, Choice)>>,
 }
 
 impl Tuner {
-    /// A tuner for the adapter `info` (its cache entries are keyed by backend, name, driver and
-    /// driver version), caching in `cache_dir` (none: measure in every process).
-    pub fn new(mode: Tune, info: &wgpu::AdapterInfo, cache_dir: Option<PathBuf>) -> Self {
-        let adapter = format!("{:?} {} | {} | {}", info.backend, info.name, info.driver, info.driver_info);
+    /// A tuner for the adapter named `adapter` in the cache (see [`adapter_key`]), caching in
+    /// `cache_dir` (none: measure in every process).
+    pub fn new(mode: Tune, adapter: String, cache_dir: Option<PathBuf>) -> Self {
         Self { mode, adapter, path: cache_dir.map(|d| d.join(CACHE_FILE)), choices: Mutex::default() }
     }
 
@@ -91,14 +90,14 @@ impl Tuner {
             return first;
         }
         let key = format!("{}/{shape}", family.name());
-        if let Some(c) = self.choices.lock().unwrap().get(&key) {
+        if let Some((_, c)) = self.choices.lock().unwrap().iter().find(|(k, _)| *k == key) {
             return c.variant.clone();
         }
         if self.mode == Tune::Auto
             && let Some(c) = self.cached(&key).filter(|c| variants.contains(&c.variant.as_str()))
         {
             let variant = c.variant.clone();
-            self.choices.lock().unwrap().insert(key, Choice { measured: Vec::new(), ..c });
+            self.choices.lock().unwrap().push((key, Choice { measured: Vec::new(), ..c }));
             return variant;
         }
         let measured: Vec<(String, f64)> =
@@ -110,7 +109,7 @@ impl Tuner {
         // Another process may have recorded this shape meanwhile: its choice wins in `auto`.
         let choice = self.record(&key, mine);
         let variant = choice.variant.clone();
-        self.choices.lock().unwrap().insert(key, choice);
+        self.choices.lock().unwrap().push((key, choice));
         variant
     }
 
@@ -129,9 +128,9 @@ impl Tuner {
         by_name(&chosen).unwrap_or(fitting[0])
     }
 
-    /// Every choice this process made or read, by family and shape.
+    /// Every choice this process made or read, in that order.
     pub fn choices(&self) -> Vec<Choice> {
-        self.choices.lock().unwrap().values().cloned().collect()
+        self.choices.lock().unwrap().iter().map(|(_, c)| c.clone()).collect()
     }
 
     fn cached(&self, key: &str) -> Option<Choice> {
@@ -163,6 +162,12 @@ impl Tuner {
     }
 }
 
+/// The cache key of an adapter: its backend, name, driver and driver version (a new driver
+/// measures again).
+pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
+    format!("{:?} {} | {} | {}", info.backend, info.name, info.driver, info.driver_info)
+}
+
 fn read_cache(path: &PathBuf) -> CacheFile {
     std::fs::read(path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
 }
@@ -184,15 +189,14 @@ pub fn scratch_like(ctx: &GpuContext, like: &wgpu::Buffer) -> wgpu::Buffer {
     })
 }
 
-/// Milliseconds one dispatch of `op` takes: the best of three submissions of two dispatches
-/// each (wall clock around the submission and its completion), after one untimed dispatch.
+/// Milliseconds one dispatch of `op` takes: the best of three submissions of it (wall clock
+/// around the submission and its completion, which every adapter has), after one untimed one.
 pub fn time_op(ctx: &GpuContext, op: &BoundOp) -> Result<f64> {
-    crate::kernels::run(ctx, std::slice::from_ref(op))?;
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
+    let once = || -> Result<f64> {
         let start = Instant::now();
-        crate::kernels::run(ctx, &[op.clone(), op.clone()])?;
-        best = best.min(start.elapsed().as_secs_f64() * 1e3 / 2.0);
-    }
-    Ok(best)
+        crate::kernels::run(ctx, std::slice::from_ref(op))?;
+        Ok(start.elapsed().as_secs_f64() * 1e3)
+    };
+    once()?;
+    Ok(once()?.min(once()?).min(once()?))
 }
