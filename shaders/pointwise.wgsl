@@ -278,11 +278,18 @@ fn pointwise_lanes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workg
 }
 
 // B read transposed (B[k][n] = input[n][k], the Gram matrices): each invocation computes column
-// x of LANE_ROWS rows over its k chunk, four k at a time.
+// x of LANE_ROWS rows over its k chunk, four k at a time; a symmetric product only the entries
+// on and above the diagonal, each written to both places.
 @compute @workgroup_size(GRAM_LANES)
 fn gram_lanes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let n = min(gid.x, p.n - 1u);
     let m0 = wid.y * LANE_ROWS;
+    // A symmetric product skips the workgroups wholly below the diagonal (their values are the
+    // mirror images of ones computed above it).
+    let symmetric = has(FLAG_SYMMETRIC);
+    if symmetric && m0 >= (wid.x + 1u) * GRAM_LANES {
+        return;
+    }
     var k_begin = 0u;
     var k_end = p.k;
     var out_base = 0u;
@@ -304,8 +311,17 @@ fn gram_lanes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     }
     for (var i = 0u; i < LANE_ROWS; i++) {
         let m = m0 + i;
-        if m < p.m {
+        if m >= p.m {
+            continue;
+        }
+        if !symmetric {
             store_lanes(out_base, m, gid.x, p.alpha * acc[i]);
+        } else if m <= gid.x {
+            // Each entry on or above the diagonal, and its mirror image.
+            store_lanes(out_base, m, gid.x, p.alpha * acc[i]);
+            if m != gid.x {
+                store_lanes(out_base, gid.x, m, p.alpha * acc[i]);
+            }
         }
     }
 }
