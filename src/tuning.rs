@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::gpu::GpuContext;
-use crate::kernels::{BoundOp, Family};
+use crate::kernels::{BoundOp, Command, Family};
 
 /// The cache file, in the cache directory (`weights::store::cache_dir`).
 pub const CACHE_FILE: &str = "tuning.json";
@@ -189,13 +189,15 @@ pub fn scratch_like(ctx: &GpuContext, like: &wgpu::Buffer) -> wgpu::Buffer {
     })
 }
 
-/// Milliseconds one dispatch of `op` takes: the best of three submissions of it (wall clock
-/// around the submission and its completion, which every adapter has), after one untimed one.
+/// Milliseconds one dispatch of `op` takes: its GPU time from timestamp queries where the
+/// adapter has them (`profile::run`), else the wall clock around its submission and completion;
+/// the best of three, after one untimed dispatch.
 pub fn time_op(ctx: &GpuContext, op: &BoundOp) -> Result<f64> {
+    let commands = [Command::Dispatch(op.clone())];
     let once = || -> Result<f64> {
         let start = Instant::now();
-        crate::kernels::run(ctx, std::slice::from_ref(op))?;
-        Ok(start.elapsed().as_secs_f64() * 1e3)
+        let profile = crate::profile::run(ctx, &commands)?;
+        Ok(profile.gpu_ms.unwrap_or_else(|| start.elapsed().as_secs_f64() * 1e3))
     };
     once()?;
     Ok(once()?.min(once()?).min(once()?))
