@@ -183,8 +183,7 @@ pub struct CommonArgs {
     pub limits: LimitsProfile,
     /// Kernel variants: `auto` times each eligible variant on the plan's shapes the first time
     /// they are seen on this adapter and caches the fastest (tuning.json in the cache
-    /// directory); `off` uses the workgroup-tiled kernels without measuring; `always` measures
-    /// again.
+    /// directory); `off` uses the GPU-shaped kernels without measuring; `always` measures again.
     #[arg(long, value_enum, default_value_t = neural_style::tuning::Tune::default())]
     pub tune: neural_style::tuning::Tune,
     /// Machine-readable JSON output.

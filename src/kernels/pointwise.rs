@@ -212,32 +212,45 @@ pub enum ProductVariant {
     /// `pointwise_forward`: workgroup tiles staged in workgroup memory (GPUs), shaped by
     /// [`tile_shape`].
     Tiled,
-    /// `pointwise_lanes` (or `gram_lanes` for B read transposed) with this many output rows per
+    /// `pointwise_lanes` (or `gram_lanes` for B read transposed) with 4 output rows per
     /// workgroup: no workgroup memory, vec4 loads, A's loads shared by every lane (CPU-like
     /// adapters, where a barrier is a context switch and a lane's load a gather).
-    Lanes(u32),
+    Lanes4,
+    /// The same with 8 rows ([`MAX_LANE_ROWS`]): each B load feeds twice the multiply-adds, in
+    /// twice the registers.
+    Lanes8,
 }
 
 impl Variant for ProductVariant {
     fn name(self) -> &'static str {
         match self {
             ProductVariant::Tiled => "tiled",
-            ProductVariant::Lanes(4) => "lanes4",
-            ProductVariant::Lanes(8) => "lanes8",
-            ProductVariant::Lanes(_) => "lanes",
+            ProductVariant::Lanes4 => "lanes4",
+            ProductVariant::Lanes8 => "lanes8",
         }
     }
 }
 
 impl ProductVariant {
     /// Every variant, the default first.
-    pub const ALL: [ProductVariant; 3] = [ProductVariant::Tiled, ProductVariant::Lanes(4), ProductVariant::Lanes(8)];
+    pub const ALL: [ProductVariant; 3] = [ProductVariant::Tiled, ProductVariant::Lanes4, ProductVariant::Lanes8];
+
+    /// Output rows per workgroup of a lanes variant (`LANE_ROWS` in WGSL; none for the tiled).
+    fn lane_rows(self) -> Option<u32> {
+        match self {
+            ProductVariant::Tiled => None,
+            ProductVariant::Lanes4 => Some(4),
+            ProductVariant::Lanes8 => Some(MAX_LANE_ROWS),
+        }
+    }
 
     /// Whether this variant can compute `p` with these buffers: the lanes kernels read every
     /// operand as vec4, so the dimensions they step through four at a time must be multiples of
     /// 4, and every buffer they read whole vec4s of (the bias after the weights included).
     pub fn fits(self, p: &PointwiseParams, buffers: &ProductBuffers) -> bool {
-        let ProductVariant::Lanes(_) = self else { return true };
+        if self == ProductVariant::Tiled {
+            return true;
+        }
         let has = |f| p.flags & f != 0;
         let vec4_sized = [buffers.input, buffers.weights, buffers.aux].iter().all(|b| b.size() % 16 == 0);
         let shape = if has(flags::TRANSPOSE_B) {
@@ -257,7 +270,7 @@ impl ProductVariant {
 pub struct Products {
     module: wgpu::ShaderModule,
     shapes: [OnceLock<Kernel>; 9],
-    /// `pointwise_lanes` and `gram_lanes` per row count in [`ProductVariant::ALL`].
+    /// `pointwise_lanes` and `gram_lanes` with 4 and 8 rows.
     lanes: [[OnceLock<Kernel>; 2]; 2],
     residual_forward: Kernel,
     residual_backward: Kernel,
@@ -325,14 +338,15 @@ impl Products {
                 let grid = product_tiles(p.m, p.n, symmetric);
                 kernel.bind(ctx, p, &buffers.buffers(), [grid[0], grid[1], splits])
             }
-            ProductVariant::Lanes(rows) => {
+            ProductVariant::Lanes4 | ProductVariant::Lanes8 => {
+                let rows = variant.lane_rows().expect("a lanes variant");
                 let transpose_b = p.flags & flags::TRANSPOSE_B != 0;
                 let (spec, across) = if transpose_b {
                     (GRAM_LANES_SPEC, p.n.div_ceil(GRAM_LANES))
                 } else {
                     (PRODUCT_LANES, (p.n / 4).div_ceil(LANES))
                 };
-                let slot = &self.lanes[usize::from(transpose_b)][(rows / 8) as usize];
+                let slot = &self.lanes[usize::from(transpose_b)][usize::from(variant == ProductVariant::Lanes8)];
                 let kernel = slot
                     .get_or_init(|| Kernel::with_constants(ctx, &self.module, spec, &[("LANE_ROWS", f64::from(rows))]));
                 kernel.bind(ctx, p, &buffers.buffers(), [across, p.m.div_ceil(rows), splits])
