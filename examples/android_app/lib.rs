@@ -88,7 +88,9 @@ fn run(app: AndroidApp) -> Result<()> {
     let content = image_io::load_rgb(&find(&dir, "content", &["jpg", "png"])?)?;
     let style = image_io::load_rgb(&find(&dir, "style", &["jpg", "png"])?)?;
     let net = weights::load(&find(&dir, "weights", &["tflite", "safetensors"])?)?;
-    let request = DeviceRequest { backend: Some(backend()?), adapter: None, limits: LimitsProfile::Adapter };
+    // Kernel variants are measured at the first start, and every start where the platform
+    // gives no cache directory for tuning.json.
+    let request = DeviceRequest { backend: Some(backend()?), limits: LimitsProfile::Adapter, ..Default::default() };
     let options = StylizeOptions { size: SIZE, snapshot_every: Some(SNAPSHOT_EVERY), ..StylizeOptions::default() };
     let event_loop = EventLoop::builder().with_android_app(app).build().context("cannot start the event loop")?;
     let result = dir.join("result.png");

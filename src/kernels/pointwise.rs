@@ -252,16 +252,19 @@ impl ProductVariant {
             return true;
         }
         let has = |f| p.flags & f != 0;
-        let vec4_sized = [buffers.input, buffers.weights, buffers.aux].iter().all(|b| b.size() % 16 == 0);
+        let vec4_sized = [buffers.input, buffers.weights, buffers.aux].iter().all(|b| b.size().is_multiple_of(16));
         let shape = if has(flags::TRANSPOSE_B) {
             // gram_lanes: A and B both [row][k], four k at a time.
-            !has(flags::TRANSPOSE_A) && !has(flags::GRAD_ACT_B) && p.k % 4 == 0 && p.k_chunk % 4 == 0
+            !has(flags::TRANSPOSE_A) && !has(flags::GRAD_ACT_B) && p.k.is_multiple_of(4) && p.k_chunk.is_multiple_of(4)
         } else {
             // pointwise_lanes: four columns per invocation, four k per step, A's vec4s along k
             // (or along m when transposed); no split of the reduction.
-            p.n % 4 == 0 && p.k % 4 == 0 && p.k_chunk == 0 && (!has(flags::TRANSPOSE_A) || p.m % 4 == 0)
+            p.n.is_multiple_of(4)
+                && p.k.is_multiple_of(4)
+                && p.k_chunk == 0
+                && (!has(flags::TRANSPOSE_A) || p.m.is_multiple_of(4))
         };
-        vec4_sized && shape && p.m > 0 && p.n > 0 && (!has(flags::BIAS) || (p.m * p.k + p.m) % 4 == 0)
+        vec4_sized && shape && p.m > 0 && p.n > 0 && (!has(flags::BIAS) || (p.m * p.k + p.m).is_multiple_of(4))
     }
 }
 
