@@ -182,22 +182,22 @@ fn conv_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wor
     }
 }
 
-// The image gradient for DW_OUTS neighbouring pixels of one row, all CONV_ROWS_IN channels, per
+// The image gradient for ROW_OUTS neighbouring pixels of one row, all CONV_ROWS_IN channels, per
 // invocation: pixel x receives w · g[oy][ox] where ox · CONV_S + kx − CONV_PAD = x, so which
 // taps reach which neighbour, and where in the window of g, is known at compile time.
 @compute @workgroup_size(ROW_LANES)
 fn conv_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let iy = wid.y;
-    let x0 = gid.x * DW_OUTS;
+    let x0 = gid.x * ROW_OUTS;
     let s = i32(CONV_S);
     let pad = i32(CONV_PAD);
     let k = i32(CONV_K);
     let first = floor_div(pad - k + 1, s);
-    let count = floor_div(i32(DW_OUTS) - 1 + pad, s) - first + 1;
+    let count = floor_div(i32(ROW_OUTS) - 1 + pad, s) - first + 1;
     let base = i32(x0) / s + first;
     let last = i32(p.out_w) - 1;
     let out_pixels = p.out_h * p.out_w;
-    var acc: array<f32, CONV_ROWS_IN * DW_OUTS>;
+    var acc: array<f32, CONV_ROWS_IN * ROW_OUTS>;
     for (var ky = 0u; ky < CONV_K; ky++) {
         let sy = tap_source(i32(iy), ky, p.pad_y, CONV_S, p.out_h);
         if sy < 0 {
@@ -205,7 +205,7 @@ fn conv_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wo
         }
         for (var o = 0u; o < p.out_c; o++) {
             let row = o * out_pixels + u32(sy) * p.out_w;
-            var win: array<f32, DW_WINDOW>;
+            var win: array<f32, ROW_WINDOW>;
             for (var j = 0; j < count; j++) {
                 let ox = base + j;
                 win[j] = select(0.0, grad_output[row + u32(clamp(ox, 0, last))], ox >= 0 && ox <= last);
@@ -213,10 +213,10 @@ fn conv_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wo
             for (var i = 0u; i < CONV_ROWS_IN; i++) {
                 for (var kx = 0; kx < k; kx++) {
                     let w = weights[((o * CONV_ROWS_IN + i) * CONV_K + ky) * CONV_K + u32(kx)];
-                    for (var t = 0; t < i32(DW_OUTS); t++) {
+                    for (var t = 0; t < i32(ROW_OUTS); t++) {
                         let n = t + pad - kx;
                         if n % s == 0 {
-                            acc[i * DW_OUTS + u32(t)] += w * win[floor_div(n, s) - first];
+                            acc[i * ROW_OUTS + u32(t)] += w * win[floor_div(n, s) - first];
                         }
                     }
                 }
@@ -225,10 +225,10 @@ fn conv_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wo
     }
     let in_pixels = p.in_h * p.in_w;
     for (var i = 0u; i < CONV_ROWS_IN; i++) {
-        for (var t = 0u; t < DW_OUTS; t++) {
+        for (var t = 0u; t < ROW_OUTS; t++) {
             let x = x0 + t;
             if x < p.in_w {
-                grad_input[i * in_pixels + iy * p.in_w + x] += acc[i * DW_OUTS + t] * p.scale[i];
+                grad_input[i * in_pixels + iy * p.in_w + x] += acc[i * ROW_OUTS + t] * p.scale[i];
             }
         }
     }

@@ -85,9 +85,9 @@ fn depthwise_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // ---- Shaped for CPU-like adapters: rows ----
-// A workgroup covers DW_OUTS · ROW_LANES consecutive values of one row of one channel (the row
+// A workgroup covers ROW_OUTS · ROW_LANES consecutive values of one row of one channel (the row
 // and the channel come from the workgroup id, so every weight load and row test is shared by the
-// lanes); each invocation computes DW_OUTS neighbours from one window of at most DW_WINDOW loads. The kernel size,
+// lanes); each invocation computes ROW_OUTS neighbours from one window of at most ROW_WINDOW loads. The kernel size,
 // the stride and (backward) the horizontal padding are pipeline constants, so every tap's
 // window index is known when the shader is compiled.
 override DW_K: u32 = 3u;
@@ -98,10 +98,10 @@ override DW_PAD: u32 = 1u;
 fn depthwise_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let y = wid.y;
     let c = wid.z;
-    let x0 = gid.x * DW_OUTS;
+    let x0 = gid.x * ROW_OUTS;
     let bias = weights[p.channels * DW_K * DW_K + c];
-    var acc: array<f32, DW_OUTS>;
-    for (var o = 0u; o < DW_OUTS; o++) {
+    var acc: array<f32, ROW_OUTS>;
+    for (var o = 0u; o < ROW_OUTS; o++) {
         acc[o] = bias;
     }
     let base = i32(x0 * DW_S) - i32(p.pad_x);
@@ -112,19 +112,19 @@ fn depthwise_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builti
             continue;
         }
         let row = (c * p.in_h + u32(iy)) * p.in_w;
-        var win: array<f32, DW_WINDOW>;
-        for (var j = 0u; j < (DW_OUTS - 1u) * DW_S + DW_K; j++) {
+        var win: array<f32, ROW_WINDOW>;
+        for (var j = 0u; j < (ROW_OUTS - 1u) * DW_S + DW_K; j++) {
             let ix = base + i32(j);
             win[j] = select(0.0, input[row + u32(clamp(ix, 0, last))], ix >= 0 && ix <= last);
         }
         for (var kx = 0u; kx < DW_K; kx++) {
             let w = weights[(c * DW_K + ky) * DW_K + kx];
-            for (var o = 0u; o < DW_OUTS; o++) {
+            for (var o = 0u; o < ROW_OUTS; o++) {
                 acc[o] += w * win[o * DW_S + kx];
             }
         }
     }
-    for (var o = 0u; o < DW_OUTS; o++) {
+    for (var o = 0u; o < ROW_OUTS; o++) {
         let x = x0 + o;
         if x < p.out_w {
             let idx = (c * p.out_h + y) * p.out_w + x;
@@ -136,37 +136,37 @@ fn depthwise_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     }
 }
 
-// The input gradient, DW_OUTS neighbouring input values per invocation: input x receives
-// w[ky][kx] · g[oy][ox] where ox · DW_S + kx − DW_PAD = x. DW_OUTS is a multiple of DW_S, so
+// The input gradient, ROW_OUTS neighbouring input values per invocation: input x receives
+// w[ky][kx] · g[oy][ox] where ox · DW_S + kx − DW_PAD = x. ROW_OUTS is a multiple of DW_S, so
 // which taps reach which of the neighbours, and where in the window, is known at compile time.
 @compute @workgroup_size(ROW_LANES)
 fn depthwise_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let iy = wid.y;
     let c = wid.z;
-    let x0 = gid.x * DW_OUTS;
+    let x0 = gid.x * ROW_OUTS;
     let s = i32(DW_S);
     let pad = i32(DW_PAD);
     let k = i32(DW_K);
     // The window starts at the first output any tap of x0 reads: ⌊(x0 + pad − (k − 1)) / s⌋.
     let first = floor_div(pad - k + 1, s);
-    let count = floor_div(i32(DW_OUTS) - 1 + pad, s) - first + 1;
+    let count = floor_div(i32(ROW_OUTS) - 1 + pad, s) - first + 1;
     let base = i32(x0) / s + first;
     let last = i32(p.out_w) - 1;
-    var acc: array<f32, DW_OUTS>;
+    var acc: array<f32, ROW_OUTS>;
     for (var ky = 0u; ky < DW_K; ky++) {
         let sy = tap_source(i32(iy), ky, p.pad_y, DW_S, p.out_h);
         if sy < 0 {
             continue;
         }
         let row = (c * p.out_h + u32(sy)) * p.out_w;
-        var win: array<f32, DW_WINDOW>;
+        var win: array<f32, ROW_WINDOW>;
         for (var j = 0; j < count; j++) {
             let ox = base + j;
             win[j] = select(0.0, grad_output[row + u32(clamp(ox, 0, last))], ox >= 0 && ox <= last);
         }
         for (var kx = 0; kx < k; kx++) {
             let w = weights[(c * DW_K + ky) * DW_K + u32(kx)];
-            for (var o = 0; o < i32(DW_OUTS); o++) {
+            for (var o = 0; o < i32(ROW_OUTS); o++) {
                 let n = o + pad - kx;
                 if n % s == 0 {
                     acc[o] += w * win[floor_div(n, s) - first];
@@ -174,7 +174,7 @@ fn depthwise_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @built
             }
         }
     }
-    for (var o = 0u; o < DW_OUTS; o++) {
+    for (var o = 0u; o < ROW_OUTS; o++) {
         let x = x0 + o;
         if x < p.in_w {
             let idx = (c * p.in_h + iy) * p.in_w + x;

@@ -203,7 +203,8 @@ override LANE_ROWS: u32 = 8u;
 
 // Rows m0 + 4j .. m0 + 4j + 3 of A at reduction index k (A transposed: W[k][m] is stored).
 fn a_column4(m0: u32, j: u32, k: u32) -> vec4<f32> {
-    return weights4[(k * p.m + m0) / 4u + j];
+    // Rows past m (in the last workgroup) read the last four instead; they are never stored.
+    return weights4[(k * p.m + min(m0 + 4u * j, p.m - 4u)) / 4u];
 }
 
 // Entry (row, col) of the product as `store` does it, the bias and the pre-activation through

@@ -58,8 +58,9 @@ pub struct BenchResult {
     pub final_loss: f32,
     /// How kernel variants were chosen.
     pub tune: Tune,
-    /// The variant chosen (or read from the cache) for each shape of this size's plan, with the
-    /// times measured; empty with `--tune off`.
+    /// The variant chosen (or read from the cache) for each shape this size's plan met first in
+    /// the process (a shape an earlier size met is reported there), with the times measured;
+    /// empty with `--tune off`.
     pub choices: Vec<Choice>,
 }
 

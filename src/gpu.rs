@@ -332,6 +332,18 @@ impl GpuContext {
         &self.tuner
     }
 
+    /// Runs `f` with the errors reported so far set aside, and puts them back after it: the
+    /// errors `f` meets are its own (a kernel variant timed while planning fails alone, and an
+    /// earlier error still reaches the plan's own check).
+    pub fn with_errors_set_aside<T>(&self, f: impl FnOnce() -> T) -> T {
+        let earlier = std::mem::take(&mut *self.errors.lock().unwrap());
+        let result = f();
+        let mut errors = self.errors.lock().unwrap();
+        let during = std::mem::replace(&mut *errors, earlier);
+        errors.extend(during);
+        result
+    }
+
     /// Returns the first GPU error reported since the last check, as an `Err`.
     pub fn check_errors(&self) -> Result<()> {
         let mut errors = self.errors.lock().unwrap();

@@ -1,8 +1,8 @@
 //! Choosing among a kernel family's variants by measurement, and remembering the choice.
 //!
-//! A family with several variants (today the products of `kernels::pointwise`: workgroup tiles
-//! for GPUs, lanes with registers for CPU-like adapters) asks the [`Tuner`] for a choice when a
-//! plan is built. In [`Tune::Auto`] mode a choice cached for this adapter and shape is used at
+//! A family with several variants (the products, the stem and the depthwise convolutions: GPU
+//! shapes with workgroup tiles or flat grids, CPU shapes with one row or column block per
+//! workgroup and outputs in registers) asks the [`Tuner`] for a choice when a plan is built. In [`Tune::Auto`] mode a choice cached for this adapter and shape is used at
 //! once; otherwise every eligible variant is timed on the shape and the fastest kept, in memory
 //! for the rest of the process and in `tuning.json` in the cache directory for later runs. The
 //! first process to record a choice wins: one that measured at the same time adopts it, so two
@@ -28,7 +28,8 @@ pub enum Tune {
     /// Use the choices cached for this adapter; measure (and cache) the shapes not cached yet.
     #[default]
     Auto,
-    /// Measure nothing: every family's first variant (the workgroup-tiled kernels).
+    /// Measure nothing: every family's first variant (the GPU shapes: tiled products, flat
+    /// convolutions).
     Off,
     /// Measure every shape again and replace the cached choices.
     Always,
@@ -107,7 +108,7 @@ impl Tuner {
         };
         let mine = Choice { family: family.name().into(), shape: shape.into(), variant, measured, ms };
         // Another process may have recorded this shape meanwhile: its choice wins in `auto`.
-        let choice = self.record(&key, mine);
+        let choice = self.record(&key, mine, variants);
         let variant = choice.variant.clone();
         self.choices.lock().unwrap().push((key, choice));
         variant
@@ -138,8 +139,9 @@ impl Tuner {
     }
 
     /// Records `mine` in the cache file under a lock, unless (in `auto` mode) another process
-    /// recorded the key first: then theirs is returned (with the times measured here).
-    fn record(&self, key: &str, mine: Choice) -> Choice {
+    /// recorded one of `variants` for the key first: then theirs is returned (with the times
+    /// measured here).
+    fn record(&self, key: &str, mine: Choice, variants: &[&str]) -> Choice {
         let Some(path) = &self.path else { return mine };
         let write = || -> Result<Choice> {
             let dir = path.parent().context("cache path")?;
@@ -149,7 +151,7 @@ impl Tuner {
             let mut all = read_cache(path);
             let entries = all.entry(self.adapter.clone()).or_default();
             if self.mode == Tune::Auto
-                && let Some(theirs) = entries.get(key)
+                && let Some(theirs) = entries.get(key).filter(|c| variants.contains(&c.variant.as_str()))
             {
                 return Ok(Choice { measured: mine.measured.clone(), ..theirs.clone() });
             }
@@ -191,7 +193,8 @@ pub fn scratch_like(ctx: &GpuContext, like: &wgpu::Buffer) -> wgpu::Buffer {
 
 /// Milliseconds one dispatch of `op` takes: its GPU time from timestamp queries where the
 /// adapter has them (`profile::run`), else the wall clock around its submission and completion;
-/// the best of three, after one untimed dispatch.
+/// the best of three, after one untimed dispatch. Errors reported before are set aside: an error
+/// here is this dispatch's.
 pub fn time_op(ctx: &GpuContext, op: &BoundOp) -> Result<f64> {
     let commands = [Command::Dispatch(op.clone())];
     let once = || -> Result<f64> {
@@ -199,6 +202,8 @@ pub fn time_op(ctx: &GpuContext, op: &BoundOp) -> Result<f64> {
         let profile = crate::profile::run(ctx, &commands)?;
         Ok(profile.gpu_ms.unwrap_or_else(|| start.elapsed().as_secs_f64() * 1e3))
     };
-    once()?;
-    Ok(once()?.min(once()?).min(once()?))
+    ctx.with_errors_set_aside(|| {
+        once()?;
+        Ok(once()?.min(once()?).min(once()?))
+    })
 }

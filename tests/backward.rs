@@ -297,6 +297,13 @@ fn gpu_pointwise_and_squeeze_excite_backward_match_reference() {
                 if !variant.fits(&forward, &forward_buffers) || !variant.fits(&backward, &backward_buffers) {
                     continue;
                 }
+                // Fresh outputs: the pre-activation the backward reads is this variant's.
+                let (yb, pre) = (
+                    ctx.storage_buffer("y", &vec![f32::NAN; cout * h * w]),
+                    ctx.storage_buffer("pre", &vec![f32::NAN; cout * h * w]),
+                );
+                let forward_buffers = ProductBuffers { output: &yb, aux: &pre, ..forward_buffers };
+                let backward_buffers = ProductBuffers { aux: &pre, ..backward_buffers };
                 let ops = [
                     Command::Clear(gx.clone()),
                     Command::Dispatch(k.products.variant(&ctx, variant, forward_buffers, &forward)),

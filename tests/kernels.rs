@@ -33,10 +33,12 @@ fn stem_convolution_matches_reference() {
                 let want = reference::conv2d(&Tensor::from_f32(3, h, w, &input), &conv, padding, scale, shift);
                 let params = ConvParams::new(&conv, padding, [3, h, w], scale, shift, false);
                 let (oh, ow) = (params.out_h as usize, params.out_w as usize);
-                let out = ctx.zeroed_buffer("out", out_c * oh * ow);
                 let wb = conv_buffer(&ctx, &conv);
-                let buffers = ConvForward { input: &input_buf, weights: &wb, output: &out, preact: k.placeholder() };
                 for variant in ConvVariant::ALL {
+                    // Every value written by this variant: the output starts as NaN.
+                    let out = nan_buffer(&ctx, out_c * oh * ow);
+                    let buffers =
+                        ConvForward { input: &input_buf, weights: &wb, output: &out, preact: k.placeholder() };
                     kernels::run(&ctx, &[k.conv.forward_variant(&ctx, variant, buffers, &params)]).unwrap();
                     let got = ctx.read_buffer(&out, out_c * oh * ow).unwrap();
                     let name = variant.name();
@@ -63,11 +65,11 @@ fn depthwise_convolution_matches_reference() {
                     let want = reference::depthwise(&Tensor::from_f32(c, h, w, &input), &conv, padding);
                     let params = DepthwiseParams::new(&conv, padding, [h, w], false);
                     let (oh, ow) = (params.out_h as usize, params.out_w as usize);
-                    let out = ctx.zeroed_buffer("out", c * oh * ow);
                     let wb = conv_buffer(&ctx, &conv);
-                    let buffers =
-                        DepthwiseForward { input: &input_buf, weights: &wb, output: &out, preact: k.placeholder() };
                     for variant in DepthwiseVariant::ALL {
+                        let out = nan_buffer(&ctx, c * oh * ow);
+                        let buffers =
+                            DepthwiseForward { input: &input_buf, weights: &wb, output: &out, preact: k.placeholder() };
                         kernels::run(&ctx, &[k.depthwise.forward_variant(&ctx, variant, buffers, &params)]).unwrap();
                         let got = ctx.read_buffer(&out, c * oh * ow).unwrap();
                         let name = variant.name();
@@ -108,12 +110,15 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
                 let res_t = Tensor::from_f32(cout, h, w, &residual);
                 let want =
                     reference::pointwise(&Tensor::from_f32(cin, h, w, &input), &conv, with_residual.then_some(&res_t));
-                let out = ctx.zeroed_buffer("out", cout * h * w);
                 let params = PointwiseParams::conv(&conv, h * w, false);
                 let wb = conv_buffer(&ctx, &conv);
-                let buffers = ProductBuffers { input: &input_buf, weights: &wb, output: &out, aux: k.placeholder() };
-                for (variant, product) in product_variants(&k, &ctx, buffers, &params) {
-                    let mut ops = vec![product];
+                let probe =
+                    ProductBuffers { input: &input_buf, weights: &wb, output: &input_buf, aux: k.placeholder() };
+                for variant in ProductVariant::ALL.into_iter().filter(|v| v.fits(&params, &probe)) {
+                    let out = nan_buffer(&ctx, cout * h * w);
+                    let buffers = ProductBuffers { output: &out, ..probe };
+                    let mut ops = vec![k.products.variant(&ctx, variant, buffers, &params)];
+                    let variant = variant.name();
                     let sum = ctx.zeroed_buffer("sum", cout * h * w);
                     if with_residual {
                         let buffers = ResidualForward { input: &out, addend: &residual_buf, sum: &sum };
@@ -229,11 +234,14 @@ fn symmetric_gram_products_split_or_accumulated_match_reference() {
         // Split over pixels into partial products.
         let chunk = if hw > 10000 { 256 } else { 48 };
         let splits = hw.div_ceil(chunk);
-        let partials = ctx.zeroed_buffer("partials", splits * c * c);
         let params = PointwiseParams { k_chunk: chunk as u32, ..base };
-        let buffers = ProductBuffers { input: &fb, weights: &fb, output: &partials, aux: k.placeholder() };
-        for (variant, op) in product_variants(&k, &ctx, buffers, &params) {
-            kernels::run(&ctx, &[op]).unwrap();
+        let probe = ProductBuffers { input: &fb, weights: &fb, output: &fb, aux: k.placeholder() };
+        for variant in ProductVariant::ALL.into_iter().filter(|v| v.fits(&params, &probe)) {
+            // Every partial entry written by this variant (each mirror image too).
+            let partials = nan_buffer(&ctx, splits * c * c);
+            let buffers = ProductBuffers { output: &partials, ..probe };
+            kernels::run(&ctx, &[k.products.variant(&ctx, variant, buffers, &params)]).unwrap();
+            let variant = variant.name();
             let got = ctx.read_buffer(&partials, splits * c * c).unwrap();
             let summed: Vec<f32> = (0..c * c).map(|i| (0..splits).map(|s| got[s * c * c + i]).sum()).collect();
             check(&format!("split gram {variant} c={c}"), &summed, &Tensor { c, h: c, w: 1, data: gram.clone() });
@@ -241,4 +249,9 @@ fn symmetric_gram_products_split_or_accumulated_match_reference() {
         // The lanes variants read four pixels at a time: they fit when the pixels are a multiple of 4.
         assert_eq!(variants_run.len() > 1, hw % 4 == 0, "variants for c={c} hw={hw}: {variants_run:?}");
     }
+}
+
+/// A buffer of `len` NaNs: a value a kernel fails to write fails the comparison.
+fn nan_buffer(ctx: &neural_style::gpu::GpuContext, len: usize) -> wgpu::Buffer {
+    ctx.storage_buffer("NaN-filled output", &vec![f32::NAN; len])
 }

@@ -39,7 +39,7 @@ fn expected_bindings(params: &ParamsLayout, storage: &[Binding], uniform_name: &
             Access::Read => Space::StorageRead,
             Access::ReadWrite => Space::StorageReadWrite,
         },
-        ty: "[f32]".to_string(),
+        ty: if b.vec4 { "[[f32; 4]]" } else { "[f32]" }.to_string(),
     });
     let mut all: Vec<GlobalBinding> = std::iter::once(uniform).chain(storage).collect();
     all.sort_by_key(|b| b.binding);
@@ -67,18 +67,37 @@ fn assert_layout_matches(shader: Shader, module: &naga::Module, params: &ParamsL
     assert_eq!(wgsl.size as usize, params.size, "{}: size of {}", shader.file_name(), params.name);
 }
 
+/// The values the engine gives a pipeline-overridable constant.
+fn override_values(name: &str) -> &'static [f64] {
+    match name {
+        "ROWS" | "COLS" => &[1.0, 2.0, 4.0],
+        "LANE_ROWS" => &[4.0, 8.0],
+        "DW_K" | "CONV_K" => &[3.0, 5.0],
+        "DW_S" | "CONV_S" => &[1.0, 2.0],
+        "DW_PAD" | "CONV_PAD" => &[0.0, 1.0, 2.0],
+        _ => panic!("no test values for the pipeline constant {name}"),
+    }
+}
+
 #[test]
 fn every_shader_parses_validates_and_translates_to_every_backend() {
     for shader in Shader::ALL {
         let (module, info) = module(shader);
-        // Each product tile shape is its own pipeline: translate every one.
+        // Each set of pipeline constants is its own pipeline (a product's tile shape, a row
+        // kernel's size, stride and padding): translate every combination the engine compiles.
         let specs: Vec<KernelSpec> = kernels::all_specs().into_iter().filter(|s| s.shader == shader).collect();
-        let overridden = specs.iter().any(|s| !s.overrides.is_empty());
-        let sets: Vec<Vec<(&str, f64)>> = if overridden {
-            [1.0, 2.0, 4.0].iter().flat_map(|&r| [1.0, 2.0, 4.0].map(|c| vec![("ROWS", r), ("COLS", c)])).collect()
-        } else {
-            vec![Vec::new()]
-        };
+        let mut names: Vec<&str> = specs.iter().flat_map(|s| s.overrides.iter().copied()).collect();
+        names.sort();
+        names.dedup();
+        let mut sets: Vec<Vec<(&str, f64)>> = vec![Vec::new()];
+        for name in names {
+            sets = sets
+                .into_iter()
+                .flat_map(|set| {
+                    override_values(name).iter().map(move |&v| set.iter().copied().chain([(name, v)]).collect())
+                })
+                .collect();
+        }
         for set in sets {
             translate_all(&module, &info, &set).unwrap_or_else(|e| panic!("{} {set:?}: {e}", shader.file_name()));
         }

@@ -128,21 +128,25 @@ fn a_tuned_run_caches_its_choices_and_computes_what_the_untuned_run_does() {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        json["results"][0].clone()
+        (json["device"]["name"].as_str().unwrap().to_string(), json["results"][0].clone())
     };
-    let off = run("off");
+    let (_, off) = run("off");
     assert_eq!(off["choices"].as_array().map_or(0, Vec::len), 0);
     assert!(!cache.join(CACHE_FILE).exists());
-    let tuned = run("auto");
+    let (tuned_device, tuned) = run("auto");
     let choices = tuned["choices"].as_array().unwrap();
     let families: std::collections::BTreeSet<_> = choices.iter().map(|c| c["family"].as_str().unwrap()).collect();
     for family in ["stem", "depthwise", "pointwise", "gram"] {
         assert!(families.contains(family), "{family} was not tuned: {families:?}");
     }
     assert!(choices.iter().all(|c| c["measured"].as_array().is_some_and(|m| m.len() > 1)));
+    // On lavapipe (a CPU) the CPU-shaped products win: the comparison below is between kernels.
+    if tuned_device.contains("llvmpipe") {
+        assert!(choices.iter().any(|c| c["variant"].as_str().unwrap().starts_with("lanes")), "{choices:?}");
+    }
     assert!(cache.join(CACHE_FILE).exists());
     // The second run reads every choice: nothing measured, the same variants.
-    let cached = run("auto");
+    let (_, cached) = run("auto");
     let again = cached["choices"].as_array().unwrap();
     assert_eq!(again.len(), choices.len());
     assert!(again.iter().all(|c| c.get("measured").is_none()));

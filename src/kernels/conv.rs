@@ -243,6 +243,8 @@ impl ConvVariant {
                 && matches!(p.stride, 1 | 2)
                 && p.pad_x < p.kernel
                 && p.pad_y < p.kernel
+                // Rows are workgroup ids: within the dispatch limit.
+                && p.in_h.max(p.out_h) <= super::MAX_GROUPS
                 && (!backward || p.in_c == ROWS_IN_CHANNELS))
     }
 }
@@ -274,13 +276,9 @@ impl Conv {
     pub fn forward(&self, ctx: &GpuContext, buffers: ConvForward, p: &ConvParams) -> BoundOp {
         let fitting: Vec<_> = ConvVariant::ALL.into_iter().filter(|v| v.fits(p, false)).collect();
         let variant = ctx.tuner().pick(Family::Stem, &shape_key("forward", p), &fitting, |v| {
-            let scratch = |b| scratch_like(ctx, b);
-            let (i, w, o, pre) =
-                (scratch(buffers.input), scratch(buffers.weights), scratch(buffers.output), scratch(buffers.preact));
-            time_op(
-                ctx,
-                &self.forward_variant(ctx, v, ConvForward { input: &i, weights: &w, output: &o, preact: &pre }, p),
-            )
+            // The buffers it writes are stand-ins: the plan's may hold values in use.
+            let (output, preact) = (scratch_like(ctx, buffers.output), scratch_like(ctx, buffers.preact));
+            time_op(ctx, &self.forward_variant(ctx, v, ConvForward { output: &output, preact: &preact, ..buffers }, p))
         });
         self.forward_variant(ctx, variant, buffers, p)
     }
@@ -290,12 +288,8 @@ impl Conv {
     pub fn backward(&self, ctx: &GpuContext, buffers: ConvBackward, p: &ConvParams) -> BoundOp {
         let fitting: Vec<_> = ConvVariant::ALL.into_iter().filter(|v| v.fits(p, true)).collect();
         let variant = ctx.tuner().pick(Family::Stem, &shape_key("backward", p), &fitting, |v| {
-            let scratch = |b| scratch_like(ctx, b);
-            let (g, w, gi) = (scratch(buffers.grad_output), scratch(buffers.weights), scratch(buffers.grad_input));
-            time_op(
-                ctx,
-                &self.backward_variant(ctx, v, ConvBackward { grad_output: &g, weights: &w, grad_input: &gi }, p),
-            )
+            let grad_input = scratch_like(ctx, buffers.grad_input);
+            time_op(ctx, &self.backward_variant(ctx, v, ConvBackward { grad_input: &grad_input, ..buffers }, p))
         });
         self.backward_variant(ctx, variant, buffers, p)
     }

@@ -129,9 +129,13 @@ fn shape_key(direction: &str, p: &DepthwiseParams) -> String {
 
 /// Invocations of a rows workgroup, along a row (`ROW_LANES` in WGSL).
 pub const ROW_LANES: u32 = 16;
-/// Values of a row each rows invocation computes (`DW_OUTS` in WGSL).
+/// Values of a row each rows invocation computes (`ROW_OUTS` in WGSL).
 pub const ROW_OUTS: u32 = 4;
-/// The longest window of loads a rows invocation keeps (`DW_WINDOW` in WGSL): the forward's at
+// Which taps reach which neighbour is known at compile time only when the neighbours of an
+// invocation start at a multiple of the stride.
+const _: () = assert!(ROW_OUTS.is_multiple_of(2));
+
+/// The longest window of loads a rows invocation keeps (`ROW_WINDOW` in WGSL): the forward's at
 /// stride 2 with a 5×5 kernel.
 pub const ROW_WINDOW: u32 = (ROW_OUTS - 1) * 2 + 5;
 
@@ -172,10 +176,17 @@ impl DepthwiseVariant {
     pub const ALL: [DepthwiseVariant; 2] = [DepthwiseVariant::Flat, DepthwiseVariant::Rows];
 
     /// Whether this variant computes `p`: the rows kernels take kernels of 3 or 5 and strides
-    /// of 1 or 2 (their windows are sized for those), padding less than the kernel.
+    /// of 1 or 2 (their windows are sized for those), padding less than the kernel, and rows
+    /// and channels within a dispatch's workgroup limit.
     pub fn fits(self, p: &DepthwiseParams) -> bool {
+        // Rows and channels are workgroup ids: within the dispatch limit.
+        let grid = p.in_h.max(p.out_h) <= super::MAX_GROUPS && p.channels <= super::MAX_GROUPS;
         self == DepthwiseVariant::Flat
-            || (matches!(p.kernel, 3 | 5) && matches!(p.stride, 1 | 2) && p.pad_x < p.kernel && p.pad_y < p.kernel)
+            || (matches!(p.kernel, 3 | 5)
+                && matches!(p.stride, 1 | 2)
+                && p.pad_x < p.kernel
+                && p.pad_y < p.kernel
+                && grid)
     }
 }
 
@@ -206,12 +217,12 @@ impl Depthwise {
     /// The depthwise convolution over `p`, in the variant the device's tuner chose.
     pub fn forward(&self, ctx: &GpuContext, buffers: DepthwiseForward, p: &DepthwiseParams) -> BoundOp {
         let variant = ctx.tuner().pick(Family::Depthwise, &shape_key("forward", p), &fitting(p), |v| {
-            let scratch = |b| scratch_like(ctx, b);
-            let (i, w, o, pre) =
-                (scratch(buffers.input), scratch(buffers.weights), scratch(buffers.output), scratch(buffers.preact));
-            let op =
-                self.forward_variant(ctx, v, DepthwiseForward { input: &i, weights: &w, output: &o, preact: &pre }, p);
-            time_op(ctx, &op)
+            // The buffers it writes are stand-ins: the plan's may hold values in use.
+            let (output, preact) = (scratch_like(ctx, buffers.output), scratch_like(ctx, buffers.preact));
+            time_op(
+                ctx,
+                &self.forward_variant(ctx, v, DepthwiseForward { output: &output, preact: &preact, ..buffers }, p),
+            )
         });
         self.forward_variant(ctx, variant, buffers, p)
     }
@@ -219,11 +230,8 @@ impl Depthwise {
     /// Its input gradient, added into `grad_input`, in the variant the device's tuner chose.
     pub fn backward(&self, ctx: &GpuContext, buffers: DepthwiseBackward, p: &DepthwiseParams) -> BoundOp {
         let variant = ctx.tuner().pick(Family::Depthwise, &shape_key("backward", p), &fitting(p), |v| {
-            let scratch = |b| scratch_like(ctx, b);
-            let (g, w, gi) = (scratch(buffers.grad_output), scratch(buffers.weights), scratch(buffers.grad_input));
-            let op =
-                self.backward_variant(ctx, v, DepthwiseBackward { grad_output: &g, weights: &w, grad_input: &gi }, p);
-            time_op(ctx, &op)
+            let grad_input = scratch_like(ctx, buffers.grad_input);
+            time_op(ctx, &self.backward_variant(ctx, v, DepthwiseBackward { grad_input: &grad_input, ..buffers }, p))
         });
         self.backward_variant(ctx, variant, buffers, p)
     }

@@ -26,9 +26,12 @@ use crate::gpu::GpuContext;
 /// Invocations per workgroup along x for the one-invocation-per-value kernels (`WORKGROUP` in
 /// WGSL).
 pub const WORKGROUP: u32 = 256;
+/// Workgroups a dispatch may have along each dimension (`downlevel_defaults()`'s
+/// `max_compute_workgroups_per_dimension`).
+pub const MAX_GROUPS: u32 = 65535;
 /// Workgroups per row of a flat dispatch before it folds into the next row along y
 /// (`MAX_ROW_GROUPS` in WGSL, undone by `flat_index` in `shaders/common.wgsl`).
-pub const MAX_ROW_GROUPS: u32 = 65535;
+pub const MAX_ROW_GROUPS: u32 = MAX_GROUPS;
 
 /// The WGSL code of an activation (`ACT_*` in WGSL).
 pub fn activation_code(a: Activation) -> u32 {
@@ -60,8 +63,8 @@ pub fn wgsl_constants() -> String {
                 ("MAX_LANE_ROWS", pointwise::MAX_LANE_ROWS),
                 ("GRAM_LANES", pointwise::GRAM_LANES),
                 ("ROW_LANES", depthwise::ROW_LANES),
-                ("DW_OUTS", depthwise::ROW_OUTS),
-                ("DW_WINDOW", depthwise::ROW_WINDOW),
+                ("ROW_OUTS", depthwise::ROW_OUTS),
+                ("ROW_WINDOW", depthwise::ROW_WINDOW),
                 ("MAX_SQUEEZE", squeeze_excite::MAX_SQUEEZE),
                 ("MAX_SE_CHANNELS", squeeze_excite::MAX_SE_CHANNELS),
                 ("LOSS_SLOTS", losses::LOSS_SLOTS as u32),
@@ -247,6 +250,9 @@ pub struct Binding {
     pub binding: u32,
     /// Access mode.
     pub access: Access,
+    /// Declared `array<vec4<f32>>` (the CPU-shaped products read whole vec4s); else
+    /// `array<f32>`.
+    pub vec4: bool,
 }
 
 /// Declares the storage buffers of one entry point as a struct of named `&wgpu::Buffer` fields
@@ -270,6 +276,7 @@ macro_rules! kernel_bindings {
                 name: stringify!($field),
                 binding: $binding,
                 access: $crate::kernels::Access::$access,
+                vec4: false,
             }),*];
 
             /// The buffers in the order of [`Self::BINDINGS`].

@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, flat_grid};
+use super::{Access, Binding, BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, flat_grid};
 use super::{kernel_bindings, uniform_params};
 use crate::gpu::GpuContext;
 use crate::model::Conv;
@@ -194,16 +194,30 @@ pub const RESIDUAL_FORWARD: KernelSpec = KernelSpec {
 pub const RESIDUAL_BACKWARD: KernelSpec =
     KernelSpec { entry: "residual_backward", storage: ResidualBackward::BINDINGS, ..RESIDUAL_FORWARD };
 
+/// The bindings of the lanes products: [`ProductBuffers`]'s buffers in its order, the input, the
+/// weights and the aux buffer read as vec4s.
+pub const LANES_BINDINGS: &[Binding] = &[
+    Binding { name: "input4", binding: 1, access: Access::Read, vec4: true },
+    Binding { name: "weights4", binding: 2, access: Access::Read, vec4: true },
+    Binding { name: "output", binding: 3, access: Access::ReadWrite, vec4: false },
+    Binding { name: "aux4", binding: 4, access: Access::ReadWrite, vec4: true },
+];
+
 /// `pointwise_lanes`: the product shaped for CPU-like adapters (B stored [k][n]).
-pub const PRODUCT_LANES: KernelSpec =
-    KernelSpec { entry: "pointwise_lanes", workgroup_size: [LANES, 1, 1], overrides: &["LANE_ROWS"], ..PRODUCT };
+pub const PRODUCT_LANES_SPEC: KernelSpec = KernelSpec {
+    entry: "pointwise_lanes",
+    storage: LANES_BINDINGS,
+    workgroup_size: [LANES, 1, 1],
+    overrides: &["LANE_ROWS"],
+    ..PRODUCT
+};
 
 /// `gram_lanes`: the product shaped for CPU-like adapters with B read transposed.
 pub const GRAM_LANES_SPEC: KernelSpec =
-    KernelSpec { entry: "gram_lanes", workgroup_size: [GRAM_LANES, 1, 1], ..PRODUCT_LANES };
+    KernelSpec { entry: "gram_lanes", workgroup_size: [GRAM_LANES, 1, 1], ..PRODUCT_LANES_SPEC };
 
 /// Every kernel of the file.
-pub const SPECS: &[KernelSpec] = &[PRODUCT, PRODUCT_LANES, GRAM_LANES_SPEC, RESIDUAL_FORWARD, RESIDUAL_BACKWARD];
+pub const SPECS: &[KernelSpec] = &[PRODUCT, PRODUCT_LANES_SPEC, GRAM_LANES_SPEC, RESIDUAL_FORWARD, RESIDUAL_BACKWARD];
 
 /// One way to compute a product. The plan asks [`Products::product`] for a product and gets
 /// the variant the device's [`crate::tuning::Tuner`] chose for its shape.
@@ -308,11 +322,9 @@ impl Products {
         let fitting: Vec<ProductVariant> = ProductVariant::ALL.into_iter().filter(|v| v.fits(p, &buffers)).collect();
         let shape = format!("m{} k{} n{} flags{} chunk{}", p.m, p.k, p.n, p.flags, p.k_chunk);
         let variant = ctx.tuner().pick(family, &shape, &fitting, |variant| {
-            let scratch = |b| scratch_like(ctx, b);
-            let (input, weights, output, aux) =
-                (scratch(buffers.input), scratch(buffers.weights), scratch(buffers.output), scratch(buffers.aux));
-            let buffers = ProductBuffers { input: &input, weights: &weights, output: &output, aux: &aux };
-            time_op(ctx, &self.variant(ctx, variant, buffers, p))
+            // The buffers it writes are stand-ins: the plan's may hold values in use.
+            let (output, aux) = (scratch_like(ctx, buffers.output), scratch_like(ctx, buffers.aux));
+            time_op(ctx, &self.variant(ctx, variant, ProductBuffers { output: &output, aux: &aux, ..buffers }, p))
         });
         self.variant(ctx, variant, buffers, p)
     }
@@ -347,7 +359,7 @@ impl Products {
                 let (spec, across) = if transpose_b {
                     (GRAM_LANES_SPEC, p.n.div_ceil(GRAM_LANES))
                 } else {
-                    (PRODUCT_LANES, (p.n / 4).div_ceil(LANES))
+                    (PRODUCT_LANES_SPEC, (p.n / 4).div_ceil(LANES))
                 };
                 let slot = &self.lanes[usize::from(transpose_b)][usize::from(variant == ProductVariant::Lanes8)];
                 let kernel = slot

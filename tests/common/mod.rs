@@ -266,18 +266,3 @@ pub fn stylizer() -> Option<neural_style::stylize::Stylizer> {
     let net = neural_style::weights::load(&default_weights()).expect("weights");
     Some(neural_style::stylize::Stylizer::new(ctx.clone(), Arc::new(neural_style::engine::FeatureNet::new(&ctx, net))))
 }
-
-/// The product `p` in every variant that can compute it (see `ProductVariant::fits`), each with
-/// its name: the kernel tests check every variant the tuner may choose.
-pub fn product_variants(
-    k: &neural_style::kernels::Kernels,
-    ctx: &GpuContext,
-    buffers: neural_style::kernels::pointwise::ProductBuffers,
-    p: &neural_style::kernels::pointwise::PointwiseParams,
-) -> Vec<(&'static str, neural_style::kernels::BoundOp)> {
-    neural_style::kernels::pointwise::ProductVariant::ALL
-        .into_iter()
-        .filter(|v| v.fits(p, &buffers))
-        .map(|v| (neural_style::tuning::Variant::name(v), k.products.variant(ctx, v, buffers, p)))
-        .collect()
-}
