@@ -2,15 +2,16 @@
 //!
 //! A family with several variants (the products, the stem and the depthwise convolutions: GPU
 //! shapes with workgroup tiles or flat grids, CPU shapes with one row or column block per
-//! workgroup and outputs in registers) asks the [`Tuner`] for a choice when a plan is built. In [`Tune::Auto`] mode a choice cached for this adapter and shape is used at
-//! once; otherwise every eligible variant is timed on the shape and the fastest kept, in memory
-//! for the rest of the process and in `tuning.json` in the cache directory for later runs. The
-//! first process to record a choice wins: one that measured at the same time adopts it, so two
-//! runs of one size always use the same kernels (a choice changes results only by rounding).
+//! workgroup and outputs in registers) asks the [`Tuner`] for a choice when a plan is built. In
+//! [`Tune::Auto`] mode a choice cached for this adapter and shape is used at once; otherwise
+//! every eligible variant is timed on the shape and the fastest kept, in memory for the rest of
+//! the process and in `tuning.json` in the cache directory for later runs. The first process to
+//! record a choice wins: one that measured at the same time adopts it, so two runs of one size
+//! always use the same kernels (a choice changes results only by rounding).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -62,13 +63,16 @@ pub struct Tuner {
     path: Option<PathBuf>,
     /// This process's choices with their `family/shape` keys, in the order they were made.
     choices: Mutex<Vec<(String, Choice)>>,
+    /// This adapter's cached choices, read once on first use.
+    cache: OnceLock<BTreeMap<String, Choice>>,
 }
 
 impl Tuner {
     /// A tuner for the adapter named `adapter` in the cache (see [`adapter_key`]), caching in
     /// `cache_dir` (none: measure in every process).
     pub fn new(mode: Tune, adapter: String, cache_dir: Option<PathBuf>) -> Self {
-        Self { mode, adapter, path: cache_dir.map(|d| d.join(CACHE_FILE)), choices: Mutex::default() }
+        let path = cache_dir.map(|d| d.join(CACHE_FILE));
+        Self { mode, adapter, path, choices: Mutex::default(), cache: OnceLock::new() }
     }
 
     /// The mode.
@@ -91,11 +95,12 @@ impl Tuner {
             return first;
         }
         let key = format!("{}/{shape}", family.name());
-        if let Some((_, c)) = self.choices.lock().unwrap().iter().find(|(k, _)| *k == key) {
+        let listed = |c: &Choice| variants.contains(&c.variant.as_str());
+        if let Some((_, c)) = self.choices.lock().unwrap().iter().find(|(k, c)| *k == key && listed(c)) {
             return c.variant.clone();
         }
         if self.mode == Tune::Auto
-            && let Some(c) = self.cached(&key).filter(|c| variants.contains(&c.variant.as_str()))
+            && let Some(c) = self.cached(&key).filter(|c| listed(c))
         {
             let variant = c.variant.clone();
             self.choices.lock().unwrap().push((key, Choice { measured: Vec::new(), ..c }));
@@ -135,7 +140,9 @@ impl Tuner {
     }
 
     fn cached(&self, key: &str) -> Option<Choice> {
-        read_cache(self.path.as_ref()?).remove(&self.adapter)?.remove(key)
+        let path = self.path.as_ref()?;
+        let mine = self.cache.get_or_init(|| read_cache(path).remove(&self.adapter).unwrap_or_default());
+        mine.get(key).cloned()
     }
 
     /// Records `mine` in the cache file under a lock, unless (in `auto` mode) another process
