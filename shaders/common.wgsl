@@ -72,3 +72,12 @@ fn floor_div(a: i32, b: i32) -> i32 {
     let q = a / b;
     return select(q, q - 1, a % b != 0 && a < 0);
 }
+
+// The outputs whose taps reach the ROW_OUTS neighbouring inputs x0 … of a transposed
+// convolution (out · s + tap − pad = in; x0 a multiple of s), as (first, count, base): the
+// window starts at base = ⌊(x0 + pad − (k − 1)) / s⌋ = x0 / s + first and holds count outputs.
+fn tap_window(x0: u32, pad: i32, k: i32, s: i32) -> vec3<i32> {
+    let first = floor_div(pad - k + 1, s);
+    let count = floor_div(i32(ROW_OUTS) - 1 + pad, s) - first + 1;
+    return vec3<i32>(first, count, i32(x0) / s + first);
+}

@@ -192,9 +192,10 @@ fn conv_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wo
     let s = i32(CONV_S);
     let pad = i32(CONV_PAD);
     let k = i32(CONV_K);
-    let first = floor_div(pad - k + 1, s);
-    let count = floor_div(i32(ROW_OUTS) - 1 + pad, s) - first + 1;
-    let base = i32(x0) / s + first;
+    let window = tap_window(x0, pad, k, s);
+    let first = window.x;
+    let count = window.y;
+    let base = window.z;
     let last = i32(p.out_w) - 1;
     let out_pixels = p.out_h * p.out_w;
     var acc: array<f32, CONV_ROWS_IN * ROW_OUTS>;

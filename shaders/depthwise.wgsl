@@ -147,10 +147,10 @@ fn depthwise_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @built
     let s = i32(DW_S);
     let pad = i32(DW_PAD);
     let k = i32(DW_K);
-    // The window starts at the first output any tap of x0 reads: ⌊(x0 + pad − (k − 1)) / s⌋.
-    let first = floor_div(pad - k + 1, s);
-    let count = floor_div(i32(ROW_OUTS) - 1 + pad, s) - first + 1;
-    let base = i32(x0) / s + first;
+    let window = tap_window(x0, pad, k, s);
+    let first = window.x;
+    let count = window.y;
+    let base = window.z;
     let last = i32(p.out_w) - 1;
     var acc: array<f32, ROW_OUTS>;
     for (var ky = 0u; ky < DW_K; ky++) {

@@ -52,6 +52,22 @@ fn store(out_base: u32, row: u32, col: u32, z_in: f32) {
     output[out_base + idx] = v;
 }
 
+// The reduction range of workgroup layer z and where its result goes: all of k into the
+// output, or (k_chunk ≠ 0) chunk z into partial product z at offset z·m·n.
+struct KRange {
+    begin: u32,
+    end: u32,
+    out_base: u32,
+}
+
+fn k_range(z: u32) -> KRange {
+    if p.k_chunk == 0u {
+        return KRange(0u, p.k, 0u);
+    }
+    let begin = z * p.k_chunk;
+    return KRange(begin, min(p.k, begin + p.k_chunk), z * p.m * p.n);
+}
+
 fn has(flag: u32) -> bool {
     return (p.flags & flag) != 0u;
 }
@@ -101,14 +117,10 @@ fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
     }
     let m0 = tile_row * tile_m;
     let n0 = tile_col * tile_n;
-    var k_begin = 0u;
-    var k_end = p.k;
-    var out_base = 0u;
-    if p.k_chunk != 0u {
-        k_begin = wid.z * p.k_chunk;
-        k_end = min(p.k, k_begin + p.k_chunk);
-        out_base = wid.z * p.m * p.n;
-    }
+    let range = k_range(wid.z);
+    let k_begin = range.begin;
+    let k_end = range.end;
+    let out_base = range.out_base;
     let tid = lid.y * TILE_SIDE + lid.x;
     // acc[i][j]: row i, column j of this invocation's block (columns as vector lanes).
     var acc: array<vec4<f32>, 4>;
@@ -291,14 +303,10 @@ fn gram_lanes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     if symmetric && m0 >= (wid.x + 1u) * GRAM_LANES {
         return;
     }
-    var k_begin = 0u;
-    var k_end = p.k;
-    var out_base = 0u;
-    if p.k_chunk != 0u {
-        k_begin = wid.z * p.k_chunk;
-        k_end = min(p.k, k_begin + p.k_chunk);
-        out_base = wid.z * p.m * p.n;
-    }
+    let range = k_range(wid.z);
+    let k_begin = range.begin;
+    let k_end = range.end;
+    let out_base = range.out_base;
     let k4 = p.k / 4u;
     var acc: array<f32, MAX_LANE_ROWS>;
     for (var k = k_begin / 4u; k < k_end / 4u; k++) {

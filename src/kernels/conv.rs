@@ -2,12 +2,9 @@
 //! gradient with respect to the image, and the in-place activation backward that runs before the
 //! stem's and each depthwise layer's input gradient.
 
-use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, flat_grid, groups};
+use super::{BoundOp, Family, Kernel, KernelSpec, Shader, Specialized, UniformParams, WORKGROUP, flat_grid, groups};
 use super::{kernel_bindings, uniform_params};
 use crate::arch::Padding;
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use crate::gpu::GpuContext;
 use crate::model::Conv as ConvLayer;
 use crate::tuning::{Variant, scratch_like, time_op};
@@ -255,8 +252,8 @@ pub struct Conv {
     forward: Kernel,
     backward: Kernel,
     activation_backward: Kernel,
-    /// Rows kernels by direction (backward: true), kernel size, stride and padding.
-    rows: Mutex<HashMap<(bool, u32, u32, u32), Kernel>>,
+    /// Rows kernels by direction, kernel size, stride and padding.
+    rows: Specialized,
 }
 
 impl Conv {
@@ -267,7 +264,7 @@ impl Conv {
             forward: Kernel::new(ctx, &module, FORWARD),
             backward: Kernel::new(ctx, &module, BACKWARD),
             activation_backward: Kernel::new(ctx, &module, ACTIVATION_BACKWARD),
-            rows: Mutex::default(),
+            rows: Specialized::default(),
             module,
         }
     }
@@ -340,19 +337,12 @@ impl Conv {
         }
     }
 
+    /// The rows kernel for `p`'s kernel size, stride and padding (compiled on first use).
     fn rows_kernel(&self, ctx: &GpuContext, backward: bool, p: &ConvParams) -> Kernel {
-        let mut rows = self.rows.lock().unwrap();
-        rows.entry((backward, p.kernel, p.stride, p.pad_x))
-            .or_insert_with(|| {
-                let spec = if backward { ROWS_BACKWARD } else { ROWS_FORWARD };
-                let constants = [
-                    ("CONV_K", f64::from(p.kernel)),
-                    ("CONV_S", f64::from(p.stride)),
-                    ("CONV_PAD", f64::from(p.pad_x)),
-                ];
-                Kernel::with_constants(ctx, &self.module, spec, &constants)
-            })
-            .clone()
+        let spec = if backward { ROWS_BACKWARD } else { ROWS_FORWARD };
+        let constants =
+            [("CONV_K", f64::from(p.kernel)), ("CONV_S", f64::from(p.stride)), ("CONV_PAD", f64::from(p.pad_x))];
+        self.rows.get(ctx, &self.module, spec, &constants)
     }
 
     /// dL/dY → dL/dZ in place, timed under `family` (the layer it belongs to).

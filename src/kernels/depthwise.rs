@@ -1,12 +1,9 @@
 //! `shaders/depthwise.wgsl`: the depthwise convolution (k×k per channel, stride 1 or 2) with
 //! bias and activation, and its gradient with respect to the input.
 
-use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, groups};
+use super::{BoundOp, Family, Kernel, KernelSpec, Shader, Specialized, UniformParams, WORKGROUP, groups};
 use super::{kernel_bindings, uniform_params};
 use crate::arch::Padding;
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use crate::gpu::GpuContext;
 use crate::model::Conv;
 use crate::tuning::{Variant, scratch_like, time_op};
@@ -198,8 +195,8 @@ pub struct Depthwise {
     module: wgpu::ShaderModule,
     forward: Kernel,
     backward: Kernel,
-    /// Rows kernels by direction (backward: true), kernel size, stride and padding.
-    rows: Mutex<HashMap<(bool, u32, u32, u32), Kernel>>,
+    /// Rows kernels by direction, kernel size, stride and padding.
+    rows: Specialized,
 }
 
 impl Depthwise {
@@ -209,7 +206,7 @@ impl Depthwise {
         Self {
             forward: Kernel::new(ctx, &module, FORWARD),
             backward: Kernel::new(ctx, &module, BACKWARD),
-            rows: Mutex::default(),
+            rows: Specialized::default(),
             module,
         }
     }
@@ -280,15 +277,8 @@ impl Depthwise {
 
     /// The rows kernel for `p`'s kernel size, stride and padding (compiled on first use).
     fn rows_kernel(&self, ctx: &GpuContext, backward: bool, p: &DepthwiseParams) -> Kernel {
-        let key = (backward, p.kernel, p.stride, p.pad_x);
-        let mut rows = self.rows.lock().unwrap();
-        rows.entry(key)
-            .or_insert_with(|| {
-                let spec = if backward { ROWS_BACKWARD } else { ROWS_FORWARD };
-                let constants =
-                    [("DW_K", f64::from(p.kernel)), ("DW_S", f64::from(p.stride)), ("DW_PAD", f64::from(p.pad_x))];
-                Kernel::with_constants(ctx, &self.module, spec, &constants)
-            })
-            .clone()
+        let spec = if backward { ROWS_BACKWARD } else { ROWS_FORWARD };
+        let constants = [("DW_K", f64::from(p.kernel)), ("DW_S", f64::from(p.stride)), ("DW_PAD", f64::from(p.pad_x))];
+        self.rows.get(ctx, &self.module, spec, &constants)
     }
 }

@@ -509,6 +509,28 @@ impl Kernel {
     }
 }
 
+/// Pipelines of a shader's entry points specialized by pipeline-overridable constants, each
+/// compiled on first use and kept (the rows kernels: one per kernel size, stride and padding).
+#[derive(Default)]
+pub(crate) struct Specialized {
+    kernels: std::sync::Mutex<std::collections::HashMap<(&'static str, Vec<u64>), Kernel>>,
+}
+
+impl Specialized {
+    /// The pipeline of `spec` with `constants`, compiled from `module` the first time.
+    pub(crate) fn get(
+        &self,
+        ctx: &GpuContext,
+        module: &wgpu::ShaderModule,
+        spec: KernelSpec,
+        constants: &[(&str, f64)],
+    ) -> Kernel {
+        let key = (spec.entry, constants.iter().map(|(_, v)| v.to_bits()).collect());
+        let mut kernels = self.kernels.lock().unwrap();
+        kernels.entry(key).or_insert_with(|| Kernel::with_constants(ctx, module, spec, constants)).clone()
+    }
+}
+
 /// Workgroups to cover `n` items, `per` at a time (saturating: the size checks reject huge counts).
 pub fn groups(n: usize, per: u32) -> u32 {
     u32::try_from(n.div_ceil(per as usize)).unwrap_or(u32::MAX)
