@@ -3,6 +3,8 @@
 // gradient with respect to the (unnormalized) input image.
 // Layouts: input [in_c][in_h][in_w]; weights [out_c][in_c][k][k] followed by out_c biases;
 // output and pre-activation [out_c][out_h][out_w].
+// Bindings typed `NAME_t` hold activations, stored as f32 or f16 (aliases generated per kernel,
+// `storage_types` in src/kernels/mod.rs); every access converts, and arithmetic is f32.
 
 struct ConvParams {
     in_c: u32, in_h: u32, in_w: u32, out_c: u32,
@@ -17,8 +19,8 @@ struct ConvParams {
 @group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> weights: array<f32>;
-@group(0) @binding(3) var<storage, read_write> output: array<f32>;
-@group(0) @binding(4) var<storage, read_write> preact: array<f32>;
+@group(0) @binding(3) var<storage, read_write> output: array<output_t>;
+@group(0) @binding(4) var<storage, read_write> preact: array<preact_t>;
 
 // One invocation per output pixel and block of CONV_OUT_BLOCK output channels (each normalized
 // input value is loaded once for all of them): x over pixels, y over blocks.
@@ -60,9 +62,9 @@ fn conv_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     for (var o = 0u; o < count; o++) {
         let idx = (o0 + o) * pixels + pix;
-        output[idx] = activate(acc[o], p.act, p.cap);
+        output[idx] = output_t(activate(acc[o], p.act, p.cap));
         if p.store_preact == 1u {
-            preact[idx] = acc[o];
+            preact[idx] = preact_t(acc[o]);
         }
     }
 }
@@ -72,10 +74,10 @@ struct ActivationParams {
 }
 
 @group(0) @binding(0) var<uniform> act_p: ActivationParams;
-@group(0) @binding(5) var<storage, read> grad_output: array<f32>;
-@group(0) @binding(6) var<storage, read> preact_in: array<f32>;
+@group(0) @binding(5) var<storage, read> grad_output: array<grad_output_t>;
+@group(0) @binding(6) var<storage, read> preact_in: array<preact_in_t>;
 @group(0) @binding(7) var<storage, read_write> grad_input: array<f32>;
-@group(0) @binding(8) var<storage, read_write> grad_inout: array<f32>;
+@group(0) @binding(8) var<storage, read_write> grad_inout: array<grad_inout_t>;
 
 // The activation's backward, in place: dL/dZ = dL/dY ⊙ act'(Z) over act_p.n values.
 // It runs once per layer before the stem's (and each depthwise layer's) input gradient, which
@@ -85,7 +87,7 @@ struct ActivationParams {
 fn activation_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if i < act_p.n {
-        grad_inout[i] *= activate_grad(preact_in[i], act_p.act, act_p.cap);
+        grad_inout[i] = grad_inout_t(f32(grad_inout[i]) * activate_grad(f32(preact_in[i]), act_p.act, act_p.cap));
     }
 }
 
@@ -119,7 +121,7 @@ fn conv_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
             let opix = oy * p.out_w + u32(sx);
             for (var o = 0u; o < p.out_c; o++) {
-                acc += weights[((o * p.in_c + i) * k + ky) * k + kx] * grad_output[o * out_pixels + opix];
+                acc += weights[((o * p.in_c + i) * k + ky) * k + kx] * f32(grad_output[o * out_pixels + opix]);
             }
         }
     }
@@ -174,9 +176,9 @@ fn conv_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wor
     for (var o = 0u; o < CONV_OUT_BLOCK; o++) {
         if o0 + o < p.out_c {
             let idx = (o0 + o) * pixels + y * p.out_w + x;
-            output[idx] = activate(acc[o], p.act, p.cap);
+            output[idx] = output_t(activate(acc[o], p.act, p.cap));
             if p.store_preact == 1u {
-                preact[idx] = acc[o];
+                preact[idx] = preact_t(acc[o]);
             }
         }
     }
@@ -209,7 +211,7 @@ fn conv_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wo
             var win: array<f32, ROW_WINDOW>;
             for (var j = 0; j < count; j++) {
                 let ox = base + j;
-                win[j] = select(0.0, grad_output[row + u32(clamp(ox, 0, last))], ox >= 0 && ox <= last);
+                win[j] = select(0.0, f32(grad_output[row + u32(clamp(ox, 0, last))]), ox >= 0 && ox <= last);
             }
             for (var i = 0u; i < CONV_ROWS_IN; i++) {
                 for (var kx = 0; kx < k; kx++) {

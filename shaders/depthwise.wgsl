@@ -2,6 +2,8 @@
 // with respect to the input.
 // Layouts: input [c][in_h][in_w]; weights [c][k][k] followed by c biases; output and
 // pre-activation [c][out_h][out_w].
+// Bindings typed `NAME_t` hold activations, stored as f32 or f16 (aliases generated per kernel,
+// `storage_types` in src/kernels/mod.rs); every access converts, and arithmetic is f32.
 
 struct DepthwiseParams {
     channels: u32, in_h: u32, in_w: u32, out_h: u32,
@@ -12,10 +14,10 @@ struct DepthwiseParams {
 }
 
 @group(0) @binding(0) var<uniform> p: DepthwiseParams;
-@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(1) var<storage, read> input: array<input_t>;
 @group(0) @binding(2) var<storage, read> weights: array<f32>;
-@group(0) @binding(3) var<storage, read_write> output: array<f32>;
-@group(0) @binding(4) var<storage, read_write> preact: array<f32>;
+@group(0) @binding(3) var<storage, read_write> output: array<output_t>;
+@group(0) @binding(4) var<storage, read_write> preact: array<preact_t>;
 
 // One invocation per output value: x over pixels, y over channels.
 @compute @workgroup_size(WORKGROUP)
@@ -40,17 +42,17 @@ fn depthwise_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
             if ix < 0 || ix >= i32(p.in_w) {
                 continue;
             }
-            acc += weights[(c * k + ky) * k + kx] * input[(c * p.in_h + u32(iy)) * p.in_w + u32(ix)];
+            acc += weights[(c * k + ky) * k + kx] * f32(input[(c * p.in_h + u32(iy)) * p.in_w + u32(ix)]);
         }
     }
-    output[c * pixels + pix] = activate(acc, p.act, p.cap);
+    output[c * pixels + pix] = output_t(activate(acc, p.act, p.cap));
     if p.store_preact == 1u {
-        preact[c * pixels + pix] = acc;
+        preact[c * pixels + pix] = preact_t(acc);
     }
 }
 
-@group(0) @binding(5) var<storage, read> grad_output: array<f32>;
-@group(0) @binding(7) var<storage, read_write> grad_input: array<f32>;
+@group(0) @binding(5) var<storage, read> grad_output: array<grad_output_t>;
+@group(0) @binding(7) var<storage, read_write> grad_input: array<grad_input_t>;
 
 // Gradient with respect to the input, added to grad_input (the transposed depthwise convolution
 // of dL/d(pre-activation), which grad_output holds: see activation_backward in conv.wgsl). One invocation per input value: x over pixels, y over channels.
@@ -78,10 +80,10 @@ fn depthwise_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
             if sx < 0 {
                 continue;
             }
-            acc += weights[(c * k + ky) * k + kx] * grad_output[c * out_pixels + oy * p.out_w + u32(sx)];
+            acc += weights[(c * k + ky) * k + kx] * f32(grad_output[c * out_pixels + oy * p.out_w + u32(sx)]);
         }
     }
-    grad_input[c * in_pixels + pix] += acc;
+    grad_input[c * in_pixels + pix] = grad_input_t(f32(grad_input[c * in_pixels + pix]) + acc);
 }
 
 // ---- Shaped for CPU-like adapters: rows ----
@@ -115,7 +117,7 @@ fn depthwise_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builti
         var win: array<f32, ROW_WINDOW>;
         for (var j = 0u; j < (ROW_OUTS - 1u) * DW_S + DW_K; j++) {
             let ix = base + i32(j);
-            win[j] = select(0.0, input[row + u32(clamp(ix, 0, last))], ix >= 0 && ix <= last);
+            win[j] = select(0.0, f32(input[row + u32(clamp(ix, 0, last))]), ix >= 0 && ix <= last);
         }
         for (var kx = 0u; kx < DW_K; kx++) {
             let w = weights[(c * DW_K + ky) * DW_K + kx];
@@ -128,9 +130,9 @@ fn depthwise_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builti
         let x = x0 + o;
         if x < p.out_w {
             let idx = (c * p.out_h + y) * p.out_w + x;
-            output[idx] = activate(acc[o], p.act, p.cap);
+            output[idx] = output_t(activate(acc[o], p.act, p.cap));
             if p.store_preact == 1u {
-                preact[idx] = acc[o];
+                preact[idx] = preact_t(acc[o]);
             }
         }
     }
@@ -162,7 +164,7 @@ fn depthwise_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @built
         var win: array<f32, ROW_WINDOW>;
         for (var j = 0; j < count; j++) {
             let ox = base + j;
-            win[j] = select(0.0, grad_output[row + u32(clamp(ox, 0, last))], ox >= 0 && ox <= last);
+            win[j] = select(0.0, f32(grad_output[row + u32(clamp(ox, 0, last))]), ox >= 0 && ox <= last);
         }
         for (var kx = 0; kx < k; kx++) {
             let w = weights[(c * DW_K + ky) * DW_K + u32(kx)];
@@ -178,7 +180,7 @@ fn depthwise_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @built
         let x = x0 + o;
         if x < p.in_w {
             let idx = (c * p.in_h + iy) * p.in_w + x;
-            grad_input[idx] += acc[o];
+            grad_input[idx] = grad_input_t(f32(grad_input[idx]) + acc[o]);
         }
     }
 }

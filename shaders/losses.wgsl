@@ -11,6 +11,9 @@
 //   target's mean square);
 //   tv: mean of squared vertical + mean of squared horizontal neighbour differences of the image.
 // The Gram matrices themselves and the style gradient (R·F) are products run by pointwise.wgsl.
+// Bindings typed `NAME_t` hold activations in some entry points (aliases generated per kernel,
+// `storage_types` in src/kernels/mod.rs): stored as f32 or f16; every access converts, and
+// arithmetic is f32.
 
 struct LossParams {
     count: u32, height: u32, width: u32, channels: u32,
@@ -20,9 +23,9 @@ struct LossParams {
 }
 
 @group(0) @binding(0) var<uniform> p: LossParams;
-@group(0) @binding(1) var<storage, read> value: array<f32>;
-@group(0) @binding(2) var<storage, read> target_value: array<f32>;
-@group(0) @binding(3) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(1) var<storage, read> value: array<value_t>;
+@group(0) @binding(2) var<storage, read> target_value: array<target_value_t>;
+@group(0) @binding(3) var<storage, read_write> grad: array<grad_t>;
 @group(0) @binding(4) var<storage, read_write> losses: array<f32>;
 
 // value = F, target = P (count values): grad += coef · (F − P), coef = content_weight · w_l · 2 / count,
@@ -31,9 +34,9 @@ struct LossParams {
 fn content_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     var sum = 0.0;
     for (var i = wid.x * WORKGROUP + lid.x; i < p.count; i += p.groups * WORKGROUP) {
-        let d = value[i] - target_value[i];
+        let d = f32(value[i]) - f32(target_value[i]);
         sum += d * d;
-        grad[i] += p.coef * d;
+        grad[i] = grad_t(f32(grad[i]) + p.coef * d);
     }
     let total = workgroup_sum(lid.x, sum);
     if lid.x == 0u {
@@ -51,11 +54,11 @@ fn style_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     for (var i = wid.x * WORKGROUP + lid.x; i < n; i += p.groups * WORKGROUP) {
         var gram = 0.0;
         for (var s = 0u; s < p.splits; s++) {
-            gram += value[s * n + i];
+            gram += f32(value[s * n + i]);
         }
-        let d = gram - target_value[i];
+        let d = gram - f32(target_value[i]);
         sum += d * d;
-        grad[i] = p.coef * d;
+        grad[i] = grad_t(p.coef * d);
     }
     let total = workgroup_sum(lid.x, sum);
     if lid.x == 0u {
@@ -78,26 +81,26 @@ fn tv_loss(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) 
     for (var i = wid.x * WORKGROUP + lid.x; i < 3u * h * w; i += p.groups * WORKGROUP) {
         let y = (i / w) % h;
         let x = i % w;
-        let v = value[i];
+        let v = f32(value[i]);
         var g = 0.0;
         if y + 1u < h {
-            let d = value[i + w] - v;
+            let d = f32(value[i + w]) - v;
             sum += d * d / n_v;
             g -= 2.0 * d / n_v;
         }
         if y > 0u {
-            g += 2.0 * (v - value[i - w]) / n_v;
+            g += 2.0 * (v - f32(value[i - w])) / n_v;
         }
         if x + 1u < w {
-            let d = value[i + 1u] - v;
+            let d = f32(value[i + 1u]) - v;
             sum += d * d / n_h;
             g -= 2.0 * d / n_h;
         }
         if x > 0u {
-            g += 2.0 * (v - value[i - 1u]) / n_h;
+            g += 2.0 * (v - f32(value[i - 1u])) / n_h;
         }
-        let gi = grad[i] + p.tv_weight * g;
-        grad[i] = gi;
+        let gi = f32(grad[i]) + p.tv_weight * g;
+        grad[i] = grad_t(gi);
         grad_sq += gi * gi;
     }
     let total = workgroup_sum(lid.x, sum);
@@ -147,7 +150,7 @@ const NORMALIZE_EPSILON: f32 = 1e-8;
 fn gradient_l1(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     var sum = 0.0;
     for (var i = wid.x * WORKGROUP + lid.x; i < p.count; i += p.groups * WORKGROUP) {
-        sum += abs(value[i]);
+        sum += abs(f32(value[i]));
     }
     let total = workgroup_sum(lid.x, sum);
     if lid.x == 0u {
@@ -163,7 +166,7 @@ fn normalized_add(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
     }
     let scale = p.coef / (norm + NORMALIZE_EPSILON);
     for (var i = wid.x * WORKGROUP + lid.x; i < p.count; i += p.groups * WORKGROUP) {
-        grad[i] += scale * value[i];
+        grad[i] = grad_t(f32(grad[i]) + scale * f32(value[i]));
     }
 }
 
@@ -178,7 +181,7 @@ struct InteriorParams {
 }
 
 @group(0) @binding(0) var<uniform> ip: InteriorParams;
-@group(0) @binding(5) var<storage, read_write> interior_value: array<f32>;
+@group(0) @binding(5) var<storage, read_write> interior_value: array<interior_value_t>;
 
 @compute @workgroup_size(WORKGROUP)
 fn interior(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -191,5 +194,5 @@ fn interior(@builtin(global_invocation_id) gid: vec3<u32>) {
     let x = i % ip.width;
     let m = ip.margin;
     let inside = y >= m && y + m < ip.height && x >= m && x + m < ip.width;
-    interior_value[i] = select(0.0, value[i], inside);
+    interior_value[i] = interior_value_t(select(0.0, f32(value[i]), inside));
 }

@@ -11,6 +11,9 @@
 // Each TILE_SIDE×TILE_SIDE workgroup computes a (TILE_SIDE·ROWS)×(TILE_SIDE·COLS) output tile,
 // each invocation a ROWS×COLS block of it, stepping through k KSTEP at a time via workgroup memory. ROWS and COLS (1, 2 or 4)
 // are chosen per product so that narrow layers don't pad their tiles with unused rows.
+// Bindings typed `NAME_t` hold activations, stored as f32 or f16 (aliases generated per kernel,
+// `storage_types` in src/kernels/mod.rs; a Gram product's A is features, its output f32); every
+// access converts, and arithmetic is f32.
 
 override ROWS: u32 = 4u;
 override COLS: u32 = 4u;
@@ -21,12 +24,12 @@ struct PointwiseParams {
 }
 
 @group(0) @binding(0) var<uniform> p: PointwiseParams;
-@group(0) @binding(1) var<storage, read> input: array<f32>;
-@group(0) @binding(2) var<storage, read> weights: array<f32>;
-@group(0) @binding(3) var<storage, read_write> output: array<f32>;
+@group(0) @binding(1) var<storage, read> input: array<input_t>;
+@group(0) @binding(2) var<storage, read> weights: array<weights_t>;
+@group(0) @binding(3) var<storage, read_write> output: array<output_t>;
 // Pre-activation to store (STORE_PREACT), or pre-activation whose activation derivative
 // multiplies B (GRAD_ACT_B). A 1-element dummy otherwise.
-@group(0) @binding(4) var<storage, read_write> aux: array<f32>;
+@group(0) @binding(4) var<storage, read_write> aux: array<aux_t>;
 
 var<workgroup> a_tile: array<f32, KSTEP * TILE>; // [KSTEP][TILE]: a_tile[k * TILE + m]
 var<workgroup> b_tile: array<f32, KSTEP * TILE>; // [KSTEP][TILE]: b_tile[k * TILE + n]
@@ -37,19 +40,19 @@ fn store(out_base: u32, row: u32, col: u32, z_in: f32) {
     let idx = row * p.n + col;
     var z = z_in;
     if has(FLAG_BIAS) {
-        z += weights[p.m * p.k + row];
+        z += f32(weights[p.m * p.k + row]);
     }
     var v = z;
     if !has(FLAG_GRAD_ACT_B) {
         v = activate(z, p.act, p.cap);
     }
     if has(FLAG_STORE_PREACT) {
-        aux[idx] = z;
+        aux[idx] = aux_t(z);
     }
     if has(FLAG_ACCUMULATE) {
-        v += output[out_base + idx];
+        v += f32(output[out_base + idx]);
     }
-    output[out_base + idx] = v;
+    output[out_base + idx] = output_t(v);
 }
 
 // The reduction range of workgroup layer z and where its result goes: all of k into the
@@ -77,9 +80,9 @@ fn load_a(m: u32, k: u32, k_end: u32) -> f32 {
         return 0.0;
     }
     if has(FLAG_TRANSPOSE_A) {
-        return weights[k * p.m + m];
+        return f32(weights[k * p.m + m]);
     }
-    return weights[m * p.k + k];
+    return f32(weights[m * p.k + k]);
 }
 
 fn load_b(k: u32, n: u32, k_end: u32) -> f32 {
@@ -88,12 +91,12 @@ fn load_b(k: u32, n: u32, k_end: u32) -> f32 {
     }
     var v: f32;
     if has(FLAG_TRANSPOSE_B) {
-        v = input[n * p.k + k];
+        v = f32(input[n * p.k + k]);
     } else {
-        v = input[k * p.n + n];
+        v = f32(input[k * p.n + n]);
     }
     if has(FLAG_GRAD_ACT_B) {
-        v *= activate_grad(aux[k * p.n + n], p.act, p.cap);
+        v *= activate_grad(f32(aux[k * p.n + n]), p.act, p.cap);
     }
     return v;
 }
@@ -179,8 +182,8 @@ struct ResidualParams {
 }
 
 @group(0) @binding(0) var<uniform> rp: ResidualParams;
-@group(0) @binding(5) var<storage, read> addend: array<f32>;
-@group(0) @binding(6) var<storage, read_write> sum: array<f32>;
+@group(0) @binding(5) var<storage, read> addend: array<addend_t>;
+@group(0) @binding(6) var<storage, read_write> sum: array<sum_t>;
 
 // Forward: sum = input + addend (the projection plus the block input), rp.n values in a flat
 // dispatch (see flat_index).
@@ -188,7 +191,7 @@ struct ResidualParams {
 fn residual_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if i < rp.n {
-        sum[i] = input[i] + addend[i];
+        sum[i] = sum_t(f32(input[i]) + f32(addend[i]));
     }
 }
 
@@ -197,7 +200,7 @@ fn residual_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn residual_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid);
     if i < rp.n {
-        sum[i] += addend[i];
+        sum[i] = sum_t(f32(sum[i]) + f32(addend[i]));
     }
 }
 
@@ -209,14 +212,14 @@ fn residual_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
 // (pointwise_lanes) or m % 4 = 0 with TRANSPOSE_A; the Rust side checks.
 override LANE_ROWS: u32 = 8u;
 
-@group(0) @binding(1) var<storage, read> input4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> weights4: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> aux4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> input4: array<vec4<input_t>>;
+@group(0) @binding(2) var<storage, read> weights4: array<vec4<weights_t>>;
+@group(0) @binding(4) var<storage, read_write> aux4: array<vec4<aux_t>>;
 
 // Rows m0 + 4j .. m0 + 4j + 3 of A at reduction index k (A transposed: W[k][m] is stored).
 fn a_column4(m0: u32, j: u32, k: u32) -> vec4<f32> {
     // Rows past m (in the last workgroup) read the last four instead; they are never stored.
-    return weights4[(k * p.m + min(m0 + 4u * j, p.m - 4u)) / 4u];
+    return vec4<f32>(weights4[(k * p.m + min(m0 + 4u * j, p.m - 4u)) / 4u]);
 }
 
 // Entry (row, col) of the product as `store` does it, the bias and the pre-activation through
@@ -226,19 +229,19 @@ fn store_lanes(out_base: u32, row: u32, col: u32, z_in: f32) {
     var z = z_in;
     if has(FLAG_BIAS) {
         let b = p.m * p.k + row;
-        z += weights4[b / 4u][b % 4u];
+        z += f32(weights4[b / 4u][b % 4u]);
     }
     var v = z;
     if !has(FLAG_GRAD_ACT_B) {
         v = activate(z, p.act, p.cap);
     }
     if has(FLAG_STORE_PREACT) {
-        aux4[idx / 4u][idx % 4u] = z;
+        aux4[idx / 4u][idx % 4u] = aux_t(z);
     }
     if has(FLAG_ACCUMULATE) {
-        v += output[out_base + idx];
+        v += f32(output[out_base + idx]);
     }
-    output[out_base + idx] = v;
+    output[out_base + idx] = output_t(v);
 }
 
 // B stored [k][n]: each invocation computes columns 4x .. 4x + 3 of LANE_ROWS rows.
@@ -253,9 +256,9 @@ fn pointwise_lanes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workg
     for (var k = 0u; k < p.k; k += 4u) {
         var b: array<vec4<f32>, 4>;
         for (var t = 0u; t < 4u; t++) {
-            b[t] = input4[(k + t) * row4 + n4];
+            b[t] = vec4<f32>(input4[(k + t) * row4 + n4]);
             if grad_act {
-                let z = aux4[(k + t) * row4 + n4];
+                let z = vec4<f32>(aux4[(k + t) * row4 + n4]);
                 b[t] *= vec4<f32>(activate_grad(z.x, p.act, p.cap), activate_grad(z.y, p.act, p.cap),
                                   activate_grad(z.z, p.act, p.cap), activate_grad(z.w, p.act, p.cap));
             }
@@ -272,7 +275,7 @@ fn pointwise_lanes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workg
             }
         } else {
             for (var i = 0u; i < LANE_ROWS; i++) {
-                let a = weights4[(min(m0 + i, p.m - 1u) * p.k + k) / 4u];
+                let a = vec4<f32>(weights4[(min(m0 + i, p.m - 1u) * p.k + k) / 4u]);
                 acc[i] += a.x * b[0] + a.y * b[1] + a.z * b[2] + a.w * b[3];
             }
         }
@@ -310,9 +313,9 @@ fn gram_lanes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     let k4 = p.k / 4u;
     var acc: array<f32, MAX_LANE_ROWS>;
     for (var k = k_begin / 4u; k < k_end / 4u; k++) {
-        let b = input4[n * k4 + k];
+        let b = vec4<f32>(input4[n * k4 + k]);
         for (var i = 0u; i < LANE_ROWS; i++) {
-            acc[i] += dot(weights4[min(m0 + i, p.m - 1u) * k4 + k], b);
+            acc[i] += dot(vec4<f32>(weights4[min(m0 + i, p.m - 1u) * k4 + k]), b);
         }
     }
     if gid.x >= p.n {

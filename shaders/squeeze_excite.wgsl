@@ -1,5 +1,8 @@
 // Squeeze-and-excite: per-channel mean, the gate (two small fully connected layers), and the
 // channel scale. The mean kernel also serves the classifier's global pooling.
+// Bindings typed `NAME_t` hold activations in some entry points (aliases generated per kernel,
+// `storage_types` in src/kernels/mod.rs): stored as f32 or f16; every access converts, and
+// arithmetic is f32.
 
 struct SeParams {
     channels: u32, pixels: u32, squeeze: u32, reduce_act: u32,
@@ -7,11 +10,11 @@ struct SeParams {
 }
 
 @group(0) @binding(0) var<uniform> p: SeParams;
-@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(1) var<storage, read> input: array<input_t>;
 // channel_mean: unused. se_gate: [squeeze][channels] reduce weights, squeeze biases,
 // [channels][squeeze] expand weights, channels biases. channel_scale: the gates.
 @group(0) @binding(2) var<storage, read> aux: array<f32>;
-@group(0) @binding(3) var<storage, read_write> output: array<f32>;
+@group(0) @binding(3) var<storage, read_write> output: array<output_t>;
 
 // The gate's hidden layer.
 var<workgroup> hidden: array<f32, MAX_SQUEEZE>;
@@ -22,11 +25,11 @@ fn channel_mean(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
     let c = wid.x;
     var sum = 0.0;
     for (var i = lid.x; i < p.pixels; i += WORKGROUP) {
-        sum += input[c * p.pixels + i];
+        sum += f32(input[c * p.pixels + i]);
     }
     let total = workgroup_sum(lid.x, sum);
     if lid.x == 0u {
-        output[c] = total / f32(p.pixels);
+        output[c] = output_t(total / f32(p.pixels));
     }
 }
 
@@ -34,7 +37,7 @@ fn channel_mean(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup
 fn reduce_pre_activation(s: u32) -> f32 {
     var acc = aux[p.squeeze * p.channels + s];
     for (var c = 0u; c < p.channels; c++) {
-        acc += aux[s * p.channels + c] * input[c];
+        acc += aux[s * p.channels + c] * f32(input[c]);
     }
     return acc;
 }
@@ -56,7 +59,7 @@ fn se_gate(@builtin(local_invocation_id) lid: vec3<u32>) {
         for (var s = 0u; s < s_n; s++) {
             acc += aux[expand_w + c * s_n + s] * hidden[s];
         }
-        output[c] = clamp(acc + p.gate_add, 0.0, p.gate_max) * p.gate_mul;
+        output[c] = output_t(clamp(acc + p.gate_add, 0.0, p.gate_max) * p.gate_mul);
     }
 }
 
@@ -67,7 +70,7 @@ fn channel_scale(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let idx = gid.y * p.pixels + gid.x;
-    output[idx] = input[idx] * aux[gid.y];
+    output[idx] = output_t(f32(input[idx]) * aux[gid.y]);
 }
 
 // ---- Backward ----
@@ -75,8 +78,8 @@ fn channel_scale(@builtin(global_invocation_id) gid: vec3<u32>) {
 // se_gate_backward:  input = channel means, aux = weights, grad = dL/dgate → output = dL/dmean
 // se_input_backward: input = dL/dmean, aux = gates, grad = dL/dy → grad_input += dL/dx
 
-@group(0) @binding(4) var<storage, read> grad: array<f32>;
-@group(0) @binding(5) var<storage, read_write> grad_input: array<f32>;
+@group(0) @binding(4) var<storage, read> grad: array<grad_t>;
+@group(0) @binding(5) var<storage, read_write> grad_input: array<grad_input_t>;
 
 // One workgroup per channel: output[c] = Σ_n grad[c][n] · input[c][n].
 @compute @workgroup_size(WORKGROUP)
@@ -84,11 +87,11 @@ fn channel_dot(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     let c = wid.x;
     var sum = 0.0;
     for (var i = lid.x; i < p.pixels; i += WORKGROUP) {
-        sum += grad[c * p.pixels + i] * input[c * p.pixels + i];
+        sum += f32(grad[c * p.pixels + i]) * f32(input[c * p.pixels + i]);
     }
     let total = workgroup_sum(lid.x, sum);
     if lid.x == 0u {
-        output[c] = total;
+        output[c] = output_t(total);
     }
 }
 
@@ -114,7 +117,7 @@ fn se_gate_backward(@builtin(local_invocation_id) lid: vec3<u32>) {
         for (var s = 0u; s < s_n; s++) {
             a += aux[expand_w + c * s_n + s] * activate(hidden_pre[s], p.reduce_act, p.reduce_cap);
         }
-        grad_gate_pre[c] = select(0.0, grad[c] * p.gate_mul, a > 0.0 && a < p.gate_max);
+        grad_gate_pre[c] = select(0.0, f32(grad[c]) * p.gate_mul, a > 0.0 && a < p.gate_max);
     }
     workgroupBarrier();
     for (var s = lid.x; s < s_n; s += WORKGROUP) {
@@ -130,7 +133,7 @@ fn se_gate_backward(@builtin(local_invocation_id) lid: vec3<u32>) {
         for (var s = 0u; s < s_n; s++) {
             acc += aux[s * c_n + c] * grad_hidden[s];
         }
-        output[c] = acc;
+        output[c] = output_t(acc);
     }
 }
 
@@ -141,5 +144,5 @@ fn se_input_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let idx = gid.y * p.pixels + gid.x;
-    grad_input[idx] += grad[idx] * aux[gid.y] + input[gid.y] / f32(p.pixels);
+    grad_input[idx] = grad_input_t(f32(grad_input[idx]) + f32(grad[idx]) * aux[gid.y] + f32(input[gid.y]) / f32(p.pixels));
 }

@@ -186,6 +186,12 @@ pub struct CommonArgs {
     /// directory); `off` uses the GPU-shaped kernels without measuring; `always` measures again.
     #[arg(long, value_enum, default_value_t = neural_style::tuning::Tune::default())]
     pub tune: neural_style::tuning::Tune,
+    /// How activations and their gradients are stored: `f16` halves their memory (the image,
+    /// Gram matrices, losses and optimizer state stay f32; kernels compute in f32) and needs an
+    /// adapter with 16-bit floats in shaders; `auto` uses f16 where the adapter has it and f16
+    /// kernels measure faster.
+    #[arg(long, value_enum, default_value_t = neural_style::gpu::PrecisionChoice::default())]
+    pub precision: neural_style::gpu::PrecisionChoice,
     /// Machine-readable JSON output.
     #[arg(long)]
     pub json: bool,
@@ -328,6 +334,7 @@ impl CommonArgs {
             adapter: self.adapter.clone(),
             limits: self.limits,
             tune: self.tune,
+            precision: self.precision,
         }
     }
 }

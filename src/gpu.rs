@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::kernels::Precision;
 use anyhow::{Context, Result, bail};
 use wgpu::util::DeviceExt;
 
@@ -80,6 +81,24 @@ pub struct DeviceRequest {
     pub limits: LimitsProfile,
     /// When kernel variants are measured (see [`crate::tuning`]).
     pub tune: crate::tuning::Tune,
+    /// How activations are stored (see [`crate::kernels::Precision`]).
+    pub precision: PrecisionChoice,
+}
+
+/// How activations and their gradients are stored on the GPU (`--precision`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrecisionChoice {
+    /// 32-bit floats everywhere: the results PyTorch's f32 gives.
+    #[default]
+    F32,
+    /// 16-bit floats for activations, their gradients and the per-layer intermediates (half
+    /// their memory); the image, Gram matrices, losses and optimizer state stay f32, and every
+    /// kernel computes in f32. Needs an adapter with 16-bit floats in shaders (`SHADER_F16`).
+    F16,
+    /// f16 where the adapter has `SHADER_F16` and f16 kernels were measured faster on it (the
+    /// measurement cached like the kernel variants), else f32.
+    Auto,
 }
 
 /// The limits a device is opened with.
@@ -221,6 +240,7 @@ pub struct GpuContext {
     allocated: std::sync::atomic::AtomicU64,
     largest: std::sync::atomic::AtomicU64,
     tuner: crate::tuning::Tuner,
+    precision: Precision,
 }
 
 impl GpuContext {
@@ -292,8 +312,9 @@ impl GpuContext {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("neural-style"),
-            // Timestamps only feed `bench`'s per-kernel breakdown; nothing depends on them.
-            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
+            // Timestamps only feed `bench`'s per-kernel breakdown and the tuner; 16-bit floats
+            // are opened wherever the adapter has them so kernels of either precision compile.
+            required_features: adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16),
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -311,9 +332,18 @@ impl GpuContext {
                 lost.lock().unwrap().push(format!("GPU device lost: {msg}"));
             }
         });
+        let has_f16 = device.features().contains(wgpu::Features::SHADER_F16);
+        if request.precision == PrecisionChoice::F16 && !has_f16 {
+            bail!(
+                "adapter {:?} ({:?}) lacks SHADER_F16 (16-bit floats in shaders), which --precision f16 needs; use --precision f32 or auto",
+                info.name,
+                info.backend
+            );
+        }
         let cache = crate::weights::store::cache_dir().ok();
         let tuner = crate::tuning::Tuner::new(request.tune, crate::tuning::adapter_key(&info), cache);
-        Ok(Self {
+        let mut ctx = Self {
+            precision: Precision::F32,
             tuner,
             device,
             queue,
@@ -324,7 +354,25 @@ impl GpuContext {
             errors,
             allocated: Default::default(),
             largest: Default::default(),
-        })
+        };
+        ctx.precision = match request.precision {
+            PrecisionChoice::F32 => Precision::F32,
+            PrecisionChoice::F16 => Precision::F16,
+            PrecisionChoice::Auto if has_f16 => crate::kernels::faster_precision(&ctx)?,
+            PrecisionChoice::Auto => Precision::F32,
+        };
+        Ok(ctx)
+    }
+
+    /// How kernels and plans made on this device store activations by default (the resolved
+    /// `--precision`).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Whether the device can compile f16 kernels (`wgpu::Features::SHADER_F16`).
+    pub fn has_f16(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SHADER_F16)
     }
 
     /// The chooser of kernel variants for this device.
@@ -402,6 +450,54 @@ impl GpuContext {
         }))
     }
 
+    /// Creates a zero-filled storage buffer of `len` values stored in `precision` (its size
+    /// rounded up to whole 4-byte words, as wgpu binds and copies them).
+    pub fn values_buffer(&self, label: &str, len: usize, precision: Precision) -> wgpu::Buffer {
+        self.count(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: values_bytes(len.max(1), precision),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// Creates a storage buffer holding `data` stored in `precision` (rounded to the nearest
+    /// f16 for [`Precision::F16`]).
+    pub fn values_storage(&self, label: &str, data: &[f32], precision: Precision) -> wgpu::Buffer {
+        match precision {
+            Precision::F32 => self.storage_buffer(label, data),
+            Precision::F16 => {
+                let mut halves: Vec<half::f16> = data.iter().map(|&v| half::f16::from_f32(v)).collect();
+                halves.resize(values_bytes(data.len().max(1), precision) as usize / 2, half::f16::ZERO);
+                self.count(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytemuck::cast_slice(&halves),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                }))
+            }
+        }
+    }
+
+    /// Copies `len` values stored in `precision` out of a storage buffer, as f32 (blocking; its
+    /// own submit).
+    pub fn read_values(&self, buffer: &wgpu::Buffer, len: usize, precision: Precision) -> Result<Vec<f32>> {
+        match precision {
+            Precision::F32 => self.read_buffer(buffer, len),
+            Precision::F16 => {
+                let words = len.div_ceil(2);
+                let raw: Vec<u32> = {
+                    let staging = self.readback_buffer(words);
+                    let mut encoder = self.device.create_command_encoder(&Default::default());
+                    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, (words * 4) as u64);
+                    self.queue.submit([encoder.finish()]);
+                    self.read_mapped(&staging, words)?
+                };
+                let halves: &[half::f16] = bytemuck::cast_slice(&raw);
+                Ok(halves[..len].iter().map(|h| h.to_f32()).collect())
+            }
+        }
+    }
+
     /// A buffer that GPU copies can land in and the CPU can map, for `len` floats.
     pub fn readback_buffer(&self, len: usize) -> wgpu::Buffer {
         self.count(self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -444,6 +540,11 @@ impl GpuContext {
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| anyhow::anyhow!("GPU wait failed: {e}"))?;
         self.check_errors()
     }
+}
+
+/// Bytes of a buffer of `len` values stored in `precision`: whole 4-byte words.
+pub fn values_bytes(len: usize, precision: Precision) -> u64 {
+    ((len * precision.bytes()).div_ceil(4) * 4) as u64
 }
 
 fn first_line(s: &str) -> String {

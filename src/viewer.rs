@@ -235,7 +235,13 @@ impl<F: FnMut(ViewerEvent) -> Result<()>> ViewerApp<F> {
             }
             Job::Show(img) => {
                 let (width, height) = (w as usize, h as usize);
-                crate::engine::check_fits(&ctx, "the image", 3 * width * height, width, height)?;
+                crate::engine::check_fits(
+                    &ctx,
+                    "the image",
+                    3 * width * height,
+                    crate::kernels::Precision::F32,
+                    [width, height],
+                )?;
                 (None, Some((ctx.storage_buffer("image", &image_io::to_chw(&img)), (w, h))))
             }
         };

@@ -1,6 +1,7 @@
 //! Gradient checks. The CPU reference's backward of every op against central finite differences
-//! in f64, and every GPU backward kernel against the CPU reference backward (relative L2 ≤ 1e-4),
-//! on random odd-sized inputs, both padding rules, strides 1 and 2, kernels 3 and 5.
+//! in f64, and every GPU backward kernel against the CPU reference backward (relative L2 ≤ 1e-4;
+//! with activations and gradients stored in f16, where the adapter has it, each family's `F16_*`
+//! bound), on random odd-sized inputs, both padding rules, strides 1 and 2, kernels 3 and 5.
 
 mod common;
 
@@ -10,11 +11,11 @@ use neural_style::gpu::GpuContext;
 use neural_style::kernels::conv::{ActivationBackward, ConvBackward, ConvForward, ConvParams, ConvVariant};
 use neural_style::kernels::depthwise::{DepthwiseBackward, DepthwiseForward, DepthwiseParams, DepthwiseVariant};
 use neural_style::kernels::losses::{ContentLoss, GRADIENT_SLOT, LOSS_SLOTS, LossParams, StyleLoss, TotalLoss, TvLoss};
-use neural_style::kernels::pointwise::{PointwiseParams, ProductBuffers, ProductVariant, flags};
+use neural_style::kernels::pointwise::{Operands, PointwiseParams, ProductBuffers, ProductVariant, flags};
 use neural_style::kernels::squeeze_excite::{
     ChannelDot, ChannelMean, SeGate, SeGateBackward, SeInputBackward, SeParams,
 };
-use neural_style::kernels::{self, Command, Family, Kernels};
+use neural_style::kernels::{self, Command, Family, Kernels, Precision};
 use neural_style::model::SqueezeExcite;
 use neural_style::reference::{self, Tensor};
 use neural_style::tuning::Variant;
@@ -188,13 +189,74 @@ fn mirror_padding_reads_about_the_edge_and_its_adjoint_folds_back() {
 // ---- GPU backward kernels against the reference ----
 
 fn buffer(ctx: &GpuContext, t: &Tensor) -> wgpu::Buffer {
-    ctx.storage_buffer("tensor", &t.data.iter().map(|&v| v as f32).collect::<Vec<_>>())
+    values(ctx, t, Precision::F32)
+}
+
+/// A random tensor as `precision` stores it (the reference computed from the values the kernel
+/// reads).
+fn random_stored(rng: &mut Rng, [c, h, w]: [usize; 3], scale: f32, precision: Precision) -> Tensor {
+    Tensor::from_f32(c, h, w, &stored(rng.vec(c * h * w, scale), precision))
+}
+
+/// `t` stored in `precision`.
+fn values(ctx: &GpuContext, t: &Tensor, precision: Precision) -> wgpu::Buffer {
+    ctx.values_storage("tensor", &t.data.iter().map(|&v| v as f32).collect::<Vec<_>>(), precision)
+}
+
+/// f16 bound of the stem's backward: the stored gradients' rounding (the image gradient is f32).
+const F16_STEM: f64 = 1e-3;
+/// f16 bound of the depthwise backward.
+const F16_DEPTHWISE: f64 = 1e-3;
+/// f16 bound of the 1×1 products' backward.
+const F16_POINTWISE: f64 = 1e-3;
+
+/// The layer without its activation (the pre-activation's).
+fn linear_part(conv: &neural_style::model::Conv) -> neural_style::model::Conv {
+    neural_style::model::Conv { activation: Activation::None, cap: f32::INFINITY, ..conv.clone() }
+}
+
+/// dL/dZ = dL/dY ⊙ act'(Z) with Z as the forward stores it in `precision`: an f16 pre-activation
+/// that rounding moves across a kink of the activation (ReLU6's cap, hard-swish's ±3) takes the
+/// derivative on its side, as the kernels do (against the exact Z, such values cost up to 1e-2
+/// of relative error on these random layers).
+fn through_stored_activation(
+    gy: &Tensor,
+    pre: &Tensor,
+    conv: &neural_style::model::Conv,
+    precision: Precision,
+) -> Tensor {
+    let stored = |z: f64| match precision {
+        Precision::F32 => z,
+        Precision::F16 => f64::from(half::f16::from_f64(z)),
+    };
+    let data = gy
+        .data
+        .iter()
+        .zip(&pre.data)
+        .map(|(g, &z)| g * reference::activate_grad(stored(z), conv.activation, conv.cap))
+        .collect();
+    Tensor { data, ..*gy }
+}
+/// f16 bound of squeeze-excite's backward: the rounding of the stored gradients.
+const F16_SQUEEZE_EXCITE: f64 = 1e-3;
+/// f16 bound of the loss gradients (content, style R·F) and the Gram partials.
+const F16_LOSSES: f64 = 1e-3;
+
+/// Runs `check` at every precision the adapter has.
+fn each_precision(check: fn(&GpuContext, Precision)) {
+    let Some(ctx) = gpu() else { return };
+    for precision in precisions(&ctx) {
+        check(&ctx, precision);
+    }
 }
 
 #[test]
 fn gpu_conv_and_depthwise_backward_match_reference() {
-    let Some(ctx) = gpu() else { return };
-    let k = Kernels::new(&ctx);
+    each_precision(conv_and_depthwise_at);
+}
+
+fn conv_and_depthwise_at(ctx: &GpuContext, precision: Precision) {
+    let k = Kernels::with_precision(ctx, precision);
     let mut rng = Rng::new(5);
     let scale = [2.0, 1.5, 0.7];
     let shift = [-1.0, -0.2, 0.3];
@@ -205,62 +267,76 @@ fn gpu_conv_and_depthwise_backward_match_reference() {
                 let x = random_tensor(&mut rng, 3, 23, 37, 1.0);
                 let conv = random_conv(&mut rng, [16, 3, kernel, stride], false, act, 1.5);
                 let y = reference::conv2d(&x, &conv, padding, scale, shift);
-                let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
-                let want = reference::conv2d_backward(&x, &conv, padding, scale, shift, &gy);
+                let gy = random_stored(&mut rng, [y.c, y.h, y.w], 1.0, precision);
+                let linear = linear_part(&conv);
+                let pre = reference::conv2d(&x, &linear, padding, scale, shift);
+                let dz = through_stored_activation(&gy, &pre, &conv, precision);
+                let want = reference::conv2d_backward(&x, &linear, padding, scale, shift, &dz);
                 let params = ConvParams::new(&conv, padding, [3, x.h, x.w], scale, shift, true);
                 // Forward (keeping the pre-activation), activation backward in place, input
                 // gradient; each variant from fresh buffers.
                 for variant in ConvVariant::ALL {
-                    let (xb, wb, gyb) = (buffer(&ctx, &x), conv_buffer(&ctx, &conv), buffer(&ctx, &gy));
+                    let (xb, wb, gyb) = (buffer(ctx, &x), conv_buffer(ctx, &conv), values(ctx, &gy, precision));
                     let (yb, pre, gx) = (
-                        ctx.zeroed_buffer("y", y.data.len()),
-                        ctx.zeroed_buffer("pre", y.data.len()),
+                        ctx.values_buffer("y", y.data.len(), precision),
+                        ctx.values_buffer("pre", y.data.len(), precision),
                         ctx.zeroed_buffer("gx", x.data.len()),
                     );
                     let activation = ActivationBackward { preact_in: &pre, grad_inout: &gyb };
                     let forward = ConvForward { input: &xb, weights: &wb, output: &yb, preact: &pre };
                     let backward = ConvBackward { grad_output: &gyb, weights: &wb, grad_input: &gx };
                     let ops = [
-                        k.conv.forward_variant(&ctx, variant, forward, &params),
-                        k.conv.activation_backward(&ctx, activation, &params.activation_backward(), Family::Stem),
-                        k.conv.backward_variant(&ctx, variant, backward, &params),
+                        k.conv.forward_variant(ctx, variant, forward, &params),
+                        k.conv.activation_backward(ctx, activation, &params.activation_backward(), Family::Stem),
+                        k.conv.backward_variant(ctx, variant, backward, &params),
                     ];
-                    kernels::run(&ctx, &ops).unwrap();
-                    check(
-                        &format!("conv backward {} {padding:?} k{kernel} s{stride} {act:?}", variant.name()),
+                    kernels::run(ctx, &ops).unwrap();
+                    check_within(
+                        &format!(
+                            "conv backward {} {precision:?} {padding:?} k{kernel} s{stride} {act:?}",
+                            variant.name()
+                        ),
                         &ctx.read_buffer(&gx, x.data.len()).unwrap(),
                         &want,
+                        tolerance(precision, F16_STEM),
                     );
                 }
 
                 // Depthwise.
                 let c = 13;
-                let x = random_tensor(&mut rng, c, 23, 37, 2.0);
+                let x = random_stored(&mut rng, [c, 23, 37], 2.0, precision);
                 let conv = random_conv(&mut rng, [c, c, kernel, stride], true, act, 1.5);
                 let y = reference::depthwise(&x, &conv, padding);
-                let gy = random_tensor(&mut rng, y.c, y.h, y.w, 1.0);
-                let want = reference::depthwise_backward(&x, &conv, padding, &gy);
+                let gy = random_stored(&mut rng, [y.c, y.h, y.w], 1.0, precision);
+                let linear = linear_part(&conv);
+                let dz = through_stored_activation(&gy, &reference::depthwise(&x, &linear, padding), &conv, precision);
+                let want = reference::depthwise_backward(&x, &linear, padding, &dz);
                 let params = DepthwiseParams::new(&conv, padding, [x.h, x.w], true);
                 for variant in DepthwiseVariant::ALL {
-                    let (xb, wb, gyb) = (buffer(&ctx, &x), conv_buffer(&ctx, &conv), buffer(&ctx, &gy));
+                    let (xb, wb, gyb) =
+                        (values(ctx, &x, precision), conv_buffer(ctx, &conv), values(ctx, &gy, precision));
                     let (yb, pre, gx) = (
-                        ctx.zeroed_buffer("y", y.data.len()),
-                        ctx.zeroed_buffer("pre", y.data.len()),
-                        ctx.zeroed_buffer("gx", x.data.len()),
+                        ctx.values_buffer("y", y.data.len(), precision),
+                        ctx.values_buffer("pre", y.data.len(), precision),
+                        ctx.values_buffer("gx", x.data.len(), precision),
                     );
                     let forward = DepthwiseForward { input: &xb, weights: &wb, output: &yb, preact: &pre };
                     let activation = ActivationBackward { preact_in: &pre, grad_inout: &gyb };
                     let backward = DepthwiseBackward { grad_output: &gyb, weights: &wb, grad_input: &gx };
                     let ops = [
-                        k.depthwise.forward_variant(&ctx, variant, forward, &params),
-                        k.conv.activation_backward(&ctx, activation, &params.activation_backward(), Family::Depthwise),
-                        k.depthwise.backward_variant(&ctx, variant, backward, &params),
+                        k.depthwise.forward_variant(ctx, variant, forward, &params),
+                        k.conv.activation_backward(ctx, activation, &params.activation_backward(), Family::Depthwise),
+                        k.depthwise.backward_variant(ctx, variant, backward, &params),
                     ];
-                    kernels::run(&ctx, &ops).unwrap();
-                    check(
-                        &format!("depthwise backward {} {padding:?} k{kernel} s{stride} {act:?}", variant.name()),
-                        &ctx.read_buffer(&gx, x.data.len()).unwrap(),
+                    kernels::run(ctx, &ops).unwrap();
+                    check_within(
+                        &format!(
+                            "depthwise backward {} {precision:?} {padding:?} k{kernel} s{stride} {act:?}",
+                            variant.name()
+                        ),
+                        &ctx.read_values(&gx, x.data.len(), precision).unwrap(),
                         &want,
+                        tolerance(precision, F16_DEPTHWISE),
                     );
                 }
             }
@@ -270,53 +346,63 @@ fn gpu_conv_and_depthwise_backward_match_reference() {
 
 #[test]
 fn gpu_pointwise_and_squeeze_excite_backward_match_reference() {
-    let Some(ctx) = gpu() else { return };
-    let k = Kernels::new(&ctx);
+    each_precision(pointwise_and_squeeze_excite_at);
+}
+
+fn pointwise_and_squeeze_excite_at(ctx: &GpuContext, precision: Precision) {
+    let k = Kernels::with_precision(ctx, precision);
     let mut rng = Rng::new(6);
     let mut variants_run = std::collections::BTreeSet::new();
     // The last two fit the lanes variants (multiples of 4), rows left over in the last workgroup.
     let cases = [(37, 70, 23, 37), (96, 576, 3, 5), (130, 9, 17, 19), (40, 120, 5, 6), (24, 96, 8, 8), (96, 76, 3, 4)];
     for (cin, cout, h, w) in cases {
         for act in ACTIVATIONS {
-            let x = random_tensor(&mut rng, cin, h, w, 1.0);
+            let x = random_stored(&mut rng, [cin, h, w], 1.0, precision);
             let conv = random_conv(&mut rng, [cout, cin, 1, 1], false, act, 1.5);
-            let gy = random_tensor(&mut rng, cout, h, w, 1.0);
-            let want = reference::pointwise_backward(&x, &conv, &gy);
+            let gy = random_stored(&mut rng, [cout, h, w], 1.0, precision);
+            let linear = linear_part(&conv);
+            let dz = through_stored_activation(&gy, &reference::pointwise(&x, &linear, None), &conv, precision);
+            let want = reference::pointwise_backward(&x, &linear, &dz);
             let forward = PointwiseParams::conv(&conv, h * w, true);
             let backward = forward.input_gradient();
-            let (xb, wb, gyb) = (buffer(&ctx, &x), conv_buffer(&ctx, &conv), buffer(&ctx, &gy));
+            let (xb, wb, gyb) = (values(ctx, &x, precision), conv_buffer(ctx, &conv), values(ctx, &gy, precision));
             let (yb, pre, gx) = (
-                ctx.zeroed_buffer("y", cout * h * w),
-                ctx.zeroed_buffer("pre", cout * h * w),
-                ctx.zeroed_buffer("gx", cin * h * w),
+                ctx.values_buffer("y", cout * h * w, precision),
+                ctx.values_buffer("pre", cout * h * w, precision),
+                ctx.values_buffer("gx", cin * h * w, precision),
             );
             // The forward stores the pre-activation the backward reads: each variant runs both.
             let forward_buffers = ProductBuffers { input: &xb, weights: &wb, output: &yb, aux: &pre };
             let backward_buffers = ProductBuffers { input: &gyb, weights: &wb, output: &gx, aux: &pre };
             for variant in ProductVariant::ALL {
-                if !variant.fits(&forward, &forward_buffers) || !variant.fits(&backward, &backward_buffers) {
+                let fits = |p, buffers| variant.fits(p, Operands::Features, buffers, precision);
+                if !fits(&forward, &forward_buffers) || !fits(&backward, &backward_buffers) {
                     continue;
                 }
                 // Fresh outputs: the pre-activation the backward reads is this variant's.
-                let (yb, pre) = (
-                    ctx.storage_buffer("y", &vec![f32::NAN; cout * h * w]),
-                    ctx.storage_buffer("pre", &vec![f32::NAN; cout * h * w]),
-                );
+                let (yb, pre) = (nan_values(ctx, cout * h * w, precision), nan_values(ctx, cout * h * w, precision));
                 let forward_buffers = ProductBuffers { output: &yb, aux: &pre, ..forward_buffers };
                 let backward_buffers = ProductBuffers { aux: &pre, ..backward_buffers };
                 let ops = [
                     Command::Clear(gx.clone()),
-                    Command::Dispatch(k.products.variant(&ctx, variant, forward_buffers, &forward)),
-                    Command::Dispatch(k.products.variant(&ctx, variant, backward_buffers, &backward)),
+                    Command::Dispatch(k.products.variant(ctx, variant, Operands::Features, forward_buffers, &forward)),
+                    Command::Dispatch(k.products.variant(
+                        ctx,
+                        variant,
+                        Operands::Features,
+                        backward_buffers,
+                        &backward,
+                    )),
                 ];
                 let mut encoder = ctx.device.create_command_encoder(&Default::default());
                 kernels::record_commands(&mut encoder, &ops);
                 ctx.queue.submit([encoder.finish()]);
                 ctx.finish().unwrap();
-                check(
-                    &format!("pointwise backward {} {cin}->{cout} {act:?}", variant.name()),
-                    &ctx.read_buffer(&gx, cin * h * w).unwrap(),
+                check_within(
+                    &format!("pointwise backward {} {precision:?} {cin}->{cout} {act:?}", variant.name()),
+                    &ctx.read_values(&gx, cin * h * w, precision).unwrap(),
                     &want,
+                    tolerance(precision, F16_POINTWISE),
                 );
                 variants_run.insert(variant.name());
             }
@@ -329,61 +415,73 @@ fn gpu_pointwise_and_squeeze_excite_backward_match_reference() {
         (576, 144, 3, 5, (0.0, 5.9997, 0.1667)),
         (960, 240, 2, 3, (3.0, 6.0, 1.0 / 6.0)),
     ] {
-        let x = random_tensor(&mut rng, c, h, w, 2.0);
+        let x = random_stored(&mut rng, [c, h, w], 2.0, precision);
         let se = random_se(&mut rng, c, s, gate);
-        let gy = random_tensor(&mut rng, c, h, w, 1.0);
+        let gy = random_stored(&mut rng, [c, h, w], 1.0, precision);
         let want = reference::squeeze_excite_backward(&x, &se, &gy);
         let mut packed = se.reduce.weight.clone();
         packed.extend(&se.reduce.bias);
         packed.extend(&se.expand.weight);
         packed.extend(&se.expand.bias);
         let params = SeParams::new(&se, c, h * w);
-        let (xb, wb, gyb) = (buffer(&ctx, &x), ctx.storage_buffer("se", &packed), buffer(&ctx, &gy));
+        let (xb, wb, gyb) =
+            (values(ctx, &x, precision), ctx.storage_buffer("se", &packed), values(ctx, &gy, precision));
         let [means, gates, grad_gates, grad_means] =
             ["means", "gates", "grad gates", "grad means"].map(|l| ctx.zeroed_buffer(l, c));
-        let gx = ctx.zeroed_buffer("gx", c * h * w);
+        let gx = ctx.values_buffer("gx", c * h * w, precision);
         let se_kernels = &k.squeeze_excite;
         let ops = [
-            se_kernels.channel_mean(&ctx, ChannelMean { input: &xb, output: &means }, &params),
-            se_kernels.gate(&ctx, SeGate { input: &means, aux: &wb, output: &gates }, &params),
-            se_kernels.channel_dot(&ctx, ChannelDot { input: &xb, output: &grad_gates, grad: &gyb }, &params),
+            se_kernels.channel_mean(ctx, ChannelMean { input: &xb, output: &means }, &params),
+            se_kernels.gate(ctx, SeGate { input: &means, aux: &wb, output: &gates }, &params),
+            se_kernels.channel_dot(ctx, ChannelDot { input: &xb, output: &grad_gates, grad: &gyb }, &params),
             se_kernels.gate_backward(
-                &ctx,
+                ctx,
                 SeGateBackward { input: &means, aux: &wb, output: &grad_means, grad: &grad_gates },
                 &params,
             ),
             se_kernels.input_backward(
-                &ctx,
+                ctx,
                 SeInputBackward { input: &grad_means, aux: &gates, grad: &gyb, grad_input: &gx },
                 &params,
             ),
         ];
-        kernels::run(&ctx, &ops).unwrap();
-        check(&format!("squeeze-excite backward c{c} s{s}"), &ctx.read_buffer(&gx, c * h * w).unwrap(), &want);
+        kernels::run(ctx, &ops).unwrap();
+        check_within(
+            &format!("squeeze-excite backward {precision:?} c{c} s{s}"),
+            &ctx.read_values(&gx, c * h * w, precision).unwrap(),
+            &want,
+            tolerance(precision, F16_SQUEEZE_EXCITE),
+        );
     }
 }
 
 #[test]
 fn gpu_losses_and_their_gradients_match_reference() {
-    let Some(ctx) = gpu() else { return };
-    let k = Kernels::new(&ctx);
+    each_precision(losses_at);
+}
+
+fn losses_at(ctx: &GpuContext, precision: Precision) {
+    let k = Kernels::with_precision(ctx, precision);
     let mut rng = Rng::new(7);
     let (c, h, w) = (37, 13, 11);
-    let f = random_tensor(&mut rng, c, h, w, 1.0);
-    let p = random_tensor(&mut rng, c, h, w, 1.0);
+    let f = random_stored(&mut rng, [c, h, w], 1.0, precision);
+    let p = random_stored(&mut rng, [c, h, w], 1.0, precision);
     let target = reference::gram(&random_tensor(&mut rng, c, 9, 7, 1.0), 0);
     let img = random_tensor(&mut rng, 3, 29, 23, 1.0);
     let (content_want, content_grad) = reference::content_loss(&f, &p);
+    // The loss gradients scaled as an f16 objective scales them (into f16's range: unscaled, R·F
+    // is about 1e-7 here); the losses themselves are not.
+    let gradient_scale = if precision == Precision::F16 { 2f32.powi(20) } else { 1.0 };
     let (style_want, style_grad) = reference::style_loss(&f, &target, 0);
     let (tv_want, tv_grad) = reference::tv_loss(&img);
 
-    let (fb, pb, ib) = (buffer(&ctx, &f), buffer(&ctx, &p), buffer(&ctx, &img));
+    let (fb, pb, ib) = (values(ctx, &f, precision), values(ctx, &p, precision), buffer(ctx, &img));
     let tb = ctx.storage_buffer("target", &target.iter().map(|&v| v as f32).collect::<Vec<_>>());
     // The Gram product split over pixels into three partial products, summed by the style loss.
     let (k_chunk, splits) = (48, 3);
     let gram = ctx.zeroed_buffer("gram partials", splits * c * c);
     let r = ctx.zeroed_buffer("r", c * c);
-    let [g_content, g_style] = ["g content", "g style"].map(|l| ctx.zeroed_buffer(l, c * h * w));
+    let [g_content, g_style] = ["g content", "g style"].map(|l| ctx.values_buffer(l, c * h * w, precision));
     let g_img = ctx.zeroed_buffer("g image", img.data.len());
     // Several workgroups per loss, each writing a partial sum after the slots (from first = LOSS_SLOTS):
     // content's 3 at first..first+3, style's 2 at +3..+5, TV's 3 at +5..+8 and the squared image
@@ -414,24 +512,24 @@ fn gpu_losses_and_their_gradients_match_reference() {
     let none = k.placeholder();
     let ops = [
         k.losses.content(
-            &ctx,
+            ctx,
             ContentLoss { value: &fb, target_value: &pb, grad: &g_content, losses: &losses },
             &LossParams {
                 count: n as u32,
-                coef: 2.0 / n as f32,
+                coef: gradient_scale * 2.0 / n as f32,
                 layer_weight: 1.0,
                 groups: content_groups,
                 partial: first,
                 ..base
             },
         ),
-        k.products.product(&ctx, ProductBuffers { input: &fb, weights: &fb, output: &gram, aux: none }, &gram_params),
+        k.products.gram(ctx, ProductBuffers { input: &fb, weights: &fb, output: &gram, aux: none }, &gram_params),
         k.losses.style(
-            &ctx,
+            ctx,
             StyleLoss { value: &gram, target_value: &tb, grad: &r, losses: &losses },
             &LossParams {
                 channels: c as u32,
-                coef: 4.0 / ((c * c) as f32 * n as f32),
+                coef: gradient_scale * 4.0 / ((c * c) as f32 * n as f32),
                 layer_weight: 1.0,
                 splits: splits as u32,
                 groups: style_groups,
@@ -439,19 +537,23 @@ fn gpu_losses_and_their_gradients_match_reference() {
                 ..base
             },
         ),
-        k.products.product(&ctx, ProductBuffers { input: &fb, weights: &r, output: &g_style, aux: none }, &rf_params),
+        k.products.style_gradient(
+            ctx,
+            ProductBuffers { input: &fb, weights: &r, output: &g_style, aux: none },
+            &rf_params,
+        ),
         k.losses.tv(
-            &ctx,
+            ctx,
             TvLoss { value: &ib, grad: &g_img, losses: &losses },
             &LossParams { groups: tv_groups, partial: first + 5, ..base },
         ),
         k.losses.total(
-            &ctx,
+            ctx,
             TotalLoss { losses: &losses },
             &LossParams { ends: [first + 3, first + 5, first + 8, first + 11], ..base },
         ),
     ];
-    kernels::run(&ctx, &ops).unwrap();
+    kernels::run(ctx, &ops).unwrap();
     let l = ctx.read_buffer(&losses, LOSS_SLOTS).unwrap();
     // The image gradient here is the TV gradient alone (g_img started at 0).
     let tv_grad_sq: f64 = tv_grad.data.iter().map(|g| g * g).sum();
@@ -462,12 +564,22 @@ fn gpu_losses_and_their_gradients_match_reference() {
         (l[3], content_want + style_want + tv_want, "total"),
         (l[GRADIENT_SLOT], tv_grad_sq, "squared image gradient"),
     ] {
-        assert!(((got as f64 - want) / want).abs() <= 1e-4, "{name} loss: GPU {got} vs reference {want}");
+        let tol = tolerance(precision, F16_LOSSES);
+        assert!(
+            ((got as f64 - want) / want).abs() <= tol,
+            "{name} loss ({precision:?}): GPU {got} vs reference {want}"
+        );
     }
     let partials = ctx.read_buffer(&gram, splits * c * c).unwrap();
     let summed: Vec<f32> = (0..c * c).map(|i| (0..splits).map(|s| partials[s * c * c + i]).sum()).collect();
-    check("gram (sum of the partial products)", &summed, &Tensor { c, h: c, w: 1, data: reference::gram(&f, 0) });
-    check("content gradient", &ctx.read_buffer(&g_content, n).unwrap(), &content_grad);
-    check("style gradient", &ctx.read_buffer(&g_style, n).unwrap(), &style_grad);
-    check("tv gradient", &ctx.read_buffer(&g_img, img.data.len()).unwrap(), &tv_grad);
+    let tol = tolerance(precision, F16_LOSSES);
+    let gram_want = Tensor { c, h: c, w: 1, data: reference::gram(&f, 0) };
+    check_within(&format!("gram (sum of the partial products) {precision:?}"), &summed, &gram_want, tol);
+    let unscaled = |b: &wgpu::Buffer| -> Vec<f32> {
+        ctx.read_values(b, n, precision).unwrap().iter().map(|g| g / gradient_scale).collect()
+    };
+    check_within(&format!("content gradient {precision:?}"), &unscaled(&g_content), &content_grad, tol);
+    check_within(&format!("style gradient {precision:?}"), &unscaled(&g_style), &style_grad, tol);
+    // The image and its gradient are f32 in either precision.
+    check(&format!("tv gradient {precision:?}"), &ctx.read_buffer(&g_img, img.data.len()).unwrap(), &tv_grad);
 }

@@ -1,24 +1,52 @@
 //! Every WGSL kernel against the f64 CPU reference, on random inputs with odd sizes, both padding
-//! rules, strides 1 and 2, kernels 3 and 5, each activation: relative L2 error ≤ 1e-4.
+//! rules, strides 1 and 2, kernels 3 and 5, each activation: relative L2 error ≤ 1e-4 in f32.
+//! With activations stored in f16 (where the adapter has it) each family has its own bound
+//! (`F16_*`: the output's rounding to f16, 2⁻¹¹ relative at most, and f32's rounding in the
+//! kernel's sums), the inputs rounded to f16 for both the kernel and the reference.
 
 mod common;
 
 use common::*;
 use neural_style::arch::{Activation, Padding};
+use neural_style::gpu::GpuContext;
 use neural_style::kernels::conv::{ConvForward, ConvParams, ConvVariant};
 use neural_style::kernels::depthwise::{DepthwiseForward, DepthwiseParams, DepthwiseVariant};
+use neural_style::kernels::pointwise::Operands;
 use neural_style::kernels::pointwise::{
     PointwiseParams, ProductBuffers, ProductVariant, ResidualForward, ResidualParams, flags,
 };
 use neural_style::kernels::squeeze_excite::{ChannelMean, ChannelScale, SeGate, SeParams};
-use neural_style::kernels::{self, Kernels};
+use neural_style::kernels::{self, Kernels, Precision};
 use neural_style::model::SqueezeExcite;
 use neural_style::reference::{self, Tensor};
 use neural_style::tuning::Variant;
+
+/// f16 bound of the stem: its output rounded to f16 (the image and weights stay f32).
+const F16_STEM: f64 = 1e-3;
+/// f16 bound of the depthwise convolution: input and output rounded.
+const F16_DEPTHWISE: f64 = 1e-3;
+/// f16 bound of the 1×1 products and the residual add: input and output rounded.
+const F16_POINTWISE: f64 = 1e-3;
+/// f16 bound of squeeze-excite: input and output rounded (the means and gates are f32).
+const F16_SQUEEZE_EXCITE: f64 = 1e-3;
+/// f16 bound of the Gram products: the features rounded (the Gram matrix is f32).
+const F16_GRAM: f64 = 1e-3;
+
+/// Runs `check` at every precision the adapter has.
+fn each_precision(check: fn(&GpuContext, Precision)) {
+    let Some(ctx) = gpu() else { return };
+    for precision in precisions(&ctx) {
+        check(&ctx, precision);
+    }
+}
+
 #[test]
 fn stem_convolution_matches_reference() {
-    let Some(ctx) = gpu() else { return };
-    let k = Kernels::new(&ctx);
+    each_precision(stem_at);
+}
+
+fn stem_at(ctx: &GpuContext, precision: Precision) {
+    let k = Kernels::with_precision(ctx, precision);
     let mut rng = Rng::new(1);
     let (h, w) = (23, 37);
     let input = rng.vec(3 * h * w, 1.0).iter().map(|v| v * 0.5 + 0.5).collect::<Vec<_>>();
@@ -33,16 +61,19 @@ fn stem_convolution_matches_reference() {
                 let want = reference::conv2d(&Tensor::from_f32(3, h, w, &input), &conv, padding, scale, shift);
                 let params = ConvParams::new(&conv, padding, [3, h, w], scale, shift, false);
                 let (oh, ow) = (params.out_h as usize, params.out_w as usize);
-                let wb = conv_buffer(&ctx, &conv);
+                let wb = conv_buffer(ctx, &conv);
                 for variant in ConvVariant::ALL {
                     // Every value written by this variant: the output starts as NaN.
-                    let out = nan_buffer(&ctx, out_c * oh * ow);
+                    let out = nan_values(ctx, out_c * oh * ow, precision);
                     let buffers =
                         ConvForward { input: &input_buf, weights: &wb, output: &out, preact: k.placeholder() };
-                    kernels::run(&ctx, &[k.conv.forward_variant(&ctx, variant, buffers, &params)]).unwrap();
-                    let got = ctx.read_buffer(&out, out_c * oh * ow).unwrap();
-                    let name = variant.name();
-                    check(&format!("conv {name} {padding:?} k{kernel} s{stride} {out_c} {act:?}"), &got, &want);
+                    kernels::run(ctx, &[k.conv.forward_variant(ctx, variant, buffers, &params)]).unwrap();
+                    let got = ctx.read_values(&out, out_c * oh * ow, precision).unwrap();
+                    let name = format!(
+                        "conv {} {precision:?} {padding:?} k{kernel} s{stride} {out_c} {act:?}",
+                        variant.name()
+                    );
+                    check_within(&name, &got, &want, tolerance(precision, F16_STEM));
                 }
             }
         }
@@ -51,12 +82,15 @@ fn stem_convolution_matches_reference() {
 
 #[test]
 fn depthwise_convolution_matches_reference() {
-    let Some(ctx) = gpu() else { return };
-    let k = Kernels::new(&ctx);
+    each_precision(depthwise_at);
+}
+
+fn depthwise_at(ctx: &GpuContext, precision: Precision) {
+    let k = Kernels::with_precision(ctx, precision);
     let mut rng = Rng::new(2);
     let (c, h, w) = (13, 23, 37);
-    let input = rng.vec(c * h * w, 2.0);
-    let input_buf = ctx.storage_buffer("input", &input);
+    let input = stored(rng.vec(c * h * w, 2.0), precision);
+    let input_buf = ctx.values_storage("input", &input, precision);
     for padding in [Padding::TfSame, Padding::Symmetric] {
         for kernel in [3, 5] {
             for stride in [1, 2] {
@@ -65,15 +99,18 @@ fn depthwise_convolution_matches_reference() {
                     let want = reference::depthwise(&Tensor::from_f32(c, h, w, &input), &conv, padding);
                     let params = DepthwiseParams::new(&conv, padding, [h, w], false);
                     let (oh, ow) = (params.out_h as usize, params.out_w as usize);
-                    let wb = conv_buffer(&ctx, &conv);
+                    let wb = conv_buffer(ctx, &conv);
                     for variant in DepthwiseVariant::ALL {
-                        let out = nan_buffer(&ctx, c * oh * ow);
+                        let out = nan_values(ctx, c * oh * ow, precision);
                         let buffers =
                             DepthwiseForward { input: &input_buf, weights: &wb, output: &out, preact: k.placeholder() };
-                        kernels::run(&ctx, &[k.depthwise.forward_variant(&ctx, variant, buffers, &params)]).unwrap();
-                        let got = ctx.read_buffer(&out, c * oh * ow).unwrap();
-                        let name = variant.name();
-                        check(&format!("depthwise {name} {padding:?} k{kernel} s{stride} {act:?}"), &got, &want);
+                        kernels::run(ctx, &[k.depthwise.forward_variant(ctx, variant, buffers, &params)]).unwrap();
+                        let got = ctx.read_values(&out, c * oh * ow, precision).unwrap();
+                        let name = format!(
+                            "depthwise {} {precision:?} {padding:?} k{kernel} s{stride} {act:?}",
+                            variant.name()
+                        );
+                        check_within(&name, &got, &want, tolerance(precision, F16_DEPTHWISE));
                     }
                 }
             }
@@ -83,8 +120,11 @@ fn depthwise_convolution_matches_reference() {
 
 #[test]
 fn pointwise_product_with_and_without_residual_matches_reference() {
-    let Some(ctx) = gpu() else { return };
-    let k = Kernels::new(&ctx);
+    each_precision(pointwise_at);
+}
+
+fn pointwise_at(ctx: &GpuContext, precision: Precision) {
+    let k = Kernels::with_precision(ctx, precision);
     let mut rng = Rng::new(3);
     // Channel counts that are not multiples of the tiles or the 16-deep k step, and sizes that
     // pick every tile height and width (1, 2 or 4 rows and columns per invocation); the last two
@@ -100,10 +140,10 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
     ];
     let mut variants_run = std::collections::BTreeSet::new();
     for (cin, cout, h, w) in cases {
-        let input = rng.vec(cin * h * w, 1.0);
-        let residual = rng.vec(cout * h * w, 1.0);
-        let input_buf = ctx.storage_buffer("input", &input);
-        let residual_buf = ctx.storage_buffer("residual", &residual);
+        let input = stored(rng.vec(cin * h * w, 1.0), precision);
+        let residual = stored(rng.vec(cout * h * w, 1.0), precision);
+        let input_buf = ctx.values_storage("input", &input, precision);
+        let residual_buf = ctx.values_storage("residual", &residual, precision);
         for act in ACTIVATIONS {
             for with_residual in [false, true] {
                 let conv = random_conv(&mut rng, [cout, cin, 1, 1], false, act, 1.0);
@@ -111,23 +151,26 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
                 let want =
                     reference::pointwise(&Tensor::from_f32(cin, h, w, &input), &conv, with_residual.then_some(&res_t));
                 let params = PointwiseParams::conv(&conv, h * w, false);
-                let wb = conv_buffer(&ctx, &conv);
+                let wb = conv_buffer(ctx, &conv);
                 let probe =
                     ProductBuffers { input: &input_buf, weights: &wb, output: &input_buf, aux: k.placeholder() };
-                for variant in ProductVariant::ALL.into_iter().filter(|v| v.fits(&params, &probe)) {
-                    let out = nan_buffer(&ctx, cout * h * w);
+                let fits = |v: &ProductVariant| v.fits(&params, Operands::Features, &probe, precision);
+                for variant in ProductVariant::ALL.into_iter().filter(fits) {
+                    let out = nan_values(ctx, cout * h * w, precision);
                     let buffers = ProductBuffers { output: &out, ..probe };
-                    let mut ops = vec![k.products.variant(&ctx, variant, buffers, &params)];
+                    let mut ops = vec![k.products.variant(ctx, variant, Operands::Features, buffers, &params)];
                     let variant = variant.name();
-                    let sum = ctx.zeroed_buffer("sum", cout * h * w);
+                    let sum = ctx.values_buffer("sum", cout * h * w, precision);
                     if with_residual {
                         let buffers = ResidualForward { input: &out, addend: &residual_buf, sum: &sum };
-                        ops.push(k.products.residual_forward(&ctx, buffers, &ResidualParams::new(cout * h * w)));
+                        ops.push(k.products.residual_forward(ctx, buffers, &ResidualParams::new(cout * h * w)));
                     }
-                    kernels::run(&ctx, &ops).unwrap();
-                    let got = ctx.read_buffer(if with_residual { &sum } else { &out }, cout * h * w).unwrap();
-                    let name = format!("pointwise {variant} {cin}->{cout} {h}x{w} {act:?} residual={with_residual}");
-                    check(&name, &got, &want);
+                    kernels::run(ctx, &ops).unwrap();
+                    let got = ctx.read_values(if with_residual { &sum } else { &out }, cout * h * w, precision);
+                    let name = format!(
+                        "pointwise {variant} {precision:?} {cin}->{cout} {h}x{w} {act:?} residual={with_residual}"
+                    );
+                    check_within(&name, &got.unwrap(), &want, tolerance(precision, F16_POINTWISE));
                     variants_run.insert(variant);
                 }
             }
@@ -139,15 +182,18 @@ fn pointwise_product_with_and_without_residual_matches_reference() {
 
 #[test]
 fn squeeze_excite_mean_gate_and_scale_match_reference() {
-    let Some(ctx) = gpu() else { return };
-    let k = Kernels::new(&ctx);
+    each_precision(squeeze_excite_at);
+}
+
+fn squeeze_excite_at(ctx: &GpuContext, precision: Precision) {
+    let k = Kernels::with_precision(ctx, precision);
     let mut rng = Rng::new(4);
     for (c, s, h, w, gate) in [
         (72, 24, 23, 37, (3.0, 6.0, 1.0 / 6.0)),
         (576, 144, 3, 5, (0.0, 5.9997, 0.1667)),
         (16, 8, 1, 1, (3.0, 6.0, 1.0 / 6.0)),
     ] {
-        let input = rng.vec(c * h * w, 2.0);
+        let input = stored(rng.vec(c * h * w, 2.0), precision);
         let x = Tensor::from_f32(c, h, w, &input);
         let se = SqueezeExcite {
             reduce: random_conv(&mut rng, [s, c, 1, 1], false, (Activation::Relu, 3.0), 1.0),
@@ -164,38 +210,44 @@ fn squeeze_excite_mean_gate_and_scale_match_reference() {
         packed.extend(&se.reduce.bias);
         packed.extend(&se.expand.weight);
         packed.extend(&se.expand.bias);
-        let input_buf = ctx.storage_buffer("input", &input);
+        let input_buf = ctx.values_storage("input", &input, precision);
         let weights = ctx.storage_buffer("se", &packed);
         let means = ctx.zeroed_buffer("means", c);
         let gates = ctx.zeroed_buffer("gates", c);
-        let out = ctx.zeroed_buffer("out", c * h * w);
+        let out = nan_values(ctx, c * h * w, precision);
         let params = SeParams::new(&se, c, h * w);
         let se_kernels = &k.squeeze_excite;
         let ops = [
-            se_kernels.channel_mean(&ctx, ChannelMean { input: &input_buf, output: &means }, &params),
-            se_kernels.gate(&ctx, SeGate { input: &means, aux: &weights, output: &gates }, &params),
-            se_kernels.channel_scale(&ctx, ChannelScale { input: &input_buf, aux: &gates, output: &out }, &params),
+            se_kernels.channel_mean(ctx, ChannelMean { input: &input_buf, output: &means }, &params),
+            se_kernels.gate(ctx, SeGate { input: &means, aux: &weights, output: &gates }, &params),
+            se_kernels.channel_scale(ctx, ChannelScale { input: &input_buf, aux: &gates, output: &out }, &params),
         ];
-        kernels::run(&ctx, &ops).unwrap();
+        kernels::run(ctx, &ops).unwrap();
         let means_got = ctx.read_buffer(&means, c).unwrap();
         let gates_got = ctx.read_buffer(&gates, c).unwrap();
-        let got = ctx.read_buffer(&out, c * h * w).unwrap();
-        check(&format!("channel mean c{c}"), &means_got, &Tensor { c, h: 1, w: 1, data: means_want });
-        check(&format!("se gate c{c} s{s}"), &gates_got, &Tensor { c, h: 1, w: 1, data: gates_want });
-        check(&format!("channel scale c{c}"), &got, &want);
+        let got = ctx.read_values(&out, c * h * w, precision).unwrap();
+        let tol = tolerance(precision, F16_SQUEEZE_EXCITE);
+        let (means_want, gates_want) =
+            (Tensor { c, h: 1, w: 1, data: means_want }, Tensor { c, h: 1, w: 1, data: gates_want });
+        check_within(&format!("channel mean {precision:?} c{c}"), &means_got, &means_want, tol);
+        check_within(&format!("se gate {precision:?} c{c} s{s}"), &gates_got, &gates_want, tol);
+        check_within(&format!("channel scale {precision:?} c{c}"), &got, &want, tol);
     }
 }
 
 #[test]
 fn symmetric_gram_products_split_or_accumulated_match_reference() {
-    let Some(ctx) = gpu() else { return };
-    let k = Kernels::new(&ctx);
+    each_precision(gram_at);
+}
+
+fn gram_at(ctx: &GpuContext, precision: Precision) {
+    let k = Kernels::with_precision(ctx, precision);
     let mut rng = Rng::new(11);
     // Channel counts that pick each square tile and odd numbers of tiles per side.
     for (c, hw) in [(16, 65536), (16, 600), (37, 143), (72, 300), (130, 97)] {
-        let f = rng.vec(c * hw, 1.0);
+        let f = stored(rng.vec(c * hw, 1.0), precision);
         let gram = reference::gram(&Tensor::from_f32(c, hw, 1, &f), 0);
-        let fb = ctx.storage_buffer("f", &f);
+        let fb = ctx.values_storage("f", &f, precision);
         let base = PointwiseParams {
             m: c as u32,
             k: hw as u32,
@@ -209,24 +261,26 @@ fn symmetric_gram_products_split_or_accumulated_match_reference() {
         let start = rng.vec(c * c, 1.0);
         let want: Vec<f64> = gram.iter().zip(&start).map(|(g, s)| g + f64::from(*s)).collect();
         let params = PointwiseParams { flags: base.flags | flags::ACCUMULATE, ..base };
-        let fits = |buffers: &ProductBuffers, v: &ProductVariant| v.fits(&params, buffers);
+        let fits = |buffers: &ProductBuffers, v: &ProductVariant| v.fits(&params, Operands::Gram, buffers, precision);
         let probe = ProductBuffers { input: &fb, weights: &fb, output: &fb, aux: k.placeholder() };
         for variant in ProductVariant::ALL.into_iter().filter(|v| fits(&probe, v)) {
             let (variant, out) = (variant.name(), ctx.storage_buffer("gram", &start));
             let buffers = ProductBuffers { input: &fb, weights: &fb, output: &out, aux: k.placeholder() };
             let op = k.products.variant(
-                &ctx,
+                ctx,
                 ProductVariant::ALL.into_iter().find(|v| v.name() == variant).unwrap(),
+                Operands::Gram,
                 buffers,
                 &params,
             );
-            kernels::run(&ctx, &[op]).unwrap();
+            kernels::run(ctx, &[op]).unwrap();
             // One f32 sum over tens of thousands of pixels drifts by ~1e-3: long sums are split.
             if hw < 10000 {
-                check(
-                    &format!("accumulated gram {variant} c={c}"),
+                check_within(
+                    &format!("accumulated gram {variant} {precision:?} c={c}"),
                     &ctx.read_buffer(&out, c * c).unwrap(),
                     &Tensor { c, h: c, w: 1, data: want.clone() },
+                    tolerance(precision, F16_GRAM),
                 );
             }
             variants_run.push(variant);
@@ -236,15 +290,16 @@ fn symmetric_gram_products_split_or_accumulated_match_reference() {
         let splits = hw.div_ceil(chunk);
         let params = PointwiseParams { k_chunk: chunk as u32, ..base };
         let probe = ProductBuffers { input: &fb, weights: &fb, output: &fb, aux: k.placeholder() };
-        for variant in ProductVariant::ALL.into_iter().filter(|v| v.fits(&params, &probe)) {
+        for variant in ProductVariant::ALL.into_iter().filter(|v| v.fits(&params, Operands::Gram, &probe, precision)) {
             // Every partial entry written by this variant (each mirror image too).
-            let partials = nan_buffer(&ctx, splits * c * c);
+            let partials = nan_buffer(ctx, splits * c * c);
             let buffers = ProductBuffers { output: &partials, ..probe };
-            kernels::run(&ctx, &[k.products.variant(&ctx, variant, buffers, &params)]).unwrap();
+            kernels::run(ctx, &[k.products.variant(ctx, variant, Operands::Gram, buffers, &params)]).unwrap();
             let variant = variant.name();
             let got = ctx.read_buffer(&partials, splits * c * c).unwrap();
             let summed: Vec<f32> = (0..c * c).map(|i| (0..splits).map(|s| got[s * c * c + i]).sum()).collect();
-            check(&format!("split gram {variant} c={c}"), &summed, &Tensor { c, h: c, w: 1, data: gram.clone() });
+            let name = format!("split gram {variant} {precision:?} c={c}");
+            check_within(&name, &summed, &Tensor { c, h: c, w: 1, data: gram.clone() }, tolerance(precision, F16_GRAM));
         }
         // The lanes variants read four pixels at a time: they fit when the pixels are a multiple of 4.
         assert_eq!(variants_run.len() > 1, hw % 4 == 0, "variants for c={c} hw={hw}: {variants_run:?}");
@@ -252,6 +307,6 @@ fn symmetric_gram_products_split_or_accumulated_match_reference() {
 }
 
 /// A buffer of `len` NaNs: a value a kernel fails to write fails the comparison.
-fn nan_buffer(ctx: &neural_style::gpu::GpuContext, len: usize) -> wgpu::Buffer {
+fn nan_buffer(ctx: &GpuContext, len: usize) -> wgpu::Buffer {
     ctx.storage_buffer("NaN-filled output", &vec![f32::NAN; len])
 }

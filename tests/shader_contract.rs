@@ -2,10 +2,12 @@
 //! naga on every shader exactly as the engine assembles it (generated constants header,
 //! `common.wgsl`, the family file), without a GPU:
 //! - each shader parses, validates, and translates to SPIR-V, MSL, HLSL and GLSL ES 3.1 for
-//!   every entry point (Vulkan, Metal, DX12 and GLES portability on every commit);
+//!   every entry point (Vulkan, Metal, DX12 and GLES portability on every commit), in f32 and
+//!   with each kernel's activations in f16 (SPIR-V, MSL and HLSL; GLSL has no 16-bit float, and
+//!   naga refuses it: wgpu's GL backend offers no `SHADER_F16`);
 //! - each uniform struct's size and fields (name, offset, type) equal the Rust struct's;
-//! - each entry point uses exactly the bindings of its Rust table (name, number, access), the
-//!   uniform block at binding 0 of its parameter type;
+//! - each entry point uses exactly the bindings of its Rust table (name, number, access, element
+//!   type in either precision), the uniform block at binding 0 of its parameter type;
 //! - workgroup sizes equal the Rust ones, and every kernel fits `downlevel_defaults()`.
 
 #[path = "shader_contract/naga_checks.rs"]
@@ -15,15 +17,31 @@ use naga_checks::{
     GlobalBinding, Space, entry_point_globals, parse_and_validate, struct_layout, translate_all, workgroup_memory,
     workgroup_size,
 };
-use neural_style::kernels::{self, Access, Binding, KernelSpec, ParamsLayout, Shader, present};
+use neural_style::kernels::{self, Access, Binding, Holds, KernelSpec, ParamsLayout, Precision, Shader, present};
 
-/// A shader as the engine compiles it, parsed and validated.
+/// A shader as the engine compiles it with every storage type f32, parsed and validated.
 fn module(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
-    parse_and_validate(&shader.source()).unwrap_or_else(|e| panic!("{}: {e}", shader.file_name()))
+    kernel_module(shader, None, Precision::F32)
 }
 
-/// The bindings an entry point must use: the uniform block at 0, then the storage table.
-fn expected_bindings(params: &ParamsLayout, storage: &[Binding], uniform_name: &str) -> Vec<GlobalBinding> {
+/// A shader as the engine compiles it for `spec` at `precision`, parsed and validated.
+fn kernel_module(
+    shader: Shader,
+    spec: Option<&KernelSpec>,
+    precision: Precision,
+) -> (naga::Module, naga::valid::ModuleInfo) {
+    parse_and_validate(&shader.source(spec, precision))
+        .unwrap_or_else(|e| panic!("{} ({precision:?}): {e}", shader.file_name()))
+}
+
+/// The bindings an entry point must use: the uniform block at 0, then the storage table, each
+/// binding's element type as `precision` stores what it holds.
+fn expected_bindings(
+    params: &ParamsLayout,
+    storage: &[Binding],
+    uniform_name: &str,
+    precision: Precision,
+) -> Vec<GlobalBinding> {
     let uniform = GlobalBinding {
         name: uniform_name.to_string(),
         group: 0,
@@ -39,7 +57,13 @@ fn expected_bindings(params: &ParamsLayout, storage: &[Binding], uniform_name: &
             Access::Read => Space::StorageRead,
             Access::ReadWrite => Space::StorageReadWrite,
         },
-        ty: if b.vec4 { "[[f32; 4]]" } else { "[f32]" }.to_string(),
+        ty: {
+            let elem = match b.holds {
+                Holds::F32 => "f32",
+                Holds::Activations => precision.name(),
+            };
+            if b.vec4 { format!("[[{elem}; 4]]") } else { format!("[{elem}]") }
+        },
     });
     let mut all: Vec<GlobalBinding> = std::iter::once(uniform).chain(storage).collect();
     all.sort_by_key(|b| b.binding);
@@ -79,29 +103,79 @@ fn override_values(name: &str) -> &'static [f64] {
     }
 }
 
+/// Every set of pipeline-constant values the engine compiles `shader`'s kernels with.
+fn override_sets(shader: Shader) -> Vec<Vec<(&'static str, f64)>> {
+    let specs: Vec<KernelSpec> = kernels::all_specs().into_iter().filter(|s| s.shader == shader).collect();
+    let mut names: Vec<&str> = specs.iter().flat_map(|s| s.overrides.iter().copied()).collect();
+    names.sort();
+    names.dedup();
+    let mut sets: Vec<Vec<(&str, f64)>> = vec![Vec::new()];
+    for name in names {
+        sets = sets
+            .into_iter()
+            .flat_map(|set| {
+                override_values(name).iter().map(move |&v| set.iter().copied().chain([(name, v)]).collect())
+            })
+            .collect();
+    }
+    sets
+}
+
 #[test]
 fn every_shader_parses_validates_and_translates_to_every_backend() {
     for shader in Shader::ALL {
         let (module, info) = module(shader);
         // Each set of pipeline constants is its own pipeline (a product's tile shape, a row
         // kernel's size, stride and padding): translate every combination the engine compiles.
-        let specs: Vec<KernelSpec> = kernels::all_specs().into_iter().filter(|s| s.shader == shader).collect();
-        let mut names: Vec<&str> = specs.iter().flat_map(|s| s.overrides.iter().copied()).collect();
-        names.sort();
-        names.dedup();
-        let mut sets: Vec<Vec<(&str, f64)>> = vec![Vec::new()];
-        for name in names {
-            sets = sets
-                .into_iter()
-                .flat_map(|set| {
-                    override_values(name).iter().map(move |&v| set.iter().copied().chain([(name, v)]).collect())
-                })
-                .collect();
-        }
-        for set in sets {
-            translate_all(&module, &info, &set).unwrap_or_else(|e| panic!("{} {set:?}: {e}", shader.file_name()));
+        for set in override_sets(shader) {
+            translate_all(&module, &info, &set, true).unwrap_or_else(|e| panic!("{} {set:?}: {e}", shader.file_name()));
         }
     }
+}
+
+#[test]
+fn every_f16_kernel_validates_and_translates_to_spirv_msl_and_hlsl_but_not_glsl() {
+    let mut half_modules = 0;
+    for shader in Shader::ALL {
+        // One module per distinct set of storage types the f16 kernels of the shader use.
+        let mut sources: Vec<String> = kernels::all_specs()
+            .iter()
+            .filter(|s| s.shader == shader)
+            .map(|spec| shader.source(Some(spec), Precision::F16))
+            .filter(|source| source.starts_with("enable f16;"))
+            .collect();
+        sources.sort();
+        sources.dedup();
+        for source in sources {
+            half_modules += 1;
+            let (module, info) = parse_and_validate(&source).unwrap_or_else(|e| panic!("{}: {e}", shader.file_name()));
+            for set in override_sets(shader) {
+                let refused = translate_all(&module, &info, &set, false)
+                    .unwrap_or_else(|e| panic!("{} (f16) {set:?}: {e}", shader.file_name()));
+                // The entry points that touch f16 bindings cannot be GLSL (naga: no 16-bit float).
+                assert!(refused > 0, "{} (f16) {set:?}: GLSL accepted 16-bit floats", shader.file_name());
+            }
+        }
+    }
+    // conv, depthwise, pointwise (products and Gram products), squeeze-excite, losses.
+    assert!(half_modules >= 6, "only {half_modules} f16 modules");
+}
+
+#[test]
+fn storage_types_make_f16_only_the_bindings_that_hold_activations() {
+    let content = kernels::losses::CONTENT;
+    let style = kernels::losses::STYLE;
+    let half = Shader::Losses.source(Some(&content), Precision::F16);
+    assert!(half.starts_with("enable f16;\n"), "{half}");
+    assert!(half.contains("alias value_t = f16;") && half.contains("alias grad_t = f16;"));
+    // The style loss reads the f32 Gram partials through the same bindings.
+    let style_types = kernels::storage_types(Shader::Losses, Some(&style), Precision::F16);
+    assert!(!style_types.contains("f16"), "{style_types}");
+    // In f32 every alias is f32 and no extension is enabled.
+    let full = kernels::storage_types(Shader::Losses, Some(&content), Precision::F32);
+    assert!(!full.contains("f16") && full.contains("alias value_t = f32;"), "{full}");
+    // Shaders without activations declare no alias.
+    assert_eq!(kernels::storage_types(Shader::Optim, Some(&kernels::optimizers::ADAM), Precision::F16), "");
 }
 
 #[test]
@@ -117,17 +191,19 @@ fn uniform_structs_have_the_rust_layout() {
 #[test]
 fn every_entry_point_uses_exactly_the_bindings_of_its_rust_table() {
     for spec in kernels::all_specs() {
-        let (module, info) = module(spec.shader);
-        let mut used = entry_point_globals(&module, &info, spec.entry)
-            .unwrap_or_else(|| panic!("{}: no entry point {}", spec.shader.file_name(), spec.entry));
-        used.sort_by_key(|b| b.binding);
-        let want = expected_bindings(&spec.params, spec.storage, &uniform_name(&used));
-        assert_eq!(used, want, "{}: bindings of {}", spec.shader.file_name(), spec.entry);
+        for precision in [Precision::F32, Precision::F16] {
+            let (module, info) = kernel_module(spec.shader, Some(&spec), precision);
+            let mut used = entry_point_globals(&module, &info, spec.entry)
+                .unwrap_or_else(|| panic!("{}: no entry point {}", spec.shader.file_name(), spec.entry));
+            used.sort_by_key(|b| b.binding);
+            let want = expected_bindings(&spec.params, spec.storage, &uniform_name(&used), precision);
+            assert_eq!(used, want, "{}: bindings of {} ({precision:?})", spec.shader.file_name(), spec.entry);
+        }
     }
     let (module, info) = module(Shader::Present);
     let mut used = entry_point_globals(&module, &info, present::FRAGMENT_ENTRY).expect("present fragment entry point");
     used.sort_by_key(|b| b.binding);
-    let want = expected_bindings(&present::VIEW, &[present::IMAGE], &uniform_name(&used));
+    let want = expected_bindings(&present::VIEW, &[present::IMAGE], &uniform_name(&used), Precision::F32);
     assert_eq!(used, want, "present.wgsl: bindings of {}", present::FRAGMENT_ENTRY);
     assert!(entry_point_globals(&module, &info, present::VERTEX_ENTRY).is_some_and(|b| b.is_empty()));
 }

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 
 use super::{ForwardPlan, Node};
 use crate::gpu::GpuContext;
-use crate::kernels::conv::{ActivationBackward, ConvBackward};
+use crate::kernels::conv::{ActivationBackward, ConvBackward, ConvParams};
 use crate::kernels::depthwise::DepthwiseBackward;
 use crate::kernels::pointwise::{ProductBuffers, ResidualBackward, ResidualParams};
 use crate::kernels::squeeze_excite::{ChannelDot, SeGateBackward, SeInputBackward};
@@ -15,8 +15,10 @@ use crate::kernels::{BoundOp, Family, Kernels};
 
 impl ForwardPlan {
     /// The backward dispatches: from the layer gradients (filled by the losses) to the image
-    /// gradient. Only for plans made with `train`.
-    pub fn backward_ops(&self, ctx: &GpuContext, k: &Kernels) -> Result<Vec<BoundOp>> {
+    /// gradient. Only for plans made with `train`. The layer gradients hold d total / d layer
+    /// times `gradient_scale` (a power of two keeping f16 gradients in range, see
+    /// `stylize::objective`); the image gradient gets it divided out.
+    pub fn backward_ops(&self, ctx: &GpuContext, k: &Kernels, gradient_scale: f32) -> Result<Vec<BoundOp>> {
         let Some(image_grad) = &self.image_grad else { bail!("the plan was not made for training") };
         let grad = |layer: usize| &self.grads[self.layers[layer].storage];
         let value = |layer: usize| &self.buffers[self.layers[layer].storage];
@@ -30,7 +32,10 @@ impl ForwardPlan {
                         ops.push(k.conv.activation_backward(ctx, buffers, &p, Family::Stem));
                     }
                     let buffers = ConvBackward { grad_output: grad(*out), weights, grad_input: image_grad };
-                    ops.push(k.conv.backward(ctx, buffers, params));
+                    // The input normalization's scale multiplies the image gradient: the
+                    // gradient scale is divided out with it.
+                    let unscaled = ConvParams { scale: params.scale.map(|s| s / gradient_scale), ..*params };
+                    ops.push(k.conv.backward(ctx, buffers, &unscaled));
                 }
                 Node::Pointwise { weights, params, preact, input, out } => {
                     // dX (in_c × pixels) += Wᵀ · (dY ⊙ act'(Z)).

@@ -16,7 +16,7 @@ use crate::kernels::conv::{ConvForward, ConvParams};
 use crate::kernels::depthwise::{DepthwiseForward, DepthwiseParams};
 use crate::kernels::pointwise::{self, PointwiseParams, ProductBuffers, ResidualForward, ResidualParams};
 use crate::kernels::squeeze_excite::{ChannelMean, ChannelScale, SeGate, SeParams};
-use crate::kernels::{self, BoundOp, Kernels, WORKGROUP, groups};
+use crate::kernels::{self, BoundOp, Kernels, Precision, WORKGROUP, groups};
 use crate::model::{Conv, Network, SqueezeExcite};
 use crate::remedy::{NeedsRemedy, Remedy};
 
@@ -48,8 +48,13 @@ fn se_buffer(ctx: &GpuContext, label: &str, se: &SqueezeExcite) -> wgpu::Buffer 
 }
 
 impl FeatureNet {
-    /// Uploads the weights and compiles the kernels.
+    /// Uploads the weights and compiles the kernels for the device's precision.
     pub fn new(ctx: &GpuContext, net: Network) -> Self {
+        Self::with_precision(ctx, net, ctx.precision())
+    }
+
+    /// Uploads the weights and compiles the kernels, storing activations in `precision`.
+    pub fn with_precision(ctx: &GpuContext, net: Network, precision: crate::kernels::Precision) -> Self {
         let weights = net
             .arch
             .walk()
@@ -65,7 +70,7 @@ impl FeatureNet {
             })
             .collect();
         Self {
-            kernels: Kernels::new(ctx),
+            kernels: Kernels::with_precision(ctx, precision),
             classifier: net.classifier.as_ref().map(|c| {
                 (conv_buffer(ctx, "classifier.hidden", &c.hidden), conv_buffer(ctx, "classifier.logits", &c.logits))
             }),
@@ -150,6 +155,7 @@ struct Layer {
 pub struct ForwardPlan {
     width: usize,
     height: usize,
+    precision: Precision,
     input: wgpu::Buffer,
     layers: Vec<Layer>,
     buffers: Vec<wgpu::Buffer>,
@@ -197,9 +203,16 @@ pub(crate) fn buffer_limit(ctx: &GpuContext) -> u64 {
     ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size)
 }
 
-/// Checks a buffer of `floats` values fits the device, naming the layer when it does not.
-pub(crate) fn check_fits(ctx: &GpuContext, what: &str, floats: usize, width: usize, height: usize) -> Result<()> {
-    let bytes = floats as u64 * 4;
+/// Checks a buffer of `values` values stored in `precision` fits the device, naming the layer
+/// when it does not.
+pub(crate) fn check_fits(
+    ctx: &GpuContext,
+    what: &str,
+    values: usize,
+    precision: Precision,
+    [width, height]: [usize; 2],
+) -> Result<()> {
+    let bytes = crate::gpu::values_bytes(values, precision);
     let limit = buffer_limit(ctx);
     if bytes > limit {
         let message = format!(
@@ -219,7 +232,7 @@ pub fn check_size(ctx: &GpuContext, fnet: &FeatureNet, width: usize, height: usi
     if width == 0 || height == 0 {
         bail!("image has no pixels");
     }
-    check_fits(ctx, "the input image", 3 * width * height, width, height)?;
+    check_fits(ctx, "the input image", 3 * width * height, Precision::F32, [width, height])?;
     let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
     let check_groups = |what: &str, count: u32| {
         if count > max_groups {
@@ -234,7 +247,7 @@ pub fn check_size(ctx: &GpuContext, fnet: &FeatureNet, width: usize, height: usi
     check_groups("the input image", groups(width * height, WORKGROUP))?;
     for info in fnet.layers(width, height) {
         let what = format!("layer {}", info.id);
-        check_fits(ctx, &what, info.channels * info.height * info.width, width, height)?;
+        check_fits(ctx, &what, info.channels * info.height * info.width, fnet.kernels.precision(), [width, height])?;
         check_groups(&what, groups(info.height * info.width, pointwise::TILE))?;
     }
     Ok(())
@@ -310,6 +323,10 @@ impl ForwardPlan {
         input: Option<wgpu::Buffer>,
     ) -> Result<Self> {
         check_size(ctx, fnet, width, height)?;
+        let precision = fnet.kernels.precision();
+        if options.classify && precision != Precision::F32 {
+            bail!("the classifier runs in f32 only (use --precision f32)");
+        }
         let arch = fnet.net.arch;
         if let Some(until) = options.until {
             arch.layer(until)?;
@@ -317,6 +334,7 @@ impl ForwardPlan {
         let mut b = Builder {
             ctx,
             k: &fnet.kernels,
+            precision,
             train: options.train,
             layers: Vec::new(),
             buffers: Vec::new(),
@@ -367,13 +385,17 @@ impl ForwardPlan {
             _ => None,
         };
         let grads = if options.train {
-            b.buffers.iter().map(|buf| ctx.zeroed_buffer("grad", (buf.size() / 4) as usize)).collect()
+            b.buffers
+                .iter()
+                .map(|buf| ctx.values_buffer("grad", buf.size() as usize / precision.bytes(), precision))
+                .collect()
         } else {
             Vec::new()
         };
         Ok(Self {
             width,
             height,
+            precision,
             input: b.input,
             layers: b.layers,
             buffers: b.buffers,
@@ -398,6 +420,11 @@ impl ForwardPlan {
         }
         ctx.queue.write_buffer(&self.input, 0, bytemuck::cast_slice(image_chw));
         Ok(())
+    }
+
+    /// How the plan stores activations and their gradients.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The forward dispatches, to record into a larger pass.
@@ -445,7 +472,7 @@ impl ForwardPlan {
     /// Reads a layer's activations back (CHW).
     pub fn read_layer(&self, ctx: &GpuContext, id: LayerId) -> Result<Vec<f32>> {
         let (info, buffer) = self.layer_buffer(id)?;
-        ctx.read_buffer(buffer, info.channels * info.height * info.width)
+        ctx.read_values(buffer, info.channels * info.height * info.width, self.precision)
     }
 
     /// Reads the classifier's logits back.
@@ -464,6 +491,7 @@ impl ForwardPlan {
 struct Builder<'a> {
     ctx: &'a GpuContext,
     k: &'a Kernels,
+    precision: Precision,
     train: bool,
     layers: Vec<Layer>,
     buffers: Vec<wgpu::Buffer>,
@@ -477,7 +505,8 @@ struct Builder<'a> {
 impl Builder<'_> {
     /// Allocates the buffer of a layer and returns its index.
     fn layer(&mut self, info: LayerInfo) -> usize {
-        self.buffers.push(self.ctx.zeroed_buffer(&info.id.to_string(), info.channels * info.height * info.width));
+        let values = info.channels * info.height * info.width;
+        self.buffers.push(self.ctx.values_buffer(&info.id.to_string(), values, self.precision));
         self.push_layer(info, self.buffers.len() - 1)
     }
 
@@ -503,8 +532,9 @@ impl Builder<'_> {
     }
 
     /// A pre-activation buffer when training a layer with an activation.
-    fn preact(&self, conv: &Conv, floats: usize) -> Option<wgpu::Buffer> {
-        (self.train && conv.activation != arch::Activation::None).then(|| self.ctx.zeroed_buffer("preact", floats))
+    fn preact(&self, conv: &Conv, values: usize) -> Option<wgpu::Buffer> {
+        let train = self.train && conv.activation != arch::Activation::None;
+        train.then(|| self.ctx.values_buffer("preact", values, self.precision))
     }
 
     fn stem(&mut self, net: &Network, weights: &wgpu::Buffer, width: usize, height: usize, info: LayerInfo) -> usize {

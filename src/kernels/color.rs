@@ -2,7 +2,7 @@
 //! (`original_colors`: the optimized image's luma with the content photo's chroma, YCbCr BT.601
 //! full range; [`crate::reference::original_colors`] is its CPU reference).
 
-use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, flat_grid};
+use super::{BoundOp, Family, Kernel, KernelSpec, Modules, Precision, Shader, UniformParams, WORKGROUP, flat_grid};
 use super::{kernel_bindings, uniform_params};
 use crate::gpu::GpuContext;
 
@@ -61,8 +61,8 @@ pub struct Color {
 impl Color {
     /// Compiles the file's kernels.
     pub fn new(ctx: &GpuContext) -> Self {
-        let module = Shader::Color.module(ctx);
-        Self { original_colors: Kernel::new(ctx, &module, ORIGINAL_COLORS) }
+        let modules = Modules::new(Shader::Color, Precision::F32);
+        Self { original_colors: modules.kernel(ctx, ORIGINAL_COLORS) }
     }
 
     /// The image's luma with the photo's chroma, one invocation per pixel.

@@ -2,7 +2,10 @@
 //! gradient with respect to the image, and the in-place activation backward that runs before the
 //! stem's and each depthwise layer's input gradient.
 
-use super::{BoundOp, Family, Kernel, KernelSpec, Shader, Specialized, UniformParams, WORKGROUP, flat_grid, groups};
+use super::{
+    BoundOp, Family, Kernel, KernelSpec, Modules, Precision, Shader, Specialized, UniformParams, WORKGROUP, flat_grid,
+    groups,
+};
 use super::{kernel_bindings, uniform_params};
 use crate::arch::Padding;
 use crate::gpu::GpuContext;
@@ -132,9 +135,9 @@ kernel_bindings! {
         /// Weights [out_c][in_c][k][k] followed by out_c biases.
         weights: 2 Read,
         /// Output activations.
-        output: 3 ReadWrite,
+        output: 3 ReadWrite Activations,
         /// Pre-activations, stored when `store_preact` is 1 (else the placeholder).
-        preact: 4 ReadWrite,
+        preact: 4 ReadWrite Activations,
     }
 }
 
@@ -142,7 +145,7 @@ kernel_bindings! {
     /// Buffers of `conv_backward`.
     pub struct ConvBackward {
         /// dL/d(pre-activation) of the output.
-        grad_output: 5 Read,
+        grad_output: 5 Read Activations,
         /// The forward weights.
         weights: 2 Read,
         /// dL/d image, added into.
@@ -154,9 +157,9 @@ kernel_bindings! {
     /// Buffers of `activation_backward`.
     pub struct ActivationBackward {
         /// The pre-activations.
-        preact_in: 6 Read,
+        preact_in: 6 Read Activations,
         /// dL/dY in, dL/dZ out.
-        grad_inout: 8 ReadWrite,
+        grad_inout: 8 ReadWrite Activations,
     }
 }
 
@@ -183,9 +186,10 @@ pub const ACTIVATION_BACKWARD: KernelSpec = KernelSpec {
 };
 
 /// The tuning cache's key of a stem shape.
-fn shape_key(direction: &str, p: &ConvParams) -> String {
+fn shape_key(direction: &str, p: &ConvParams, precision: Precision) -> String {
     let ConvParams { in_c, in_h, in_w, out_c, kernel, stride, pad_y, pad_x, .. } = *p;
-    format!("{direction} {in_c}->{out_c} {in_h}x{in_w} k{kernel} s{stride} pad{pad_y},{pad_x}")
+    let shape = format!("{direction} {in_c}->{out_c} {in_h}x{in_w} k{kernel} s{stride} pad{pad_y},{pad_x}");
+    super::precision_key(shape, precision)
 }
 
 /// Input channels of `conv_rows_backward` (`CONV_ROWS_IN` in WGSL): the image's.
@@ -248,7 +252,7 @@ impl ConvVariant {
 
 /// The kernels of `conv.wgsl`.
 pub struct Conv {
-    module: wgpu::ShaderModule,
+    modules: Modules,
     forward: Kernel,
     backward: Kernel,
     activation_backward: Kernel,
@@ -257,26 +261,31 @@ pub struct Conv {
 }
 
 impl Conv {
-    /// Compiles the flat kernels; the rows kernels compile on first use.
-    pub fn new(ctx: &GpuContext) -> Self {
-        let module = Shader::Conv.module(ctx);
+    /// Compiles the flat kernels for activations stored in `precision`; the rows kernels
+    /// compile on first use.
+    pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
+        let modules = Modules::new(Shader::Conv, precision);
         Self {
-            forward: Kernel::new(ctx, &module, FORWARD),
-            backward: Kernel::new(ctx, &module, BACKWARD),
-            activation_backward: Kernel::new(ctx, &module, ACTIVATION_BACKWARD),
+            forward: modules.kernel(ctx, FORWARD),
+            backward: modules.kernel(ctx, BACKWARD),
+            activation_backward: modules.kernel(ctx, ACTIVATION_BACKWARD),
             rows: Specialized::default(),
-            module,
+            modules,
         }
     }
 
     /// The convolution, in the variant the device's tuner chose.
     pub fn forward(&self, ctx: &GpuContext, buffers: ConvForward, p: &ConvParams) -> BoundOp {
         let fitting: Vec<_> = ConvVariant::ALL.into_iter().filter(|v| v.fits(p, false)).collect();
-        let variant = ctx.tuner().pick(Family::Stem, &shape_key("forward", p), &fitting, |v| {
-            // The buffers it writes are stand-ins: the plan's may hold values in use.
-            let (output, preact) = (scratch_like(ctx, buffers.output), scratch_like(ctx, buffers.preact));
-            time_op(ctx, &self.forward_variant(ctx, v, ConvForward { output: &output, preact: &preact, ..buffers }, p))
-        });
+        let variant =
+            ctx.tuner().pick(Family::Stem, &shape_key("forward", p, self.modules.precision()), &fitting, |v| {
+                // The buffers it writes are stand-ins: the plan's may hold values in use.
+                let (output, preact) = (scratch_like(ctx, buffers.output), scratch_like(ctx, buffers.preact));
+                time_op(
+                    ctx,
+                    &self.forward_variant(ctx, v, ConvForward { output: &output, preact: &preact, ..buffers }, p),
+                )
+            });
         self.forward_variant(ctx, variant, buffers, p)
     }
 
@@ -284,10 +293,11 @@ impl Conv {
     /// device's tuner chose.
     pub fn backward(&self, ctx: &GpuContext, buffers: ConvBackward, p: &ConvParams) -> BoundOp {
         let fitting: Vec<_> = ConvVariant::ALL.into_iter().filter(|v| v.fits(p, true)).collect();
-        let variant = ctx.tuner().pick(Family::Stem, &shape_key("backward", p), &fitting, |v| {
-            let grad_input = scratch_like(ctx, buffers.grad_input);
-            time_op(ctx, &self.backward_variant(ctx, v, ConvBackward { grad_input: &grad_input, ..buffers }, p))
-        });
+        let variant =
+            ctx.tuner().pick(Family::Stem, &shape_key("backward", p, self.modules.precision()), &fitting, |v| {
+                let grad_input = scratch_like(ctx, buffers.grad_input);
+                time_op(ctx, &self.backward_variant(ctx, v, ConvBackward { grad_input: &grad_input, ..buffers }, p))
+            });
         self.backward_variant(ctx, variant, buffers, p)
     }
 
@@ -342,7 +352,7 @@ impl Conv {
         let spec = if backward { ROWS_BACKWARD } else { ROWS_FORWARD };
         let constants =
             [("CONV_K", f64::from(p.kernel)), ("CONV_S", f64::from(p.stride)), ("CONV_PAD", f64::from(p.pad_x))];
-        self.rows.get(ctx, &self.module, spec, &constants)
+        self.rows.get(ctx, &self.modules, spec, &constants)
     }
 
     /// dL/dY → dL/dZ in place, timed under `family` (the layer it belongs to).

@@ -1,7 +1,9 @@
 //! `shaders/depthwise.wgsl`: the depthwise convolution (k×k per channel, stride 1 or 2) with
 //! bias and activation, and its gradient with respect to the input.
 
-use super::{BoundOp, Family, Kernel, KernelSpec, Shader, Specialized, UniformParams, WORKGROUP, groups};
+use super::{
+    BoundOp, Family, Kernel, KernelSpec, Modules, Precision, Shader, Specialized, UniformParams, WORKGROUP, groups,
+};
 use super::{kernel_bindings, uniform_params};
 use crate::arch::Padding;
 use crate::gpu::GpuContext;
@@ -76,13 +78,13 @@ kernel_bindings! {
     /// Buffers of `depthwise_forward`.
     pub struct DepthwiseForward {
         /// Input [c][in_h][in_w].
-        input: 1 Read,
+        input: 1 Read Activations,
         /// Weights [c][k][k] followed by c biases.
         weights: 2 Read,
         /// Output activations [c][out_h][out_w].
-        output: 3 ReadWrite,
+        output: 3 ReadWrite Activations,
         /// Pre-activations, stored when `store_preact` is 1 (else the placeholder).
-        preact: 4 ReadWrite,
+        preact: 4 ReadWrite Activations,
     }
 }
 
@@ -90,11 +92,11 @@ kernel_bindings! {
     /// Buffers of `depthwise_backward`.
     pub struct DepthwiseBackward {
         /// dL/d(pre-activation) of the output.
-        grad_output: 5 Read,
+        grad_output: 5 Read Activations,
         /// The forward weights.
         weights: 2 Read,
         /// dL/d input, added into.
-        grad_input: 7 ReadWrite,
+        grad_input: 7 ReadWrite Activations,
     }
 }
 
@@ -119,9 +121,10 @@ fn fitting(p: &DepthwiseParams) -> Vec<DepthwiseVariant> {
 }
 
 /// The tuning cache's key of a depthwise shape.
-fn shape_key(direction: &str, p: &DepthwiseParams) -> String {
+fn shape_key(direction: &str, p: &DepthwiseParams, precision: Precision) -> String {
     let DepthwiseParams { channels, in_h, in_w, kernel, stride, pad_y, pad_x, .. } = *p;
-    format!("{direction} c{channels} {in_h}x{in_w} k{kernel} s{stride} pad{pad_y},{pad_x}")
+    let shape = format!("{direction} c{channels} {in_h}x{in_w} k{kernel} s{stride} pad{pad_y},{pad_x}");
+    super::precision_key(shape, precision)
 }
 
 /// Invocations of a rows workgroup, along a row (`ROW_LANES` in WGSL).
@@ -192,7 +195,7 @@ pub const SPECS: &[KernelSpec] = &[FORWARD, BACKWARD, ROWS_FORWARD, ROWS_BACKWAR
 
 /// The kernels of `depthwise.wgsl`.
 pub struct Depthwise {
-    module: wgpu::ShaderModule,
+    modules: Modules,
     forward: Kernel,
     backward: Kernel,
     /// Rows kernels by direction, kernel size, stride and padding.
@@ -200,36 +203,46 @@ pub struct Depthwise {
 }
 
 impl Depthwise {
-    /// Compiles the flat kernels; the rows kernels compile on first use.
-    pub fn new(ctx: &GpuContext) -> Self {
-        let module = Shader::Depthwise.module(ctx);
+    /// Compiles the flat kernels for activations stored in `precision`; the rows kernels
+    /// compile on first use.
+    pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
+        let modules = Modules::new(Shader::Depthwise, precision);
         Self {
-            forward: Kernel::new(ctx, &module, FORWARD),
-            backward: Kernel::new(ctx, &module, BACKWARD),
+            forward: modules.kernel(ctx, FORWARD),
+            backward: modules.kernel(ctx, BACKWARD),
             rows: Specialized::default(),
-            module,
+            modules,
         }
     }
 
     /// The depthwise convolution over `p`, in the variant the device's tuner chose.
     pub fn forward(&self, ctx: &GpuContext, buffers: DepthwiseForward, p: &DepthwiseParams) -> BoundOp {
-        let variant = ctx.tuner().pick(Family::Depthwise, &shape_key("forward", p), &fitting(p), |v| {
-            // The buffers it writes are stand-ins: the plan's may hold values in use.
-            let (output, preact) = (scratch_like(ctx, buffers.output), scratch_like(ctx, buffers.preact));
-            time_op(
-                ctx,
-                &self.forward_variant(ctx, v, DepthwiseForward { output: &output, preact: &preact, ..buffers }, p),
-            )
-        });
+        let variant =
+            ctx.tuner().pick(Family::Depthwise, &shape_key("forward", p, self.modules.precision()), &fitting(p), |v| {
+                // The buffers it writes are stand-ins: the plan's may hold values in use.
+                let (output, preact) = (scratch_like(ctx, buffers.output), scratch_like(ctx, buffers.preact));
+                time_op(
+                    ctx,
+                    &self.forward_variant(ctx, v, DepthwiseForward { output: &output, preact: &preact, ..buffers }, p),
+                )
+            });
         self.forward_variant(ctx, variant, buffers, p)
     }
 
     /// Its input gradient, added into `grad_input`, in the variant the device's tuner chose.
     pub fn backward(&self, ctx: &GpuContext, buffers: DepthwiseBackward, p: &DepthwiseParams) -> BoundOp {
-        let variant = ctx.tuner().pick(Family::Depthwise, &shape_key("backward", p), &fitting(p), |v| {
-            let grad_input = scratch_like(ctx, buffers.grad_input);
-            time_op(ctx, &self.backward_variant(ctx, v, DepthwiseBackward { grad_input: &grad_input, ..buffers }, p))
-        });
+        let variant = ctx.tuner().pick(
+            Family::Depthwise,
+            &shape_key("backward", p, self.modules.precision()),
+            &fitting(p),
+            |v| {
+                let grad_input = scratch_like(ctx, buffers.grad_input);
+                time_op(
+                    ctx,
+                    &self.backward_variant(ctx, v, DepthwiseBackward { grad_input: &grad_input, ..buffers }, p),
+                )
+            },
+        );
         self.backward_variant(ctx, variant, buffers, p)
     }
 
@@ -279,6 +292,6 @@ impl Depthwise {
     fn rows_kernel(&self, ctx: &GpuContext, backward: bool, p: &DepthwiseParams) -> Kernel {
         let spec = if backward { ROWS_BACKWARD } else { ROWS_FORWARD };
         let constants = [("DW_K", f64::from(p.kernel)), ("DW_S", f64::from(p.stride)), ("DW_PAD", f64::from(p.pad_x))];
-        self.rows.get(ctx, &self.module, spec, &constants)
+        self.rows.get(ctx, &self.modules, spec, &constants)
     }
 }

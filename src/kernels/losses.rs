@@ -2,7 +2,7 @@
 //! each spread over many workgroups that write per-workgroup partial sums, and the weighted total
 //! that adds those partials in a fixed order.
 
-use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, flat_grid};
+use super::{BoundOp, Family, Kernel, KernelSpec, Modules, Precision, Shader, UniformParams, WORKGROUP, flat_grid};
 use super::{kernel_bindings, uniform_params};
 use crate::gpu::GpuContext;
 
@@ -81,11 +81,11 @@ kernel_bindings! {
     /// Buffers of `content_loss`.
     pub struct ContentLoss {
         /// The layer's activations F.
-        value: 1 Read,
+        value: 1 Read Activations,
         /// The content photo's activations P.
-        target_value: 2 Read,
+        target_value: 2 Read Activations,
         /// dL/dF, added into.
-        grad: 3 ReadWrite,
+        grad: 3 ReadWrite Activations,
         /// The losses buffer.
         losses: 4 ReadWrite,
     }
@@ -121,7 +121,7 @@ kernel_bindings! {
     /// Buffers of `gradient_l1`.
     pub struct GradientL1 {
         /// One loss's own gradient g.
-        value: 1 Read,
+        value: 1 Read Activations,
         /// The losses buffer: one partial Σ|g| per workgroup at `partial`.
         losses: 4 ReadWrite,
     }
@@ -131,9 +131,9 @@ kernel_bindings! {
     /// Buffers of `normalized_add`.
     pub struct NormalizedAdd {
         /// One loss's own gradient g.
-        value: 1 Read,
+        value: 1 Read Activations,
         /// The layer gradient: coef · g / (‖g‖₁ + 1e-8) is added into it.
-        grad: 3 ReadWrite,
+        grad: 3 ReadWrite Activations,
         /// The losses buffer holding the partial sums of ‖g‖₁ (from `gradient_l1`).
         losses: 4 ReadWrite,
     }
@@ -143,9 +143,9 @@ kernel_bindings! {
     /// Buffers of `interior`.
     pub struct Interior {
         /// The layer's activations F.
-        value: 1 Read,
+        value: 1 Read Activations,
         /// F with its border rows and columns set to 0.
-        interior_value: 5 ReadWrite,
+        interior_value: 5 ReadWrite Activations,
     }
 }
 
@@ -199,17 +199,17 @@ pub struct Losses {
 }
 
 impl Losses {
-    /// Compiles the file's kernels.
-    pub fn new(ctx: &GpuContext) -> Self {
-        let module = Shader::Losses.module(ctx);
+    /// Compiles the file's kernels for activations stored in `precision`.
+    pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
+        let modules = Modules::new(Shader::Losses, precision);
         Self {
-            content: Kernel::new(ctx, &module, CONTENT),
-            style: Kernel::new(ctx, &module, STYLE),
-            tv: Kernel::new(ctx, &module, TV),
-            total: Kernel::new(ctx, &module, TOTAL),
-            gradient_l1: Kernel::new(ctx, &module, GRADIENT_L1),
-            normalized_add: Kernel::new(ctx, &module, NORMALIZED_ADD),
-            interior: Kernel::new(ctx, &module, INTERIOR),
+            content: modules.kernel(ctx, CONTENT),
+            style: modules.kernel(ctx, STYLE),
+            tv: modules.kernel(ctx, TV),
+            total: modules.kernel(ctx, TOTAL),
+            gradient_l1: modules.kernel(ctx, GRADIENT_L1),
+            normalized_add: modules.kernel(ctx, NORMALIZED_ADD),
+            interior: modules.kernel(ctx, INTERIOR),
         }
     }
 

@@ -159,17 +159,62 @@ impl Shader {
         }
     }
 
-    /// The WGSL source the engine compiles: the constants header, `common.wgsl`, then the file.
-    pub fn source(self) -> String {
-        format!("{}\n{COMMON}\n{}", wgsl_constants(), self.body())
+    /// The WGSL source the engine compiles for `spec` (see [`storage_types`]): the storage
+    /// types, the constants header, `common.wgsl`, then the file.
+    pub fn source(self, spec: Option<&KernelSpec>, precision: Precision) -> String {
+        format!("{}{}\n{COMMON}\n{}", storage_types(self, spec, precision), wgsl_constants(), self.body())
     }
 
-    /// Compiles the assembled source.
+    /// Compiles the source with every storage type f32 (the viewer's render pipeline).
     pub fn module(self, ctx: &GpuContext) -> wgpu::ShaderModule {
-        ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(self.file_name()),
-            source: wgpu::ShaderSource::Wgsl(self.source().into()),
-        })
+        compile(ctx, self.file_name(), self.source(None, Precision::F32))
+    }
+}
+
+fn compile(ctx: &GpuContext, label: &str, source: String) -> wgpu::ShaderModule {
+    ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    })
+}
+
+/// A shader's compiled modules for kernels at one precision: one module per set of storage
+/// types (most shaders need one; a product reading weights and one reading features need two),
+/// each compiled on first use.
+pub(crate) struct Modules {
+    shader: Shader,
+    precision: Precision,
+    compiled: std::sync::Mutex<std::collections::HashMap<String, wgpu::ShaderModule>>,
+}
+
+impl Modules {
+    /// No module compiled yet.
+    pub(crate) fn new(shader: Shader, precision: Precision) -> Self {
+        Self { shader, precision, compiled: Default::default() }
+    }
+
+    /// The precision the kernels store activations in.
+    pub(crate) fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The pipeline of `spec`.
+    pub(crate) fn kernel(&self, ctx: &GpuContext, spec: KernelSpec) -> Kernel {
+        self.kernel_with(ctx, spec, &[])
+    }
+
+    /// The pipeline of `spec` with values for the shader's pipeline-overridable constants.
+    pub(crate) fn kernel_with(&self, ctx: &GpuContext, spec: KernelSpec, constants: &[(&str, f64)]) -> Kernel {
+        assert_eq!(spec.shader, self.shader, "{} is not in {}", spec.entry, self.shader.file_name());
+        let types = storage_types(self.shader, Some(&spec), self.precision);
+        let module = self
+            .compiled
+            .lock()
+            .unwrap()
+            .entry(types)
+            .or_insert_with(|| compile(ctx, self.shader.file_name(), self.shader.source(Some(&spec), self.precision)))
+            .clone();
+        Kernel::with_constants(ctx, &module, spec, constants)
     }
 }
 
@@ -250,9 +295,150 @@ pub struct Binding {
     pub binding: u32,
     /// Access mode.
     pub access: Access,
-    /// Declared `array<vec4<f32>>` (the CPU-shaped products read whole vec4s); else
-    /// `array<f32>`.
+    /// Declared `array<vec4<…>>` (the CPU-shaped products read whole vec4s); else `array<…>`.
     pub vec4: bool,
+    /// What the buffer holds, and so its element type.
+    pub holds: Holds,
+}
+
+/// What a storage binding holds. Activations (and their gradients and per-layer intermediates)
+/// are stored in the plan's [`Precision`]; everything else (images, Gram matrices, losses,
+/// weights, optimizer state) in f32. A binding that holds activations in some entry point of its
+/// shader is declared in WGSL as `array<NAME_t>` (the vec4 views `array<vec4<NAME_t>>`, NAME
+/// without the view's `4`), and the alias is generated per kernel ([`storage_types`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holds {
+    /// Always f32.
+    F32,
+    /// Activations: f32 or f16, as the kernels' precision says.
+    Activations,
+}
+
+/// How activations, their gradients and the per-layer intermediates are stored on the GPU
+/// (kernels always compute in f32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats.
+    #[default]
+    F32,
+    /// 16-bit floats: half the memory and bandwidth (needs `wgpu::Features::SHADER_F16`).
+    F16,
+}
+
+impl Precision {
+    /// Bytes per stored value.
+    pub fn bytes(self) -> usize {
+        match self {
+            Precision::F32 => 4,
+            Precision::F16 => 2,
+        }
+    }
+
+    /// The name reports and the CLI use (also the WGSL scalar type).
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
+impl crate::tuning::Variant for Precision {
+    fn name(self) -> &'static str {
+        Precision::name(self)
+    }
+}
+
+/// The precision whose kernels run faster on this device (which must have f16), as the
+/// device's tuner measures it once per adapter and caches: the 1×1 convolution and the
+/// depthwise convolution of a MobileNetV3 block at 128×128, forward, in each precision.
+pub fn faster_precision(ctx: &GpuContext) -> anyhow::Result<Precision> {
+    let (pixels, side, expanded, out) = (128 * 128, 128u32, 96u32, 40u32);
+    let choice = ctx.tuner().pick(
+        Family::Pointwise,
+        "precision 96->40 128x128",
+        &[Precision::F32, Precision::F16],
+        |precision| {
+            let products = pointwise::Products::new(ctx, precision);
+            let depthwise = depthwise::Depthwise::new(ctx, precision);
+            let input = ctx.values_buffer("precision input", expanded as usize * pixels, precision);
+            let weights = ctx.zeroed_buffer("precision weights", (out * expanded + out) as usize);
+            let output = ctx.values_buffer("precision output", expanded as usize * pixels, precision);
+            let placeholder = ctx.values_buffer("precision placeholder", 4, precision);
+            let p = pointwise::PointwiseParams {
+                m: out,
+                k: expanded,
+                n: pixels as u32,
+                flags: pointwise::flags::BIAS,
+                ..Default::default()
+            };
+            let buffers =
+                pointwise::ProductBuffers { input: &input, weights: &weights, output: &output, aux: &placeholder };
+            let dw = depthwise::DepthwiseParams {
+                channels: expanded,
+                in_h: side,
+                in_w: side,
+                out_h: side,
+                out_w: side,
+                kernel: 5,
+                stride: 1,
+                pad_y: 2,
+                pad_x: 2,
+                act: 0,
+                cap: f32::MAX,
+                store_preact: 0,
+            };
+            let dw_weights = ctx.zeroed_buffer("precision depthwise weights", (expanded * 26) as usize);
+            let dw_buffers = depthwise::DepthwiseForward {
+                input: &input,
+                weights: &dw_weights,
+                output: &output,
+                preact: &placeholder,
+            };
+            Ok(crate::tuning::time_op(ctx, &products.product(ctx, buffers, &p))?
+                + crate::tuning::time_op(ctx, &depthwise.forward(ctx, dw_buffers, &dw))?)
+        },
+    );
+    ctx.check_errors()?;
+    Ok(choice)
+}
+
+/// The WGSL alias a binding of this name is declared with when it may hold activations
+/// (`input4` and `input` share `input_t`).
+pub fn storage_alias(binding_name: &str) -> String {
+    format!("{}_t", binding_name.strip_suffix('4').unwrap_or(binding_name))
+}
+
+/// The storage types `spec` is compiled with (`None`: a shader compiled without a kernel spec,
+/// all f32): `enable f16;` when any is f16, then one `alias NAME_t` per binding of the shader
+/// that holds activations in any of its entry points, f16 where `spec` binds activations there
+/// and `precision` is f16, else f32. Every access to such a binding converts explicitly, so the
+/// shader is valid under any assignment.
+pub fn storage_types(shader: Shader, spec: Option<&KernelSpec>, precision: Precision) -> String {
+    let mut aliases: Vec<String> = all_specs()
+        .iter()
+        .filter(|s| s.shader == shader)
+        .flat_map(|s| s.storage.iter())
+        .filter(|b| b.holds == Holds::Activations)
+        .map(|b| storage_alias(b.name))
+        .collect();
+    aliases.sort();
+    aliases.dedup();
+    let half = |alias: &str| {
+        precision == Precision::F16
+            && spec.is_some_and(|s| {
+                s.storage.iter().any(|b| b.holds == Holds::Activations && storage_alias(b.name) == alias)
+            })
+    };
+    let mut out = String::new();
+    if aliases.iter().any(|a| half(a)) {
+        out.push_str("enable f16;\n");
+    }
+    for alias in &aliases {
+        out.push_str(&format!("alias {alias} = {};\n", if half(alias) { "f16" } else { "f32" }));
+    }
+    out
 }
 
 /// Declares the storage buffers of one entry point as a struct of named `&wgpu::Buffer` fields
@@ -261,7 +447,7 @@ macro_rules! kernel_bindings {
     (
         $(#[$meta:meta])*
         pub struct $name:ident {
-            $($(#[$field_meta:meta])* $field:ident: $binding:literal $access:ident,)*
+            $($(#[$field_meta:meta])* $field:ident: $binding:literal $access:ident $($holds:ident)?,)*
         }
     ) => {
         $(#[$meta])*
@@ -277,6 +463,7 @@ macro_rules! kernel_bindings {
                 binding: $binding,
                 access: $crate::kernels::Access::$access,
                 vec4: false,
+                holds: $crate::kernels::holds!($($holds)?),
             }),*];
 
             /// The buffers in the order of [`Self::BINDINGS`].
@@ -287,6 +474,17 @@ macro_rules! kernel_bindings {
     };
 }
 pub(crate) use kernel_bindings;
+
+/// The [`Holds`] of a [`kernel_bindings!`] field: `Activations` when marked so, else `F32`.
+macro_rules! holds {
+    () => {
+        $crate::kernels::Holds::F32
+    };
+    (Activations) => {
+        $crate::kernels::Holds::Activations
+    };
+}
+pub(crate) use holds;
 
 /// Everything the pipeline of one entry point is made from, and what the contract test checks.
 #[derive(Clone, Copy, Debug)]
@@ -389,23 +587,36 @@ pub struct Kernels {
     pub color: color::Color,
     /// Resizing between scales, the logit and the output average.
     pub scales: scales::Scales,
+    precision: Precision,
     placeholder: wgpu::Buffer,
 }
 
 impl Kernels {
-    /// Compiles every kernel (the product tile shapes on first use).
+    /// Compiles every kernel (the product tile shapes on first use) for the device's precision.
     pub fn new(ctx: &GpuContext) -> Self {
+        Self::with_precision(ctx, ctx.precision())
+    }
+
+    /// Compiles every kernel, those that touch activations for `precision` (f16 needs
+    /// [`GpuContext::has_f16`]).
+    pub fn with_precision(ctx: &GpuContext, precision: Precision) -> Self {
         Self {
-            conv: conv::Conv::new(ctx),
-            depthwise: depthwise::Depthwise::new(ctx),
-            products: pointwise::Products::new(ctx),
-            squeeze_excite: squeeze_excite::SqueezeExcite::new(ctx),
-            losses: losses::Losses::new(ctx),
+            precision,
+            conv: conv::Conv::new(ctx, precision),
+            depthwise: depthwise::Depthwise::new(ctx, precision),
+            products: pointwise::Products::new(ctx, precision),
+            squeeze_excite: squeeze_excite::SqueezeExcite::new(ctx, precision),
+            losses: losses::Losses::new(ctx, precision),
             optimizers: optimizers::Optimizers::new(ctx),
             color: color::Color::new(ctx),
             scales: scales::Scales::new(ctx),
             placeholder: ctx.zeroed_buffer("placeholder", 4),
         }
+    }
+
+    /// How these kernels store activations.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// A one-value buffer to bind where a kernel's optional buffer is unused.
@@ -423,13 +634,9 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Creates the pipeline of `spec` from its compiled shader.
-    pub(crate) fn new(ctx: &GpuContext, module: &wgpu::ShaderModule, spec: KernelSpec) -> Self {
-        Self::with_constants(ctx, module, spec, &[])
-    }
-
-    /// As `new`, with values for the shader's pipeline-overridable constants.
-    pub(crate) fn with_constants(
+    /// Creates the pipeline of `spec` from its compiled shader, with values for the shader's
+    /// pipeline-overridable constants (through [`Modules`], which compiles the shader for `spec`).
+    fn with_constants(
         ctx: &GpuContext,
         module: &wgpu::ShaderModule,
         spec: KernelSpec,
@@ -509,25 +716,38 @@ impl Kernel {
     }
 }
 
-/// Pipelines of a shader's entry points specialized by pipeline-overridable constants, each
-/// compiled on first use and kept (the rows kernels: one per kernel size, stride and padding).
+/// Pipelines of a shader's entry points specialized by pipeline-overridable constants (and by
+/// what their bindings hold), each compiled on first use and kept (the rows kernels: one per
+/// kernel size, stride and padding; the products: one per operands, variant and tile shape).
 #[derive(Default)]
 pub(crate) struct Specialized {
-    kernels: std::sync::Mutex<std::collections::HashMap<(&'static str, Vec<u64>), Kernel>>,
+    /// By entry point, what each binding holds, and the constants' values.
+    #[allow(clippy::type_complexity)]
+    kernels: std::sync::Mutex<std::collections::HashMap<(&'static str, Vec<bool>, Vec<u64>), Kernel>>,
 }
 
 impl Specialized {
-    /// The pipeline of `spec` with `constants`, compiled from `module` the first time.
+    /// The pipeline of `spec` with `constants`, compiled from `modules` the first time.
     pub(crate) fn get(
         &self,
         ctx: &GpuContext,
-        module: &wgpu::ShaderModule,
+        modules: &Modules,
         spec: KernelSpec,
         constants: &[(&str, f64)],
     ) -> Kernel {
-        let key = (spec.entry, constants.iter().map(|(_, v)| v.to_bits()).collect());
+        let holds = spec.storage.iter().map(|b| b.holds == Holds::Activations).collect();
+        let key = (spec.entry, holds, constants.iter().map(|(_, v)| v.to_bits()).collect());
         let mut kernels = self.kernels.lock().unwrap();
-        kernels.entry(key).or_insert_with(|| Kernel::with_constants(ctx, module, spec, constants)).clone()
+        kernels.entry(key).or_insert_with(|| modules.kernel_with(ctx, spec, constants)).clone()
+    }
+}
+
+/// A tuning-cache shape key for kernels at `precision`: f32 keys are the shape alone (as cached
+/// before half precision existed), f16 ones end in ` f16`.
+pub(crate) fn precision_key(shape: String, precision: Precision) -> String {
+    match precision {
+        Precision::F32 => shape,
+        Precision::F16 => format!("{shape} f16"),
     }
 }
 

@@ -2,7 +2,7 @@
 //! `shaders/lbfgs.wgsl` (L-BFGS over a paged history: dot products, the two-loop recursion on
 //! them, storing the new pair, the direction, the step).
 
-use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, flat_grid};
+use super::{BoundOp, Family, Kernel, KernelSpec, Modules, Precision, Shader, UniformParams, WORKGROUP, flat_grid};
 use super::{kernel_bindings, uniform_params};
 use crate::gpu::GpuContext;
 
@@ -306,17 +306,17 @@ pub struct Optimizers {
 impl Optimizers {
     /// Compiles the files' kernels.
     pub fn new(ctx: &GpuContext) -> Self {
-        let optim = Shader::Optim.module(ctx);
-        let lbfgs = Shader::Lbfgs.module(ctx);
+        let optim = Modules::new(Shader::Optim, Precision::F32);
+        let lbfgs = Modules::new(Shader::Lbfgs, Precision::F32);
         Self {
-            adam: Kernel::new(ctx, &optim, ADAM),
-            squash: Kernel::new(ctx, &optim, SQUASH),
-            squash_backward: Kernel::new(ctx, &optim, SQUASH_BACKWARD),
-            lbfgs_dots: Kernel::new(ctx, &lbfgs, LBFGS_DOTS),
-            lbfgs_solve: Kernel::new(ctx, &lbfgs, LBFGS_SOLVE),
-            lbfgs_store_pair: Kernel::new(ctx, &lbfgs, LBFGS_STORE_PAIR),
-            lbfgs_direction: Kernel::new(ctx, &lbfgs, LBFGS_DIRECTION),
-            lbfgs_step: Kernel::new(ctx, &lbfgs, LBFGS_STEP),
+            adam: optim.kernel(ctx, ADAM),
+            squash: optim.kernel(ctx, SQUASH),
+            squash_backward: optim.kernel(ctx, SQUASH_BACKWARD),
+            lbfgs_dots: lbfgs.kernel(ctx, LBFGS_DOTS),
+            lbfgs_solve: lbfgs.kernel(ctx, LBFGS_SOLVE),
+            lbfgs_store_pair: lbfgs.kernel(ctx, LBFGS_STORE_PAIR),
+            lbfgs_direction: lbfgs.kernel(ctx, LBFGS_DIRECTION),
+            lbfgs_step: lbfgs.kernel(ctx, LBFGS_STEP),
         }
     }
 

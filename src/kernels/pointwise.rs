@@ -1,9 +1,10 @@
 //! `shaders/pointwise.wgsl`: the tiled matrix product behind every 1×1 convolution, its input
 //! gradient, the Gram matrices and the style gradient, plus the residual connection.
 
-use std::sync::OnceLock;
-
-use super::{Access, Binding, BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, flat_grid};
+use super::{
+    Access, Binding, BoundOp, Family, Holds, Kernel, KernelSpec, Modules, Precision, Shader, Specialized,
+    UniformParams, WORKGROUP, flat_grid,
+};
 use super::{kernel_bindings, uniform_params};
 use crate::gpu::GpuContext;
 use crate::model::Conv;
@@ -133,29 +134,82 @@ impl ResidualParams {
 }
 
 kernel_bindings! {
-    /// Buffers of `pointwise_forward`.
+    /// Buffers of `pointwise_forward`, as a product of [`Operands::Features`] binds them (see
+    /// [`Operands`] for the others).
     pub struct ProductBuffers {
         /// B: the input [k][n] (or transposed, see the flags).
-        input: 1 Read,
+        input: 1 Read Activations,
         /// A: the weights [m][k] followed by m biases (or transposed, see the flags).
         weights: 2 Read,
         /// The output [m][n] (and its partial products with `k_chunk`).
-        output: 3 ReadWrite,
+        output: 3 ReadWrite Activations,
         /// Pre-activation to store (`STORE_PREACT`) or whose activation derivative multiplies B
         /// (`GRAD_ACT_B`); the placeholder otherwise.
-        aux: 4 ReadWrite,
+        aux: 4 ReadWrite Activations,
     }
 }
+
+/// What a product multiplies, which decides what its buffers hold (f32, or activations in the
+/// kernels' precision).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operands {
+    /// f32 weights (or the style residual R) times features B into features: 1×1 convolutions,
+    /// their input gradients, the style gradient R·F.
+    Features,
+    /// Features times features read transposed into f32 (partial) Gram matrices.
+    Gram,
+    /// Every operand f32 (the sum of a Gram matrix's partial products).
+    Floats,
+}
+
+impl Operands {
+    /// The pipeline's spec for `variant` (the lanes variants' kernel decided by `transpose_b`).
+    fn spec(self, variant: ProductVariant, transpose_b: bool) -> KernelSpec {
+        let base = match (variant, transpose_b) {
+            (ProductVariant::Tiled, _) => PRODUCT,
+            (_, true) => GRAM_LANES_SPEC,
+            (_, false) => PRODUCT_LANES_SPEC,
+        };
+        let storage = match (self, variant == ProductVariant::Tiled) {
+            (Operands::Features, true) => ProductBuffers::BINDINGS,
+            (Operands::Gram, true) => GRAM_BINDINGS,
+            (Operands::Floats, true) => FLOAT_BINDINGS,
+            (Operands::Features, false) => LANES_BINDINGS,
+            (Operands::Gram, false) => GRAM_LANES_BINDINGS,
+            (Operands::Floats, false) => FLOAT_LANES_BINDINGS,
+        };
+        KernelSpec { storage, ..base }
+    }
+
+    /// Bytes of one stored value of A (`weights`) and of B (`input`).
+    fn operand_bytes(self, precision: Precision) -> (u64, u64) {
+        let act = precision.bytes() as u64;
+        match self {
+            Operands::Features => (4, act),
+            Operands::Gram => (act, act),
+            Operands::Floats => (4, 4),
+        }
+    }
+}
+
+/// [`ProductBuffers`]' bindings for a Gram product (B read transposed): A and B the features,
+/// the output the f32 partial products.
+pub const GRAM_BINDINGS: &[Binding] = &[
+    Binding { name: "input", binding: 1, access: Access::Read, vec4: false, holds: Holds::Activations },
+    Binding { name: "weights", binding: 2, access: Access::Read, vec4: false, holds: Holds::Activations },
+    Binding { name: "output", binding: 3, access: Access::ReadWrite, vec4: false, holds: Holds::F32 },
+    Binding { name: "aux", binding: 4, access: Access::ReadWrite, vec4: false, holds: Holds::Activations },
+];
 
 kernel_bindings! {
     /// Buffers of `residual_forward`: sum = input + addend.
     pub struct ResidualForward {
         /// The projection.
-        input: 1 Read,
+        input: 1 Read Activations,
         /// The block input.
-        addend: 5 Read,
+        addend: 5 Read Activations,
         /// The block output.
-        sum: 6 ReadWrite,
+        sum: 6 ReadWrite Activations,
     }
 }
 
@@ -163,9 +217,9 @@ kernel_bindings! {
     /// Buffers of `residual_backward`: sum += addend.
     pub struct ResidualBackward {
         /// dL/d block output.
-        addend: 5 Read,
+        addend: 5 Read Activations,
         /// A summand's gradient, added into.
-        sum: 6 ReadWrite,
+        sum: 6 ReadWrite Activations,
     }
 }
 
@@ -179,6 +233,20 @@ pub const PRODUCT: KernelSpec = KernelSpec {
     workgroup_size: [TILE_SIDE, TILE_SIDE, 1],
     overrides: &["ROWS", "COLS"],
 };
+
+/// [`ProductBuffers`]' bindings for a product of f32 operands.
+pub const FLOAT_BINDINGS: &[Binding] = &[
+    Binding { name: "input", binding: 1, access: Access::Read, vec4: false, holds: Holds::F32 },
+    Binding { name: "weights", binding: 2, access: Access::Read, vec4: false, holds: Holds::F32 },
+    Binding { name: "output", binding: 3, access: Access::ReadWrite, vec4: false, holds: Holds::F32 },
+    Binding { name: "aux", binding: 4, access: Access::ReadWrite, vec4: false, holds: Holds::F32 },
+];
+
+/// `pointwise_forward` computing a Gram matrix.
+pub const GRAM_PRODUCT: KernelSpec = KernelSpec { storage: GRAM_BINDINGS, ..PRODUCT };
+
+/// `pointwise_forward` on f32 operands.
+pub const FLOAT_PRODUCT: KernelSpec = KernelSpec { storage: FLOAT_BINDINGS, ..PRODUCT };
 
 /// `residual_forward`.
 pub const RESIDUAL_FORWARD: KernelSpec = KernelSpec {
@@ -197,10 +265,26 @@ pub const RESIDUAL_BACKWARD: KernelSpec =
 /// The bindings of the lanes products: [`ProductBuffers`]'s buffers in its order, the input, the
 /// weights and the aux buffer read as vec4s.
 pub const LANES_BINDINGS: &[Binding] = &[
-    Binding { name: "input4", binding: 1, access: Access::Read, vec4: true },
-    Binding { name: "weights4", binding: 2, access: Access::Read, vec4: true },
-    Binding { name: "output", binding: 3, access: Access::ReadWrite, vec4: false },
-    Binding { name: "aux4", binding: 4, access: Access::ReadWrite, vec4: true },
+    Binding { name: "input4", binding: 1, access: Access::Read, vec4: true, holds: Holds::Activations },
+    Binding { name: "weights4", binding: 2, access: Access::Read, vec4: true, holds: Holds::F32 },
+    Binding { name: "output", binding: 3, access: Access::ReadWrite, vec4: false, holds: Holds::Activations },
+    Binding { name: "aux4", binding: 4, access: Access::ReadWrite, vec4: true, holds: Holds::Activations },
+];
+
+/// [`LANES_BINDINGS`] for a Gram product (see [`GRAM_BINDINGS`]).
+pub const GRAM_LANES_BINDINGS: &[Binding] = &[
+    Binding { name: "input4", binding: 1, access: Access::Read, vec4: true, holds: Holds::Activations },
+    Binding { name: "weights4", binding: 2, access: Access::Read, vec4: true, holds: Holds::Activations },
+    Binding { name: "output", binding: 3, access: Access::ReadWrite, vec4: false, holds: Holds::F32 },
+    Binding { name: "aux4", binding: 4, access: Access::ReadWrite, vec4: true, holds: Holds::Activations },
+];
+
+/// [`LANES_BINDINGS`] for a product of f32 operands.
+pub const FLOAT_LANES_BINDINGS: &[Binding] = &[
+    Binding { name: "input4", binding: 1, access: Access::Read, vec4: true, holds: Holds::F32 },
+    Binding { name: "weights4", binding: 2, access: Access::Read, vec4: true, holds: Holds::F32 },
+    Binding { name: "output", binding: 3, access: Access::ReadWrite, vec4: false, holds: Holds::F32 },
+    Binding { name: "aux4", binding: 4, access: Access::ReadWrite, vec4: true, holds: Holds::F32 },
 ];
 
 /// `pointwise_lanes`: the product shaped for CPU-like adapters (B stored [k][n]).
@@ -213,11 +297,27 @@ pub const PRODUCT_LANES_SPEC: KernelSpec = KernelSpec {
 };
 
 /// `gram_lanes`: the product shaped for CPU-like adapters with B read transposed.
-pub const GRAM_LANES_SPEC: KernelSpec =
-    KernelSpec { entry: "gram_lanes", workgroup_size: [GRAM_LANES, 1, 1], ..PRODUCT_LANES_SPEC };
+pub const GRAM_LANES_SPEC: KernelSpec = KernelSpec {
+    entry: "gram_lanes",
+    workgroup_size: [GRAM_LANES, 1, 1],
+    storage: GRAM_LANES_BINDINGS,
+    ..PRODUCT_LANES_SPEC
+};
+
+/// `pointwise_lanes` on f32 operands.
+pub const FLOAT_LANES_SPEC: KernelSpec = KernelSpec { storage: FLOAT_LANES_BINDINGS, ..PRODUCT_LANES_SPEC };
 
 /// Every kernel of the file.
-pub const SPECS: &[KernelSpec] = &[PRODUCT, PRODUCT_LANES_SPEC, GRAM_LANES_SPEC, RESIDUAL_FORWARD, RESIDUAL_BACKWARD];
+pub const SPECS: &[KernelSpec] = &[
+    PRODUCT,
+    GRAM_PRODUCT,
+    FLOAT_PRODUCT,
+    PRODUCT_LANES_SPEC,
+    GRAM_LANES_SPEC,
+    FLOAT_LANES_SPEC,
+    RESIDUAL_FORWARD,
+    RESIDUAL_BACKWARD,
+];
 
 /// One way to compute a product. The plan asks [`Products::product`] for a product and gets
 /// the variant the device's [`crate::tuning::Tuner`] chose for its shape.
@@ -261,12 +361,16 @@ impl ProductVariant {
     /// Whether this variant can compute `p` with these buffers: the lanes kernels read every
     /// operand as vec4, so the dimensions they step through four at a time must be multiples of
     /// 4, and every buffer they read whole vec4s of (the bias after the weights included).
-    pub fn fits(self, p: &PointwiseParams, buffers: &ProductBuffers) -> bool {
+    pub fn fits(self, p: &PointwiseParams, operands: Operands, buffers: &ProductBuffers, precision: Precision) -> bool {
         if self == ProductVariant::Tiled {
             return true;
         }
         let has = |f| p.flags & f != 0;
-        let vec4_sized = [buffers.input, buffers.weights, buffers.aux].iter().all(|b| b.size().is_multiple_of(16));
+        let (a_bytes, b_bytes) = operands.operand_bytes(precision);
+        let aux_bytes = if operands == Operands::Floats { 4 } else { precision.bytes() as u64 };
+        let vec4_sized = buffers.input.size().is_multiple_of(4 * b_bytes)
+            && buffers.weights.size().is_multiple_of(4 * a_bytes)
+            && buffers.aux.size().is_multiple_of(4 * aux_bytes);
         let shape = if has(flags::TRANSPOSE_B) {
             // gram_lanes: A and B both [row][k], four k at a time.
             !has(flags::TRANSPOSE_A) && !has(flags::GRAD_ACT_B) && p.k.is_multiple_of(4) && p.k_chunk.is_multiple_of(4)
@@ -285,48 +389,76 @@ impl ProductVariant {
 /// The product kernel in its variants (the tiled one in nine tile shapes, the lanes ones in
 /// their row counts; each compiled on first use) and the residual connection.
 pub struct Products {
-    module: wgpu::ShaderModule,
-    shapes: [OnceLock<Kernel>; 9],
-    /// `pointwise_lanes` and `gram_lanes` with 4 and 8 rows.
-    lanes: [[OnceLock<Kernel>; 2]; 2],
+    modules: Modules,
+    /// The product kernels by operands, variant and tile shape (compiled on first use).
+    kernels: Specialized,
     residual_forward: Kernel,
     residual_backward: Kernel,
 }
 
 impl Products {
-    /// Compiles the residual kernels; the product variants compile on first use.
-    pub fn new(ctx: &GpuContext) -> Self {
-        let module = Shader::Pointwise.module(ctx);
+    /// Compiles the residual kernels for activations stored in `precision`; the product
+    /// variants compile on first use.
+    pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
+        let modules = Modules::new(Shader::Pointwise, precision);
         Self {
-            residual_forward: Kernel::new(ctx, &module, RESIDUAL_FORWARD),
-            residual_backward: Kernel::new(ctx, &module, RESIDUAL_BACKWARD),
-            shapes: Default::default(),
-            lanes: Default::default(),
-            module,
+            residual_forward: modules.kernel(ctx, RESIDUAL_FORWARD),
+            residual_backward: modules.kernel(ctx, RESIDUAL_BACKWARD),
+            kernels: Specialized::default(),
+            modules,
         }
     }
 
-    /// A product, in the variant the device's tuner chose for its shape among those that fit
-    /// (see [`ProductVariant::fits`]), dispatching enough workgroups to cover it (and one layer
-    /// per k chunk when `k_chunk` is set).
+    /// How the products store activations.
+    pub fn precision(&self) -> Precision {
+        self.modules.precision()
+    }
+
+    /// A product of [`Operands::Features`] (a 1×1 convolution or its input gradient), in the
+    /// variant the device's tuner chose for its shape among those that fit (see
+    /// [`ProductVariant::fits`]), dispatching enough workgroups to cover it (and one layer per k
+    /// chunk when `k_chunk` is set).
     pub fn product(&self, ctx: &GpuContext, buffers: ProductBuffers, p: &PointwiseParams) -> BoundOp {
-        self.tuned(ctx, buffers, p, Family::Pointwise)
+        self.tuned(ctx, Operands::Features, buffers, p, Family::Pointwise)
     }
 
-    /// A Gram-family product (tuned and timed under [`Family::Gram`]).
+    /// A Gram matrix ([`Operands::Gram`], B read transposed), tuned and timed under
+    /// [`Family::Gram`].
     pub fn gram(&self, ctx: &GpuContext, buffers: ProductBuffers, p: &PointwiseParams) -> BoundOp {
-        self.tuned(ctx, buffers, p, Family::Gram).in_family(Family::Gram)
+        assert!(p.flags & flags::TRANSPOSE_B != 0, "a Gram product reads B transposed");
+        self.tuned(ctx, Operands::Gram, buffers, p, Family::Gram).in_family(Family::Gram)
     }
 
-    fn tuned(&self, ctx: &GpuContext, buffers: ProductBuffers, p: &PointwiseParams, family: Family) -> BoundOp {
-        let fitting: Vec<ProductVariant> = ProductVariant::ALL.into_iter().filter(|v| v.fits(p, &buffers)).collect();
+    /// The style gradient R·F ([`Operands::Features`]), tuned and timed under [`Family::Gram`].
+    pub fn style_gradient(&self, ctx: &GpuContext, buffers: ProductBuffers, p: &PointwiseParams) -> BoundOp {
+        self.tuned(ctx, Operands::Features, buffers, p, Family::Gram).in_family(Family::Gram)
+    }
+
+    /// A product of f32 operands ([`Operands::Floats`]), tuned and timed under [`Family::Gram`].
+    pub fn float_product(&self, ctx: &GpuContext, buffers: ProductBuffers, p: &PointwiseParams) -> BoundOp {
+        self.tuned(ctx, Operands::Floats, buffers, p, Family::Gram).in_family(Family::Gram)
+    }
+
+    fn tuned(
+        &self,
+        ctx: &GpuContext,
+        operands: Operands,
+        buffers: ProductBuffers,
+        p: &PointwiseParams,
+        family: Family,
+    ) -> BoundOp {
+        let precision = self.precision();
+        let fitting: Vec<ProductVariant> =
+            ProductVariant::ALL.into_iter().filter(|v| v.fits(p, operands, &buffers, precision)).collect();
         let shape = format!("m{} k{} n{} flags{} chunk{}", p.m, p.k, p.n, p.flags, p.k_chunk);
+        let shape = if operands == Operands::Floats { shape } else { super::precision_key(shape, precision) };
         let variant = ctx.tuner().pick(family, &shape, &fitting, |variant| {
             // The buffers it writes are stand-ins: the plan's may hold values in use.
             let (output, aux) = (scratch_like(ctx, buffers.output), scratch_like(ctx, buffers.aux));
-            time_op(ctx, &self.variant(ctx, variant, ProductBuffers { output: &output, aux: &aux, ..buffers }, p))
+            let scratch = ProductBuffers { output: &output, aux: &aux, ..buffers };
+            time_op(ctx, &self.variant(ctx, variant, operands, scratch, p))
         });
-        self.variant(ctx, variant, buffers, p)
+        self.variant(ctx, variant, operands, buffers, p)
     }
 
     /// The product in a given variant, which must fit it (the kernel tests run every variant).
@@ -334,36 +466,29 @@ impl Products {
         &self,
         ctx: &GpuContext,
         variant: ProductVariant,
+        operands: Operands,
         buffers: ProductBuffers,
         p: &PointwiseParams,
     ) -> BoundOp {
-        assert!(variant.fits(p, &buffers), "{} cannot compute {p:?}", variant.name());
+        assert!(variant.fits(p, operands, &buffers, self.precision()), "{} cannot compute {p:?}", variant.name());
         let symmetric = p.flags & flags::SYMMETRIC != 0;
+        let transpose_b = p.flags & flags::TRANSPOSE_B != 0;
+        let spec = operands.spec(variant, transpose_b);
         // A symmetric product is A·Aᵀ: scaling B by an activation derivative would break it.
         assert!(!symmetric || p.flags & flags::GRAD_ACT_B == 0, "a symmetric product cannot take GRAD_ACT_B");
         let splits = if p.k_chunk == 0 { 1 } else { p.k.div_ceil(p.k_chunk) };
         match variant {
             ProductVariant::Tiled => {
                 let (rows, cols) = tile_shape(p.m, p.n, symmetric);
-                let shape = (rows.ilog2() * 3 + cols.ilog2()) as usize;
-                let kernel = self.shapes[shape].get_or_init(|| {
-                    let constants = [("ROWS", f64::from(rows)), ("COLS", f64::from(cols))];
-                    Kernel::with_constants(ctx, &self.module, PRODUCT, &constants)
-                });
+                let constants = [("ROWS", f64::from(rows)), ("COLS", f64::from(cols))];
+                let kernel = self.kernels.get(ctx, &self.modules, spec, &constants);
                 let grid = product_tiles(p.m, p.n, symmetric);
                 kernel.bind(ctx, p, &buffers.buffers(), [grid[0], grid[1], splits])
             }
             ProductVariant::Lanes4 | ProductVariant::Lanes8 => {
                 let rows = variant.lane_rows().expect("a lanes variant");
-                let transpose_b = p.flags & flags::TRANSPOSE_B != 0;
-                let (spec, across) = if transpose_b {
-                    (GRAM_LANES_SPEC, p.n.div_ceil(GRAM_LANES))
-                } else {
-                    (PRODUCT_LANES_SPEC, (p.n / 4).div_ceil(LANES))
-                };
-                let slot = &self.lanes[usize::from(transpose_b)][usize::from(variant == ProductVariant::Lanes8)];
-                let kernel = slot
-                    .get_or_init(|| Kernel::with_constants(ctx, &self.module, spec, &[("LANE_ROWS", f64::from(rows))]));
+                let across = if transpose_b { p.n.div_ceil(GRAM_LANES) } else { (p.n / 4).div_ceil(LANES) };
+                let kernel = self.kernels.get(ctx, &self.modules, spec, &[("LANE_ROWS", f64::from(rows))]);
                 kernel.bind(ctx, p, &buffers.buffers(), [across, p.m.div_ceil(rows), splits])
             }
         }

@@ -33,7 +33,8 @@ pub const VERTEX_ENTRY: &str = "present_vertex";
 /// Fragment entry point.
 pub const FRAGMENT_ENTRY: &str = "present_fragment";
 /// The fragment stage's storage binding: the planar RGB image.
-pub const IMAGE: Binding = Binding { name: "image", binding: 1, access: Access::Read, vec4: false };
+pub const IMAGE: Binding =
+    Binding { name: "image", binding: 1, access: Access::Read, vec4: false, holds: super::Holds::F32 };
 /// The uniform block's layout.
 pub const VIEW: ParamsLayout = View::LAYOUT;
 

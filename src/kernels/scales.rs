@@ -5,7 +5,7 @@
 //! the kept result (the image a run writes: the best evaluated one, checked on the GPU after each
 //! evaluation).
 
-use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, flat_grid};
+use super::{BoundOp, Family, Kernel, KernelSpec, Modules, Precision, Shader, UniformParams, WORKGROUP, flat_grid};
 use super::{kernel_bindings, uniform_params};
 use crate::gpu::GpuContext;
 use crate::kernels::losses::LOSS_SLOTS;
@@ -190,15 +190,15 @@ pub struct Scales {
 impl Scales {
     /// Compiles the file's kernels.
     pub fn new(ctx: &GpuContext) -> Self {
-        let module = Shader::Scales.module(ctx);
+        let modules = Modules::new(Shader::Scales, Precision::F32);
         Self {
-            resize_bilinear: Kernel::new(ctx, &module, RESIZE_BILINEAR),
-            mirror_pad: Kernel::new(ctx, &module, MIRROR_PAD),
-            mirror_pad_backward: Kernel::new(ctx, &module, MIRROR_PAD_BACKWARD),
-            logit: Kernel::new(ctx, &module, LOGIT),
-            average: Kernel::new(ctx, &module, AVERAGE),
-            keep_select: Kernel::new(ctx, &module, KEEP_SELECT),
-            keep_copy: Kernel::new(ctx, &module, KEEP_COPY),
+            resize_bilinear: modules.kernel(ctx, RESIZE_BILINEAR),
+            mirror_pad: modules.kernel(ctx, MIRROR_PAD),
+            mirror_pad_backward: modules.kernel(ctx, MIRROR_PAD_BACKWARD),
+            logit: modules.kernel(ctx, LOGIT),
+            average: modules.kernel(ctx, AVERAGE),
+            keep_select: modules.kernel(ctx, KEEP_SELECT),
+            keep_copy: modules.kernel(ctx, KEEP_COPY),
         }
     }
 

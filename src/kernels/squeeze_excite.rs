@@ -2,7 +2,7 @@
 //! fully connected layers, the channel scale) and its gradients. The mean also serves the
 //! classifier's global pooling.
 
-use super::{BoundOp, Family, Kernel, KernelSpec, Shader, UniformParams, WORKGROUP, groups};
+use super::{BoundOp, Family, Kernel, KernelSpec, Modules, Precision, Shader, UniformParams, WORKGROUP, groups};
 use super::{kernel_bindings, uniform_params};
 use crate::gpu::GpuContext;
 use crate::model::SqueezeExcite as SeLayer;
@@ -75,7 +75,7 @@ kernel_bindings! {
     /// Buffers of `channel_mean`.
     pub struct ChannelMean {
         /// The tensor [c][pixels].
-        input: 1 Read,
+        input: 1 Read Activations,
         /// Its c channel means.
         output: 3 ReadWrite,
     }
@@ -98,11 +98,11 @@ kernel_bindings! {
     /// Buffers of `channel_scale`.
     pub struct ChannelScale {
         /// The tensor [c][pixels].
-        input: 1 Read,
+        input: 1 Read Activations,
         /// The c gates.
         aux: 2 Read,
         /// The scaled tensor.
-        output: 3 ReadWrite,
+        output: 3 ReadWrite Activations,
     }
 }
 
@@ -110,11 +110,11 @@ kernel_bindings! {
     /// Buffers of `channel_dot`.
     pub struct ChannelDot {
         /// The block's input [c][pixels].
-        input: 1 Read,
+        input: 1 Read Activations,
         /// Per channel Σ grad · input: dL/d gate.
         output: 3 ReadWrite,
         /// dL/d output [c][pixels].
-        grad: 4 Read,
+        grad: 4 Read Activations,
     }
 }
 
@@ -140,9 +140,9 @@ kernel_bindings! {
         /// The gates.
         aux: 2 Read,
         /// dL/d output [c][pixels].
-        grad: 4 Read,
+        grad: 4 Read Activations,
         /// dL/d input, added into.
-        grad_input: 5 ReadWrite,
+        grad_input: 5 ReadWrite Activations,
     }
 }
 
@@ -184,10 +184,10 @@ pub struct SqueezeExcite {
 }
 
 impl SqueezeExcite {
-    /// Compiles the file's kernels.
-    pub fn new(ctx: &GpuContext) -> Self {
-        let module = Shader::SqueezeExcite.module(ctx);
-        let kernel = |spec| Kernel::new(ctx, &module, spec);
+    /// Compiles the file's kernels for activations stored in `precision`.
+    pub fn new(ctx: &GpuContext, precision: Precision) -> Self {
+        let modules = Modules::new(Shader::SqueezeExcite, precision);
+        let kernel = |spec| modules.kernel(ctx, spec);
         Self {
             channel_mean: kernel(CHANNEL_MEAN),
             gate: kernel(GATE),

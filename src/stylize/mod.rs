@@ -20,6 +20,7 @@ use crate::arch::LayerId;
 use crate::engine::FeatureNet;
 use crate::gpu::GpuContext;
 use crate::image_io;
+use crate::kernels::Precision;
 use crate::kernels::color::{ColorParams, OriginalColors};
 use crate::kernels::losses::GRADIENT_SLOT;
 use crate::kernels::scales::{
@@ -510,7 +511,7 @@ pub fn check_device(
     if options.optimizer == OptimizerKind::Adam {
         return Ok(());
     }
-    crate::engine::check_fits(ctx, "an L-BFGS curvature pair", 2 * 3 * width * height, width, height)
+    crate::engine::check_fits(ctx, "an L-BFGS curvature pair", 2 * 3 * width * height, Precision::F32, [width, height])
 }
 
 /// One scale of a run's schedule.

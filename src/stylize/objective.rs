@@ -14,7 +14,7 @@ use crate::kernels::losses::{
 };
 use crate::kernels::pointwise::{PointwiseParams, ProductBuffers, flags, product_tiles};
 use crate::kernels::scales::{Resize, ResizeParams, mirror_pad_size};
-use crate::kernels::{self, BoundOp, Command};
+use crate::kernels::{self, BoundOp, Command, Precision};
 
 /// How each layer's loss is scaled before the weights apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -167,7 +167,8 @@ impl StyleFeatures {
             width: info.width as u32,
             margin,
         };
-        let buffer = ctx.zeroed_buffer("style features interior", info.channels * info.height * info.width);
+        let values = info.channels * info.height * info.width;
+        let buffer = ctx.values_buffer("style features interior", values, fnet.kernels.precision());
         let mask = fnet.kernels.losses.interior(ctx, Interior { value: f, interior_value: &buffer }, &p);
         Self { mask: Some(mask), buffer, pixels: p.kept_pixels() }
     }
@@ -226,7 +227,7 @@ fn sum_partials(
     let flags = if accumulate { flags::ACCUMULATE } else { 0 };
     let params = PointwiseParams { m: 1, k: splits, n: len as u32, flags, ..Default::default() };
     let k = &fnet.kernels;
-    k.products.gram(
+    k.products.float_product(
         ctx,
         ProductBuffers { input: partials, weights: &ones, output: target, aux: k.placeholder() },
         &params,
@@ -242,6 +243,19 @@ pub fn gram_split(channels: usize, pixels: usize) -> (u32, u32) {
     let splits = 256usize.div_ceil(tiles).clamp(1, pixels.div_ceil(256).max(1));
     let chunk = pixels.div_ceil(splits).div_ceil(16) * 16;
     (chunk as u32, pixels.div_ceil(chunk) as u32)
+}
+
+/// The gradient scale of an f16 objective whose largest loss gradient enters the network with
+/// RMS `seed`: the power of two that brings it to about 1. The gradients' RMS then stays within
+/// f16's normal range (from 6.1e-5) and their largest values (about 100× the RMS, measured at
+/// 256 and 512 px with both loss normalizations) far below its largest (65504), at any image
+/// size and loss weight; unscaled, the classic loss's deep-layer gradients at 256 px are about
+/// 1e-7 and vanish in f16.
+pub fn f16_gradient_scale(seed: f64) -> f32 {
+    if !(seed.is_finite() && seed > 0.0) {
+        return 1.0;
+    }
+    (-seed.log2().round()).clamp(-20.0, 60.0).exp2() as f32
 }
 
 /// The two dispatches that add `p.coef` · g / (‖g‖₁ + 1e-8) into `grad`, g = `own` (`p.count`
@@ -272,7 +286,9 @@ pub struct TargetValues {
 /// Computes the targets on the GPU: the content photo's activations at the content layers and the
 /// blend-weighted Gram matrices of the style images at the style layers.
 pub struct Targets {
-    content: Vec<wgpu::Buffer>,
+    /// Each content layer's activations (stored in `precision`) and their count.
+    content: Vec<(wgpu::Buffer, usize)>,
+    precision: Precision,
     style: Vec<wgpu::Buffer>,
 }
 
@@ -313,9 +329,9 @@ impl Targets {
             for &id in &spec.content_layers {
                 let (info, buffer) = plan.layer_buffer(id)?;
                 let n = info.channels * info.height * info.width;
-                let copy = ctx.zeroed_buffer("content target", n);
-                encoder.copy_buffer_to_buffer(buffer, 0, &copy, 0, (n * 4) as u64);
-                out.push(copy);
+                let copy = ctx.values_buffer("content target", n, fnet.kernels.precision());
+                encoder.copy_buffer_to_buffer(buffer, 0, &copy, 0, copy.size());
+                out.push((copy, n));
             }
             ctx.queue.submit([encoder.finish()]);
             ctx.finish()?;
@@ -352,7 +368,7 @@ impl Targets {
                 ctx.finish()?;
             }
         }
-        Ok(Self { content: content_targets, style: style_targets })
+        Ok(Self { content: content_targets, precision: fnet.kernels.precision(), style: style_targets })
     }
 
     /// The weight each layer's loss gets from `spec`'s [`LossNormalization`], in spec order:
@@ -373,11 +389,47 @@ impl Targets {
         ))
     }
 
+    /// Estimates of the RMS of each loss's gradient as it enters the network (d loss / d layer,
+    /// weighted), from the targets and the layers' sizes: content, 2/n · weight · rms(P) (the
+    /// distance to the target taken at its own scale); style, R·F with R = coef · (G − A) at the
+    /// scale of A and F's RMS read off A's diagonal (Σ_p F_ip² / (c·n)); normalized gradients,
+    /// weight / n. `norms`: the per-layer weights of [`Targets::normalization`];
+    /// `layer_size(id)`: (channels, pixels) at the plan's size.
+    fn gradient_seeds(
+        &self,
+        ctx: &GpuContext,
+        spec: &LossSpec,
+        (content_norms, style_norms): (&[f32], &[f32]),
+        layer_size: impl Fn(LayerId) -> Result<(usize, usize)>,
+    ) -> Result<Vec<f64>> {
+        let values = self.read(ctx)?;
+        let rms = |v: &[f32]| (v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt();
+        let mut seeds = Vec::new();
+        for ((p, &id), &norm) in values.content.iter().zip(&spec.content_layers).zip(content_norms) {
+            let (c, hw) = layer_size(id)?;
+            let (n, weight) = ((c * hw) as f64, f64::from(spec.content_weight) * f64::from(norm));
+            seeds.push(if spec.normalize_gradients { weight / n } else { weight * 2.0 / n * rms(p) });
+        }
+        let style_weight = f64::from(spec.effective_style_weight());
+        for ((a, &(id, w)), &norm) in values.style.iter().zip(&spec.style_layers).zip(style_norms) {
+            let (c, hw) = layer_size(id)?;
+            let (cf, n, weight) = (c as f64, (c * hw) as f64, style_weight * f64::from(w) * f64::from(norm));
+            if spec.normalize_gradients {
+                seeds.push(weight / n);
+            } else {
+                let diagonal = (0..c).map(|i| f64::from(a[i * c + i])).sum::<f64>() / cf;
+                let rms_f = (cf * diagonal.max(0.0)).sqrt();
+                seeds.push(weight * 4.0 / (cf * n) * rms(a) * cf.sqrt() * rms_f);
+            }
+        }
+        Ok(seeds)
+    }
+
     /// Reads the targets back (for tests), in spec order.
     pub fn read(&self, ctx: &GpuContext) -> Result<TargetValues> {
         let read = |b: &wgpu::Buffer| ctx.read_buffer(b, (b.size() / 4) as usize);
         Ok(TargetValues {
-            content: self.content.iter().map(read).collect::<Result<_>>()?,
+            content: self.content.iter().map(|(b, n)| ctx.read_values(b, *n, self.precision)).collect::<Result<_>>()?,
             style: self.style.iter().map(read).collect::<Result<_>>()?,
         })
     }
@@ -403,6 +455,9 @@ pub struct Objective {
     /// Buffers of the losses' own gradients that are added into (content losses under
     /// `normalize_gradients`): cleared with the layer gradients.
     own_grads: Vec<wgpu::Buffer>,
+    /// What the loss gradients entering the network are multiplied by (and the image gradient
+    /// divided by): 1 in f32, a power of two in f16 (see [`f16_gradient_scale`]).
+    gradient_scale: f32,
     work: Work,
     _targets: Targets,
 }
@@ -463,6 +518,13 @@ impl Objective {
         }
         norm_groups += content_groups.iter().sum::<u32>();
         let normalize = spec.normalize_gradients;
+        let gradient_scale = match k.precision() {
+            Precision::F32 => 1.0,
+            Precision::F16 => {
+                let seeds = targets.gradient_seeds(ctx, spec, (&content_norms, &style_norms), layer_size)?;
+                f16_gradient_scale(seeds.into_iter().fold(0.0, f64::max))
+            }
+        };
         let tv_groups = loss_groups(3 * width * height);
         let content_end = LOSS_SLOTS as u32 + content_groups.iter().sum::<u32>();
         let style_end = content_end + style_groups.iter().sum::<u32>();
@@ -492,23 +554,23 @@ impl Objective {
         // Network passes; TV (read the image, add into its gradient); losses' clears.
         let mut work = forward.work() + Work::new(14.0 * pixels, 3.0 * pixels);
         let content = spec.content_layers.iter().zip(&targets.content).zip(&content_groups).zip(&content_norms);
-        for (((&id, target), &groups), &layer_weight) in content {
+        for (((&id, (target, _)), &groups), &layer_weight) in content {
             let (info, f) = forward.layer_buffer(id)?;
             let n = info.channels * info.height * info.width;
             let layer_grad = forward.grad_buffer(id)?;
             let unit_coef = layer_weight * 2.0 / n as f32;
-            let coef = if normalize { unit_coef } else { spec.content_weight * unit_coef };
+            let coef = gradient_scale * if normalize { unit_coef } else { spec.content_weight * unit_coef };
             let p = LossParams { count: n as u32, coef, layer_weight, groups, partial: partials(groups), ..totals };
             work = work + Work::new(5.0 * n as f64, 4.0 * n as f64);
             if normalize {
                 // The loss's own gradient, then its normalized share added into the layer's.
-                let own = ctx.zeroed_buffer("content loss gradient", n);
+                let own = ctx.values_buffer("content loss gradient", n, fnet.kernels.precision());
                 let buffers = ContentLoss { value: f, target_value: target, grad: &own, losses: &losses };
                 ops.push(k.losses.content(ctx, buffers, &p));
                 let groups = loss_groups(n);
                 let p = LossParams { count: n as u32, coef: 1.0, groups, partial: next_norm, ..totals };
                 next_norm += groups;
-                let weighted_p = LossParams { coef: spec.content_weight, ..p };
+                let weighted_p = LossParams { coef: gradient_scale * spec.content_weight, ..p };
                 let [l1, add] = normalized_add(ctx, fnet, &losses, &own, layer_grad, &weighted_p);
                 ops.push(l1);
                 weighted.push((ops.len(), p, Term::Content));
@@ -545,7 +607,7 @@ impl Objective {
             let unit = 4.0 / ((c * c) as f32 * (c * features.pixels) as f32);
             let unit_coef = weight * unit;
             // Normalized: R is the gradient of the layer's unweighted mean((G − A)²).
-            let coef = if normalize { unit } else { style_weight * unit_coef };
+            let coef = gradient_scale * if normalize { unit } else { style_weight * unit_coef };
             let p = LossParams {
                 channels: c as u32,
                 coef,
@@ -562,7 +624,7 @@ impl Objective {
             ops.push(k.losses.style(ctx, buffers, &p));
             // dF += R · F, or normalized: g = R · F, then its normalized share added into dF.
             let layer_grad = forward.grad_buffer(*id)?;
-            let own = normalize.then(|| ctx.zeroed_buffer("style loss gradient", c * hw));
+            let own = normalize.then(|| ctx.values_buffer("style loss gradient", c * hw, fnet.kernels.precision()));
             let p = PointwiseParams {
                 m: c as u32,
                 k: c as u32,
@@ -573,13 +635,13 @@ impl Objective {
             let output = own.as_ref().unwrap_or(layer_grad);
             // With a margin F is the masked copy: the border's columns of R·F are 0.
             let buffers = ProductBuffers { input: &features.buffer, weights: &r, output, aux: k.placeholder() };
-            ops.push(k.products.gram(ctx, buffers, &p));
+            ops.push(k.products.style_gradient(ctx, buffers, &p));
             if let Some(own) = own {
                 let n = c * hw;
                 let groups = loss_groups(n);
                 let p = LossParams { count: n as u32, coef: *weight, groups, partial: next_norm, ..totals };
                 next_norm += groups;
-                let weighted_p = LossParams { coef: style_weight * weight, ..p };
+                let weighted_p = LossParams { coef: gradient_scale * style_weight * weight, ..p };
                 let [l1, add] = normalized_add(ctx, fnet, &losses, &own, layer_grad, &weighted_p);
                 ops.push(l1);
                 weighted.push((ops.len(), p, Term::Style));
@@ -587,7 +649,7 @@ impl Objective {
                 work = work + Work::new(4.0 * n as f64, 4.0 * n as f64);
             }
         }
-        ops.extend(forward.backward_ops(ctx, k)?);
+        ops.extend(forward.backward_ops(ctx, k, gradient_scale)?);
         let padded_grad = forward.image_grad().expect("training plan");
         let folded_grad = pad_op.map(|(_, p)| {
             let folded = ctx.zeroed_buffer("image gradient", 3 * width * height);
@@ -602,7 +664,7 @@ impl Objective {
         let total = LossParams { ends: [content_end, style_end, tv_end, gradient_end], ..totals };
         weighted.push((ops.len(), total, Term::Totals));
         ops.push(k.losses.total(ctx, TotalLoss { losses: &losses }, &total));
-        Ok(Self { forward, folded_grad, ops, losses, weighted, own_grads, work, _targets: targets })
+        Ok(Self { forward, folded_grad, ops, losses, weighted, own_grads, gradient_scale, work, _targets: targets })
     }
 
     /// Changes the loss weights for the following evaluations (layers and targets stay).
@@ -610,8 +672,8 @@ impl Objective {
         for (index, base, term) in &self.weighted {
             let mut p = LossParams { content_weight, style_weight, tv_weight, ..*base };
             match term {
-                Term::Content => p.coef *= content_weight,
-                Term::Style => p.coef *= style_weight,
+                Term::Content => p.coef *= content_weight * self.gradient_scale,
+                Term::Style => p.coef *= style_weight * self.gradient_scale,
                 Term::Totals => {}
             }
             self.ops[*index].update(ctx, &p);

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use clap::ValueEnum;
 use neural_style::arch::Activation;
 use neural_style::gpu::{BackendChoice, DeviceRequest, GpuContext};
+use neural_style::kernels::Precision;
 use neural_style::model::Conv;
 use neural_style::reference::{self, Tensor};
 
@@ -144,8 +145,54 @@ pub fn conv_buffer(ctx: &GpuContext, conv: &Conv) -> wgpu::Buffer {
 
 /// Asserts GPU output matches the reference within relative L2 1e-4.
 pub fn check(name: &str, got: &[f32], want: &Tensor) {
+    check_within(name, got, want, 1e-4);
+}
+
+/// Asserts GPU output matches the reference within relative L2 `tolerance`.
+pub fn check_within(name: &str, got: &[f32], want: &Tensor, tolerance: f64) {
     let err = reference::relative_l2(&got.iter().map(|&v| v as f64).collect::<Vec<_>>(), &want.data);
-    assert!(err <= 1e-4, "{name}: relative L2 error {err:e} > 1e-4");
+    assert!(err <= tolerance, "{name}: relative L2 error {err:e} > {tolerance:e}");
+}
+
+/// The precisions the kernel suite runs on `ctx`: f32, and f16 where the adapter has 16-bit
+/// floats in shaders. Vulkan on lavapipe has them, so a Vulkan run without them fails rather
+/// than skip the f16 kernels; wgpu's GL backend never offers them (f16 is refused there, see
+/// `tests/precision.rs`).
+pub fn precisions(ctx: &GpuContext) -> Vec<Precision> {
+    if ctx.info.backend == wgpu::Backend::Vulkan && gpu_required() {
+        assert!(ctx.has_f16(), "{}: Vulkan adapter without SHADER_F16", ctx.info.name);
+    }
+    let mut all = vec![Precision::F32];
+    if ctx.has_f16() {
+        all.push(Precision::F16);
+    }
+    all
+}
+
+/// A kernel family's tolerance: relative L2 1e-4 in f32; in f16 the family's own bound (inputs
+/// and outputs rounded to 11 significant bits, ~5e-4 each, compounded by the kernel's sums).
+pub fn tolerance(precision: Precision, f16: f64) -> f64 {
+    assert!(f16 <= 1e-2, "the f16 tolerances stay within 1e-2");
+    match precision {
+        Precision::F32 => 1e-4,
+        Precision::F16 => f16,
+    }
+}
+
+/// `values` as `precision` stores them (rounded to the nearest f16): test inputs that a kernel
+/// reads exactly, so its comparison with the reference measures the kernel, not the rounding of
+/// its inputs (the stylize comparison covers that).
+pub fn stored(values: Vec<f32>, precision: Precision) -> Vec<f32> {
+    match precision {
+        Precision::F32 => values,
+        Precision::F16 => values.into_iter().map(|v| half::f16::from_f32(v).to_f32()).collect(),
+    }
+}
+
+/// A buffer of `len` NaNs stored in `precision`: a value a kernel fails to write fails the
+/// comparison.
+pub fn nan_values(ctx: &GpuContext, len: usize, precision: Precision) -> wgpu::Buffer {
+    ctx.values_storage("NaN-filled output", &vec![f32::NAN; len], precision)
 }
 
 /// Runs the built tool with the default weights (`$NEURAL_STYLE_WEIGHTS` or the shared file).

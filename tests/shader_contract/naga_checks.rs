@@ -49,7 +49,7 @@ pub struct StructLayout {
 /// source excerpt.
 pub fn parse_and_validate(src: &str) -> Result<(Module, ModuleInfo), String> {
     let module = naga::front::wgsl::parse_str(src).map_err(|e| e.emit_to_string(src))?;
-    let info = Validator::new(ValidationFlags::all(), Capabilities::default())
+    let info = Validator::new(ValidationFlags::all(), Capabilities::default() | Capabilities::SHADER_FLOAT16)
         .validate(&module)
         .map_err(|e| e.emit_to_string(src))?;
     Ok((module, info))
@@ -58,8 +58,17 @@ pub fn parse_and_validate(src: &str) -> Result<(Module, ModuleInfo), String> {
 /// Translates every entry point to SPIR-V, MSL 2.0, HLSL shader model 5.1 and GLSL ES 3.10, as
 /// wgpu does per pipeline: the pipeline-overridable constants are first replaced by
 /// `overrides` (name, value) or their defaults, for that entry point alone. Bindings are the
-/// WGSL ones (no binding maps). The error names the backend and the entry point.
-pub fn translate_all(module: &Module, info: &ModuleInfo, overrides: &[(&str, f64)]) -> Result<(), String> {
+/// WGSL ones (no binding maps). The error names the backend and the entry point. Without `glsl`
+/// (a module with 16-bit floats) GLSL failures are counted, not errors, and HLSL is shader model
+/// 6.2 (the first with 16-bit types, which wgpu's DX12 backend requires for `SHADER_F16`).
+/// Returns the entry points GLSL refused.
+pub fn translate_all(
+    module: &Module,
+    info: &ModuleInfo,
+    overrides: &[(&str, f64)],
+    glsl: bool,
+) -> Result<usize, String> {
+    let mut glsl_refused = 0;
     let constants: PipelineConstants = overrides.iter().map(|&(name, value)| (name.to_string(), value)).collect();
     for ep in &module.entry_points {
         let (stage, name) = (ep.stage, ep.name.as_str());
@@ -76,7 +85,8 @@ pub fn translate_all(module: &Module, info: &ModuleInfo, overrides: &[(&str, f64
         let msl_pipeline = back::msl::PipelineOptions { entry_point: entry_point.clone(), ..Default::default() };
         back::msl::write_string(&module, &info, &msl_options, &msl_pipeline).map_err(|e| fail("MSL", &e))?;
 
-        let hlsl_options = back::hlsl::Options { shader_model: back::hlsl::ShaderModel::V5_1, ..Default::default() };
+        let shader_model = if glsl { back::hlsl::ShaderModel::V5_1 } else { back::hlsl::ShaderModel::V6_2 };
+        let hlsl_options = back::hlsl::Options { shader_model, ..Default::default() };
         let hlsl_pipeline = back::hlsl::PipelineOptions { entry_point };
         let mut hlsl = String::new();
         back::hlsl::Writer::new(&mut hlsl, &hlsl_options, &hlsl_pipeline)
@@ -89,12 +99,16 @@ pub fn translate_all(module: &Module, info: &ModuleInfo, overrides: &[(&str, f64
         };
         let glsl_pipeline =
             back::glsl::PipelineOptions { shader_stage: stage, entry_point: name.to_string(), multiview: None };
-        let mut glsl = String::new();
-        back::glsl::Writer::new(&mut glsl, &module, &info, &glsl_options, &glsl_pipeline, Default::default())
-            .and_then(|mut writer| writer.write())
-            .map_err(|e| fail("GLSL ES 3.10", &e))?;
+        let mut out = String::new();
+        let written =
+            back::glsl::Writer::new(&mut out, &module, &info, &glsl_options, &glsl_pipeline, Default::default())
+                .and_then(|mut writer| writer.write().map(|_| ()));
+        match (glsl, written) {
+            (true, written) => written.map_err(|e| fail("GLSL ES 3.10", &e))?,
+            (false, written) => glsl_refused += usize::from(written.is_err()),
+        }
     }
-    Ok(())
+    Ok(glsl_refused)
 }
 
 /// The resource globals that entry point `entry` uses (reads, writes or queries), in declaration
