@@ -51,6 +51,11 @@ pub struct BenchResult {
     /// Bytes of GPU buffers allocated while planning this size (targets, activations,
     /// gradients, optimizer state, uniforms): an upper bound of the plan's peak.
     pub plan_bytes: u64,
+    /// Bytes the device allocator still holds for the plan once planning is done (the
+    /// targets' temporary plans freed), where the backend reports it (Vulkan, DX12).
+    pub resident_bytes: Option<u64>,
+    /// How activations and their gradients are stored.
+    pub precision: crate::kernels::Precision,
     /// Bytes of the largest buffer (and binding) so far, the network's included: what must fit
     /// the device's storage-binding limit.
     pub largest_buffer_bytes: u64,
@@ -126,6 +131,7 @@ pub fn run_size(
         ..StylizeOptions::default()
     };
     let before = ctx.allocated_bytes();
+    let resident_before = ctx.resident_bytes();
     let choices_before = ctx.tuner().choices().len();
     let mut session = Stylizer::new(ctx.clone(), fnet.clone()).start(
         &synthetic_content(size),
@@ -133,6 +139,7 @@ pub fn run_size(
         &stylize_options,
     )?;
     let plan_bytes = ctx.allocated_bytes() - before;
+    let resident_bytes = ctx.resident_bytes().zip(resident_before).map(|(after, before)| after.saturating_sub(before));
     let choices = ctx.tuner().choices().split_off(choices_before);
     for _ in 0..options.warmup {
         session.step(false, false)?;
@@ -162,7 +169,9 @@ pub fn run_size(
         ms_per_iteration: seconds * 1e3 / n,
         profile,
         plan_bytes,
+        resident_bytes,
         largest_buffer_bytes: ctx.largest_buffer_bytes(),
+        precision: fnet.kernels.precision(),
         final_loss,
         tune: ctx.tuner().mode(),
         choices,

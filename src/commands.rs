@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use neural_style::arch::{self, LayerId, Padding};
 use neural_style::engine::{FeatureNet, ForwardPlan, PlanOptions};
-use neural_style::gpu::{self, GpuContext};
+use neural_style::gpu::{self, GpuContext, PrecisionChoice};
+use neural_style::kernels::Precision;
 use neural_style::remedy::{NeedsRemedy, Remedy};
 use neural_style::stylize::{OptionError, OptionName, ScaleInfo, ScalePlan, Scales};
 use neural_style::{atomic, image_io, weights};
@@ -69,15 +70,23 @@ fn devices(backend: Option<gpu::BackendChoice>, json: bool) -> Result<()> {
 
 /// Loads the weights and opens the device.
 fn open(common: &CommonArgs) -> Result<(GpuContext, FeatureNet, PathBuf)> {
+    open_at(common, None)
+}
+
+/// As [`open`], the kernels storing activations in `precision` when given (else the device's).
+fn open_at(common: &CommonArgs, precision: Option<Precision>) -> Result<(GpuContext, FeatureNet, PathBuf)> {
     let path = weights::resolve_path(common.weights.as_deref())?;
     let net = weights::load(&path)?;
     let ctx = GpuContext::new(&common.device_request())?;
-    let fnet = FeatureNet::new(&ctx, net);
+    let fnet = FeatureNet::with_precision(&ctx, net, precision.unwrap_or(ctx.precision()));
     Ok((ctx, fnet, path))
 }
 
 fn classify(images: &[PathBuf], top: usize, labels: Option<&Path>, common: &CommonArgs) -> Result<()> {
-    let (ctx, fnet, weights_path) = open(common)?;
+    if common.precision == PrecisionChoice::F16 {
+        bail!("classify runs in f32 only: drop --precision f16");
+    }
+    let (ctx, fnet, weights_path) = open_at(common, Some(Precision::F32))?;
     let labels_path = labels.map(Path::to_path_buf).or_else(|| weights::default_labels_path(&weights_path));
     let labels = match &labels_path {
         Some(p) => weights::read_labels(p)?,
@@ -376,9 +385,10 @@ fn parse_scales(s: &str) -> Result<Scales> {
     Ok(Scales::Sizes(s.split(',').map(|v| v.trim().parse::<u32>().map_err(|_| bad())).collect::<Result<_>>()?))
 }
 
-/// Prints the schedule: with more than one scale a line on stderr, or a JSON line on stdout
-/// (best effort, as progress).
-fn print_plan(plan: &[ScalePlan], json: bool) {
+/// Prints the schedule and how activations are stored (`precision`: `f32`, `f16`, or `auto`
+/// where the viewer resolves it): a line on stderr with more than one scale or activations not
+/// in f32, or a JSON line on stdout (best effort, as progress).
+fn print_plan(plan: &[ScalePlan], precision: &str, json: bool) {
     let total: usize = plan.iter().map(|s| s.iterations).sum();
     if json {
         let scales: Vec<_> = plan
@@ -386,11 +396,12 @@ fn print_plan(plan: &[ScalePlan], json: bool) {
             .enumerate()
             .map(|(i, s)| json!({"scale": i + 1, "size": [s.width, s.height], "iterations": s.iterations}))
             .collect();
-        progressln!("{}", json!({"plan": scales, "iterations": total}));
-    } else if plan.len() > 1 {
+        progressln!("{}", json!({"plan": scales, "iterations": total, "precision": precision}));
+    } else if plan.len() > 1 || precision != Precision::F32.name() {
         let scales: Vec<String> =
             plan.iter().map(|s| format!("{}×{} for {}", s.width, s.height, s.iterations)).collect();
-        errln!("plan: {} scales, {total} iterations: {}", plan.len(), scales.join(", "));
+        let count = if plan.len() == 1 { "1 scale".to_string() } else { format!("{} scales", plan.len()) };
+        errln!("plan: {count}, {total} iterations: {}; activations in {precision}", scales.join(", "));
     }
 }
 
@@ -566,7 +577,12 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         #[cfg(feature = "viewer")]
         Some(viewer) => {
             use neural_style::viewer::ViewerEvent;
-            print_plan(&schedule, json);
+            let precision = match request.precision {
+                PrecisionChoice::F32 => Precision::F32.name(),
+                PrecisionChoice::F16 => Precision::F16.name(),
+                PrecisionChoice::Auto => "auto",
+            };
+            print_plan(&schedule, precision, json);
             viewer.with_cancel_flag(crate::signals::cancel_on_signal()).stylize(
                 &request,
                 net,
@@ -584,8 +600,9 @@ fn stylize(args: &StylizeArgs) -> Result<()> {
         None => {
             let ctx = Arc::new(GpuContext::new(&request)?);
             let fnet = Arc::new(FeatureNet::new(&ctx, net));
+            let precision = ctx.precision().name();
             Stylizer::new(ctx, fnet).drive(&content, &styles, &options).and_then(|driver| {
-                print_plan(driver.plan(), json);
+                print_plan(driver.plan(), precision, json);
                 driver
                     .with_cancel_flag(crate::signals::cancel_on_signal())
                     .run(|event| on_event(event).map(|()| Control::Continue))
@@ -689,8 +706,8 @@ fn bench(options: &neural_style::bench::BenchOptions, common: &CommonArgs) -> Re
 fn print_bench(r: &neural_style::bench::BenchResult) -> Result<()> {
     let p = &r.profile;
     outln!(
-        "{0}x{0} {1}: {2:.2} it/s, {3:.1} ms/iteration ({4} iterations), {5} dispatches/iteration, plan {6:.1} MiB, \
-         largest buffer {7:.1} MiB, final loss {8:.4}",
+        "{0}x{0} {1} {9}: {2:.2} it/s, {3:.1} ms/iteration ({4} iterations), {5} dispatches/iteration, plan {6:.1} \
+         MiB{10}, largest buffer {7:.1} MiB, final loss {8:.4}",
         r.size,
         clap::ValueEnum::to_possible_value(&r.optimizer).map_or_else(String::new, |v| v.get_name().to_string()),
         r.iterations_per_second,
@@ -699,7 +716,9 @@ fn print_bench(r: &neural_style::bench::BenchResult) -> Result<()> {
         p.dispatches,
         r.plan_bytes as f64 / (1 << 20) as f64,
         r.largest_buffer_bytes as f64 / (1 << 20) as f64,
-        r.final_loss
+        r.final_loss,
+        r.precision.name(),
+        r.resident_bytes.map_or_else(String::new, |b| format!(" ({:.1} MiB resident)", b as f64 / (1 << 20) as f64)),
     )?;
     outln!(
         "    work per iteration: {:.3} GFLOP, {:.1} MB moved at least; achieved {:.2} GFLOP/s",

@@ -410,6 +410,14 @@ impl GpuContext {
         self.allocated.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Bytes the device's memory allocator holds for live resources, once the queue is idle and
+    /// dropped resources are freed (Vulkan and DX12 report it; `None` elsewhere): unlike
+    /// [`GpuContext::allocated_bytes`], temporaries that are gone do not count.
+    pub fn resident_bytes(&self) -> Option<u64> {
+        self.device.poll(wgpu::PollType::wait_indefinitely()).ok()?;
+        self.device.generate_allocator_report().map(|r| r.total_allocated_bytes)
+    }
+
     /// Bytes of the largest buffer created through this context so far (every buffer is bound
     /// whole, so this is also the largest binding).
     pub fn largest_buffer_bytes(&self) -> u64 {

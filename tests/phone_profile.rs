@@ -1,6 +1,7 @@
 //! The phone profile (`gpu::PHONE_LIMITS`: wgpu's downlevel defaults, a 128 MiB storage binding,
 //! a 256 MiB buffer): the whole stylize loop runs under it for every optimizer at 1024 px (the
-//! L-BFGS history on two pages), and with Adam at 2048 px.
+//! L-BFGS history on two pages), with Adam at 2048 px, and with the default optimizer at
+//! 2048×1536 with f16 activations.
 
 mod common;
 
@@ -8,19 +9,19 @@ use std::sync::Arc;
 
 use common::*;
 use neural_style::engine::FeatureNet;
-use neural_style::gpu::{DeviceRequest, LimitsProfile, PHONE_LIMITS};
+use neural_style::gpu::{DeviceRequest, LimitsProfile, PHONE_LIMITS, PrecisionChoice};
 use neural_style::stylize::{Control, Init, OptimizerKind, Scales, StylizeOptions, Stylizer};
 use neural_style::tuning::Tune;
 use neural_style::{image_io, weights};
 
 /// Runs `iterations` at `size` on a device opened with the phone's limits; checks the result's
 /// size and that every reported loss is finite; prints the largest buffer and the plan's memory.
-fn run_on_a_phone(optimizer: OptimizerKind, size: u32, iterations: usize) {
+fn run_on_a_phone(optimizer: OptimizerKind, size: u32, iterations: usize, precision: PrecisionChoice) {
     // The GPU-shaped kernels, unmeasured: measuring every variant at 2048 px takes lavapipe
     // minutes, and what this test checks (the plan's buffers under the limits) is the same for
     // every variant (their workgroups and bindings are checked by tests/shader_contract.rs).
     let request = DeviceRequest { limits: LimitsProfile::Phone, tune: Tune::Off, ..Default::default() };
-    let Some(ctx) = gpu_with(request) else { return };
+    let Some(ctx) = gpu_with(DeviceRequest { precision, ..request }) else { return };
     assert_eq!(ctx.limits.max_storage_buffer_binding_size, 128 << 20);
     assert_eq!(ctx.limits.max_buffer_size, 256 << 20);
     assert_eq!(ctx.limits.max_storage_buffers_per_shader_stage, PHONE_LIMITS.max_storage_buffers_per_shader_stage);
@@ -62,7 +63,8 @@ fn run_on_a_phone(optimizer: OptimizerKind, size: u32, iterations: usize) {
     let largest = ctx.largest_buffer_bytes();
     assert!(largest <= 128 << 20);
     eprintln!(
-        "{optimizer:?} at {w}x{h}: largest buffer {:.1} MiB, plan {:.1} MiB",
+        "{optimizer:?} at {w}x{h} ({:?}): largest buffer {:.1} MiB, plan {:.1} MiB",
+        ctx.precision(),
         largest as f64 / (1 << 20) as f64,
         (ctx.allocated_bytes() - before) as f64 / (1 << 20) as f64
     );
@@ -71,11 +73,22 @@ fn run_on_a_phone(optimizer: OptimizerKind, size: u32, iterations: usize) {
 #[test]
 fn every_optimizer_runs_the_whole_loop_at_1024_px_under_phone_limits() {
     for optimizer in [OptimizerKind::LbfgsBounded, OptimizerKind::Lbfgs, OptimizerKind::Adam] {
-        run_on_a_phone(optimizer, 1024, 2);
+        run_on_a_phone(optimizer, 1024, 2, PrecisionChoice::F32);
     }
 }
 
 #[test]
 fn adam_runs_at_2048_px_under_phone_limits() {
-    run_on_a_phone(OptimizerKind::Adam, 2048, 1);
+    run_on_a_phone(OptimizerKind::Adam, 2048, 1, PrecisionChoice::F32);
+}
+
+#[test]
+fn the_default_optimizer_runs_at_2048_px_in_f16_under_phone_limits() {
+    let Some(ctx) = gpu() else { return };
+    if !ctx.has_f16() {
+        assert!(!gpu_required() || ctx.info.backend != wgpu::Backend::Vulkan, "lavapipe offers SHADER_F16");
+        return;
+    }
+    // The photo is 4:3: 2048×1536.
+    run_on_a_phone(StylizeOptions::default().optimizer, 2048, 1, PrecisionChoice::F16);
 }

@@ -18,7 +18,7 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use neural_style::gpu::{BackendChoice, DeviceRequest, LimitsProfile};
+use neural_style::gpu::{BackendChoice, DeviceRequest, LimitsProfile, PrecisionChoice};
 use neural_style::stylize::{Event, StylizeOptions};
 use neural_style::viewer::{Viewer, ViewerEvent};
 use neural_style::{atomic, image_io, weights};
@@ -88,9 +88,15 @@ fn run(app: AndroidApp) -> Result<()> {
     let content = image_io::load_rgb(&find(&dir, "content", &["jpg", "png"])?)?;
     let style = image_io::load_rgb(&find(&dir, "style", &["jpg", "png"])?)?;
     let net = weights::load(&find(&dir, "weights", &["tflite", "safetensors"])?)?;
-    // Kernel variants are measured at the first start, and every start where the platform
-    // gives no cache directory for tuning.json.
-    let request = DeviceRequest { backend: Some(backend()?), limits: LimitsProfile::Adapter, ..Default::default() };
+    // Kernel variants (and whether f16 activations run faster, on phones that have them) are
+    // measured at the first start, and every start where the platform gives no cache directory
+    // for tuning.json. f16 halves the activations' memory, which phones share with everything.
+    let request = DeviceRequest {
+        backend: Some(backend()?),
+        limits: LimitsProfile::Adapter,
+        precision: PrecisionChoice::Auto,
+        ..Default::default()
+    };
     let options = StylizeOptions { size: SIZE, snapshot_every: Some(SNAPSHOT_EVERY), ..StylizeOptions::default() };
     let event_loop = EventLoop::builder().with_android_app(app).build().context("cannot start the event loop")?;
     let result = dir.join("result.png");

@@ -254,8 +254,16 @@ pub fn check_size(ctx: &GpuContext, fnet: &FeatureNet, width: usize, height: usi
 }
 
 impl ForwardPlan {
-    /// The work of one forward and one backward pass of a training plan (empty otherwise).
+    /// The work of one forward and one backward pass of a training plan (empty otherwise), the
+    /// bytes at the plan's precision (the weights and the image counted as activations: a
+    /// small part).
     pub fn work(&self) -> Work {
+        let work = self.work_f32();
+        Work { bytes: work.bytes * self.precision.bytes() as f64 / 4.0, ..work }
+    }
+
+    /// [`ForwardPlan::work`] with every value counted as an f32.
+    fn work_f32(&self) -> Work {
         let size = |layer: usize| {
             let info = &self.layers[layer].info;
             (info.channels * info.height * info.width) as f64

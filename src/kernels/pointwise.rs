@@ -156,29 +156,25 @@ pub enum Operands {
     /// f32 weights (or the style residual R) times features B into features: 1×1 convolutions,
     /// their input gradients, the style gradient R·F.
     Features,
-    /// Features times features read transposed into f32 (partial) Gram matrices.
+    /// Features times features read transposed (`TRANSPOSE_B`, only these) into f32 (partial)
+    /// Gram matrices.
     Gram,
     /// Every operand f32 (the sum of a Gram matrix's partial products).
     Floats,
 }
 
 impl Operands {
-    /// The pipeline's spec for `variant` (the lanes variants' kernel decided by `transpose_b`).
-    fn spec(self, variant: ProductVariant, transpose_b: bool) -> KernelSpec {
-        let base = match (variant, transpose_b) {
-            (ProductVariant::Tiled, _) => PRODUCT,
-            (_, true) => GRAM_LANES_SPEC,
-            (_, false) => PRODUCT_LANES_SPEC,
-        };
-        let storage = match (self, variant == ProductVariant::Tiled) {
-            (Operands::Features, true) => ProductBuffers::BINDINGS,
-            (Operands::Gram, true) => GRAM_BINDINGS,
-            (Operands::Floats, true) => FLOAT_BINDINGS,
-            (Operands::Features, false) => LANES_BINDINGS,
-            (Operands::Gram, false) => GRAM_LANES_BINDINGS,
-            (Operands::Floats, false) => FLOAT_LANES_BINDINGS,
-        };
-        KernelSpec { storage, ..base }
+    /// The pipeline's spec for `variant`: the tiled kernel, or the lanes kernel of the
+    /// operands' layout (`gram_lanes` reads B transposed, the others `pointwise_lanes`).
+    fn spec(self, variant: ProductVariant) -> KernelSpec {
+        match (self, variant == ProductVariant::Tiled) {
+            (Operands::Features, true) => PRODUCT,
+            (Operands::Gram, true) => GRAM_PRODUCT,
+            (Operands::Floats, true) => FLOAT_PRODUCT,
+            (Operands::Features, false) => PRODUCT_LANES_SPEC,
+            (Operands::Gram, false) => GRAM_LANES_SPEC,
+            (Operands::Floats, false) => FLOAT_LANES_SPEC,
+        }
     }
 
     /// Bytes of one stored value of A (`weights`) and of B (`input`).
@@ -425,7 +421,6 @@ impl Products {
     /// A Gram matrix ([`Operands::Gram`], B read transposed), tuned and timed under
     /// [`Family::Gram`].
     pub fn gram(&self, ctx: &GpuContext, buffers: ProductBuffers, p: &PointwiseParams) -> BoundOp {
-        assert!(p.flags & flags::TRANSPOSE_B != 0, "a Gram product reads B transposed");
         self.tuned(ctx, Operands::Gram, buffers, p, Family::Gram).in_family(Family::Gram)
     }
 
@@ -473,7 +468,8 @@ impl Products {
         assert!(variant.fits(p, operands, &buffers, self.precision()), "{} cannot compute {p:?}", variant.name());
         let symmetric = p.flags & flags::SYMMETRIC != 0;
         let transpose_b = p.flags & flags::TRANSPOSE_B != 0;
-        let spec = operands.spec(variant, transpose_b);
+        assert_eq!(transpose_b, operands == Operands::Gram, "only a Gram product reads B transposed: {p:?}");
+        let spec = operands.spec(variant);
         // A symmetric product is A·Aᵀ: scaling B by an activation derivative would break it.
         assert!(!symmetric || p.flags & flags::GRAD_ACT_B == 0, "a symmetric product cannot take GRAD_ACT_B");
         let splits = if p.k_chunk == 0 { 1 } else { p.k.div_ceil(p.k_chunk) };
