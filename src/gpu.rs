@@ -506,6 +506,30 @@ impl GpuContext {
         }
     }
 
+    /// The largest magnitude among the f16 values of `buffers` (infinite if any is infinite or
+    /// NaN), read through one staging buffer of at most 4 MiB (blocking; a submit per chunk).
+    pub fn max_abs_f16<'a>(&self, buffers: impl IntoIterator<Item = &'a wgpu::Buffer>) -> Result<f32> {
+        const CHUNK: u64 = 4 << 20;
+        let buffers: Vec<&wgpu::Buffer> = buffers.into_iter().collect();
+        let Some(largest_size) = buffers.iter().map(|b| b.size()).max() else { return Ok(0.0) };
+        let staging = self.readback_buffer((largest_size.min(CHUNK) / 4) as usize);
+        let mut largest = 0f32;
+        for buffer in buffers {
+            for offset in (0..buffer.size()).step_by(CHUNK as usize) {
+                let bytes = (buffer.size() - offset).min(CHUNK);
+                let mut encoder = self.device.create_command_encoder(&Default::default());
+                encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
+                self.queue.submit([encoder.finish()]);
+                let words: Vec<u32> = self.read_mapped(&staging, (bytes / 4) as usize)?;
+                for h in bytemuck::cast_slice::<u32, half::f16>(&words) {
+                    let v = h.to_f32().abs();
+                    largest = if v.is_nan() { f32::INFINITY } else { largest.max(v) };
+                }
+            }
+        }
+        Ok(largest)
+    }
+
     /// A buffer that GPU copies can land in and the CPU can map, for `len` floats.
     pub fn readback_buffer(&self, len: usize) -> wgpu::Buffer {
         self.count(self.device.create_buffer(&wgpu::BufferDescriptor {

@@ -1,4 +1,4 @@
-//! `--precision`: f16 activations paint the picture f32 paints, deterministically; an adapter
+//! `--precision`: an f16 evaluation and step match f32's, and repeat exactly; an adapter
 //! without 16-bit floats refuses f16 in one line; `auto` says what it chose. The kernels' own f16
 //! checks are in tests/kernels.rs and tests/backward.rs, the phone profile's in
 //! tests/phone_profile.rs.
@@ -15,51 +15,65 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
 }
 
-/// The final losses (total, content, style) of a `--json` run.
-fn final_losses(out: &Output) -> [f64; 3] {
-    let last = json_lines(out).into_iter().rfind(|l| l.get("loss").is_some()).expect("a loss line");
-    ["loss", "content", "style"].map(|k| last[k].as_f64().unwrap())
-}
-
-/// Three scales up to 96 px, 12 iterations of the default optimizer, at `precision`; the GPU-
-/// shaped kernels for both precisions (a measured variant choice changes the trajectory by f32
-/// rounding alone).
-fn run(output: &Path, precision: &str) -> Output {
-    let args = ["--size", "96", "--scales", "3", "--iterations", "12", "--tune", "off", "--json"];
-    let out = stylize(output, &[&args[..], &["--precision", precision]].concat());
+/// One scale at 96 px, `iterations` of the default optimizer at `precision` with `extra` flags,
+/// every iteration reported; the GPU-shaped kernels (a measured variant choice changes the
+/// trajectory by f32 rounding alone).
+fn run(output: &Path, precision: &str, iterations: &str, extra: &[&str]) -> Output {
+    let args = ["--size", "96", "--scales", "1", "--tune", "off", "--json", "--print-every", "1"];
+    let out = stylize(output, &[&args[..], &["--precision", precision, "--iterations", iterations], extra].concat());
     assert!(out.status.success(), "{precision}: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
+/// The losses (total, content, style) of the first evaluation (the starting image's).
+fn first_losses(out: &Output) -> [f64; 3] {
+    let first = json_lines(out).into_iter().find(|l| l.get("iteration") == Some(&0.into())).expect("iteration 0");
+    ["loss", "content", "style"].map(|k| first[k].as_f64().unwrap())
+}
+
+/// Whether the device has 16-bit floats (lavapipe does: a Vulkan run without them fails).
+fn has_f16() -> bool {
+    let Some(ctx) = gpu_on(BackendChoice::Vulkan) else { return false };
+    assert!(ctx.has_f16() || !gpu_required(), "lavapipe offers SHADER_F16; this adapter does not: {}", ctx.info.name);
+    ctx.has_f16()
+}
+
 #[test]
-fn f16_paints_what_f32_paints_and_the_same_run_writes_the_same_bytes() {
-    let Some(ctx) = gpu_on(BackendChoice::Vulkan) else { return };
-    if !ctx.has_f16() {
-        assert!(!gpu_required(), "lavapipe offers SHADER_F16; this adapter does not: {}", ctx.info.name);
+fn an_f16_evaluation_and_step_match_f32s_and_repeat_exactly() {
+    // One evaluation (targets, forward, losses, backward with the gradient scale) and one
+    // L-BFGS step from the same start, for the default loss, normalized gradients and the
+    // classic loss: the losses within 0.5% (measured: 0.09% at most) and the stepped image
+    // within 0.5/255 on average (measured: 0.16). Whole runs are not compared here: the
+    // optimizer carries any rounding into different strokes (two f32 runs on different kernel
+    // variants part by 8.5% in loss after 60 iterations), so f16's and f32's pictures differ
+    // as much (BENCHMARKS.md, "Half precision on lavapipe").
+    if !has_f16() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let [full_path, half_path, again_path] = ["f32.png", "f16.png", "f16 again.png"].map(|n| dir.path().join(n));
-    let full = final_losses(&run(&full_path, "f32"));
-    let half_run = run(&half_path, "f16");
-    let half = final_losses(&half_run);
-    // The plan line says how activations are stored.
-    let plan = json_lines(&half_run).into_iter().find(|l| l.get("plan").is_some()).expect("a plan line");
-    assert_eq!(plan["precision"], "f16");
-    for (name, (f, h)) in ["total", "content", "style"].iter().zip(full.iter().zip(&half)) {
-        let rel = (h - f).abs() / f.abs();
-        assert!(rel <= 0.02, "{name} loss: f16 {h}, f32 {f} (relative difference {rel:e})");
+    let configurations: [&[&str]; 3] =
+        [&[], &["--normalize-gradients"], &["--loss-normalization", "none", "--style-weight", "5000"]];
+    for extra in configurations {
+        let [full_path, half_path] = ["f32.png", "f16.png"].map(|n| dir.path().join(n));
+        let full_run = run(&full_path, "f32", "2", extra);
+        let half_run = run(&half_path, "f16", "2", extra);
+        let plan = json_lines(&half_run).into_iter().find(|l| l.get("plan").is_some()).expect("a plan line");
+        assert_eq!(plan["precision"], "f16");
+        let (full, half) = (first_losses(&full_run), first_losses(&half_run));
+        for (name, (f, h)) in ["total", "content", "style"].iter().zip(full.iter().zip(&half)) {
+            let rel = (h - f).abs() / f.abs();
+            assert!(rel <= 5e-3, "{extra:?} {name} loss: f16 {h}, f32 {f} (relative difference {rel:e})");
+        }
+        let (a, b) = (image::open(&full_path).unwrap().to_rgb8(), image::open(&half_path).unwrap().to_rgb8());
+        let mad = a.as_raw().iter().zip(b.as_raw()).map(|(&x, &y)| (f64::from(x) - f64::from(y)).abs()).sum::<f64>()
+            / a.as_raw().len() as f64;
+        assert!(mad <= 0.5, "{extra:?}: f16's stepped image differs from f32's by {mad} (of 255) on average");
     }
-    let (a, b) = (image::open(&full_path).unwrap().to_rgb8(), image::open(&half_path).unwrap().to_rgb8());
-    assert_eq!(a.dimensions(), b.dimensions());
-    let mad = a.as_raw().iter().zip(b.as_raw()).map(|(&x, &y)| (f64::from(x) - f64::from(y)).abs()).sum::<f64>()
-        / a.as_raw().len() as f64;
-    assert!(mad <= 2.0, "f16's picture differs from f32's: mean absolute difference {mad} (of 255)");
-    run(&again_path, "f16");
-    assert!(
-        std::fs::read(&half_path).unwrap() == std::fs::read(&again_path).unwrap(),
-        "two f16 runs wrote different bytes"
-    );
+    // The same f16 run twice: the same bytes.
+    let [once, again] = ["once.png", "again.png"].map(|n| dir.path().join(n));
+    run(&once, "f16", "12", &[]);
+    run(&again, "f16", "12", &[]);
+    assert!(std::fs::read(&once).unwrap() == std::fs::read(&again).unwrap(), "two f16 runs wrote different bytes");
 }
 
 #[test]

@@ -13,7 +13,29 @@ use crate::kernels::pointwise::{ProductBuffers, ResidualBackward, ResidualParams
 use crate::kernels::squeeze_excite::{ChannelDot, SeGateBackward, SeInputBackward};
 use crate::kernels::{BoundOp, Family, Kernels};
 
+/// The stem's parameters for its image gradient when the layer gradients are scaled by
+/// `gradient_scale`: the input normalization's scale multiplies the image gradient, and the
+/// gradient scale is divided out with it.
+fn unscaled(params: &ConvParams, gradient_scale: f32) -> ConvParams {
+    ConvParams { scale: params.scale.map(|s| s / gradient_scale), ..*params }
+}
+
 impl ForwardPlan {
+    /// The parameters of the last backward dispatch ([`ForwardPlan::backward_ops`]' last, the
+    /// stem's image gradient) for layer gradients scaled by `gradient_scale`, to rewrite it with
+    /// when the scale changes.
+    pub fn image_gradient_params(&self, gradient_scale: f32) -> Option<ConvParams> {
+        self.nodes.iter().find_map(|node| match node {
+            Node::Stem { params, .. } => Some(unscaled(params, gradient_scale)),
+            _ => None,
+        })
+    }
+
+    /// The gradient buffers of the layers (not the image's), for measuring their range.
+    pub fn layer_grad_buffers(&self) -> &[wgpu::Buffer] {
+        &self.grads
+    }
+
     /// The backward dispatches: from the layer gradients (filled by the losses) to the image
     /// gradient. Only for plans made with `train`. The layer gradients hold d total / d layer
     /// times `gradient_scale` (a power of two keeping f16 gradients in range, see
@@ -32,10 +54,7 @@ impl ForwardPlan {
                         ops.push(k.conv.activation_backward(ctx, buffers, &p, Family::Stem));
                     }
                     let buffers = ConvBackward { grad_output: grad(*out), weights, grad_input: image_grad };
-                    // The input normalization's scale multiplies the image gradient: the
-                    // gradient scale is divided out with it.
-                    let unscaled = ConvParams { scale: params.scale.map(|s| s / gradient_scale), ..*params };
-                    ops.push(k.conv.backward(ctx, buffers, &unscaled));
+                    ops.push(k.conv.backward(ctx, buffers, &unscaled(params, gradient_scale)));
                 }
                 Node::Pointwise { weights, params, preact, input, out } => {
                     // dX (in_c × pixels) += Wᵀ · (dY ⊙ act'(Z)).

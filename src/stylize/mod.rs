@@ -703,7 +703,7 @@ impl Stylizer {
             let p = ResizeParams { src_w: width as u32, src_h: height as u32, dst_w: w as u32, dst_h: h as u32 };
             setup.push(Command::Dispatch(k.scales.resize_bilinear(ctx, Resize { src: image, dst: &x }, &p)));
         }
-        let objective = Objective::new(ctx, fnet, &options.loss, targets, &x, w, h)?;
+        let mut objective = Objective::new(ctx, fnet, &options.loss, targets, &x, w, h)?;
         // Normalized gradients are not the loss's gradient, so Armijo's condition does not apply.
         let backtracks = options.lbfgs_line_search == LineSearch::Backtracking && !options.loss.normalize_gradients;
         let line_search = backtracks.then(|| objective.losses());
@@ -755,12 +755,15 @@ impl Stylizer {
             crate::kernels::record_commands(&mut encoder, &setup);
             ctx.queue.submit([encoder.finish()]);
         }
+        // f16: the gradient scale measured at the starting image (x holds it now).
+        let weights = [options.loss.content_weight, options.loss.effective_style_weight(), options.loss.tv_weight];
+        objective.calibrate(ctx, weights)?;
         Ok(Session {
             ctx: self.ctx.clone(),
             width: w,
             height: h,
             iterations,
-            weights: [options.loss.content_weight, options.loss.effective_style_weight(), options.loss.tv_weight],
+            weights,
             content,
             kept,
             average,

@@ -245,12 +245,16 @@ pub fn gram_split(channels: usize, pixels: usize) -> (u32, u32) {
     (chunk as u32, pixels.div_ceil(chunk) as u32)
 }
 
-/// The gradient scale of an f16 objective whose largest loss gradient enters the network with
-/// RMS `seed`: the power of two that brings it to about 1. The gradients' RMS then stays within
-/// f16's normal range (from 6.1e-5) and their largest values (about 100× the RMS, measured at
-/// 256 and 512 px with both loss normalizations) far below its largest (65504), at any image
-/// size and loss weight; unscaled, the classic loss's deep-layer gradients at 256 px are about
-/// 1e-7 and vanish in f16.
+/// The power of two below which an f16 objective keeps its largest layer gradient
+/// ([`Objective::calibrate`]).
+const F16_GRADIENT_TOP: i32 = 12;
+
+/// The starting gradient scale of an f16 objective whose largest loss gradient enters the
+/// network with RMS `seed` (or of a normalized loss's own gradient, whose scale the
+/// normalization removes), estimated from the targets: the power of two that brings it to about
+/// 1. [`Objective::calibrate`] then measures the gradients and corrects it (the estimate misses
+/// by up to 1e4, the backward pass amplifying some losses far more than others); it only keeps
+/// the calibrating evaluation itself in f16's range.
 pub fn f16_gradient_scale(seed: f64) -> f32 {
     if !(seed.is_finite() && seed > 0.0) {
         return 1.0;
@@ -389,40 +393,36 @@ impl Targets {
         ))
     }
 
-    /// Estimates of the RMS of each loss's gradient as it enters the network (d loss / d layer,
-    /// weighted), from the targets and the layers' sizes: content, 2/n · weight · rms(P) (the
-    /// distance to the target taken at its own scale); style, R·F with R = coef · (G − A) at the
-    /// scale of A and F's RMS read off A's diagonal (Σ_p F_ip² / (c·n)); normalized gradients,
-    /// weight / n. `norms`: the per-layer weights of [`Targets::normalization`];
-    /// `layer_size(id)`: (channels, pixels) at the plan's size.
-    fn gradient_seeds(
+    /// Estimates of the RMS of each loss's own gradient d loss / d layer at unit weight (the
+    /// gradient the loss kernel writes with coefficient `unit_coef`, content, or `unit`, style),
+    /// from the targets and the layers' sizes, in spec order (content layers, style layers):
+    /// content, 2/n · layer weight · rms(P) (the distance to the target taken at the target's
+    /// scale); style, R·F with R = unit · (G − A) at the scale of A and F's RMS read off A's
+    /// diagonal (Σ_p F_ip² / (c·n)). `content_norms`: the content layers' weights of
+    /// [`Targets::normalization`]; `layer_size(id)`: (channels, pixels) at the plan's size.
+    fn unit_gradient_rms(
         &self,
         ctx: &GpuContext,
         spec: &LossSpec,
-        (content_norms, style_norms): (&[f32], &[f32]),
+        content_norms: &[f32],
         layer_size: impl Fn(LayerId) -> Result<(usize, usize)>,
-    ) -> Result<Vec<f64>> {
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
         let values = self.read(ctx)?;
         let rms = |v: &[f32]| (v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt();
-        let mut seeds = Vec::new();
+        let mut content = Vec::new();
         for ((p, &id), &norm) in values.content.iter().zip(&spec.content_layers).zip(content_norms) {
             let (c, hw) = layer_size(id)?;
-            let (n, weight) = ((c * hw) as f64, f64::from(spec.content_weight) * f64::from(norm));
-            seeds.push(if spec.normalize_gradients { weight / n } else { weight * 2.0 / n * rms(p) });
+            content.push(f64::from(norm) * 2.0 / (c * hw) as f64 * rms(p));
         }
-        let style_weight = f64::from(spec.effective_style_weight());
-        for ((a, &(id, w)), &norm) in values.style.iter().zip(&spec.style_layers).zip(style_norms) {
+        let mut style = Vec::new();
+        for (a, &(id, _)) in values.style.iter().zip(&spec.style_layers) {
             let (c, hw) = layer_size(id)?;
-            let (cf, n, weight) = (c as f64, (c * hw) as f64, style_weight * f64::from(w) * f64::from(norm));
-            if spec.normalize_gradients {
-                seeds.push(weight / n);
-            } else {
-                let diagonal = (0..c).map(|i| f64::from(a[i * c + i])).sum::<f64>() / cf;
-                let rms_f = (cf * diagonal.max(0.0)).sqrt();
-                seeds.push(weight * 4.0 / (cf * n) * rms(a) * cf.sqrt() * rms_f);
-            }
+            let (cf, n) = (c as f64, (c * hw) as f64);
+            let diagonal = (0..c).map(|i| f64::from(a[i * c + i])).sum::<f64>() / cf;
+            let rms_f = (cf * diagonal.max(0.0)).sqrt();
+            style.push(4.0 / (cf * cf * n) * rms(a) * cf.sqrt() * rms_f);
         }
-        Ok(seeds)
+        Ok((content, style))
     }
 
     /// Reads the targets back (for tests), in spec order.
@@ -456,10 +456,24 @@ pub struct Objective {
     /// `normalize_gradients`): cleared with the layer gradients.
     own_grads: Vec<wgpu::Buffer>,
     /// What the loss gradients entering the network are multiplied by (and the image gradient
-    /// divided by): 1 in f32, a power of two in f16 (see [`f16_gradient_scale`]).
+    /// divided by): 1 in f32, a power of two in f16 (see [`Objective::calibrate`]).
     gradient_scale: f32,
+    /// The index in `ops` of the stem's image gradient, which divides the scale out.
+    image_gradient_op: usize,
+    /// The normalized losses' own gradients (f16: each scaled on its own, see
+    /// [`Objective::calibrate`]).
+    own_scaled: Vec<OwnGradient>,
     work: Work,
     _targets: Targets,
+}
+
+/// A normalized loss's own gradient: its buffer, the loss dispatch that writes it (index in the
+/// objective's ops), that dispatch's parameters at scale 1, and its scale.
+struct OwnGradient {
+    buffer: wgpu::Buffer,
+    op: usize,
+    unit: LossParams,
+    scale: f32,
 }
 
 /// Which loss weight a dispatch's gradient coefficient scales with.
@@ -518,11 +532,29 @@ impl Objective {
         }
         norm_groups += content_groups.iter().sum::<u32>();
         let normalize = spec.normalize_gradients;
-        let gradient_scale = match k.precision() {
-            Precision::F32 => 1.0,
+        // f16: the loss gradients entering the network, and (normalized) each loss's own
+        // gradient, scaled into f16's range (see `f16_gradient_scale`); f32: unscaled.
+        let (gradient_scale, content_own_scales, style_own_scales) = match k.precision() {
+            Precision::F32 => (1.0, vec![1.0; spec.content_layers.len()], vec![1.0; spec.style_layers.len()]),
             Precision::F16 => {
-                let seeds = targets.gradient_seeds(ctx, spec, (&content_norms, &style_norms), layer_size)?;
-                f16_gradient_scale(seeds.into_iter().fold(0.0, f64::max))
+                let (content_rms, style_rms) = targets.unit_gradient_rms(ctx, spec, &content_norms, layer_size)?;
+                let content_weight = f64::from(spec.content_weight);
+                let entering: Vec<f64> = if normalize {
+                    // A normalized gradient enters as weight · g / ‖g‖₁: about weight / n each.
+                    let content = spec.content_layers.iter().map(|&id| (id, content_weight));
+                    let style = spec.style_layers.iter().zip(&style_norms);
+                    let style = style.map(|(&(id, w), &norm)| (id, f64::from(style_weight * w * norm)));
+                    content
+                        .chain(style)
+                        .map(|(id, weight)| layer_size(id).map(|(c, hw)| weight / (c * hw) as f64))
+                        .collect::<Result<_>>()?
+                } else {
+                    let content = content_rms.iter().map(|r| content_weight * r);
+                    let style = style_rms.iter().zip(&spec.style_layers).zip(&style_norms);
+                    content.chain(style.map(|((r, (_, w)), norm)| f64::from(style_weight * w * norm) * r)).collect()
+                };
+                let own = |rms: &[f64]| rms.iter().map(|&r| f16_gradient_scale(r)).collect::<Vec<_>>();
+                (f16_gradient_scale(entering.into_iter().fold(0.0, f64::max)), own(&content_rms), own(&style_rms))
             }
         };
         let tv_groups = loss_groups(3 * width * height);
@@ -550,22 +582,25 @@ impl Objective {
         ops.extend(forward.ops().iter().cloned());
         let mut weighted = Vec::new();
         let mut own_grads = Vec::new();
+        let mut own_scaled = Vec::new();
         let pixels = (3 * width * height) as f64;
         // Network passes; TV (read the image, add into its gradient); losses' clears.
         let mut work = forward.work() + Work::new(14.0 * pixels, 3.0 * pixels);
         let content = spec.content_layers.iter().zip(&targets.content).zip(&content_groups).zip(&content_norms);
-        for (((&id, (target, _)), &groups), &layer_weight) in content {
+        for ((((&id, (target, _)), &groups), &layer_weight), own_scale) in content.zip(content_own_scales) {
             let (info, f) = forward.layer_buffer(id)?;
             let n = info.channels * info.height * info.width;
             let layer_grad = forward.grad_buffer(id)?;
             let unit_coef = layer_weight * 2.0 / n as f32;
-            let coef = gradient_scale * if normalize { unit_coef } else { spec.content_weight * unit_coef };
+            let coef = if normalize { own_scale * unit_coef } else { gradient_scale * spec.content_weight * unit_coef };
             let p = LossParams { count: n as u32, coef, layer_weight, groups, partial: partials(groups), ..totals };
             work = work + Work::new(5.0 * n as f64, 4.0 * n as f64);
             if normalize {
                 // The loss's own gradient, then its normalized share added into the layer's.
                 let own = ctx.values_buffer("content loss gradient", n, fnet.kernels.precision());
                 let buffers = ContentLoss { value: f, target_value: target, grad: &own, losses: &losses };
+                let unit = LossParams { coef: unit_coef, ..p };
+                own_scaled.push(OwnGradient { buffer: own.clone(), op: ops.len(), unit, scale: own_scale });
                 ops.push(k.losses.content(ctx, buffers, &p));
                 let groups = loss_groups(n);
                 let p = LossParams { count: n as u32, coef: 1.0, groups, partial: next_norm, ..totals };
@@ -584,7 +619,7 @@ impl Objective {
             }
         }
         let style = spec.style_layers.iter().zip(&targets.style).zip(&style_groups).zip(&style_norms);
-        for ((((id, weight), target), &groups), norm) in style {
+        for (((((id, weight), target), &groups), norm), own_scale) in style.zip(style_own_scales) {
             let weight = &(weight * norm);
             let (info, f) = forward.layer_buffer(*id)?;
             let c = info.channels;
@@ -607,7 +642,7 @@ impl Objective {
             let unit = 4.0 / ((c * c) as f32 * (c * features.pixels) as f32);
             let unit_coef = weight * unit;
             // Normalized: R is the gradient of the layer's unweighted mean((G − A)²).
-            let coef = gradient_scale * if normalize { unit } else { style_weight * unit_coef };
+            let coef = if normalize { own_scale * unit } else { gradient_scale * style_weight * unit_coef };
             let p = LossParams {
                 channels: c as u32,
                 coef,
@@ -617,10 +652,12 @@ impl Objective {
                 partial: partials(groups),
                 ..totals
             };
+            let style_p = p;
             if !normalize {
                 weighted.push((ops.len(), LossParams { coef: unit_coef, ..p }, Term::Style));
             }
             let buffers = StyleLoss { value: &gram, target_value: target, grad: &r, losses: &losses };
+            let style_op = ops.len();
             ops.push(k.losses.style(ctx, buffers, &p));
             // dF += R · F, or normalized: g = R · F, then its normalized share added into dF.
             let layer_grad = forward.grad_buffer(*id)?;
@@ -637,6 +674,8 @@ impl Objective {
             let buffers = ProductBuffers { input: &features.buffer, weights: &r, output, aux: k.placeholder() };
             ops.push(k.products.style_gradient(ctx, buffers, &p));
             if let Some(own) = own {
+                let unit = LossParams { coef: unit, ..style_p };
+                own_scaled.push(OwnGradient { buffer: own.clone(), op: style_op, unit, scale: own_scale });
                 let n = c * hw;
                 let groups = loss_groups(n);
                 let p = LossParams { count: n as u32, coef: *weight, groups, partial: next_norm, ..totals };
@@ -650,6 +689,8 @@ impl Objective {
             }
         }
         ops.extend(forward.backward_ops(ctx, k, gradient_scale)?);
+        // The stem's image gradient comes last (the backward pass walks the layers in reverse).
+        let image_gradient_op = ops.len() - 1;
         let padded_grad = forward.image_grad().expect("training plan");
         let folded_grad = pad_op.map(|(_, p)| {
             let folded = ctx.zeroed_buffer("image gradient", 3 * width * height);
@@ -664,7 +705,19 @@ impl Objective {
         let total = LossParams { ends: [content_end, style_end, tv_end, gradient_end], ..totals };
         weighted.push((ops.len(), total, Term::Totals));
         ops.push(k.losses.total(ctx, TotalLoss { losses: &losses }, &total));
-        Ok(Self { forward, folded_grad, ops, losses, weighted, own_grads, gradient_scale, work, _targets: targets })
+        Ok(Self {
+            forward,
+            folded_grad,
+            ops,
+            losses,
+            weighted,
+            own_grads,
+            gradient_scale,
+            image_gradient_op,
+            own_scaled,
+            work,
+            _targets: targets,
+        })
     }
 
     /// Changes the loss weights for the following evaluations (layers and targets stay).
@@ -678,6 +731,55 @@ impl Objective {
             }
             self.ops[*index].update(ctx, &p);
         }
+    }
+
+    /// f16: runs one evaluation at the image as it is (the starting image, once per plan) and
+    /// rescales the layer gradients (and each normalized loss's own gradient) by the power of two
+    /// that brings the largest to between 2^11 and 2^12 (`F16_GRADIENT_TOP`): 16 times below
+    /// f16's largest (65504), for gradients that grow during the run, and as far as possible
+    /// above its smallest normal (6.1e-5), where the deep layers' smallest gradients lie 1e7–1e8
+    /// times below the largest. The scale estimated from the targets when the objective was
+    /// planned misses by up to 1e4 (the network's backward pass amplifies some losses' gradients
+    /// far more than others), so it is only the start. An overflow measured brings the scale down
+    /// 2^12 and measures again. `weights`: the current content, style and TV weights. f32: nothing.
+    pub fn calibrate(&mut self, ctx: &GpuContext, weights: [f32; 3]) -> Result<()> {
+        if self.forward.precision() == Precision::F32 {
+            return Ok(());
+        }
+        let rescale = |largest: f32| {
+            if largest == 0.0 {
+                1.0
+            } else if !largest.is_finite() {
+                (-(F16_GRADIENT_TOP as f32)).exp2()
+            } else {
+                (std::env::var("NS_TOP").ok().and_then(|v| v.parse().ok()).unwrap_or(F16_GRADIENT_TOP) as f32
+                    - largest.log2().ceil())
+                .exp2()
+            }
+        };
+        for _ in 0..4 {
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            self.record(&mut encoder);
+            ctx.queue.submit([encoder.finish()]);
+            ctx.finish()?;
+            let largest = ctx.max_abs_f16(self.forward.layer_grad_buffers())?;
+            let mut settled = largest.is_finite();
+            self.gradient_scale *= rescale(largest);
+            for own in &mut self.own_scaled {
+                let largest = ctx.max_abs_f16([&own.buffer])?;
+                settled &= largest.is_finite();
+                own.scale *= rescale(largest);
+                self.ops[own.op].update(ctx, &LossParams { coef: own.unit.coef * own.scale, ..own.unit });
+            }
+            let [content, style, tv] = weights;
+            self.set_weights(ctx, content, style, tv);
+            let stem = self.forward.image_gradient_params(self.gradient_scale).expect("the plan has a stem");
+            self.ops[self.image_gradient_op].update(ctx, &stem);
+            if settled {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// The commands of one evaluation: clear the gradients and losses, then every dispatch.
