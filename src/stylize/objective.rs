@@ -251,8 +251,8 @@ const F16_GRADIENT_TOP: i32 = 12;
 
 /// The starting gradient scale of an f16 objective whose largest loss gradient enters the
 /// network with RMS `seed` (or of a normalized loss's own gradient, whose scale the
-/// normalization removes), estimated from the targets: the power of two that brings it to about
-/// 1. [`Objective::calibrate`] then measures the gradients and corrects it (the estimate misses
+/// normalization removes), estimated from the targets: the power of two that brings it to
+/// about one. [`Objective::calibrate`] then measures the gradients and corrects it (the estimate misses
 /// by up to 1e4, the backward pass amplifying some losses far more than others); it only keeps
 /// the calibrating evaluation itself in f16's range.
 pub fn f16_gradient_scale(seed: f64) -> f32 {
