@@ -31,11 +31,9 @@ fn first_losses(out: &Output) -> [f64; 3] {
     ["loss", "content", "style"].map(|k| first[k].as_f64().unwrap())
 }
 
-/// Whether the device has 16-bit floats (lavapipe does: a Vulkan run without them fails).
-fn has_f16() -> bool {
-    let Some(ctx) = gpu_on(BackendChoice::Vulkan) else { return false };
-    assert!(ctx.has_f16() || !gpu_required(), "lavapipe offers SHADER_F16; this adapter does not: {}", ctx.info.name);
-    ctx.has_f16()
+/// Whether the Vulkan device has 16-bit floats (see [`has_f16`]).
+fn vulkan_has_f16() -> bool {
+    gpu_on(BackendChoice::Vulkan).is_some_and(|ctx| has_f16(&ctx))
 }
 
 #[test]
@@ -47,7 +45,7 @@ fn an_f16_evaluation_and_step_match_f32s_and_repeat_exactly() {
     // optimizer carries any rounding into different strokes (two f32 runs on different kernel
     // variants part by 8.5% in loss after 60 iterations), so f16's and f32's pictures differ
     // as much (BENCHMARKS.md, "Half precision on lavapipe").
-    if !has_f16() {
+    if !vulkan_has_f16() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -99,4 +97,11 @@ fn auto_precision_reports_its_choice() {
     let plan = json_lines(&out).into_iter().find(|l| l.get("plan").is_some()).expect("a plan line");
     let chosen = plan["precision"].as_str().unwrap().to_string();
     assert!(chosen == "f32" || (chosen == "f16" && ctx.has_f16()), "auto chose {chosen}");
+}
+
+#[test]
+fn classify_refuses_f16_in_one_line() {
+    // The classifier runs in f32 only; `auto` classifies in f32 wherever it would stylize in f16.
+    let out = neural_style(&["classify", &image("grace_hopper.jpg"), "--precision", "f16"]);
+    assert_one_line_error(&out, "f32 only");
 }

@@ -154,19 +154,19 @@ pub fn check_within(name: &str, got: &[f32], want: &Tensor, tolerance: f64) {
     assert!(err <= tolerance, "{name}: relative L2 error {err:e} > {tolerance:e}");
 }
 
-/// The precisions the kernel suite runs on `ctx`: f32, and f16 where the adapter has 16-bit
-/// floats in shaders. Vulkan on lavapipe has them, so a Vulkan run without them fails rather
-/// than skip the f16 kernels; wgpu's GL backend never offers them (f16 is refused there, see
-/// `tests/precision.rs`).
-pub fn precisions(ctx: &GpuContext) -> Vec<Precision> {
+/// Whether `ctx` has 16-bit floats in shaders. Vulkan on lavapipe has them, so a Vulkan adapter
+/// without them fails under `NEURAL_STYLE_REQUIRE_GPU=1` rather than skip the f16 checks; wgpu's
+/// GL backend never offers them (f16 is refused there, see `tests/precision.rs`).
+pub fn has_f16(ctx: &GpuContext) -> bool {
     if ctx.info.backend == wgpu::Backend::Vulkan && gpu_required() {
         assert!(ctx.has_f16(), "{}: Vulkan adapter without SHADER_F16", ctx.info.name);
     }
-    let mut all = vec![Precision::F32];
-    if ctx.has_f16() {
-        all.push(Precision::F16);
-    }
-    all
+    ctx.has_f16()
+}
+
+/// The precisions the kernel suite runs on `ctx`: f32, and f16 where it has them ([`has_f16`]).
+pub fn precisions(ctx: &GpuContext) -> Vec<Precision> {
+    std::iter::once(Precision::F32).chain(has_f16(ctx).then_some(Precision::F16)).collect()
 }
 
 /// A kernel family's tolerance: relative L2 1e-4 in f32; in f16 the family's own bound (inputs
