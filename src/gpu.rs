@@ -492,15 +492,9 @@ impl GpuContext {
         match precision {
             Precision::F32 => self.read_buffer(buffer, len),
             Precision::F16 => {
-                let words = len.div_ceil(2);
-                let raw: Vec<u32> = {
-                    let staging = self.readback_buffer(words);
-                    let mut encoder = self.device.create_command_encoder(&Default::default());
-                    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, (words * 4) as u64);
-                    self.queue.submit([encoder.finish()]);
-                    self.read_mapped(&staging, words)?
-                };
-                let halves: &[half::f16] = bytemuck::cast_slice(&raw);
+                // Two halves per 4-byte word, read as words.
+                let words = self.read_buffer(buffer, len.div_ceil(2))?;
+                let halves: &[half::f16] = bytemuck::cast_slice(&words);
                 Ok(halves[..len].iter().map(|h| h.to_f32()).collect())
             }
         }
