@@ -242,14 +242,6 @@ const F16_SQUEEZE_EXCITE: f64 = 1e-3;
 /// f16 bound of the loss gradients (content, style R·F) and the Gram partials.
 const F16_LOSSES: f64 = 1e-3;
 
-/// Runs `check` at every precision the adapter has.
-fn each_precision(check: fn(&GpuContext, Precision)) {
-    let Some(ctx) = gpu() else { return };
-    for precision in precisions(&ctx) {
-        check(&ctx, precision);
-    }
-}
-
 #[test]
 fn gpu_conv_and_depthwise_backward_match_reference() {
     each_precision(conv_and_depthwise_at);

@@ -32,14 +32,6 @@ const F16_SQUEEZE_EXCITE: f64 = 1e-3;
 /// f16 bound of the Gram products: the features rounded (the Gram matrix is f32).
 const F16_GRAM: f64 = 1e-3;
 
-/// Runs `check` at every precision the adapter has.
-fn each_precision(check: fn(&GpuContext, Precision)) {
-    let Some(ctx) = gpu() else { return };
-    for precision in precisions(&ctx) {
-        check(&ctx, precision);
-    }
-}
-
 #[test]
 fn stem_convolution_matches_reference() {
     each_precision(stem_at);

@@ -164,9 +164,13 @@ pub fn has_f16(ctx: &GpuContext) -> bool {
     ctx.has_f16()
 }
 
-/// The precisions the kernel suite runs on `ctx`: f32, and f16 where it has them ([`has_f16`]).
-pub fn precisions(ctx: &GpuContext) -> Vec<Precision> {
-    std::iter::once(Precision::F32).chain(has_f16(ctx).then_some(Precision::F16)).collect()
+/// Runs `check` on the default device at every precision it has: f32, and f16 where
+/// [`has_f16`] (the kernel suites).
+pub fn each_precision(check: fn(&GpuContext, Precision)) {
+    let Some(ctx) = gpu() else { return };
+    for precision in std::iter::once(Precision::F32).chain(has_f16(&ctx).then_some(Precision::F16)) {
+        check(&ctx, precision);
+    }
 }
 
 /// A kernel family's tolerance: relative L2 1e-4 in f32; in f16 the family's own bound (inputs
