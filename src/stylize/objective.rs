@@ -376,21 +376,21 @@ impl Targets {
     }
 
     /// The weight each layer's loss gets from `spec`'s [`LossNormalization`], in spec order:
-    /// (content layers, style layers). Reads the targets back (once per plan).
-    fn normalization(&self, ctx: &GpuContext, spec: &LossSpec) -> Result<(Vec<f32>, Vec<f32>)> {
+    /// (content layers, style layers), from the targets' `values` (read back once per plan; not
+    /// needed without normalization).
+    fn normalization(spec: &LossSpec, values: Option<&TargetValues>) -> (Vec<f32>, Vec<f32>) {
         let (content, style) = (spec.content_layers.len(), spec.style_layers.len());
-        if spec.normalization == LossNormalization::None {
-            return Ok((vec![1.0; content], vec![1.0; style]));
-        }
-        let values = self.read(ctx)?;
+        let Some(values) = values.filter(|_| spec.normalization != LossNormalization::None) else {
+            return (vec![1.0; content], vec![1.0; style]);
+        };
         let mean_square = |v: &[f32]| v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / v.len() as f64;
         // A target of zeros (a black image through a layer that is 0 there) has nothing to
         // normalize by: the layer keeps its plain loss.
         let inverse = |m: f64, count: usize| if m > 0.0 { (1.0 / (m * count as f64)) as f32 } else { 1.0 };
-        Ok((
+        (
             values.content.iter().map(|t| inverse(mean_square(t), 1)).collect(),
             values.style.iter().map(|t| inverse(mean_square(t), style)).collect(),
-        ))
+        )
     }
 
     /// Estimates of the RMS of each loss's own gradient d loss / d layer at unit weight (the
@@ -401,13 +401,11 @@ impl Targets {
     /// diagonal (Σ_p F_ip² / (c·n)). `content_norms`: the content layers' weights of
     /// [`Targets::normalization`]; `layer_size(id)`: (channels, pixels) at the plan's size.
     fn unit_gradient_rms(
-        &self,
-        ctx: &GpuContext,
+        values: &TargetValues,
         spec: &LossSpec,
         content_norms: &[f32],
         layer_size: impl Fn(LayerId) -> Result<(usize, usize)>,
     ) -> Result<(Vec<f64>, Vec<f64>)> {
-        let values = self.read(ctx)?;
         let rms = |v: &[f32]| (v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt();
         let mut content = Vec::new();
         for ((p, &id), &norm) in values.content.iter().zip(&spec.content_layers).zip(content_norms) {
@@ -509,7 +507,11 @@ impl Objective {
         };
         let input_size = (height + 2 * pad as usize, width + 2 * pad as usize);
         let forward = ForwardPlan::with_input(ctx, fnet, input_size.1, input_size.0, &options, Some(input))?;
-        let (content_norms, style_norms) = targets.normalization(ctx, spec)?;
+        // The targets read back once, where the normalization or f16's gradient scale needs them.
+        let precision = fnet.kernels.precision();
+        let needed = spec.normalization != LossNormalization::None || precision == Precision::F16;
+        let values = if needed { Some(targets.read(ctx)?) } else { None };
+        let (content_norms, style_norms) = Targets::normalization(spec, values.as_ref());
         let style_weight = spec.effective_style_weight();
         let k = &fnet.kernels;
         // The slots, then one partial sum per workgroup of each loss dispatch: content layers',
@@ -537,7 +539,8 @@ impl Objective {
         let (gradient_scale, content_own_scales, style_own_scales) = match k.precision() {
             Precision::F32 => (1.0, vec![1.0; spec.content_layers.len()], vec![1.0; spec.style_layers.len()]),
             Precision::F16 => {
-                let (content_rms, style_rms) = targets.unit_gradient_rms(ctx, spec, &content_norms, layer_size)?;
+                let values = values.as_ref().expect("read for f16");
+                let (content_rms, style_rms) = Targets::unit_gradient_rms(values, spec, &content_norms, layer_size)?;
                 let content_weight = f64::from(spec.content_weight);
                 let entering: Vec<f64> = if normalize {
                     // A normalized gradient enters as weight · g / ‖g‖₁: about weight / n each.
