@@ -11,7 +11,9 @@ use image::RgbImage;
 use crate::engine::{FeatureNet, Work};
 use crate::gpu::GpuContext;
 use crate::profile::IterationProfile;
-use crate::stylize::{OptimizerKind, OptionError, StylizeOptions, Stylizer};
+use crate::stylize::{
+    Init, LineSearch, LossNormalization, LossSpec, OptimizerKind, OptionError, StylizeOptions, Stylizer,
+};
 use crate::tuning::{Choice, Tune};
 
 /// What to time.
@@ -25,6 +27,49 @@ pub struct BenchOptions {
     pub warmup: usize,
     /// The optimizer of the loop.
     pub optimizer: OptimizerKind,
+    /// The losses it optimizes.
+    pub losses: BenchLosses,
+}
+
+/// Which losses `bench` optimizes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchLosses {
+    /// The product's defaults: what `neural-style stylize` optimizes without options.
+    #[default]
+    Default,
+    /// What `tools/bench_pytorch.py` optimizes, for a comparison with PyTorch on the same
+    /// algorithm: the classic loss (no per-layer normalization, no padding) on content
+    /// `block4.expand` and style `stem`, `block1.expand`, `block3.expand`, `block5.expand`,
+    /// weights 1 / 5000 / 1, from the content image, L-BFGS without a line search.
+    Reference,
+}
+
+impl BenchLosses {
+    /// The stylize options of this choice at `size` with `optimizer`, for `iterations`.
+    fn stylize_options(self, size: u32, optimizer: OptimizerKind, iterations: usize) -> StylizeOptions {
+        let options = StylizeOptions { size, optimizer, iterations, ..StylizeOptions::default() };
+        match self {
+            BenchLosses::Default => options,
+            BenchLosses::Reference => {
+                let layer = |name: &str| name.parse().expect("a layer name");
+                let loss = LossSpec {
+                    content_layers: vec![layer("block4.expand")],
+                    style_layers: ["stem", "block1.expand", "block3.expand", "block5.expand"]
+                        .map(|name| (layer(name), 1.0))
+                        .to_vec(),
+                    content_weight: 1.0,
+                    style_weight: 5000.0,
+                    tv_weight: 1.0,
+                    gram_margin: 0,
+                    padding: 0,
+                    normalization: LossNormalization::None,
+                    ..LossSpec::default()
+                };
+                StylizeOptions { loss, init: Init::Content, lbfgs_line_search: LineSearch::None, ..options }
+            }
+        }
+    }
 }
 
 /// One size's numbers.
@@ -34,6 +79,8 @@ pub struct BenchResult {
     pub size: u32,
     /// The optimizer.
     pub optimizer: OptimizerKind,
+    /// The losses.
+    pub losses: BenchLosses,
     /// Timed iterations.
     pub iterations: usize,
     /// Wall-clock seconds of the timed iterations (submitted back to back, one wait at the end).
@@ -42,6 +89,9 @@ pub struct BenchResult {
     pub iterations_per_second: f64,
     /// Milliseconds per iteration.
     pub ms_per_iteration: f64,
+    /// Milliseconds per iteration the host spent recording and submitting it: when this is near
+    /// `ms_per_iteration`, the loop waits on the CPU, not on the GPU.
+    pub host_ms_per_iteration: f64,
     /// Dispatches and GPU time per kernel family of one more iteration, timed dispatch by dispatch.
     pub profile: IterationProfile,
     /// Floating-point operations and bytes of one iteration, counted from the shapes.
@@ -109,7 +159,7 @@ pub fn validate(ctx: &GpuContext, fnet: &FeatureNet, options: &BenchOptions) -> 
         return Err(OptionError::NoIterations.into());
     }
     for &size in &options.sizes {
-        let stylize = StylizeOptions { size, optimizer: options.optimizer, ..StylizeOptions::default() };
+        let stylize = options.losses.stylize_options(size, options.optimizer, 1);
         crate::stylize::validate(&fnet.net, &stylize, 1)?;
         crate::stylize::check_device(ctx, fnet, &stylize, size as usize, size as usize)?;
     }
@@ -123,13 +173,9 @@ pub fn run_size(
     size: u32,
     options: &BenchOptions,
 ) -> Result<BenchResult> {
-    let stylize_options = StylizeOptions {
-        size,
-        optimizer: options.optimizer,
-        // Warm-up, timed, profiled, and the final evaluation that reads the loss.
-        iterations: options.warmup + options.iterations + 1,
-        ..StylizeOptions::default()
-    };
+    // Warm-up, timed, profiled, and the final evaluation that reads the loss.
+    let iterations = options.warmup + options.iterations + 1;
+    let stylize_options = options.losses.stylize_options(size, options.optimizer, iterations);
     let before = ctx.allocated_bytes();
     let resident_before = ctx.resident_bytes();
     let choices_before = ctx.tuner().choices().len();
@@ -149,6 +195,7 @@ pub fn run_size(
     for _ in 0..options.iterations {
         session.step(false, false)?;
     }
+    let host_seconds = start.elapsed().as_secs_f64();
     ctx.finish()?;
     let seconds = start.elapsed().as_secs_f64();
     let profile = session.step_profiled()?;
@@ -163,10 +210,12 @@ pub fn run_size(
         gflops_per_second: work.flops * n / seconds / 1e9,
         size,
         optimizer: options.optimizer,
+        losses: options.losses,
         iterations: options.iterations,
         seconds,
         iterations_per_second: n / seconds,
         ms_per_iteration: seconds * 1e3 / n,
+        host_ms_per_iteration: host_seconds * 1e3 / n,
         profile,
         plan_bytes,
         resident_bytes,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use neural_style::arch::Arch;
+use neural_style::bench::BenchLosses;
 use neural_style::gpu::{BackendChoice, LimitsProfile};
 use neural_style::stylize::{LineSearch, LossNormalization, OptimizerKind};
 
@@ -94,6 +95,10 @@ pub enum Command {
         /// Optimizer.
         #[arg(long, value_enum, default_value_t = OptimizerKind::LbfgsBounded)]
         optimizer: OptimizerKind,
+        /// Losses: the product's defaults, or those `tools/bench_pytorch.py` computes (for a
+        /// comparison with PyTorch on the same algorithm).
+        #[arg(long, value_enum, default_value_t = BenchLosses::default())]
+        losses: BenchLosses,
         #[command(flatten)]
         common: CommonArgs,
     },

@@ -31,8 +31,8 @@ pub fn run(command: Command) -> Result<()> {
         Command::Quality { content, style, outputs, reference, common } => {
             quality(&content, &style, &outputs, reference.as_deref(), &common)
         }
-        Command::Bench { sizes, iterations, warmup, optimizer, common } => {
-            bench(&neural_style::bench::BenchOptions { sizes, iterations, warmup, optimizer }, &common)
+        Command::Bench { sizes, iterations, warmup, optimizer, losses, common } => {
+            bench(&neural_style::bench::BenchOptions { sizes, iterations, warmup, optimizer, losses }, &common)
         }
         #[cfg(feature = "viewer")]
         Command::View { image, backend, adapter } => view(&image, backend, adapter),
@@ -706,8 +706,8 @@ fn bench(options: &neural_style::bench::BenchOptions, common: &CommonArgs) -> Re
 fn print_bench(r: &neural_style::bench::BenchResult) -> Result<()> {
     let p = &r.profile;
     outln!(
-        "{0}x{0} {1} {9}: {2:.2} it/s, {3:.1} ms/iteration ({4} iterations), {5} dispatches/iteration, plan {6:.1} \
-         MiB{10}, largest buffer {7:.1} MiB, final loss {8:.4}",
+        "{0}x{0} {1} {9}: {2:.2} it/s, {3:.1} ms/iteration ({11:.1} on the host; {4} iterations), {5} \
+         dispatches/iteration, plan {6:.1} MiB{10}, largest buffer {7:.1} MiB, final loss {8:.4}",
         r.size,
         clap::ValueEnum::to_possible_value(&r.optimizer).map_or_else(String::new, |v| v.get_name().to_string()),
         r.iterations_per_second,
@@ -719,6 +719,7 @@ fn print_bench(r: &neural_style::bench::BenchResult) -> Result<()> {
         r.final_loss,
         r.precision.name(),
         r.resident_bytes.map_or_else(String::new, |b| format!(" ({:.1} MiB resident)", b as f64 / (1 << 20) as f64)),
+        r.host_ms_per_iteration,
     )?;
     outln!(
         "    work per iteration: {:.3} GFLOP, {:.1} MB moved at least; achieved {:.2} GFLOP/s",

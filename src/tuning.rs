@@ -45,12 +45,21 @@ pub struct Choice {
     pub shape: String,
     /// The variant chosen.
     pub variant: String,
-    /// Every variant measured in this process, with its time in milliseconds (empty for a
-    /// choice read from the cache).
+    /// Every variant measured, with its time in milliseconds (in [`Tuner::choices`], empty for a
+    /// choice read from the cache; in the cache, what the choice was made among).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub measured: Vec<(String, f64)>,
     /// The chosen variant's time in milliseconds when it was measured.
     pub ms: f64,
+}
+
+impl Choice {
+    /// Whether this (cached) choice stands when `variants` are offered: it is one of them and it
+    /// was made among all of them, so a variant added since (a new release) is measured against
+    /// it first.
+    fn stands_among(&self, variants: &[&str]) -> bool {
+        variants.contains(&self.variant.as_str()) && variants.iter().all(|v| self.measured.iter().any(|(m, _)| m == v))
+    }
 }
 
 /// Per adapter key, per `family/shape`: the cached choice.
@@ -82,7 +91,8 @@ impl Tuner {
 
     /// The variant of `family` to use for `shape`, one of `variants` (the first is the default,
     /// used without measuring in [`Tune::Off`] mode or when it is the only one). `measure`
-    /// times one variant in milliseconds; a variant that fails to run is never chosen.
+    /// times one variant in milliseconds; a variant that fails to run is never chosen (and the
+    /// shape is measured again in the next process).
     pub fn choose(
         &self,
         family: Family,
@@ -100,7 +110,7 @@ impl Tuner {
             return c.variant.clone();
         }
         if self.mode == Tune::Auto
-            && let Some(c) = self.cached(&key).filter(|c| listed(c))
+            && let Some(c) = self.cached(&key).filter(|c| c.stands_among(variants))
         {
             let variant = c.variant.clone();
             self.choices.lock().unwrap().push((key, Choice { measured: Vec::new(), ..c }));
@@ -158,11 +168,11 @@ impl Tuner {
             let mut all = read_cache(path);
             let entries = all.entry(self.adapter.clone()).or_default();
             if self.mode == Tune::Auto
-                && let Some(theirs) = entries.get(key).filter(|c| variants.contains(&c.variant.as_str()))
+                && let Some(theirs) = entries.get(key).filter(|c| c.stands_among(variants))
             {
                 return Ok(Choice { measured: mine.measured.clone(), ..theirs.clone() });
             }
-            entries.insert(key.to_string(), Choice { measured: Vec::new(), ..mine.clone() });
+            entries.insert(key.to_string(), mine.clone());
             crate::atomic::write(path, serde_json::to_string_pretty(&all)?.as_bytes())?;
             Ok(mine.clone())
         };

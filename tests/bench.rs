@@ -38,6 +38,9 @@ fn bench_reports_rates_dispatches_kernel_times_and_work_per_size() {
         let ips = f(r, "iterations_per_second");
         assert!(ips.is_finite() && ips > 0.0);
         assert!((f(r, "ms_per_iteration") * ips - 1000.0).abs() < 1e-6 * 1000.0);
+        // Recording and submitting is part of the iteration's wall time.
+        assert!(f(r, "host_ms_per_iteration") > 0.0 && f(r, "host_ms_per_iteration") <= f(r, "ms_per_iteration"));
+        assert_eq!(r["losses"], "default");
         assert!(f(r, "final_loss").is_finite());
         assert!(f(r, "plan_bytes") > 0.0);
         // The largest buffer is at least the image's 3·w·h floats and within the device's limit.
@@ -86,6 +89,33 @@ fn bench_reports_rates_dispatches_kernel_times_and_work_per_size() {
         "bytes grew {byte_ratio}× the padded pixels from 40 to 64 px"
     );
     assert!(f(&results[1], "plan_bytes") > f(&results[0], "plan_bytes"));
+}
+
+#[test]
+fn bench_reference_losses_are_the_four_unpadded_style_layers_pytorch_twin_computes() {
+    if gpu().is_none() {
+        return;
+    }
+    let args = ["--size", "48", "--iterations", "1", "--warmup", "0", "--optimizer", "lbfgs", "--json"];
+    let run = |losses: &str| {
+        let out = bench(&[&args[..], &["--losses", losses]].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+        report["results"][0].clone()
+    };
+    let (default, reference) = (run("default"), run("reference"));
+    assert_eq!((&default["losses"], &reference["losses"]), (&"default".into(), &"reference".into()));
+    let count = |r: &Value, name: &str| {
+        let families = r["profile"]["families"].as_array().expect("families");
+        families.iter().find(|x| x["family"] == name).map_or(0, |x| x["dispatches"].as_u64().unwrap())
+    };
+    // tools/bench_pytorch.py's four style layers (the default has six), each a Gram and a
+    // style-gradient product; L-BFGS and keeping the best image without the default's mirror
+    // padding and its adjoint.
+    assert_eq!((count(&default, "gram"), count(&reference, "gram")), (12, 8));
+    assert_eq!((count(&default, "optimizer"), count(&reference, "optimizer")), (9, 7));
+    // Unpadded, the network sees 48² pixels instead of 112².
+    assert!(f(&reference["work"], "flops") < 0.5 * f(&default["work"], "flops"));
 }
 
 #[test]

@@ -51,6 +51,23 @@ fn the_fastest_variant_is_chosen_cached_and_read_back_without_measuring() {
 }
 
 #[test]
+fn a_cached_choice_that_did_not_measure_a_variant_offered_now_is_measured_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Cell::new(0);
+    // An earlier release offered two variants and cached lanes4.
+    let old = Tuner::new(Tune::Auto, "a".into(), Some(dir.path().into()));
+    assert_eq!(old.choose(Family::Pointwise, "s", &VARIANTS[..2], timings(&calls, [9.0, 1.0, 0.0])), "lanes4");
+    assert_eq!(calls.get(), 2);
+    // This one offers a third: it measures all three and replaces the cached choice.
+    let new = Tuner::new(Tune::Auto, "a".into(), Some(dir.path().into()));
+    assert_eq!(new.choose(Family::Pointwise, "s", &VARIANTS, timings(&calls, [9.0, 1.0, 0.5])), "lanes8");
+    assert_eq!(calls.get(), 5);
+    let later = Tuner::new(Tune::Auto, "a".into(), Some(dir.path().into()));
+    assert_eq!(later.choose(Family::Pointwise, "s", &VARIANTS, timings(&calls, [0.0; 3])), "lanes8");
+    assert_eq!(calls.get(), 5);
+}
+
+#[test]
 fn off_measures_nothing_and_always_measures_again_and_replaces_the_cached_choice() {
     let dir = tempfile::tempdir().unwrap();
     let calls = Cell::new(0);

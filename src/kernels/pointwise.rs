@@ -167,7 +167,7 @@ impl Operands {
     /// The pipeline's spec for `variant`: the tiled kernel, or the lanes kernel of the
     /// operands' layout (`gram_lanes` reads B transposed, the others `pointwise_lanes`).
     fn spec(self, variant: ProductVariant) -> KernelSpec {
-        match (self, variant == ProductVariant::Tiled) {
+        match (self, variant.is_tiled()) {
             (Operands::Features, true) => PRODUCT,
             (Operands::Gram, true) => GRAM_PRODUCT,
             (Operands::Floats, true) => FLOAT_PRODUCT,
@@ -322,6 +322,11 @@ pub enum ProductVariant {
     /// `pointwise_forward`: workgroup tiles staged in workgroup memory (GPUs), shaped by
     /// [`tile_shape`].
     Tiled,
+    /// `pointwise_forward` with one output per invocation (16×16 outputs per workgroup): the
+    /// most workgroups, for the products whose outputs are few and whose reductions are long
+    /// (a wide layer's input gradient, the style gradient R·F), which [`tile_shape`]'s large
+    /// tiles leave to a handful of workgroups on a GPU of a hundred cores.
+    TiledSmall,
     /// `pointwise_lanes` (or `gram_lanes` for B read transposed) with 4 output rows per
     /// workgroup: no workgroup memory, vec4 loads, A's loads shared by every lane (CPU-like
     /// adapters, where a barrier is a context switch and a lane's load a gather).
@@ -335,6 +340,7 @@ impl Variant for ProductVariant {
     fn name(self) -> &'static str {
         match self {
             ProductVariant::Tiled => "tiled",
+            ProductVariant::TiledSmall => "tiled1",
             ProductVariant::Lanes4 => "lanes4",
             ProductVariant::Lanes8 => "lanes8",
         }
@@ -343,12 +349,28 @@ impl Variant for ProductVariant {
 
 impl ProductVariant {
     /// Every variant, the default first.
-    pub const ALL: [ProductVariant; 3] = [ProductVariant::Tiled, ProductVariant::Lanes4, ProductVariant::Lanes8];
+    pub const ALL: [ProductVariant; 4] =
+        [ProductVariant::Tiled, ProductVariant::TiledSmall, ProductVariant::Lanes4, ProductVariant::Lanes8];
+
+    /// Whether this is a `pointwise_forward` variant (workgroup tiles).
+    fn is_tiled(self) -> bool {
+        matches!(self, ProductVariant::Tiled | ProductVariant::TiledSmall)
+    }
+
+    /// Output rows and columns per invocation of a tiled variant for an m×n product (see
+    /// [`tile_shape`]); none for the lanes ones.
+    fn tile(self, m: u32, n: u32, symmetric: bool) -> Option<(u32, u32)> {
+        match self {
+            ProductVariant::Tiled => Some(tile_shape(m, n, symmetric)),
+            ProductVariant::TiledSmall => Some((1, 1)),
+            ProductVariant::Lanes4 | ProductVariant::Lanes8 => None,
+        }
+    }
 
     /// Output rows per workgroup of a lanes variant (`LANE_ROWS` in WGSL; none for the tiled).
     fn lane_rows(self) -> Option<u32> {
         match self {
-            ProductVariant::Tiled => None,
+            ProductVariant::Tiled | ProductVariant::TiledSmall => None,
             ProductVariant::Lanes4 => Some(4),
             ProductVariant::Lanes8 => Some(MAX_LANE_ROWS),
         }
@@ -358,7 +380,7 @@ impl ProductVariant {
     /// operand as vec4, so the dimensions they step through four at a time must be multiples of
     /// 4, and every buffer they read whole vec4s of (the bias after the weights included).
     pub fn fits(self, p: &PointwiseParams, operands: Operands, buffers: &ProductBuffers, precision: Precision) -> bool {
-        if self == ProductVariant::Tiled {
+        if self.is_tiled() {
             return true;
         }
         let has = |f| p.flags & f != 0;
@@ -474,11 +496,11 @@ impl Products {
         assert!(!symmetric || p.flags & flags::GRAD_ACT_B == 0, "a symmetric product cannot take GRAD_ACT_B");
         let splits = if p.k_chunk == 0 { 1 } else { p.k.div_ceil(p.k_chunk) };
         match variant {
-            ProductVariant::Tiled => {
-                let (rows, cols) = tile_shape(p.m, p.n, symmetric);
-                let constants = [("ROWS", f64::from(rows)), ("COLS", f64::from(cols))];
+            ProductVariant::Tiled | ProductVariant::TiledSmall => {
+                let tile = variant.tile(p.m, p.n, symmetric).expect("a tiled variant");
+                let constants = [("ROWS", f64::from(tile.0)), ("COLS", f64::from(tile.1))];
                 let kernel = self.kernels.get(ctx, &self.modules, spec, &constants);
-                let grid = product_tiles(p.m, p.n, symmetric);
+                let grid = product_tiles(p.m, p.n, tile, symmetric);
                 kernel.bind(ctx, p, &buffers.buffers(), [grid[0], grid[1], splits])
             }
             ProductVariant::Lanes4 | ProductVariant::Lanes8 => {
@@ -512,10 +534,10 @@ pub fn tile_shape(m: u32, n: u32, symmetric: bool) -> (u32, u32) {
     shapes.filter(|(r, c)| !symmetric || r == c).min_by(|a, b| cost(*a).total_cmp(&cost(*b))).expect("a shape")
 }
 
-/// Workgroups along x and y that cover an m×n product's tiles (for a symmetric product, all of
-/// them along x: only the tiles on and above the diagonal).
-pub fn product_tiles(m: u32, n: u32, symmetric: bool) -> [u32; 2] {
-    let (rows, cols) = tile_shape(m, n, symmetric);
+/// Workgroups along x and y that cover an m×n product's tiles of `(rows, cols)` outputs per
+/// invocation (for a symmetric product, all of them along x: only the tiles on and above the
+/// diagonal).
+pub fn product_tiles(m: u32, n: u32, (rows, cols): (u32, u32), symmetric: bool) -> [u32; 2] {
     let (across, down) = (n.div_ceil(TILE_SIDE * cols), m.div_ceil(TILE_SIDE * rows));
     if symmetric { [down * (down + 1) / 2, 1] } else { [across, down] }
 }

@@ -12,7 +12,7 @@ use crate::kernels::losses::{
     ContentLoss, GradientL1, Interior, InteriorParams, LossParams, NormalizedAdd, StyleLoss, TotalLoss, TvLoss,
     loss_groups,
 };
-use crate::kernels::pointwise::{PointwiseParams, ProductBuffers, flags, product_tiles};
+use crate::kernels::pointwise::{PointwiseParams, ProductBuffers, flags, product_tiles, tile_shape};
 use crate::kernels::scales::{Resize, ResizeParams, mirror_pad_size};
 use crate::kernels::{self, BoundOp, Command, Precision};
 
@@ -238,7 +238,8 @@ fn sum_partials(
 /// chunks). A c×c product has few output tiles, so without splitting a few workgroups would walk
 /// all pixels serially; chunks of at least 256 pixels are spread until about 256 workgroups run.
 pub fn gram_split(channels: usize, pixels: usize) -> (u32, u32) {
-    let [tiles, _] = product_tiles(channels as u32, channels as u32, true);
+    let c = channels as u32;
+    let [tiles, _] = product_tiles(c, c, tile_shape(c, c, true), true);
     let tiles = tiles as usize;
     let splits = 256usize.div_ceil(tiles).clamp(1, pixels.div_ceil(256).max(1));
     let chunk = pixels.div_ceil(splits).div_ceil(16) * 16;
