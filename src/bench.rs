@@ -31,6 +31,20 @@ pub struct BenchOptions {
     pub losses: BenchLosses,
 }
 
+impl Default for BenchOptions {
+    /// The CLI's defaults: 256, 512 and 1024 px, 3 warm-up and 20 timed iterations of the
+    /// default optimizer on the default losses.
+    fn default() -> Self {
+        Self {
+            sizes: vec![256, 512, 1024],
+            iterations: 20,
+            warmup: 3,
+            optimizer: StylizeOptions::default().optimizer,
+            losses: BenchLosses::default(),
+        }
+    }
+}
+
 /// Which losses `bench` optimizes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use neural_style::arch::Arch;
-use neural_style::bench::BenchLosses;
+use neural_style::bench::{BenchLosses, BenchOptions};
 use neural_style::gpu::{BackendChoice, LimitsProfile};
 use neural_style::stylize::{LineSearch, LossNormalization, OptimizerKind};
 
@@ -84,20 +84,25 @@ pub enum Command {
     /// iterations per second, GPU time per kernel family, dispatches, plan memory.
     Bench {
         /// Image sizes (pixels per side), comma-separated.
-        #[arg(long = "size", value_delimiter = ',', default_value = "256,512,1024", allow_negative_numbers = true)]
+        #[arg(
+            long = "size",
+            value_delimiter = ',',
+            default_values_t = BenchOptions::default().sizes,
+            allow_negative_numbers = true
+        )]
         sizes: Vec<u32>,
         /// Timed iterations per size.
-        #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
+        #[arg(long, default_value_t = BenchOptions::default().iterations, allow_negative_numbers = true)]
         iterations: usize,
         /// Untimed iterations before timing.
-        #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
+        #[arg(long, default_value_t = BenchOptions::default().warmup, allow_negative_numbers = true)]
         warmup: usize,
         /// Optimizer.
-        #[arg(long, value_enum, default_value_t = OptimizerKind::LbfgsBounded)]
+        #[arg(long, value_enum, default_value_t = BenchOptions::default().optimizer)]
         optimizer: OptimizerKind,
         /// Losses: the product's defaults, or those `tools/bench_pytorch.py` computes (for a
         /// comparison with PyTorch on the same algorithm).
-        #[arg(long, value_enum, default_value_t = BenchLosses::default())]
+        #[arg(long, value_enum, default_value_t = BenchOptions::default().losses)]
         losses: BenchLosses,
         #[command(flatten)]
         common: CommonArgs,
