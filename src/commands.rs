@@ -43,7 +43,7 @@ fn devices(backend: Option<gpu::BackendChoice>, json: bool) -> Result<()> {
     gpu::check_backend_available(backend)?;
     let adapters = gpu::list_adapters(backend);
     for a in &adapters {
-        if let Some(warning) = neural_style::driver::old_lavapipe_warning(&a.name, &a.driver) {
+        if let Some(warning) = neural_style::graphics_driver::old_lavapipe_warning(&a.name, &a.driver) {
             errln!("warning: {warning}");
         }
     }

@@ -15,9 +15,9 @@ pub mod atomic;
 pub mod bench;
 #[cfg(feature = "viewer")]
 pub mod controls;
-pub mod driver;
 pub mod engine;
 pub mod gpu;
+pub mod graphics_driver;
 pub mod image_io;
 pub mod input;
 pub mod kernels;

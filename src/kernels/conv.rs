@@ -251,7 +251,7 @@ impl ConvVariant {
 }
 
 /// The kernels of `conv.wgsl`.
-pub struct Conv {
+pub struct StemConv {
     modules: Modules,
     forward: Kernel,
     backward: Kernel,
@@ -260,7 +260,7 @@ pub struct Conv {
     rows: Specialized,
 }
 
-impl Conv {
+impl StemConv {
     /// Compiles the flat kernels for activations stored in `precision`; the rows kernels
     /// compile on first use.
     pub fn new(ctx: &GpuContext, precision: Precision) -> Self {

@@ -572,7 +572,7 @@ impl Family {
 /// optional buffer (a pre-activation to store, say) is not used.
 pub struct Kernels {
     /// The stem convolution and the activation backward.
-    pub conv: conv::Conv,
+    pub conv: conv::StemConv,
     /// Depthwise convolutions.
     pub depthwise: depthwise::Depthwise,
     /// Every product (1×1 convolutions, their backward, Gram matrices) and the residual add.
@@ -586,7 +586,7 @@ pub struct Kernels {
     /// The write-time color transfer.
     pub color: color::Color,
     /// Resizing between scales, the logit and the output average.
-    pub scales: scales::Scales,
+    pub scales: scales::ImageKernels,
     precision: Precision,
     placeholder: wgpu::Buffer,
 }
@@ -602,14 +602,14 @@ impl Kernels {
     pub fn with_precision(ctx: &GpuContext, precision: Precision) -> Self {
         Self {
             precision,
-            conv: conv::Conv::new(ctx, precision),
+            conv: conv::StemConv::new(ctx, precision),
             depthwise: depthwise::Depthwise::new(ctx, precision),
             products: pointwise::Products::new(ctx, precision),
             squeeze_excite: squeeze_excite::SqueezeExcite::new(ctx, precision),
             losses: losses::Losses::new(ctx, precision),
             optimizers: optimizers::Optimizers::new(ctx),
             color: color::Color::new(ctx),
-            scales: scales::Scales::new(ctx),
+            scales: scales::ImageKernels::new(ctx),
             placeholder: ctx.zeroed_buffer("placeholder", 4),
         }
     }

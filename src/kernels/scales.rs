@@ -177,7 +177,7 @@ pub const SPECS: &[KernelSpec] =
     &[RESIZE_BILINEAR, MIRROR_PAD, MIRROR_PAD_BACKWARD, LOGIT, AVERAGE, KEEP_SELECT, KEEP_COPY];
 
 /// The kernels of `scales.wgsl`.
-pub struct Scales {
+pub struct ImageKernels {
     resize_bilinear: Kernel,
     mirror_pad: Kernel,
     mirror_pad_backward: Kernel,
@@ -187,7 +187,7 @@ pub struct Scales {
     keep_copy: Kernel,
 }
 
-impl Scales {
+impl ImageKernels {
     /// Compiles the file's kernels.
     pub fn new(ctx: &GpuContext) -> Self {
         let modules = Modules::new(Shader::Scales, Precision::F32);
@@ -213,7 +213,7 @@ impl Scales {
         self.mirror_pad.bind(ctx, p, &buffers.buffers(), flat_grid(3 * (p.dst_w * p.dst_h) as usize))
     }
 
-    /// The adjoint of [`Scales::mirror_pad`]: `dst` (the image's size, dst_w × dst_h) = the
+    /// The adjoint of [`ImageKernels::mirror_pad`]: `dst` (the image's size, dst_w × dst_h) = the
     /// gradient `src` of the padded image (src_w × src_h) summed over the padded pixels that read
     /// each pixel.
     pub fn mirror_pad_backward(&self, ctx: &GpuContext, buffers: Resize, p: &ResizeParams) -> BoundOp {
