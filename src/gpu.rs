@@ -313,8 +313,10 @@ impl GpuContext {
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("neural-style"),
             // Timestamps only feed `bench`'s per-kernel breakdown and the tuner; 16-bit floats
-            // are opened wherever the adapter has them so kernels of either precision compile.
-            required_features: adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16),
+            // are opened wherever the adapter has them so kernels of either precision compile;
+            // subgroup operations so the broadcast products can be offered.
+            required_features: adapter.features()
+                & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP),
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -373,6 +375,12 @@ impl GpuContext {
     /// Whether the device can compile f16 kernels (`wgpu::Features::SHADER_F16`).
     pub fn has_f16(&self) -> bool {
         self.device.features().contains(wgpu::Features::SHADER_F16)
+    }
+
+    /// Whether the device runs subgroup operations in subgroups of at least `lanes` invocations
+    /// (`wgpu::Features::SUBGROUP` and the adapter's smallest subgroup size).
+    pub fn has_subgroups_of(&self, lanes: u32) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP) && self.info.subgroup_min_size >= lanes
     }
 
     /// The chooser of kernel variants for this device.

@@ -267,7 +267,7 @@ fn conv_and_depthwise_at(ctx: &GpuContext, precision: Precision) {
                 let params = ConvParams::new(&conv, padding, [3, x.h, x.w], scale, shift, true);
                 // Forward (keeping the pre-activation), activation backward in place, input
                 // gradient; each variant from fresh buffers.
-                for variant in ConvVariant::ALL {
+                for variant in ConvVariant::offered(ctx) {
                     let (xb, wb, gyb) = (buffer(ctx, &x), conv_buffer(ctx, &conv), values(ctx, &gy, precision));
                     let (yb, pre, gx) = (
                         ctx.values_buffer("y", y.data.len(), precision),
@@ -366,7 +366,7 @@ fn pointwise_and_squeeze_excite_at(ctx: &GpuContext, precision: Precision) {
             // The forward stores the pre-activation the backward reads: each variant runs both.
             let forward_buffers = ProductBuffers { input: &xb, weights: &wb, output: &yb, aux: &pre };
             let backward_buffers = ProductBuffers { input: &gyb, weights: &wb, output: &gx, aux: &pre };
-            for variant in ProductVariant::ALL {
+            for variant in ProductVariant::offered(ctx) {
                 let fits = |p, buffers| variant.fits(p, Operands::Features, buffers, precision);
                 if !fits(&forward, &forward_buffers) || !fits(&backward, &backward_buffers) {
                     continue;
@@ -400,7 +400,7 @@ fn pointwise_and_squeeze_excite_at(ctx: &GpuContext, precision: Precision) {
             }
         }
     }
-    let all: std::collections::BTreeSet<_> = ProductVariant::ALL.iter().map(|v| v.name()).collect();
+    let all: std::collections::BTreeSet<_> = ProductVariant::offered(ctx).iter().map(|v| v.name()).collect();
     assert_eq!(variants_run, all, "every product variant is checked");
     for (c, s, h, w, gate) in [
         (72, 24, 23, 37, (3.0, 6.0, 1.0 / 6.0)),

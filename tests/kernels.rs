@@ -54,7 +54,7 @@ fn stem_at(ctx: &GpuContext, precision: Precision) {
                 let params = ConvParams::new(&conv, padding, [3, h, w], scale, shift, false);
                 let (oh, ow) = (params.out_h as usize, params.out_w as usize);
                 let wb = conv_buffer(ctx, &conv);
-                for variant in ConvVariant::ALL {
+                for variant in ConvVariant::offered(ctx) {
                     // Every value written by this variant: the output starts as NaN.
                     let out = nan_values(ctx, out_c * oh * ow, precision);
                     let buffers =
@@ -147,7 +147,7 @@ fn pointwise_at(ctx: &GpuContext, precision: Precision) {
                 let probe =
                     ProductBuffers { input: &input_buf, weights: &wb, output: &input_buf, aux: k.placeholder() };
                 let fits = |v: &ProductVariant| v.fits(&params, Operands::Features, &probe, precision);
-                for variant in ProductVariant::ALL.into_iter().filter(fits) {
+                for variant in ProductVariant::offered(ctx).into_iter().filter(fits) {
                     let out = nan_values(ctx, cout * h * w, precision);
                     let buffers = ProductBuffers { output: &out, ..probe };
                     let mut ops = vec![k.products.variant(ctx, variant, Operands::Features, buffers, &params)];
@@ -168,7 +168,7 @@ fn pointwise_at(ctx: &GpuContext, precision: Precision) {
             }
         }
     }
-    let all: std::collections::BTreeSet<_> = ProductVariant::ALL.iter().map(|v| v.name()).collect();
+    let all: std::collections::BTreeSet<_> = ProductVariant::offered(ctx).iter().map(|v| v.name()).collect();
     assert_eq!(variants_run, all, "every product variant is checked");
 }
 
@@ -255,12 +255,12 @@ fn gram_at(ctx: &GpuContext, precision: Precision) {
         let params = PointwiseParams { flags: base.flags | flags::ACCUMULATE, ..base };
         let fits = |buffers: &ProductBuffers, v: &ProductVariant| v.fits(&params, Operands::Gram, buffers, precision);
         let probe = ProductBuffers { input: &fb, weights: &fb, output: &fb, aux: k.placeholder() };
-        for variant in ProductVariant::ALL.into_iter().filter(|v| fits(&probe, v)) {
+        for variant in ProductVariant::offered(ctx).into_iter().filter(|v| fits(&probe, v)) {
             let (variant, out) = (variant.name(), ctx.storage_buffer("gram", &start));
             let buffers = ProductBuffers { input: &fb, weights: &fb, output: &out, aux: k.placeholder() };
             let op = k.products.variant(
                 ctx,
-                ProductVariant::ALL.into_iter().find(|v| v.name() == variant).unwrap(),
+                ProductVariant::offered(ctx).into_iter().find(|v| v.name() == variant).unwrap(),
                 Operands::Gram,
                 buffers,
                 &params,
@@ -282,7 +282,9 @@ fn gram_at(ctx: &GpuContext, precision: Precision) {
         let splits = hw.div_ceil(chunk);
         let params = PointwiseParams { k_chunk: chunk as u32, ..base };
         let probe = ProductBuffers { input: &fb, weights: &fb, output: &fb, aux: k.placeholder() };
-        for variant in ProductVariant::ALL.into_iter().filter(|v| v.fits(&params, Operands::Gram, &probe, precision)) {
+        for variant in
+            ProductVariant::offered(ctx).into_iter().filter(|v| v.fits(&params, Operands::Gram, &probe, precision))
+        {
             // Every partial entry written by this variant (each mirror image too).
             let partials = nan_buffer(ctx, splits * c * c);
             let buffers = ProductBuffers { output: &partials, ..probe };

@@ -2,6 +2,7 @@
 //! gradient with respect to the image, and the in-place activation backward that runs before the
 //! stem's and each depthwise layer's input gradient.
 
+use super::pointwise::BCAST_LANES;
 use super::{
     BoundOp, Family, Kernel, KernelSpec, Modules, Precision, Shader, Specialized, UniformParams, WORKGROUP, flat_grid,
     groups,
@@ -207,8 +208,25 @@ pub const ROWS_FORWARD: KernelSpec = KernelSpec {
 pub const ROWS_BACKWARD: KernelSpec =
     KernelSpec { entry: "conv_rows_backward", storage: ConvBackward::BINDINGS, ..ROWS_FORWARD };
 
-/// Every kernel of the file.
-pub const SPECS: &[KernelSpec] = &[FORWARD, BACKWARD, ACTIVATION_BACKWARD, ROWS_FORWARD, ROWS_BACKWARD];
+/// `conv_broadcast_forward`: one row segment of [`BCAST_LANES`] pixels per workgroup, the
+/// weights shared through subgroup broadcasts (`shaders/conv_broadcast.wgsl`).
+pub const BROADCAST_FORWARD: KernelSpec = KernelSpec {
+    entry: "conv_broadcast_forward",
+    shader: Shader::ConvBroadcast,
+    workgroup_size: [BCAST_LANES, 1, 1],
+    ..ROWS_FORWARD
+};
+
+/// `conv_broadcast_backward`: the image gradient of one row segment per workgroup.
+pub const BROADCAST_BACKWARD: KernelSpec =
+    KernelSpec { entry: "conv_broadcast_backward", storage: ConvBackward::BINDINGS, ..BROADCAST_FORWARD };
+
+// A broadcast invocation holds OUT_BLOCK output channels, two loads of BCAST_LANES weights.
+const _: () = assert!(OUT_BLOCK == 2 * BCAST_LANES);
+
+/// Every kernel of the file (and of `conv_broadcast.wgsl`).
+pub const SPECS: &[KernelSpec] =
+    &[FORWARD, BACKWARD, ACTIVATION_BACKWARD, ROWS_FORWARD, ROWS_BACKWARD, BROADCAST_FORWARD, BROADCAST_BACKWARD];
 
 /// One way to compute the stem or its image gradient; the device's tuner picks per shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,6 +238,11 @@ pub enum ConvVariant {
     /// adapters); the backward computes [`super::depthwise::ROW_OUTS`] neighbours of every
     /// channel per invocation.
     Rows,
+    /// The rows kernels' shape with one pixel per lane and the weights loaded eight to a load
+    /// and shared through subgroup broadcasts (CPU-like adapters with subgroups, where a load
+    /// costs the same whether its lanes read one address or eight). Needs subgroups of at least
+    /// [`BCAST_LANES`] ([`ConvVariant::offered`]).
+    Broadcast,
 }
 
 impl Variant for ConvVariant {
@@ -227,20 +250,30 @@ impl Variant for ConvVariant {
         match self {
             ConvVariant::Flat => "flat",
             ConvVariant::Rows => "rows",
+            ConvVariant::Broadcast => "broadcast",
         }
     }
 }
 
 impl ConvVariant {
     /// Every variant, the default first.
-    pub const ALL: [ConvVariant; 2] = [ConvVariant::Flat, ConvVariant::Rows];
+    pub const ALL: [ConvVariant; 3] = [ConvVariant::Flat, ConvVariant::Rows, ConvVariant::Broadcast];
+
+    /// The variants this device can compile: all but [`ConvVariant::Broadcast`] without
+    /// subgroups of at least [`BCAST_LANES`].
+    pub fn offered(ctx: &GpuContext) -> Vec<ConvVariant> {
+        let subgroups = ctx.has_subgroups_of(BCAST_LANES);
+        Self::ALL.into_iter().filter(|v| *v != ConvVariant::Broadcast || subgroups).collect()
+    }
 
     /// Whether this variant computes `p` (its input gradient when `backward`): the rows kernels
     /// take kernels of 3 or 5, strides of 1 or 2 and padding less than the kernel (their windows
-    /// are sized for those), the backward exactly [`ROWS_IN_CHANNELS`] input channels.
+    /// are sized for those), the backward exactly [`ROWS_IN_CHANNELS`] input channels; the
+    /// broadcast backward at most [`OUT_BLOCK`] output channels.
     pub fn fits(self, p: &ConvParams, backward: bool) -> bool {
         self == ConvVariant::Flat
             || (matches!(p.kernel, 3 | 5)
+                && (self == ConvVariant::Rows || !backward || p.out_c <= OUT_BLOCK)
                 && matches!(p.stride, 1 | 2)
                 && p.pad_x < p.kernel
                 && p.pad_y < p.kernel
@@ -253,6 +286,8 @@ impl ConvVariant {
 /// The kernels of `conv.wgsl`.
 pub struct StemConv {
     modules: Modules,
+    /// `conv_broadcast.wgsl`'s modules (compiled only if a broadcast kernel is asked for).
+    broadcast_modules: Modules,
     forward: Kernel,
     backward: Kernel,
     activation_backward: Kernel,
@@ -270,13 +305,14 @@ impl StemConv {
             backward: modules.kernel(ctx, BACKWARD),
             activation_backward: modules.kernel(ctx, ACTIVATION_BACKWARD),
             rows: Specialized::default(),
+            broadcast_modules: Modules::new(Shader::ConvBroadcast, precision),
             modules,
         }
     }
 
     /// The convolution, in the variant the device's tuner chose.
     pub fn forward(&self, ctx: &GpuContext, buffers: ConvForward, p: &ConvParams) -> BoundOp {
-        let fitting: Vec<_> = ConvVariant::ALL.into_iter().filter(|v| v.fits(p, false)).collect();
+        let fitting: Vec<_> = ConvVariant::offered(ctx).into_iter().filter(|v| v.fits(p, false)).collect();
         let variant =
             ctx.tuner().pick(Family::Stem, &shape_key("forward", p, self.modules.precision()), &fitting, |v| {
                 // The buffers it writes are stand-ins: the plan's may hold values in use.
@@ -292,7 +328,7 @@ impl StemConv {
     /// dL/d image += the transposed convolution of dL/d(pre-activation), in the variant the
     /// device's tuner chose.
     pub fn backward(&self, ctx: &GpuContext, buffers: ConvBackward, p: &ConvParams) -> BoundOp {
-        let fitting: Vec<_> = ConvVariant::ALL.into_iter().filter(|v| v.fits(p, true)).collect();
+        let fitting: Vec<_> = ConvVariant::offered(ctx).into_iter().filter(|v| v.fits(p, true)).collect();
         let variant =
             ctx.tuner().pick(Family::Stem, &shape_key("backward", p, self.modules.precision()), &fitting, |v| {
                 let grad_input = scratch_like(ctx, buffers.grad_input);
@@ -319,7 +355,11 @@ impl StemConv {
             }
             ConvVariant::Rows => {
                 let grid = [p.out_w.div_ceil(super::depthwise::ROW_LANES), p.out_h, p.out_c.div_ceil(OUT_BLOCK)];
-                self.rows_kernel(ctx, false, p).bind(ctx, p, &buffers.buffers(), grid)
+                self.rows_kernel(ctx, ROWS_FORWARD, p).bind(ctx, p, &buffers.buffers(), grid)
+            }
+            ConvVariant::Broadcast => {
+                let grid = [p.out_w.div_ceil(BCAST_LANES), p.out_h, p.out_c.div_ceil(OUT_BLOCK)];
+                self.rows_kernel(ctx, BROADCAST_FORWARD, p).bind(ctx, p, &buffers.buffers(), grid)
             }
         }
     }
@@ -342,17 +382,22 @@ impl StemConv {
             ConvVariant::Rows => {
                 use super::depthwise::{ROW_LANES, ROW_OUTS};
                 let grid = [p.in_w.div_ceil(ROW_LANES * ROW_OUTS), p.in_h, 1];
-                self.rows_kernel(ctx, true, p).bind(ctx, p, &buffers.buffers(), grid)
+                self.rows_kernel(ctx, ROWS_BACKWARD, p).bind(ctx, p, &buffers.buffers(), grid)
+            }
+            ConvVariant::Broadcast => {
+                let grid = [p.in_w.div_ceil(BCAST_LANES), p.in_h, 1];
+                self.rows_kernel(ctx, BROADCAST_BACKWARD, p).bind(ctx, p, &buffers.buffers(), grid)
             }
         }
     }
 
-    /// The rows kernel for `p`'s kernel size, stride and padding (compiled on first use).
-    fn rows_kernel(&self, ctx: &GpuContext, backward: bool, p: &ConvParams) -> Kernel {
-        let spec = if backward { ROWS_BACKWARD } else { ROWS_FORWARD };
+    /// A rows or broadcast kernel for `p`'s kernel size, stride and padding (compiled on first
+    /// use).
+    fn rows_kernel(&self, ctx: &GpuContext, spec: KernelSpec, p: &ConvParams) -> Kernel {
         let constants =
             [("CONV_K", f64::from(p.kernel)), ("CONV_S", f64::from(p.stride)), ("CONV_PAD", f64::from(p.pad_x))];
-        self.rows.get(ctx, &self.modules, spec, &constants)
+        let modules = if spec.shader == Shader::ConvBroadcast { &self.broadcast_modules } else { &self.modules };
+        self.rows.get(ctx, modules, spec, &constants)
     }
 
     /// dL/dY → dL/dZ in place, timed under `family` (the layer it belongs to).

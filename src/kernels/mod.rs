@@ -62,6 +62,9 @@ pub fn wgsl_constants() -> String {
                 ("PRODUCT_LANES", pointwise::LANES),
                 ("MAX_LANE_ROWS", pointwise::MAX_LANE_ROWS),
                 ("GRAM_LANES", pointwise::GRAM_LANES),
+                ("BCAST_LANES", pointwise::BCAST_LANES),
+                ("BCAST_ROWS", pointwise::BCAST_ROWS),
+                ("BCAST_COLS", pointwise::BCAST_COLS),
                 ("ROW_LANES", depthwise::ROW_LANES),
                 ("ROW_OUTS", depthwise::ROW_OUTS),
                 ("ROW_WINDOW", depthwise::ROW_WINDOW),
@@ -93,10 +96,16 @@ const COMMON: &str = include_str!("../../shaders/common.wgsl");
 pub enum Shader {
     /// `conv.wgsl`: the stem and the in-place activation backward.
     Conv,
+    /// `conv.wgsl` followed by `conv_broadcast.wgsl`: the stem kernels that share loads through
+    /// subgroup operations, compiled only on devices that have them.
+    ConvBroadcast,
     /// `depthwise.wgsl`.
     Depthwise,
     /// `pointwise.wgsl`: every product and the residual connection.
     Pointwise,
+    /// `pointwise.wgsl` followed by `pointwise_broadcast.wgsl`: the products that share loads
+    /// through subgroup operations, compiled only on devices that have them.
+    PointwiseBroadcast,
     /// `squeeze_excite.wgsl`.
     SqueezeExcite,
     /// `losses.wgsl`.
@@ -115,10 +124,12 @@ pub enum Shader {
 
 impl Shader {
     /// Every shader file.
-    pub const ALL: [Shader; 10] = [
+    pub const ALL: [Shader; 12] = [
         Shader::Conv,
+        Shader::ConvBroadcast,
         Shader::Depthwise,
         Shader::Pointwise,
+        Shader::PointwiseBroadcast,
         Shader::SqueezeExcite,
         Shader::Losses,
         Shader::Optim,
@@ -132,8 +143,10 @@ impl Shader {
     pub fn file_name(self) -> &'static str {
         match self {
             Shader::Conv => "conv.wgsl",
+            Shader::ConvBroadcast => "conv_broadcast.wgsl",
             Shader::Depthwise => "depthwise.wgsl",
             Shader::Pointwise => "pointwise.wgsl",
+            Shader::PointwiseBroadcast => "pointwise_broadcast.wgsl",
             Shader::SqueezeExcite => "squeeze_excite.wgsl",
             Shader::Losses => "losses.wgsl",
             Shader::Optim => "optim.wgsl",
@@ -147,8 +160,15 @@ impl Shader {
     fn body(self) -> &'static str {
         match self {
             Shader::Conv => include_str!("../../shaders/conv.wgsl"),
+            Shader::ConvBroadcast => {
+                concat!(include_str!("../../shaders/conv.wgsl"), include_str!("../../shaders/conv_broadcast.wgsl"))
+            }
             Shader::Depthwise => include_str!("../../shaders/depthwise.wgsl"),
             Shader::Pointwise => include_str!("../../shaders/pointwise.wgsl"),
+            Shader::PointwiseBroadcast => concat!(
+                include_str!("../../shaders/pointwise.wgsl"),
+                include_str!("../../shaders/pointwise_broadcast.wgsl")
+            ),
             Shader::SqueezeExcite => include_str!("../../shaders/squeeze_excite.wgsl"),
             Shader::Losses => include_str!("../../shaders/losses.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
@@ -163,6 +183,16 @@ impl Shader {
     /// types, the constants header, `common.wgsl`, then the file.
     pub fn source(self, spec: Option<&KernelSpec>, precision: Precision) -> String {
         format!("{}{}\n{COMMON}\n{}", storage_types(self, spec, precision), wgsl_constants(), self.body())
+    }
+
+    /// Whether this shader's source holds `other`'s entry points (its own, and the file a
+    /// broadcast source appends to).
+    pub fn includes(self, other: Shader) -> bool {
+        self == other
+            || matches!(
+                (self, other),
+                (Shader::PointwiseBroadcast, Shader::Pointwise) | (Shader::ConvBroadcast, Shader::Conv)
+            )
     }
 
     /// Compiles the source with every storage type f32 (the viewer's render pipeline).
@@ -418,7 +448,7 @@ pub fn storage_alias(binding_name: &str) -> String {
 pub fn storage_types(shader: Shader, spec: Option<&KernelSpec>, precision: Precision) -> String {
     let mut aliases: Vec<String> = all_specs()
         .iter()
-        .filter(|s| s.shader == shader)
+        .filter(|s| shader.includes(s.shader))
         .flat_map(|s| s.storage.iter())
         .filter(|b| b.holds == Holds::Activations)
         .map(|b| storage_alias(b.name))

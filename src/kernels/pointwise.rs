@@ -22,6 +22,16 @@ pub const LANES: u32 = 16;
 pub const GRAM_LANES: u32 = 16;
 /// Most output rows one lanes invocation keeps in registers (`MAX_LANE_ROWS` in WGSL).
 pub const MAX_LANE_ROWS: u32 = 8;
+/// Invocations of a `pointwise_broadcast` workgroup: one subgroup, whose lanes share loads
+/// (`BCAST_LANES` in WGSL). The variant needs subgroups at least this wide.
+pub const BCAST_LANES: u32 = 8;
+/// Output rows of a `pointwise_broadcast` workgroup (`BCAST_ROWS` in WGSL): two loads of A per lane.
+pub const BCAST_ROWS: u32 = 2 * BCAST_LANES;
+/// Output columns of a `pointwise_broadcast` workgroup (`BCAST_COLS` in WGSL): eight per lane.
+pub const BCAST_COLS: u32 = 8 * BCAST_LANES;
+/// The flags `pointwise_broadcast` takes as a pipeline constant (`BCAST_FLAGS`): those that
+/// decide where its operands are read.
+const BCAST_LAYOUT_FLAGS: u32 = flags::TRANSPOSE_A | flags::TRANSPOSE_B | flags::GRAD_ACT_B | flags::SYMMETRIC;
 
 /// Flag bits of [`PointwiseParams::flags`] (`FLAG_*` in WGSL).
 pub mod flags {
@@ -167,13 +177,17 @@ impl Operands {
     /// The pipeline's spec for `variant`: the tiled kernel, or the lanes kernel of the
     /// operands' layout (`gram_lanes` reads B transposed, the others `pointwise_lanes`).
     fn spec(self, variant: ProductVariant) -> KernelSpec {
-        match (self, variant.is_tiled()) {
-            (Operands::Features, true) => PRODUCT,
-            (Operands::Gram, true) => GRAM_PRODUCT,
-            (Operands::Floats, true) => FLOAT_PRODUCT,
-            (Operands::Features, false) => PRODUCT_LANES_SPEC,
-            (Operands::Gram, false) => GRAM_LANES_SPEC,
-            (Operands::Floats, false) => FLOAT_LANES_SPEC,
+        let tiled = variant.is_tiled();
+        match (self, variant) {
+            (Operands::Features, ProductVariant::Broadcast) => BROADCAST_SPEC,
+            (Operands::Gram, ProductVariant::Broadcast) => GRAM_BROADCAST_SPEC,
+            (Operands::Floats, ProductVariant::Broadcast) => FLOAT_BROADCAST_SPEC,
+            (Operands::Features, _) if tiled => PRODUCT,
+            (Operands::Gram, _) if tiled => GRAM_PRODUCT,
+            (Operands::Floats, _) if tiled => FLOAT_PRODUCT,
+            (Operands::Features, _) => PRODUCT_LANES_SPEC,
+            (Operands::Gram, _) => GRAM_LANES_SPEC,
+            (Operands::Floats, _) => FLOAT_LANES_SPEC,
         }
     }
 
@@ -303,7 +317,23 @@ pub const GRAM_LANES_SPEC: KernelSpec = KernelSpec {
 /// `pointwise_lanes` on f32 operands.
 pub const FLOAT_LANES_SPEC: KernelSpec = KernelSpec { storage: FLOAT_LANES_BINDINGS, ..PRODUCT_LANES_SPEC };
 
-/// Every kernel of the file.
+/// `pointwise_broadcast`: the product whose lanes share loads through subgroup broadcasts
+/// (CPU-like adapters with subgroups; `shaders/pointwise_broadcast.wgsl`).
+pub const BROADCAST_SPEC: KernelSpec = KernelSpec {
+    entry: "pointwise_broadcast",
+    shader: Shader::PointwiseBroadcast,
+    workgroup_size: [BCAST_LANES, 1, 1],
+    overrides: &["BCAST_FLAGS"],
+    ..PRODUCT
+};
+
+/// `pointwise_broadcast` computing a Gram matrix.
+pub const GRAM_BROADCAST_SPEC: KernelSpec = KernelSpec { storage: GRAM_BINDINGS, ..BROADCAST_SPEC };
+
+/// `pointwise_broadcast` on f32 operands.
+pub const FLOAT_BROADCAST_SPEC: KernelSpec = KernelSpec { storage: FLOAT_BINDINGS, ..BROADCAST_SPEC };
+
+/// Every kernel of the file (and of `pointwise_broadcast.wgsl`).
 pub const SPECS: &[KernelSpec] = &[
     PRODUCT,
     GRAM_PRODUCT,
@@ -311,6 +341,9 @@ pub const SPECS: &[KernelSpec] = &[
     PRODUCT_LANES_SPEC,
     GRAM_LANES_SPEC,
     FLOAT_LANES_SPEC,
+    BROADCAST_SPEC,
+    GRAM_BROADCAST_SPEC,
+    FLOAT_BROADCAST_SPEC,
     RESIDUAL_FORWARD,
     RESIDUAL_BACKWARD,
 ];
@@ -334,6 +367,12 @@ pub enum ProductVariant {
     /// The same with 8 rows ([`MAX_LANE_ROWS`]): each B load feeds twice the multiply-adds, in
     /// twice the registers.
     Lanes8,
+    /// `pointwise_broadcast`: every load fetches a distinct value per lane and the lanes share
+    /// A's through subgroup broadcasts ([`BCAST_ROWS`] × [`BCAST_COLS`] outputs per workgroup of
+    /// one subgroup). On lavapipe a load costs the same whether its lanes read one address or
+    /// eight, so this does a fraction of the lanes variants' loads. Needs subgroups of at least
+    /// [`BCAST_LANES`] ([`ProductVariant::offered`]).
+    Broadcast,
 }
 
 impl Variant for ProductVariant {
@@ -343,14 +382,27 @@ impl Variant for ProductVariant {
             ProductVariant::TiledSmall => "tiled1",
             ProductVariant::Lanes4 => "lanes4",
             ProductVariant::Lanes8 => "lanes8",
+            ProductVariant::Broadcast => "broadcast",
         }
     }
 }
 
 impl ProductVariant {
     /// Every variant, the default first.
-    pub const ALL: [ProductVariant; 4] =
-        [ProductVariant::Tiled, ProductVariant::TiledSmall, ProductVariant::Lanes4, ProductVariant::Lanes8];
+    pub const ALL: [ProductVariant; 5] = [
+        ProductVariant::Tiled,
+        ProductVariant::TiledSmall,
+        ProductVariant::Lanes4,
+        ProductVariant::Lanes8,
+        ProductVariant::Broadcast,
+    ];
+
+    /// The variants this device can compile: all but [`ProductVariant::Broadcast`] without
+    /// subgroups of at least [`BCAST_LANES`].
+    pub fn offered(ctx: &GpuContext) -> Vec<ProductVariant> {
+        let subgroups = ctx.has_subgroups_of(BCAST_LANES);
+        Self::ALL.into_iter().filter(|v| *v != ProductVariant::Broadcast || subgroups).collect()
+    }
 
     /// Whether this is a `pointwise_forward` variant (workgroup tiles).
     fn is_tiled(self) -> bool {
@@ -363,24 +415,25 @@ impl ProductVariant {
         match self {
             ProductVariant::Tiled => Some(tile_shape(m, n, symmetric)),
             ProductVariant::TiledSmall => Some((1, 1)),
-            ProductVariant::Lanes4 | ProductVariant::Lanes8 => None,
+            ProductVariant::Lanes4 | ProductVariant::Lanes8 | ProductVariant::Broadcast => None,
         }
     }
 
     /// Output rows per workgroup of a lanes variant (`LANE_ROWS` in WGSL; none for the tiled).
     fn lane_rows(self) -> Option<u32> {
         match self {
-            ProductVariant::Tiled | ProductVariant::TiledSmall => None,
+            ProductVariant::Tiled | ProductVariant::TiledSmall | ProductVariant::Broadcast => None,
             ProductVariant::Lanes4 => Some(4),
             ProductVariant::Lanes8 => Some(MAX_LANE_ROWS),
         }
     }
 
-    /// Whether this variant can compute `p` with these buffers: the lanes kernels read every
+    /// Whether this variant can compute `p` with these buffers (the tiled and broadcast ones any
+    /// product; see [`ProductVariant::offered`] for the device): the lanes kernels read every
     /// operand as vec4, so the dimensions they step through four at a time must be multiples of
     /// 4, and every buffer they read whole vec4s of (the bias after the weights included).
     pub fn fits(self, p: &PointwiseParams, operands: Operands, buffers: &ProductBuffers, precision: Precision) -> bool {
-        if self.is_tiled() {
+        if self.is_tiled() || self == ProductVariant::Broadcast {
             return true;
         }
         let has = |f| p.flags & f != 0;
@@ -408,6 +461,8 @@ impl ProductVariant {
 /// their row counts; each compiled on first use) and the residual connection.
 pub struct Products {
     modules: Modules,
+    /// `pointwise_broadcast.wgsl`'s modules (compiled only if a broadcast product is asked for).
+    broadcast_modules: Modules,
     /// The product kernels by operands, variant and tile shape (compiled on first use).
     kernels: Specialized,
     residual_forward: Kernel,
@@ -423,6 +478,7 @@ impl Products {
             residual_forward: modules.kernel(ctx, RESIDUAL_FORWARD),
             residual_backward: modules.kernel(ctx, RESIDUAL_BACKWARD),
             kernels: Specialized::default(),
+            broadcast_modules: Modules::new(Shader::PointwiseBroadcast, precision),
             modules,
         }
     }
@@ -466,7 +522,7 @@ impl Products {
     ) -> BoundOp {
         let precision = self.precision();
         let fitting: Vec<ProductVariant> =
-            ProductVariant::ALL.into_iter().filter(|v| v.fits(p, operands, &buffers, precision)).collect();
+            ProductVariant::offered(ctx).into_iter().filter(|v| v.fits(p, operands, &buffers, precision)).collect();
         let shape = format!("m{} k{} n{} flags{} chunk{}", p.m, p.k, p.n, p.flags, p.k_chunk);
         let shape = if operands == Operands::Floats { shape } else { super::precision_key(shape, precision) };
         let variant = ctx.tuner().pick(family, &shape, &fitting, |variant| {
@@ -508,6 +564,12 @@ impl Products {
                 let across = if transpose_b { p.n.div_ceil(GRAM_LANES) } else { (p.n / 4).div_ceil(LANES) };
                 let kernel = self.kernels.get(ctx, &self.modules, spec, &[("LANE_ROWS", f64::from(rows))]);
                 kernel.bind(ctx, p, &buffers.buffers(), [across, p.m.div_ceil(rows), splits])
+            }
+            ProductVariant::Broadcast => {
+                let constants = [("BCAST_FLAGS", f64::from(p.flags & BCAST_LAYOUT_FLAGS))];
+                let kernel = self.kernels.get(ctx, &self.broadcast_modules, spec, &constants);
+                let grid = [p.n.div_ceil(BCAST_COLS), p.m.div_ceil(BCAST_ROWS), splits];
+                kernel.bind(ctx, p, &buffers.buffers(), grid)
             }
         }
     }

@@ -30,7 +30,7 @@ pub fn gpu_with(request: DeviceRequest) -> Option<GpuContext> {
             eprintln!("skipping GPU test: {e}");
             None
         }
-        Err(e) => panic!("NEURAL_STYLE_REQUIRE_GPU=1 but no GPU: {e}"),
+        Err(e) => panic!("NEURAL_STYLE_REQUIRE_GPU=1 but no GPU: {e:#}"),
     }
 }
 

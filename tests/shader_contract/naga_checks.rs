@@ -49,9 +49,15 @@ pub struct StructLayout {
 /// source excerpt.
 pub fn parse_and_validate(src: &str) -> Result<(Module, ModuleInfo), String> {
     let module = naga::front::wgsl::parse_str(src).map_err(|e| e.emit_to_string(src))?;
-    let info = Validator::new(ValidationFlags::all(), Capabilities::default() | Capabilities::SHADER_FLOAT16)
-        .validate(&module)
-        .map_err(|e| e.emit_to_string(src))?;
+    // Subgroup operations as wgpu enables them with `Features::SUBGROUP` (the broadcast products).
+    let info = Validator::new(
+        ValidationFlags::all(),
+        Capabilities::default() | Capabilities::SHADER_FLOAT16 | Capabilities::SUBGROUP,
+    )
+    .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+    .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+    .validate(&module)
+    .map_err(|e| e.emit_to_string(src))?;
     Ok((module, info))
 }
 

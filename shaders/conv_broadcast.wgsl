@@ -1,0 +1,112 @@
+
+// ---- Shaped for CPU-like adapters with subgroups: broadcast ----
+// (Appended to conv.wgsl when the device has subgroup operations; see pointwise_broadcast.wgsl
+// for why.) One subgroup of BCAST_LANES invocations per workgroup, one row segment of
+// BCAST_LANES pixels, each lane one pixel. The weights every pixel needs are loaded eight to a
+// load (lane l holds output channel o0 + l's, or o0 + BCAST_LANES + l's) and handed round with
+// subgroupBroadcast, where the rows kernels load each for every lane alike. The kernel size,
+// stride and padding are the rows kernels' pipeline constants.
+
+// The sixteen values lanes 0..7 hold in lo and hi, in that order.
+fn broadcast16(lo: f32, hi: f32) -> array<f32, 16> {
+    return array<f32, 16>(
+        subgroupBroadcast(lo, 0u), subgroupBroadcast(lo, 1u), subgroupBroadcast(lo, 2u), subgroupBroadcast(lo, 3u),
+        subgroupBroadcast(lo, 4u), subgroupBroadcast(lo, 5u), subgroupBroadcast(lo, 6u), subgroupBroadcast(lo, 7u),
+        subgroupBroadcast(hi, 0u), subgroupBroadcast(hi, 1u), subgroupBroadcast(hi, 2u), subgroupBroadcast(hi, 3u),
+        subgroupBroadcast(hi, 4u), subgroupBroadcast(hi, 5u), subgroupBroadcast(hi, 6u), subgroupBroadcast(hi, 7u),
+    );
+}
+
+// Output pixel wid.x · BCAST_LANES + lane of row wid.y, output channels wid.z · 16 … + 15.
+@compute @workgroup_size(BCAST_LANES)
+fn conv_broadcast_forward(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let x = min(wid.x * BCAST_LANES + lane, p.out_w - 1u);
+    let y = wid.y;
+    let o0 = wid.z * 16u;
+    let taps = p.in_c * CONV_K * CONV_K;
+    // Channels past out_c read the last one's weights; they are never stored.
+    let o_lo = min(o0 + lane, p.out_c - 1u);
+    let o_hi = min(o0 + BCAST_LANES + lane, p.out_c - 1u);
+    var acc = broadcast16(weights[p.out_c * taps + o_lo], weights[p.out_c * taps + o_hi]);
+    let ix0 = i32(x * CONV_S) - i32(p.pad_x);
+    let last_x = i32(p.in_w) - 1;
+    for (var i = 0u; i < p.in_c; i++) {
+        for (var ky = 0u; ky < CONV_K; ky++) {
+            let iy = i32(y * CONV_S + ky) - i32(p.pad_y);
+            // A row above or below the image: the same for every lane, so the loop stays uniform.
+            if iy < 0 || iy >= i32(p.in_h) {
+                continue;
+            }
+            let row = (i * p.in_h + u32(iy)) * p.in_w;
+            for (var kx = 0u; kx < CONV_K; kx++) {
+                let ix = ix0 + i32(kx);
+                // Normalized, then zero-padded.
+                let raw = input[row + u32(clamp(ix, 0, last_x))] * p.scale[i % 3u] + p.shift[i % 3u];
+                let v = select(0.0, raw, ix >= 0 && ix <= last_x);
+                let tap = (i * CONV_K + ky) * CONV_K + kx;
+                let w = broadcast16(weights[o_lo * taps + tap], weights[o_hi * taps + tap]);
+                for (var o = 0u; o < 16u; o++) {
+                    acc[o] += w[o] * v;
+                }
+            }
+        }
+    }
+    if wid.x * BCAST_LANES + lane >= p.out_w {
+        return;
+    }
+    let pixels = p.out_h * p.out_w;
+    for (var o = 0u; o < 16u; o++) {
+        if o0 + o < p.out_c {
+            let idx = (o0 + o) * pixels + y * p.out_w + x;
+            output[idx] = output_t(activate(acc[o], p.act, p.cap));
+            if p.store_preact == 1u {
+                preact[idx] = preact_t(acc[o]);
+            }
+        }
+    }
+}
+
+// The image gradient at pixel wid.x · BCAST_LANES + lane of row wid.y, all CONV_ROWS_IN
+// channels: Σ over the output channels o and the taps (ky, kx) that reach the pixel of
+// w[o][i][ky][kx] · g[o][oy][ox]. Up to 16 output channels.
+@compute @workgroup_size(BCAST_LANES)
+fn conv_broadcast_backward(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let ix = wid.x * BCAST_LANES + lane;
+    let iy = i32(wid.y);
+    let x = i32(min(ix, p.in_w - 1u));
+    let out_pixels = p.out_h * p.out_w;
+    let o_lo = min(lane, p.out_c - 1u);
+    let o_hi = min(BCAST_LANES + lane, p.out_c - 1u);
+    var acc: array<f32, CONV_ROWS_IN>;
+    for (var ky = 0u; ky < CONV_K; ky++) {
+        // The same for every lane: the loop stays uniform.
+        let sy = tap_source(iy, ky, p.pad_y, CONV_S, p.out_h);
+        if sy < 0 {
+            continue;
+        }
+        for (var kx = 0u; kx < CONV_K; kx++) {
+            let sx = tap_source(x, kx, CONV_PAD, CONV_S, p.out_w);
+            let opix = u32(sy) * p.out_w + u32(max(sx, 0));
+            var g: array<f32, 16>;
+            for (var o = 0u; o < 16u; o++) {
+                let read = select(0.0, f32(grad_output[min(o, p.out_c - 1u) * out_pixels + opix]), sx >= 0);
+                g[o] = select(0.0, read, o < p.out_c);
+            }
+            for (var i = 0u; i < CONV_ROWS_IN; i++) {
+                let tap = (i * CONV_K + ky) * CONV_K + kx;
+                let per_tap = CONV_ROWS_IN * CONV_K * CONV_K;
+                let w = broadcast16(weights[o_lo * per_tap + tap], weights[o_hi * per_tap + tap]);
+                for (var o = 0u; o < 16u; o++) {
+                    acc[i] += w[o] * g[o];
+                }
+            }
+        }
+    }
+    if ix >= p.in_w {
+        return;
+    }
+    let in_pixels = p.in_h * p.in_w;
+    for (var i = 0u; i < CONV_ROWS_IN; i++) {
+        grad_input[i * in_pixels + wid.y * p.in_w + ix] += acc[i] * p.scale[i];
+    }
+}
