@@ -6,9 +6,11 @@
 // Here every load fetches eight distinct values: lane l loads A at rows m0 + l and
 // m0 + BCAST_LANES + l, and B at columns n0 + BCAST_LANES·j + l, and the lanes hand each other
 // A's values with subgroupBroadcast (a register shuffle). A subgroup of BCAST_LANES invocations
-// per workgroup; BCAST_ROWS × BCAST_COLS outputs per workgroup, 16 × 8 per invocation. Any shape.
+// per workgroup; BCAST_ROWS output rows per workgroup and 4 · BCAST_COL_VECS columns per lane
+// (fewer for narrow products such as Gram matrices, which wide workgroups would pad). Any shape.
 // The layout flags are pipeline constants (BCAST_FLAGS: the branches fold away).
 override BCAST_FLAGS: u32 = 0u;
+override BCAST_COL_VECS: u32 = 2u;
 
 fn bc_has(flag: u32) -> bool {
     return (BCAST_FLAGS & flag) != 0u;
@@ -34,11 +36,13 @@ fn bc_b(k: u32, n: u32) -> f32 {
 
 @compute @workgroup_size(BCAST_LANES)
 fn pointwise_broadcast(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let per_lane = 4u * BCAST_COL_VECS;
+    let width = BCAST_LANES * per_lane;
     let m0 = wid.y * BCAST_ROWS;
-    let n0 = wid.x * BCAST_COLS;
+    let n0 = wid.x * width;
     // A symmetric product skips the workgroups wholly below the diagonal.
     let symmetric = bc_has(FLAG_SYMMETRIC);
-    if symmetric && m0 >= n0 + BCAST_COLS {
+    if symmetric && m0 >= n0 + width {
         return;
     }
     let range = k_range(wid.z);
@@ -46,7 +50,7 @@ fn pointwise_broadcast(@builtin(subgroup_invocation_id) lane: u32, @builtin(work
     let row_lo = min(m0 + lane, p.m - 1u);
     let row_hi = min(m0 + BCAST_LANES + lane, p.m - 1u);
     var cols: array<u32, 8>;
-    for (var j = 0u; j < 8u; j++) {
+    for (var j = 0u; j < per_lane; j++) {
         cols[j] = min(n0 + BCAST_LANES * j + lane, p.n - 1u);
     }
     // acc_lo[i] holds row m0 + i at the lane's columns 0..3, acc_hi[i] at 4..7.
@@ -56,7 +60,10 @@ fn pointwise_broadcast(@builtin(subgroup_invocation_id) lane: u32, @builtin(work
         let a_lo = bc_a(row_lo, k);
         let a_hi = bc_a(row_hi, k);
         let b_lo = vec4<f32>(bc_b(k, cols[0]), bc_b(k, cols[1]), bc_b(k, cols[2]), bc_b(k, cols[3]));
-        let b_hi = vec4<f32>(bc_b(k, cols[4]), bc_b(k, cols[5]), bc_b(k, cols[6]), bc_b(k, cols[7]));
+        var b_hi = vec4<f32>();
+        if BCAST_COL_VECS == 2u {
+            b_hi = vec4<f32>(bc_b(k, cols[4]), bc_b(k, cols[5]), bc_b(k, cols[6]), bc_b(k, cols[7]));
+        }
         let a = array<f32, BCAST_ROWS>(
             subgroupBroadcast(a_lo, 0u), subgroupBroadcast(a_lo, 1u), subgroupBroadcast(a_lo, 2u),
             subgroupBroadcast(a_lo, 3u), subgroupBroadcast(a_lo, 4u), subgroupBroadcast(a_lo, 5u),
@@ -67,7 +74,9 @@ fn pointwise_broadcast(@builtin(subgroup_invocation_id) lane: u32, @builtin(work
         );
         for (var i = 0u; i < BCAST_ROWS; i++) {
             acc_lo[i] += a[i] * b_lo;
-            acc_hi[i] += a[i] * b_hi;
+            if BCAST_COL_VECS == 2u {
+                acc_hi[i] += a[i] * b_hi;
+            }
         }
     }
     for (var i = 0u; i < BCAST_ROWS; i++) {
@@ -75,7 +84,7 @@ fn pointwise_broadcast(@builtin(subgroup_invocation_id) lane: u32, @builtin(work
         if m >= p.m {
             break;
         }
-        for (var j = 0u; j < 8u; j++) {
+        for (var j = 0u; j < per_lane; j++) {
             let n = n0 + BCAST_LANES * j + lane;
             if n >= p.n {
                 break;

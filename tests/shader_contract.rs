@@ -99,6 +99,7 @@ fn override_values(name: &str) -> &'static [f64] {
         // The layout flags of a product (kernels::pointwise::flags): plain, transposed A, an
         // input gradient, a Gram matrix, a symmetric one.
         "BCAST_FLAGS" => &[0.0, 8.0, 40.0, 16.0, 144.0],
+        "BCAST_COL_VECS" => &[1.0, 2.0],
         "DW_K" | "CONV_K" => &[3.0, 5.0],
         "DW_S" | "CONV_S" => &[1.0, 2.0],
         "DW_PAD" | "CONV_PAD" => &[0.0, 1.0, 2.0],

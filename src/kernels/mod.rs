@@ -64,7 +64,6 @@ pub fn wgsl_constants() -> String {
                 ("GRAM_LANES", pointwise::GRAM_LANES),
                 ("BCAST_LANES", pointwise::BCAST_LANES),
                 ("BCAST_ROWS", pointwise::BCAST_ROWS),
-                ("BCAST_COLS", pointwise::BCAST_COLS),
                 ("ROW_LANES", depthwise::ROW_LANES),
                 ("ROW_OUTS", depthwise::ROW_OUTS),
                 ("ROW_WINDOW", depthwise::ROW_WINDOW),

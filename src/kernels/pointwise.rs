@@ -27,8 +27,6 @@ pub const MAX_LANE_ROWS: u32 = 8;
 pub const BCAST_LANES: u32 = 8;
 /// Output rows of a `pointwise_broadcast` workgroup (`BCAST_ROWS` in WGSL): two loads of A per lane.
 pub const BCAST_ROWS: u32 = 2 * BCAST_LANES;
-/// Output columns of a `pointwise_broadcast` workgroup (`BCAST_COLS` in WGSL): eight per lane.
-pub const BCAST_COLS: u32 = 8 * BCAST_LANES;
 /// The flags `pointwise_broadcast` takes as a pipeline constant (`BCAST_FLAGS`): those that
 /// decide where its operands are read.
 const BCAST_LAYOUT_FLAGS: u32 = flags::TRANSPOSE_A | flags::TRANSPOSE_B | flags::GRAD_ACT_B | flags::SYMMETRIC;
@@ -178,10 +176,11 @@ impl Operands {
     /// operands' layout (`gram_lanes` reads B transposed, the others `pointwise_lanes`).
     fn spec(self, variant: ProductVariant) -> KernelSpec {
         let tiled = variant.is_tiled();
+        let broadcast = variant.broadcast_columns().is_some();
         match (self, variant) {
-            (Operands::Features, ProductVariant::Broadcast) => BROADCAST_SPEC,
-            (Operands::Gram, ProductVariant::Broadcast) => GRAM_BROADCAST_SPEC,
-            (Operands::Floats, ProductVariant::Broadcast) => FLOAT_BROADCAST_SPEC,
+            (Operands::Features, _) if broadcast => BROADCAST_SPEC,
+            (Operands::Gram, _) if broadcast => GRAM_BROADCAST_SPEC,
+            (Operands::Floats, _) if broadcast => FLOAT_BROADCAST_SPEC,
             (Operands::Features, _) if tiled => PRODUCT,
             (Operands::Gram, _) if tiled => GRAM_PRODUCT,
             (Operands::Floats, _) if tiled => FLOAT_PRODUCT,
@@ -323,7 +322,7 @@ pub const BROADCAST_SPEC: KernelSpec = KernelSpec {
     entry: "pointwise_broadcast",
     shader: Shader::PointwiseBroadcast,
     workgroup_size: [BCAST_LANES, 1, 1],
-    overrides: &["BCAST_FLAGS"],
+    overrides: &["BCAST_FLAGS", "BCAST_COL_VECS"],
     ..PRODUCT
 };
 
@@ -368,11 +367,14 @@ pub enum ProductVariant {
     /// twice the registers.
     Lanes8,
     /// `pointwise_broadcast`: every load fetches a distinct value per lane and the lanes share
-    /// A's through subgroup broadcasts ([`BCAST_ROWS`] × [`BCAST_COLS`] outputs per workgroup of
-    /// one subgroup). On lavapipe a load costs the same whether its lanes read one address or
-    /// eight, so this does a fraction of the lanes variants' loads. Needs subgroups of at least
-    /// [`BCAST_LANES`] ([`ProductVariant::offered`]).
-    Broadcast,
+    /// A's through subgroup broadcasts ([`BCAST_ROWS`] rows and 8 columns per lane, in a
+    /// workgroup of one subgroup). On lavapipe a load costs the same whether its lanes read one
+    /// address or eight, so this does a fraction of the lanes variants' loads. Needs subgroups
+    /// of at least [`BCAST_LANES`] ([`ProductVariant::offered`]).
+    Broadcast8,
+    /// The same with 4 columns per lane: half as wide, for narrow products (Gram matrices)
+    /// that 8 would pad.
+    Broadcast4,
 }
 
 impl Variant for ProductVariant {
@@ -382,26 +384,38 @@ impl Variant for ProductVariant {
             ProductVariant::TiledSmall => "tiled1",
             ProductVariant::Lanes4 => "lanes4",
             ProductVariant::Lanes8 => "lanes8",
-            ProductVariant::Broadcast => "broadcast",
+            ProductVariant::Broadcast8 => "broadcast8",
+            ProductVariant::Broadcast4 => "broadcast4",
         }
     }
 }
 
 impl ProductVariant {
     /// Every variant, the default first.
-    pub const ALL: [ProductVariant; 5] = [
+    pub const ALL: [ProductVariant; 6] = [
         ProductVariant::Tiled,
         ProductVariant::TiledSmall,
         ProductVariant::Lanes4,
         ProductVariant::Lanes8,
-        ProductVariant::Broadcast,
+        ProductVariant::Broadcast8,
+        ProductVariant::Broadcast4,
     ];
 
-    /// The variants this device can compile: all but [`ProductVariant::Broadcast`] without
-    /// subgroups of at least [`BCAST_LANES`].
+    /// The variants this device can compile: all but the broadcast ones without subgroups of
+    /// at least [`BCAST_LANES`].
     pub fn offered(ctx: &GpuContext) -> Vec<ProductVariant> {
         let subgroups = ctx.has_subgroups_of(BCAST_LANES);
-        Self::ALL.into_iter().filter(|v| *v != ProductVariant::Broadcast || subgroups).collect()
+        Self::ALL.into_iter().filter(|v| v.broadcast_columns().is_none() || subgroups).collect()
+    }
+
+    /// Output columns per lane of a broadcast variant (`4 · BCAST_COL_VECS` in WGSL); none for
+    /// the others.
+    fn broadcast_columns(self) -> Option<u32> {
+        match self {
+            ProductVariant::Broadcast8 => Some(8),
+            ProductVariant::Broadcast4 => Some(4),
+            _ => None,
+        }
     }
 
     /// Whether this is a `pointwise_forward` variant (workgroup tiles).
@@ -415,16 +429,16 @@ impl ProductVariant {
         match self {
             ProductVariant::Tiled => Some(tile_shape(m, n, symmetric)),
             ProductVariant::TiledSmall => Some((1, 1)),
-            ProductVariant::Lanes4 | ProductVariant::Lanes8 | ProductVariant::Broadcast => None,
+            _ => None,
         }
     }
 
     /// Output rows per workgroup of a lanes variant (`LANE_ROWS` in WGSL; none for the tiled).
     fn lane_rows(self) -> Option<u32> {
         match self {
-            ProductVariant::Tiled | ProductVariant::TiledSmall | ProductVariant::Broadcast => None,
             ProductVariant::Lanes4 => Some(4),
             ProductVariant::Lanes8 => Some(MAX_LANE_ROWS),
+            _ => None,
         }
     }
 
@@ -433,7 +447,7 @@ impl ProductVariant {
     /// operand as vec4, so the dimensions they step through four at a time must be multiples of
     /// 4, and every buffer they read whole vec4s of (the bias after the weights included).
     pub fn fits(self, p: &PointwiseParams, operands: Operands, buffers: &ProductBuffers, precision: Precision) -> bool {
-        if self.is_tiled() || self == ProductVariant::Broadcast {
+        if self.is_tiled() || self.broadcast_columns().is_some() {
             return true;
         }
         let has = |f| p.flags & f != 0;
@@ -565,10 +579,14 @@ impl Products {
                 let kernel = self.kernels.get(ctx, &self.modules, spec, &[("LANE_ROWS", f64::from(rows))]);
                 kernel.bind(ctx, p, &buffers.buffers(), [across, p.m.div_ceil(rows), splits])
             }
-            ProductVariant::Broadcast => {
-                let constants = [("BCAST_FLAGS", f64::from(p.flags & BCAST_LAYOUT_FLAGS))];
+            ProductVariant::Broadcast8 | ProductVariant::Broadcast4 => {
+                let columns = variant.broadcast_columns().expect("a broadcast variant");
+                let constants = [
+                    ("BCAST_FLAGS", f64::from(p.flags & BCAST_LAYOUT_FLAGS)),
+                    ("BCAST_COL_VECS", f64::from(columns / 4)),
+                ];
                 let kernel = self.kernels.get(ctx, &self.broadcast_modules, spec, &constants);
-                let grid = [p.n.div_ceil(BCAST_COLS), p.m.div_ceil(BCAST_ROWS), splits];
+                let grid = [p.n.div_ceil(BCAST_LANES * columns), p.m.div_ceil(BCAST_ROWS), splits];
                 kernel.bind(ctx, p, &buffers.buffers(), grid)
             }
         }
