@@ -98,9 +98,24 @@ override DW_PAD: u32 = 1u;
 
 @compute @workgroup_size(ROW_LANES)
 fn depthwise_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let y = wid.y;
-    let c = wid.z;
-    let x0 = gid.x * ROW_OUTS;
+    row_outputs(wid.z, wid.y, gid.x * ROW_OUTS);
+}
+
+// ---- Shaped for CPU-like adapters, channels along the lanes ----
+// The rows kernels' invocation, but the lanes of a workgroup take CHANNEL_LANES neighbouring
+// channels at the same ROW_OUTS outputs: every load is a distinct value per lane (a weight is
+// one gather for the eight channels, where the rows kernels load it once per channel for all
+// lanes), and a narrow row (16 or 32 pixels, the late layers) leaves no lane idle, where the
+// rows kernels' 64-value workgroups would.
+@compute @workgroup_size(CHANNEL_LANES)
+fn depthwise_channels_forward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    row_outputs(wid.z * CHANNEL_LANES + lane, wid.y, wid.x * ROW_OUTS);
+}
+
+// Outputs x0 … x0 + ROW_OUTS − 1 of row y of channel c (none past the last channel).
+fn row_outputs(c_in: u32, y: u32, x0: u32) {
+    // Lanes past the last channel compute its values and store nothing.
+    let c = min(c_in, p.channels - 1u);
     let bias = weights[p.channels * DW_K * DW_K + c];
     var acc: array<f32, ROW_OUTS>;
     for (var o = 0u; o < ROW_OUTS; o++) {
@@ -128,7 +143,7 @@ fn depthwise_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     }
     for (var o = 0u; o < ROW_OUTS; o++) {
         let x = x0 + o;
-        if x < p.out_w {
+        if x < p.out_w && c_in < p.channels {
             let idx = (c * p.out_h + y) * p.out_w + x;
             output[idx] = output_t(activate(acc[o], p.act, p.cap));
             if p.store_preact == 1u {
@@ -143,9 +158,18 @@ fn depthwise_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builti
 // which taps reach which of the neighbours, and where in the window, is known at compile time.
 @compute @workgroup_size(ROW_LANES)
 fn depthwise_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let iy = wid.y;
-    let c = wid.z;
-    let x0 = gid.x * ROW_OUTS;
+    row_input_gradient(wid.z, wid.y, gid.x * ROW_OUTS);
+}
+
+// The input gradient with channels along the lanes (see depthwise_channels_forward).
+@compute @workgroup_size(CHANNEL_LANES)
+fn depthwise_channels_backward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    row_input_gradient(wid.z * CHANNEL_LANES + lane, wid.y, wid.x * ROW_OUTS);
+}
+
+// Input values x0 … x0 + ROW_OUTS − 1 of row iy of channel c (none past the last channel).
+fn row_input_gradient(c_in: u32, iy: u32, x0: u32) {
+    let c = min(c_in, p.channels - 1u);
     let s = i32(DW_S);
     let pad = i32(DW_PAD);
     let k = i32(DW_K);
@@ -178,7 +202,7 @@ fn depthwise_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @built
     }
     for (var o = 0u; o < ROW_OUTS; o++) {
         let x = x0 + o;
-        if x < p.in_w {
+        if x < p.in_w && c_in < p.channels {
             let idx = (c * p.in_h + iy) * p.in_w + x;
             grad_input[idx] = grad_input_t(f32(grad_input[idx]) + acc[o]);
         }

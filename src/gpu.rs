@@ -377,10 +377,13 @@ impl GpuContext {
         self.device.features().contains(wgpu::Features::SHADER_F16)
     }
 
-    /// Whether the device runs subgroup operations in subgroups of at least `lanes` invocations
-    /// (`wgpu::Features::SUBGROUP` and the adapter's smallest subgroup size).
+    /// Whether the device has subgroup operations (`wgpu::Features::SUBGROUP`) in subgroups of
+    /// exactly `lanes` invocations, so that a workgroup of `lanes` invocations is one whole
+    /// subgroup, its invocations numbered 0 … lanes − 1 (lavapipe on 256-bit vectors: 8).
     pub fn has_subgroups_of(&self, lanes: u32) -> bool {
-        self.device.features().contains(wgpu::Features::SUBGROUP) && self.info.subgroup_min_size >= lanes
+        self.device.features().contains(wgpu::Features::SUBGROUP)
+            && self.info.subgroup_min_size == lanes
+            && self.info.subgroup_max_size == lanes
     }
 
     /// The chooser of kernel variants for this device.

@@ -240,7 +240,7 @@ pub enum ConvVariant {
     Rows,
     /// The rows kernels' shape with one pixel per lane and the weights loaded eight to a load
     /// and shared through subgroup broadcasts (CPU-like adapters with subgroups, where a load
-    /// costs the same whether its lanes read one address or eight). Needs subgroups of at least
+    /// costs the same whether its lanes read one address or eight). Needs subgroups of exactly
     /// [`BCAST_LANES`] ([`ConvVariant::offered`]).
     Broadcast,
 }
@@ -260,7 +260,7 @@ impl ConvVariant {
     pub const ALL: [ConvVariant; 3] = [ConvVariant::Flat, ConvVariant::Rows, ConvVariant::Broadcast];
 
     /// The variants this device can compile: all but [`ConvVariant::Broadcast`] without
-    /// subgroups of at least [`BCAST_LANES`].
+    /// subgroups of exactly [`BCAST_LANES`].
     pub fn offered(ctx: &GpuContext) -> Vec<ConvVariant> {
         let subgroups = ctx.has_subgroups_of(BCAST_LANES);
         Self::ALL.into_iter().filter(|v| *v != ConvVariant::Broadcast || subgroups).collect()

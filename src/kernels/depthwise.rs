@@ -151,6 +151,18 @@ pub const ROWS_FORWARD: KernelSpec = KernelSpec {
 pub const ROWS_BACKWARD: KernelSpec =
     KernelSpec { entry: "depthwise_rows_backward", storage: DepthwiseBackward::BINDINGS, ..ROWS_FORWARD };
 
+/// Invocations of a channels workgroup: neighbouring channels at the same outputs
+/// (`CHANNEL_LANES` in WGSL).
+pub const CHANNEL_LANES: u32 = 8;
+
+/// `depthwise_channels_forward`: the rows kernels' invocation with channels along the lanes.
+pub const CHANNELS_FORWARD: KernelSpec =
+    KernelSpec { entry: "depthwise_channels_forward", workgroup_size: [CHANNEL_LANES, 1, 1], ..ROWS_FORWARD };
+
+/// `depthwise_channels_backward`.
+pub const CHANNELS_BACKWARD: KernelSpec =
+    KernelSpec { entry: "depthwise_channels_backward", workgroup_size: [CHANNEL_LANES, 1, 1], ..ROWS_BACKWARD };
+
 /// One way to compute a depthwise convolution or its input gradient; the device's tuner picks
 /// per shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +172,9 @@ pub enum DepthwiseVariant {
     /// [`ROW_OUTS`] neighbours of a row per invocation, the row and channel shared by the
     /// workgroup, the kernel size, stride and padding compiled in (CPU-like adapters).
     Rows,
+    /// The same invocation with [`CHANNEL_LANES`] neighbouring channels along the lanes: every
+    /// load a distinct value per lane, and no lane idle on narrow rows (CPU-like adapters).
+    Channels,
 }
 
 impl Variant for DepthwiseVariant {
@@ -167,15 +182,16 @@ impl Variant for DepthwiseVariant {
         match self {
             DepthwiseVariant::Flat => "flat",
             DepthwiseVariant::Rows => "rows",
+            DepthwiseVariant::Channels => "channels",
         }
     }
 }
 
 impl DepthwiseVariant {
     /// Every variant, the default first.
-    pub const ALL: [DepthwiseVariant; 2] = [DepthwiseVariant::Flat, DepthwiseVariant::Rows];
+    pub const ALL: [DepthwiseVariant; 3] = [DepthwiseVariant::Flat, DepthwiseVariant::Rows, DepthwiseVariant::Channels];
 
-    /// Whether this variant computes `p`: the rows kernels take kernels of 3 or 5 and strides
+    /// Whether this variant computes `p`: the rows and channels kernels take kernels of 3 or 5 and strides
     /// of 1 or 2 (their windows are sized for those), padding less than the kernel, and rows
     /// and channels within a dispatch's workgroup limit.
     pub fn fits(self, p: &DepthwiseParams) -> bool {
@@ -191,14 +207,14 @@ impl DepthwiseVariant {
 }
 
 /// Every kernel of the file.
-pub const SPECS: &[KernelSpec] = &[FORWARD, BACKWARD, ROWS_FORWARD, ROWS_BACKWARD];
+pub const SPECS: &[KernelSpec] = &[FORWARD, BACKWARD, ROWS_FORWARD, ROWS_BACKWARD, CHANNELS_FORWARD, CHANNELS_BACKWARD];
 
 /// The kernels of `depthwise.wgsl`.
 pub struct Depthwise {
     modules: Modules,
     forward: Kernel,
     backward: Kernel,
-    /// Rows kernels by direction, kernel size, stride and padding.
+    /// Rows and channels kernels by direction, kernel size, stride and padding.
     rows: Specialized,
 }
 
@@ -262,7 +278,11 @@ impl Depthwise {
             }
             DepthwiseVariant::Rows => {
                 let grid = [p.out_w.div_ceil(ROW_LANES * ROW_OUTS), p.out_h, p.channels];
-                self.rows_kernel(ctx, false, p).bind(ctx, p, &buffers.buffers(), grid)
+                self.rows_kernel(ctx, ROWS_FORWARD, p).bind(ctx, p, &buffers.buffers(), grid)
+            }
+            DepthwiseVariant::Channels => {
+                let grid = [p.out_w.div_ceil(ROW_OUTS), p.out_h, p.channels.div_ceil(CHANNEL_LANES)];
+                self.rows_kernel(ctx, CHANNELS_FORWARD, p).bind(ctx, p, &buffers.buffers(), grid)
             }
         }
     }
@@ -283,14 +303,18 @@ impl Depthwise {
             }
             DepthwiseVariant::Rows => {
                 let grid = [p.in_w.div_ceil(ROW_LANES * ROW_OUTS), p.in_h, p.channels];
-                self.rows_kernel(ctx, true, p).bind(ctx, p, &buffers.buffers(), grid)
+                self.rows_kernel(ctx, ROWS_BACKWARD, p).bind(ctx, p, &buffers.buffers(), grid)
+            }
+            DepthwiseVariant::Channels => {
+                let grid = [p.in_w.div_ceil(ROW_OUTS), p.in_h, p.channels.div_ceil(CHANNEL_LANES)];
+                self.rows_kernel(ctx, CHANNELS_BACKWARD, p).bind(ctx, p, &buffers.buffers(), grid)
             }
         }
     }
 
-    /// The rows kernel for `p`'s kernel size, stride and padding (compiled on first use).
-    fn rows_kernel(&self, ctx: &GpuContext, backward: bool, p: &DepthwiseParams) -> Kernel {
-        let spec = if backward { ROWS_BACKWARD } else { ROWS_FORWARD };
+    /// A rows or channels kernel for `p`'s kernel size, stride and padding (compiled on first
+    /// use).
+    fn rows_kernel(&self, ctx: &GpuContext, spec: KernelSpec, p: &DepthwiseParams) -> Kernel {
         let constants = [("DW_K", f64::from(p.kernel)), ("DW_S", f64::from(p.stride)), ("DW_PAD", f64::from(p.pad_x))];
         self.rows.get(ctx, &self.modules, spec, &constants)
     }

@@ -67,6 +67,7 @@ pub fn wgsl_constants() -> String {
                 ("ROW_LANES", depthwise::ROW_LANES),
                 ("ROW_OUTS", depthwise::ROW_OUTS),
                 ("ROW_WINDOW", depthwise::ROW_WINDOW),
+                ("CHANNEL_LANES", depthwise::CHANNEL_LANES),
                 ("MAX_SQUEEZE", squeeze_excite::MAX_SQUEEZE),
                 ("MAX_SE_CHANNELS", squeeze_excite::MAX_SE_CHANNELS),
                 ("LOSS_SLOTS", losses::LOSS_SLOTS as u32),

@@ -23,7 +23,7 @@ pub const GRAM_LANES: u32 = 16;
 /// Most output rows one lanes invocation keeps in registers (`MAX_LANE_ROWS` in WGSL).
 pub const MAX_LANE_ROWS: u32 = 8;
 /// Invocations of a `pointwise_broadcast` workgroup: one subgroup, whose lanes share loads
-/// (`BCAST_LANES` in WGSL). The variant needs subgroups at least this wide.
+/// (`BCAST_LANES` in WGSL). The variants need subgroups exactly this wide.
 pub const BCAST_LANES: u32 = 8;
 /// Output rows of a `pointwise_broadcast` workgroup (`BCAST_ROWS` in WGSL): two loads of A per lane.
 pub const BCAST_ROWS: u32 = 2 * BCAST_LANES;
@@ -370,7 +370,7 @@ pub enum ProductVariant {
     /// A's through subgroup broadcasts ([`BCAST_ROWS`] rows and 8 columns per lane, in a
     /// workgroup of one subgroup). On lavapipe a load costs the same whether its lanes read one
     /// address or eight, so this does a fraction of the lanes variants' loads. Needs subgroups
-    /// of at least [`BCAST_LANES`] ([`ProductVariant::offered`]).
+    /// of exactly [`BCAST_LANES`] ([`ProductVariant::offered`]).
     Broadcast8,
     /// The same with 4 columns per lane: half as wide, for narrow products (Gram matrices)
     /// that 8 would pad.
@@ -402,7 +402,7 @@ impl ProductVariant {
     ];
 
     /// The variants this device can compile: all but the broadcast ones without subgroups of
-    /// at least [`BCAST_LANES`].
+    /// exactly [`BCAST_LANES`].
     pub fn offered(ctx: &GpuContext) -> Vec<ProductVariant> {
         let subgroups = ctx.has_subgroups_of(BCAST_LANES);
         Self::ALL.into_iter().filter(|v| v.broadcast_columns().is_none() || subgroups).collect()
