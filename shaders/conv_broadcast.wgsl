@@ -1,11 +1,11 @@
 
 // ---- Shaped for CPU-like adapters with subgroups: broadcast ----
 // (Appended to conv.wgsl when the device has subgroup operations; see pointwise_broadcast.wgsl
-// for why.) One subgroup of BCAST_LANES invocations per workgroup, one row segment of
-// BCAST_LANES pixels, each lane one pixel. The weights every pixel needs are loaded eight to a
-// load (lane l holds output channel o0 + l's, or o0 + BCAST_LANES + l's) and handed round with
-// subgroupBroadcast, where the rows kernels load each for every lane alike. The kernel size,
-// stride and padding are the rows kernels' pipeline constants.
+// for why.) One subgroup of BCAST_LANES invocations per workgroup along a row. The weights
+// every pixel needs are loaded eight to a load (lane l holds output channel o0 + l's, or
+// o0 + BCAST_LANES + l's) and handed round with subgroupBroadcast, where the rows kernels load
+// each for every lane alike. The kernel size, stride and padding are the rows kernels' pipeline
+// constants.
 
 // The sixteen values lanes 0..7 hold in lo and hi, in that order.
 fn broadcast16(lo: f32, hi: f32) -> array<f32, 16> {
@@ -17,7 +17,8 @@ fn broadcast16(lo: f32, hi: f32) -> array<f32, 16> {
     );
 }
 
-// Output pixel wid.x · BCAST_LANES + lane of row wid.y, output channels wid.z · 16 … + 15.
+// Output pixel wid.x · BCAST_LANES + lane of row wid.y, output channels wid.z · 16 … + 15
+// (conv_rows_forward's, one pixel per lane).
 @compute @workgroup_size(BCAST_LANES)
 fn conv_broadcast_forward(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let x = min(wid.x * BCAST_LANES + lane, p.out_w - 1u);
@@ -66,47 +67,69 @@ fn conv_broadcast_forward(@builtin(subgroup_invocation_id) lane: u32, @builtin(w
     }
 }
 
-// The image gradient at pixel wid.x · BCAST_LANES + lane of row wid.y, all CONV_ROWS_IN
-// channels: Σ over the output channels o and the taps (ky, kx) that reach the pixel of
-// w[o][i][ky][kx] · g[o][oy][ox]. Up to 16 output channels.
+// The image gradient as conv_rows_backward computes it (ROW_OUTS neighbours of a row, every
+// CONV_ROWS_IN channel, per invocation; BCAST_LANES invocations along the row), the weights of
+// each kernel row loaded eight output channels to a load and shared by broadcast. Up to 16
+// output channels.
 @compute @workgroup_size(BCAST_LANES)
 fn conv_broadcast_backward(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let ix = wid.x * BCAST_LANES + lane;
-    let iy = i32(wid.y);
-    let x = i32(min(ix, p.in_w - 1u));
+    let iy = wid.y;
+    let x0 = (wid.x * BCAST_LANES + lane) * ROW_OUTS;
+    let s = i32(CONV_S);
+    let pad = i32(CONV_PAD);
+    let k = i32(CONV_K);
+    let window = tap_window(x0, pad, k, s);
+    let first = window.x;
+    let count = window.y;
+    let base = window.z;
+    let last = i32(p.out_w) - 1;
     let out_pixels = p.out_h * p.out_w;
+    let per_channel = CONV_ROWS_IN * CONV_K * CONV_K;
     let o_lo = min(lane, p.out_c - 1u);
     let o_hi = min(BCAST_LANES + lane, p.out_c - 1u);
-    var acc: array<f32, CONV_ROWS_IN>;
+    var acc: array<f32, CONV_ROWS_IN * ROW_OUTS>;
     for (var ky = 0u; ky < CONV_K; ky++) {
         // The same for every lane: the loop stays uniform.
-        let sy = tap_source(iy, ky, p.pad_y, CONV_S, p.out_h);
+        let sy = tap_source(i32(iy), ky, p.pad_y, CONV_S, p.out_h);
         if sy < 0 {
             continue;
         }
-        for (var kx = 0u; kx < CONV_K; kx++) {
-            let sx = tap_source(x, kx, CONV_PAD, CONV_S, p.out_w);
-            let opix = u32(sy) * p.out_w + u32(max(sx, 0));
-            var g: array<f32, 16>;
-            for (var o = 0u; o < 16u; o++) {
-                let read = select(0.0, f32(grad_output[min(o, p.out_c - 1u) * out_pixels + opix]), sx >= 0);
-                g[o] = select(0.0, read, o < p.out_c);
+        // w[i · CONV_K + kx][o]: this kernel row's weights of every output channel (sized for
+        // the largest kernel the rows kernels take, 5: a local array's size is no override).
+        var w: array<array<f32, 16>, CONV_ROWS_IN * 5u>;
+        for (var i = 0u; i < CONV_ROWS_IN; i++) {
+            for (var kx = 0u; kx < CONV_K; kx++) {
+                let tap = (i * CONV_K + ky) * CONV_K + kx;
+                w[i * CONV_K + kx] = broadcast16(weights[o_lo * per_channel + tap], weights[o_hi * per_channel + tap]);
+            }
+        }
+        for (var o = 0u; o < p.out_c; o++) {
+            let row = o * out_pixels + u32(sy) * p.out_w;
+            var win: array<f32, ROW_WINDOW>;
+            for (var j = 0; j < count; j++) {
+                let ox = base + j;
+                win[j] = select(0.0, f32(grad_output[row + u32(clamp(ox, 0, last))]), ox >= 0 && ox <= last);
             }
             for (var i = 0u; i < CONV_ROWS_IN; i++) {
-                let tap = (i * CONV_K + ky) * CONV_K + kx;
-                let per_tap = CONV_ROWS_IN * CONV_K * CONV_K;
-                let w = broadcast16(weights[o_lo * per_tap + tap], weights[o_hi * per_tap + tap]);
-                for (var o = 0u; o < 16u; o++) {
-                    acc[i] += w[o] * g[o];
+                for (var kx = 0; kx < k; kx++) {
+                    let wv = w[i * CONV_K + u32(kx)][o];
+                    for (var t = 0; t < i32(ROW_OUTS); t++) {
+                        let n = t + pad - kx;
+                        if n % s == 0 {
+                            acc[i * ROW_OUTS + u32(t)] += wv * win[floor_div(n, s) - first];
+                        }
+                    }
                 }
             }
         }
     }
-    if ix >= p.in_w {
-        return;
-    }
     let in_pixels = p.in_h * p.in_w;
     for (var i = 0u; i < CONV_ROWS_IN; i++) {
-        grad_input[i * in_pixels + wid.y * p.in_w + ix] += acc[i] * p.scale[i];
+        for (var t = 0u; t < ROW_OUTS; t++) {
+            let x = x0 + t;
+            if x < p.in_w {
+                grad_input[i * in_pixels + iy * p.in_w + x] += acc[i * ROW_OUTS + t] * p.scale[i];
+            }
+        }
     }
 }

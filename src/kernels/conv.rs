@@ -217,7 +217,7 @@ pub const BROADCAST_FORWARD: KernelSpec = KernelSpec {
     ..ROWS_FORWARD
 };
 
-/// `conv_broadcast_backward`: the image gradient of one row segment per workgroup.
+/// `conv_broadcast_backward`: the rows backward's invocation, the weights shared by broadcast.
 pub const BROADCAST_BACKWARD: KernelSpec =
     KernelSpec { entry: "conv_broadcast_backward", storage: ConvBackward::BINDINGS, ..BROADCAST_FORWARD };
 
@@ -238,9 +238,10 @@ pub enum ConvVariant {
     /// adapters); the backward computes [`super::depthwise::ROW_OUTS`] neighbours of every
     /// channel per invocation.
     Rows,
-    /// The rows kernels' shape with one pixel per lane and the weights loaded eight to a load
-    /// and shared through subgroup broadcasts (CPU-like adapters with subgroups, where a load
-    /// costs the same whether its lanes read one address or eight). Needs subgroups of exactly
+    /// The rows kernels' shapes (the forward with one pixel per lane) with the weights loaded
+    /// eight output channels to a load and shared through subgroup broadcasts (CPU-like
+    /// adapters with subgroups, where a load costs the same whether its lanes read one address
+    /// or eight). Needs subgroups of exactly
     /// [`BCAST_LANES`] ([`ConvVariant::offered`]).
     Broadcast,
 }
@@ -385,7 +386,7 @@ impl StemConv {
                 self.rows_kernel(ctx, ROWS_BACKWARD, p).bind(ctx, p, &buffers.buffers(), grid)
             }
             ConvVariant::Broadcast => {
-                let grid = [p.in_w.div_ceil(BCAST_LANES), p.in_h, 1];
+                let grid = [p.in_w.div_ceil(BCAST_LANES * super::depthwise::ROW_OUTS), p.in_h, 1];
                 self.rows_kernel(ctx, BROADCAST_BACKWARD, p).bind(ctx, p, &buffers.buffers(), grid)
             }
         }
