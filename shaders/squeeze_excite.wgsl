@@ -95,6 +95,64 @@ fn channel_dot(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
     }
 }
 
+// ---- Shaped for CPU-like adapters: channels along the lanes ----
+// channel_mean and channel_dot with one channel per invocation, CHANNEL_LANES neighbouring
+// channels per workgroup, each summing its channel's pixels in turn: no workgroup memory and no
+// barrier (on lavapipe a barrier is a coroutine switch, and the workgroup kernels take one per
+// halving of the sum), and every load a distinct value per lane. Four running sums each.
+
+// Σ over the pixels of channel c of input.
+fn channel_total(c: u32) -> f32 {
+    let base = c * p.pixels;
+    var sums = vec4<f32>();
+    var i = 0u;
+    for (; i + 4u <= p.pixels; i += 4u) {
+        sums += vec4<f32>(f32(input[base + i]), f32(input[base + i + 1u]), f32(input[base + i + 2u]),
+                          f32(input[base + i + 3u]));
+    }
+    for (; i < p.pixels; i++) {
+        sums.x += f32(input[base + i]);
+    }
+    return (sums.x + sums.y) + (sums.z + sums.w);
+}
+
+// Σ over the pixels of channel c of grad · input.
+fn channel_dot_total(c: u32) -> f32 {
+    let base = c * p.pixels;
+    var sums = vec4<f32>();
+    var i = 0u;
+    for (; i + 4u <= p.pixels; i += 4u) {
+        let x = vec4<f32>(f32(input[base + i]), f32(input[base + i + 1u]), f32(input[base + i + 2u]),
+                          f32(input[base + i + 3u]));
+        let g = vec4<f32>(f32(grad[base + i]), f32(grad[base + i + 1u]), f32(grad[base + i + 2u]),
+                          f32(grad[base + i + 3u]));
+        sums += x * g;
+    }
+    for (; i < p.pixels; i++) {
+        sums.x += f32(input[base + i]) * f32(grad[base + i]);
+    }
+    return (sums.x + sums.y) + (sums.z + sums.w);
+}
+
+// output[c] = mean of input[c][..], one channel per invocation.
+@compute @workgroup_size(CHANNEL_LANES)
+fn channel_mean_lanes(@builtin(global_invocation_id) gid: vec3<u32>) {
+    // Lanes past the last channel sum it again and store nothing.
+    let total = channel_total(min(gid.x, p.channels - 1u));
+    if gid.x < p.channels {
+        output[gid.x] = output_t(total / f32(p.pixels));
+    }
+}
+
+// output[c] = Σ_n grad[c][n] · input[c][n], one channel per invocation.
+@compute @workgroup_size(CHANNEL_LANES)
+fn channel_dot_lanes(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let total = channel_dot_total(min(gid.x, p.channels - 1u));
+    if gid.x < p.channels {
+        output[gid.x] = output_t(total);
+    }
+}
+
 var<workgroup> hidden_pre: array<f32, MAX_SQUEEZE>;
 var<workgroup> grad_hidden: array<f32, MAX_SQUEEZE>;
 var<workgroup> grad_gate_pre: array<f32, MAX_SE_CHANNELS>;

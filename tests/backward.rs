@@ -13,7 +13,7 @@ use neural_style::kernels::depthwise::{DepthwiseBackward, DepthwiseForward, Dept
 use neural_style::kernels::losses::{ContentLoss, GRADIENT_SLOT, LOSS_SLOTS, LossParams, StyleLoss, TotalLoss, TvLoss};
 use neural_style::kernels::pointwise::{Operands, PointwiseParams, ProductBuffers, ProductVariant, flags};
 use neural_style::kernels::squeeze_excite::{
-    ChannelDot, ChannelMean, SeGate, SeGateBackward, SeInputBackward, SeParams,
+    ChannelDot, ChannelMean, ReductionVariant, SeGate, SeGateBackward, SeInputBackward, SeParams,
 };
 use neural_style::kernels::{self, Command, Family, Kernels, Precision};
 use neural_style::model::SqueezeExcite;
@@ -418,32 +418,35 @@ fn pointwise_and_squeeze_excite_at(ctx: &GpuContext, precision: Precision) {
         let params = SeParams::new(&se, c, h * w);
         let (xb, wb, gyb) =
             (values(ctx, &x, precision), ctx.storage_buffer("se", &packed), values(ctx, &gy, precision));
-        let [means, gates, grad_gates, grad_means] =
-            ["means", "gates", "grad gates", "grad means"].map(|l| ctx.zeroed_buffer(l, c));
-        let gx = ctx.values_buffer("gx", c * h * w, precision);
         let se_kernels = &k.squeeze_excite;
-        let ops = [
-            se_kernels.channel_mean(ctx, ChannelMean { input: &xb, output: &means }, &params),
-            se_kernels.gate(ctx, SeGate { input: &means, aux: &wb, output: &gates }, &params),
-            se_kernels.channel_dot(ctx, ChannelDot { input: &xb, output: &grad_gates, grad: &gyb }, &params),
-            se_kernels.gate_backward(
-                ctx,
-                SeGateBackward { input: &means, aux: &wb, output: &grad_means, grad: &grad_gates },
-                &params,
-            ),
-            se_kernels.input_backward(
-                ctx,
-                SeInputBackward { input: &grad_means, aux: &gates, grad: &gyb, grad_input: &gx },
-                &params,
-            ),
-        ];
-        kernels::run(ctx, &ops).unwrap();
-        check_within(
-            &format!("squeeze-excite backward {precision:?} c{c} s{s}"),
-            &ctx.read_values(&gx, c * h * w, precision).unwrap(),
-            &want,
-            tolerance(precision, F16_SQUEEZE_EXCITE),
-        );
+        for variant in ReductionVariant::ALL {
+            let [means, gates, grad_gates, grad_means] =
+                ["means", "gates", "grad gates", "grad means"].map(|l| ctx.zeroed_buffer(l, c));
+            let gx = ctx.values_buffer("gx", c * h * w, precision);
+            let dot_buffers = ChannelDot { input: &xb, output: &grad_gates, grad: &gyb };
+            let ops = [
+                se_kernels.channel_mean_variant(ctx, variant, ChannelMean { input: &xb, output: &means }, &params),
+                se_kernels.gate(ctx, SeGate { input: &means, aux: &wb, output: &gates }, &params),
+                se_kernels.channel_dot_variant(ctx, variant, dot_buffers, &params),
+                se_kernels.gate_backward(
+                    ctx,
+                    SeGateBackward { input: &means, aux: &wb, output: &grad_means, grad: &grad_gates },
+                    &params,
+                ),
+                se_kernels.input_backward(
+                    ctx,
+                    SeInputBackward { input: &grad_means, aux: &gates, grad: &gyb, grad_input: &gx },
+                    &params,
+                ),
+            ];
+            kernels::run(ctx, &ops).unwrap();
+            check_within(
+                &format!("squeeze-excite backward {} {precision:?} c{c} s{s}", variant.name()),
+                &ctx.read_values(&gx, c * h * w, precision).unwrap(),
+                &want,
+                tolerance(precision, F16_SQUEEZE_EXCITE),
+            );
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use neural_style::kernels::pointwise::Operands;
 use neural_style::kernels::pointwise::{
     PointwiseParams, ProductBuffers, ProductVariant, ResidualForward, ResidualParams, flags,
 };
-use neural_style::kernels::squeeze_excite::{ChannelMean, ChannelScale, SeGate, SeParams};
+use neural_style::kernels::squeeze_excite::{ChannelMean, ChannelScale, ReductionVariant, SeGate, SeParams};
 use neural_style::kernels::{self, Kernels, Precision};
 use neural_style::model::SqueezeExcite;
 use neural_style::reference::{self, Tensor};
@@ -204,26 +204,32 @@ fn squeeze_excite_at(ctx: &GpuContext, precision: Precision) {
         packed.extend(&se.expand.bias);
         let input_buf = ctx.values_storage("input", &input, precision);
         let weights = ctx.storage_buffer("se", &packed);
-        let means = ctx.zeroed_buffer("means", c);
-        let gates = ctx.zeroed_buffer("gates", c);
-        let out = nan_values(ctx, c * h * w, precision);
         let params = SeParams::new(&se, c, h * w);
         let se_kernels = &k.squeeze_excite;
-        let ops = [
-            se_kernels.channel_mean(ctx, ChannelMean { input: &input_buf, output: &means }, &params),
-            se_kernels.gate(ctx, SeGate { input: &means, aux: &weights, output: &gates }, &params),
-            se_kernels.channel_scale(ctx, ChannelScale { input: &input_buf, aux: &gates, output: &out }, &params),
-        ];
-        kernels::run(ctx, &ops).unwrap();
-        let means_got = ctx.read_buffer(&means, c).unwrap();
-        let gates_got = ctx.read_buffer(&gates, c).unwrap();
-        let got = ctx.read_values(&out, c * h * w, precision).unwrap();
-        let tol = tolerance(precision, F16_SQUEEZE_EXCITE);
-        let (means_want, gates_want) =
-            (Tensor { c, h: 1, w: 1, data: means_want }, Tensor { c, h: 1, w: 1, data: gates_want });
-        check_within(&format!("channel mean {precision:?} c{c}"), &means_got, &means_want, tol);
-        check_within(&format!("se gate {precision:?} c{c} s{s}"), &gates_got, &gates_want, tol);
-        check_within(&format!("channel scale {precision:?} c{c}"), &got, &want, tol);
+        for variant in ReductionVariant::ALL {
+            let means = ctx.zeroed_buffer("means", c);
+            let gates = ctx.zeroed_buffer("gates", c);
+            let out = nan_values(ctx, c * h * w, precision);
+            let mean_buffers = ChannelMean { input: &input_buf, output: &means };
+            let ops = [
+                se_kernels.channel_mean_variant(ctx, variant, mean_buffers, &params),
+                se_kernels.gate(ctx, SeGate { input: &means, aux: &weights, output: &gates }, &params),
+                se_kernels.channel_scale(ctx, ChannelScale { input: &input_buf, aux: &gates, output: &out }, &params),
+            ];
+            kernels::run(ctx, &ops).unwrap();
+            let means_got = ctx.read_buffer(&means, c).unwrap();
+            let gates_got = ctx.read_buffer(&gates, c).unwrap();
+            let got = ctx.read_values(&out, c * h * w, precision).unwrap();
+            let tol = tolerance(precision, F16_SQUEEZE_EXCITE);
+            let (means_want, gates_want) = (
+                Tensor { c, h: 1, w: 1, data: means_want.clone() },
+                Tensor { c, h: 1, w: 1, data: gates_want.clone() },
+            );
+            let variant = variant.name();
+            check_within(&format!("channel mean {variant} {precision:?} c{c}"), &means_got, &means_want, tol);
+            check_within(&format!("se gate {variant} {precision:?} c{c} s{s}"), &gates_got, &gates_want, tol);
+            check_within(&format!("channel scale {variant} {precision:?} c{c}"), &got, &want, tol);
+        }
     }
 }
 

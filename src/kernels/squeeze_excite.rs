@@ -2,10 +2,12 @@
 //! fully connected layers, the channel scale) and its gradients. The mean also serves the
 //! classifier's global pooling.
 
+use super::depthwise::CHANNEL_LANES;
 use super::{BoundOp, Family, Kernel, KernelSpec, Modules, Precision, Shader, UniformParams, WORKGROUP, groups};
 use super::{kernel_bindings, uniform_params};
 use crate::gpu::GpuContext;
 use crate::model::SqueezeExcite as SeLayer;
+use crate::tuning::{Variant, scratch_like, time_op};
 
 /// Largest squeeze (hidden) width the gate kernels hold in workgroup memory (`MAX_SQUEEZE`).
 pub const MAX_SQUEEZE: u32 = 256;
@@ -170,12 +172,61 @@ pub const GATE_BACKWARD: KernelSpec =
 pub const INPUT_BACKWARD: KernelSpec =
     KernelSpec { entry: "se_input_backward", storage: SeInputBackward::BINDINGS, ..CHANNEL_MEAN };
 
+/// `channel_mean_lanes`: one channel per invocation (CPU-like adapters).
+pub const CHANNEL_MEAN_LANES: KernelSpec =
+    KernelSpec { entry: "channel_mean_lanes", workgroup_size: [CHANNEL_LANES, 1, 1], ..CHANNEL_MEAN };
+/// `channel_dot_lanes`: one channel per invocation (CPU-like adapters).
+pub const CHANNEL_DOT_LANES: KernelSpec =
+    KernelSpec { entry: "channel_dot_lanes", workgroup_size: [CHANNEL_LANES, 1, 1], ..CHANNEL_DOT };
+
 /// Every kernel of the file.
-pub const SPECS: &[KernelSpec] = &[CHANNEL_MEAN, GATE, CHANNEL_SCALE, CHANNEL_DOT, GATE_BACKWARD, INPUT_BACKWARD];
+pub const SPECS: &[KernelSpec] = &[
+    CHANNEL_MEAN,
+    GATE,
+    CHANNEL_SCALE,
+    CHANNEL_DOT,
+    GATE_BACKWARD,
+    INPUT_BACKWARD,
+    CHANNEL_MEAN_LANES,
+    CHANNEL_DOT_LANES,
+];
+
+/// One way to compute the per-channel sums (`channel_mean`, `channel_dot`); the device's tuner
+/// picks per shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReductionVariant {
+    /// One workgroup per channel, halving its sum in workgroup memory between barriers (GPUs).
+    Workgroup,
+    /// One channel per invocation, [`CHANNEL_LANES`] channels per workgroup, each summed in
+    /// turn: no barrier, every load distinct per lane (CPU-like adapters).
+    Lanes,
+}
+
+impl Variant for ReductionVariant {
+    fn name(self) -> &'static str {
+        match self {
+            ReductionVariant::Workgroup => "workgroup",
+            ReductionVariant::Lanes => "lanes",
+        }
+    }
+}
+
+impl ReductionVariant {
+    /// Every variant, the default first.
+    pub const ALL: [ReductionVariant; 2] = [ReductionVariant::Workgroup, ReductionVariant::Lanes];
+}
+
+/// The tuning cache's key of a reduction's shape.
+fn shape_key(reduction: &str, p: &SeParams, precision: Precision) -> String {
+    super::precision_key(format!("{reduction} c{} px{}", p.channels, p.pixels), precision)
+}
 
 /// The kernels of `squeeze_excite.wgsl`.
 pub struct SqueezeExcite {
+    precision: Precision,
     channel_mean: Kernel,
+    channel_mean_lanes: Kernel,
+    channel_dot_lanes: Kernel,
     gate: Kernel,
     channel_scale: Kernel,
     channel_dot: Kernel,
@@ -189,7 +240,10 @@ impl SqueezeExcite {
         let modules = Modules::new(Shader::SqueezeExcite, precision);
         let kernel = |spec| modules.kernel(ctx, spec);
         Self {
+            precision,
             channel_mean: kernel(CHANNEL_MEAN),
+            channel_mean_lanes: kernel(CHANNEL_MEAN_LANES),
+            channel_dot_lanes: kernel(CHANNEL_DOT_LANES),
             gate: kernel(GATE),
             channel_scale: kernel(CHANNEL_SCALE),
             channel_dot: kernel(CHANNEL_DOT),
@@ -198,9 +252,29 @@ impl SqueezeExcite {
         }
     }
 
-    /// Per-channel means: one workgroup per channel.
+    /// Per-channel means, in the variant the device's tuner chose.
     pub fn channel_mean(&self, ctx: &GpuContext, buffers: ChannelMean, p: &SeParams) -> BoundOp {
-        self.channel_mean.bind(ctx, p, &buffers.buffers(), [p.channels, 1, 1])
+        let key = shape_key("mean", p, self.precision);
+        let variant = ctx.tuner().pick(Family::SqueezeExcite, &key, &ReductionVariant::ALL, |v| {
+            // The buffer it writes is a stand-in: the plan's may hold values in use.
+            let output = scratch_like(ctx, buffers.output);
+            time_op(ctx, &self.channel_mean_variant(ctx, v, ChannelMean { output: &output, ..buffers }, p))
+        });
+        self.channel_mean_variant(ctx, variant, buffers, p)
+    }
+
+    /// Per-channel means in a given variant.
+    pub fn channel_mean_variant(
+        &self,
+        ctx: &GpuContext,
+        variant: ReductionVariant,
+        buffers: ChannelMean,
+        p: &SeParams,
+    ) -> BoundOp {
+        match variant {
+            ReductionVariant::Workgroup => self.channel_mean.bind(ctx, p, &buffers.buffers(), [p.channels, 1, 1]),
+            ReductionVariant::Lanes => self.channel_mean_lanes.bind(ctx, p, &buffers.buffers(), lanes_grid(p)),
+        }
     }
 
     /// The gates from the means: one workgroup.
@@ -213,9 +287,28 @@ impl SqueezeExcite {
         self.channel_scale.bind(ctx, p, &buffers.buffers(), pixel_grid(p))
     }
 
-    /// dL/d gate: one workgroup per channel.
+    /// dL/d gate, in the variant the device's tuner chose.
     pub fn channel_dot(&self, ctx: &GpuContext, buffers: ChannelDot, p: &SeParams) -> BoundOp {
-        self.channel_dot.bind(ctx, p, &buffers.buffers(), [p.channels, 1, 1])
+        let key = shape_key("dot", p, self.precision);
+        let variant = ctx.tuner().pick(Family::SqueezeExcite, &key, &ReductionVariant::ALL, |v| {
+            let output = scratch_like(ctx, buffers.output);
+            time_op(ctx, &self.channel_dot_variant(ctx, v, ChannelDot { output: &output, ..buffers }, p))
+        });
+        self.channel_dot_variant(ctx, variant, buffers, p)
+    }
+
+    /// dL/d gate in a given variant.
+    pub fn channel_dot_variant(
+        &self,
+        ctx: &GpuContext,
+        variant: ReductionVariant,
+        buffers: ChannelDot,
+        p: &SeParams,
+    ) -> BoundOp {
+        match variant {
+            ReductionVariant::Workgroup => self.channel_dot.bind(ctx, p, &buffers.buffers(), [p.channels, 1, 1]),
+            ReductionVariant::Lanes => self.channel_dot_lanes.bind(ctx, p, &buffers.buffers(), lanes_grid(p)),
+        }
     }
 
     /// dL/d mean from dL/d gate: one workgroup.
@@ -227,6 +320,11 @@ impl SqueezeExcite {
     pub fn input_backward(&self, ctx: &GpuContext, buffers: SeInputBackward, p: &SeParams) -> BoundOp {
         self.input_backward.bind(ctx, p, &buffers.buffers(), pixel_grid(p))
     }
+}
+
+/// One invocation per channel, [`CHANNEL_LANES`] per workgroup.
+fn lanes_grid(p: &SeParams) -> [u32; 3] {
+    [p.channels.div_ceil(CHANNEL_LANES), 1, 1]
 }
 
 /// One invocation per value: x over pixels, y over channels.
