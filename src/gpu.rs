@@ -314,7 +314,7 @@ impl GpuContext {
             label: Some("neural-style"),
             // Timestamps only feed `bench`'s per-kernel breakdown and the tuner; 16-bit floats
             // are opened wherever the adapter has them so kernels of either precision compile;
-            // subgroup operations so the broadcast products can be offered.
+            // subgroup operations so the broadcast kernels can be offered.
             required_features: adapter.features()
                 & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP),
             required_limits: limits.clone(),

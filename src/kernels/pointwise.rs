@@ -172,8 +172,9 @@ pub enum Operands {
 }
 
 impl Operands {
-    /// The pipeline's spec for `variant`: the tiled kernel, or the lanes kernel of the
-    /// operands' layout (`gram_lanes` reads B transposed, the others `pointwise_lanes`).
+    /// The pipeline's spec for `variant`: the tiled kernel, the broadcast kernel, or the lanes
+    /// kernel of the operands' layout (`gram_lanes` reads B transposed, the others
+    /// `pointwise_lanes`), each binding what the operands hold.
     fn spec(self, variant: ProductVariant) -> KernelSpec {
         let tiled = variant.is_tiled();
         let broadcast = variant.broadcast_columns().is_some();
