@@ -1,21 +1,11 @@
 
 // ---- Shaped for CPU-like adapters with subgroups: broadcast ----
-// (Appended to conv.wgsl when the device has subgroup operations; see pointwise_broadcast.wgsl
-// for why.) One subgroup of BCAST_LANES invocations per workgroup along a row. The weights
+// (Appended to conv.wgsl and broadcast.wgsl when the device has subgroup operations; see
+// pointwise_broadcast.wgsl for why.) One subgroup of BCAST_LANES invocations per workgroup along a row. The weights
 // every pixel needs are loaded eight to a load (lane l holds output channel o0 + l's, or
 // o0 + BCAST_LANES + l's) and handed round with subgroupBroadcast, where the rows kernels load
 // each for every lane alike. The kernel size, stride and padding are the rows kernels' pipeline
 // constants.
-
-// The sixteen values lanes 0..7 hold in lo and hi, in that order.
-fn broadcast16(lo: f32, hi: f32) -> array<f32, 16> {
-    return array<f32, 16>(
-        subgroupBroadcast(lo, 0u), subgroupBroadcast(lo, 1u), subgroupBroadcast(lo, 2u), subgroupBroadcast(lo, 3u),
-        subgroupBroadcast(lo, 4u), subgroupBroadcast(lo, 5u), subgroupBroadcast(lo, 6u), subgroupBroadcast(lo, 7u),
-        subgroupBroadcast(hi, 0u), subgroupBroadcast(hi, 1u), subgroupBroadcast(hi, 2u), subgroupBroadcast(hi, 3u),
-        subgroupBroadcast(hi, 4u), subgroupBroadcast(hi, 5u), subgroupBroadcast(hi, 6u), subgroupBroadcast(hi, 7u),
-    );
-}
 
 // Output pixel wid.x · BCAST_LANES + lane of row wid.y, output channels wid.z · 16 … + 15
 // (conv_rows_forward's, one pixel per lane).

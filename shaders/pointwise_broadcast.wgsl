@@ -1,6 +1,6 @@
 
 // ---- The products shaped for CPU-like adapters with subgroups: broadcast ----
-// (Appended to pointwise.wgsl when the device has subgroup operations.)
+// (Appended to pointwise.wgsl and broadcast.wgsl when the device has subgroup operations.)
 // On lavapipe a load instruction costs about the same whether its eight lanes read one address
 // or eight, so a load every lane shares (as pointwise_lanes reads A) wastes seven eighths of it.
 // Here every load fetches eight distinct values: lane l loads A at rows m0 + l and
@@ -64,14 +64,7 @@ fn pointwise_broadcast(@builtin(subgroup_invocation_id) lane: u32, @builtin(work
         if BCAST_COL_VECS == 2u {
             b_hi = vec4<f32>(bc_b(k, cols[4]), bc_b(k, cols[5]), bc_b(k, cols[6]), bc_b(k, cols[7]));
         }
-        let a = array<f32, BCAST_ROWS>(
-            subgroupBroadcast(a_lo, 0u), subgroupBroadcast(a_lo, 1u), subgroupBroadcast(a_lo, 2u),
-            subgroupBroadcast(a_lo, 3u), subgroupBroadcast(a_lo, 4u), subgroupBroadcast(a_lo, 5u),
-            subgroupBroadcast(a_lo, 6u), subgroupBroadcast(a_lo, 7u),
-            subgroupBroadcast(a_hi, 0u), subgroupBroadcast(a_hi, 1u), subgroupBroadcast(a_hi, 2u),
-            subgroupBroadcast(a_hi, 3u), subgroupBroadcast(a_hi, 4u), subgroupBroadcast(a_hi, 5u),
-            subgroupBroadcast(a_hi, 6u), subgroupBroadcast(a_hi, 7u),
-        );
+        let a = broadcast16(a_lo, a_hi);
         for (var i = 0u; i < BCAST_ROWS; i++) {
             acc_lo[i] += a[i] * b_lo;
             if BCAST_COL_VECS == 2u {

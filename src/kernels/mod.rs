@@ -96,15 +96,16 @@ const COMMON: &str = include_str!("../../shaders/common.wgsl");
 pub enum Shader {
     /// `conv.wgsl`: the stem and the in-place activation backward.
     Conv,
-    /// `conv.wgsl` followed by `conv_broadcast.wgsl`: the stem kernels that share loads through
-    /// subgroup operations, compiled only on devices that have them.
+    /// `conv.wgsl` followed by `broadcast.wgsl` and `conv_broadcast.wgsl`: the stem kernels
+    /// that share loads through subgroup operations, compiled only on devices that have them.
     ConvBroadcast,
     /// `depthwise.wgsl`.
     Depthwise,
     /// `pointwise.wgsl`: every product and the residual connection.
     Pointwise,
-    /// `pointwise.wgsl` followed by `pointwise_broadcast.wgsl`: the products that share loads
-    /// through subgroup operations, compiled only on devices that have them.
+    /// `pointwise.wgsl` followed by `broadcast.wgsl` and `pointwise_broadcast.wgsl`: the
+    /// products that share loads through subgroup operations, compiled only on devices that
+    /// have them.
     PointwiseBroadcast,
     /// `squeeze_excite.wgsl`.
     SqueezeExcite,
@@ -160,13 +161,16 @@ impl Shader {
     fn body(self) -> &'static str {
         match self {
             Shader::Conv => include_str!("../../shaders/conv.wgsl"),
-            Shader::ConvBroadcast => {
-                concat!(include_str!("../../shaders/conv.wgsl"), include_str!("../../shaders/conv_broadcast.wgsl"))
-            }
+            Shader::ConvBroadcast => concat!(
+                include_str!("../../shaders/conv.wgsl"),
+                include_str!("../../shaders/broadcast.wgsl"),
+                include_str!("../../shaders/conv_broadcast.wgsl")
+            ),
             Shader::Depthwise => include_str!("../../shaders/depthwise.wgsl"),
             Shader::Pointwise => include_str!("../../shaders/pointwise.wgsl"),
             Shader::PointwiseBroadcast => concat!(
                 include_str!("../../shaders/pointwise.wgsl"),
+                include_str!("../../shaders/broadcast.wgsl"),
                 include_str!("../../shaders/pointwise_broadcast.wgsl")
             ),
             Shader::SqueezeExcite => include_str!("../../shaders/squeeze_excite.wgsl"),

@@ -27,6 +27,8 @@ pub const MAX_LANE_ROWS: u32 = 8;
 pub const BCAST_LANES: u32 = 8;
 /// Output rows of a `pointwise_broadcast` workgroup (`BCAST_ROWS` in WGSL): two loads of A per lane.
 pub const BCAST_ROWS: u32 = 2 * BCAST_LANES;
+// broadcast.wgsl's `broadcast16` hands round two loads of lanes 0 … 7.
+const _: () = assert!(BCAST_LANES == 8 && BCAST_ROWS == 16);
 /// The flags `pointwise_broadcast` takes as a pipeline constant (`BCAST_FLAGS`): those that
 /// decide where its operands are read.
 const BCAST_LAYOUT_FLAGS: u32 = flags::TRANSPOSE_A | flags::TRANSPOSE_B | flags::GRAD_ACT_B | flags::SYMMETRIC;
@@ -538,7 +540,11 @@ impl Products {
         let precision = self.precision();
         let fitting: Vec<ProductVariant> =
             ProductVariant::offered(ctx).into_iter().filter(|v| v.fits(p, operands, &buffers, precision)).collect();
-        let shape = format!("m{} k{} n{} flags{} chunk{}", p.m, p.k, p.n, p.flags, p.k_chunk);
+        // A layer's forward is tuned once, whether or not it stores its pre-activation: the
+        // content targets and the loss pass then sum its features in the same order (variants
+        // differ in order), so a content image's content loss at the start is exactly 0.
+        let layout = p.flags & !flags::STORE_PREACT;
+        let shape = format!("m{} k{} n{} flags{layout} chunk{}", p.m, p.k, p.n, p.k_chunk);
         let shape = if operands == Operands::Floats { shape } else { super::precision_key(shape, precision) };
         let variant = ctx.tuner().pick(family, &shape, &fitting, |variant| {
             // The buffers it writes are stand-ins: the plan's may hold values in use.
