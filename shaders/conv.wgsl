@@ -136,6 +136,35 @@ override CONV_K: u32 = 3u;
 override CONV_S: u32 = 2u;
 override CONV_PAD: u32 = 0u;
 
+// Input channel i at column ix of the row starting at `row`: normalized, then zero-padded.
+fn stem_input(i: u32, row: u32, ix: i32) -> f32 {
+    let last_x = i32(p.in_w) - 1;
+    let raw = input[row + u32(clamp(ix, 0, last_x))] * p.scale[i % 3u] + p.shift[i % 3u];
+    return select(0.0, raw, ix >= 0 && ix <= last_x);
+}
+
+// Output channel o of output pixel `pixel` (y · out_w + x) from its pre-activation z, which is
+// stored too when the backward pass needs it.
+fn store_stem_output(o: u32, pixel: u32, z: f32) {
+    let idx = o * p.out_h * p.out_w + pixel;
+    output[idx] = output_t(activate(z, p.act, p.cap));
+    if p.store_preact == 1u {
+        preact[idx] = preact_t(z);
+    }
+}
+
+// The values of dL/d(pre-activation) of the output row starting at `row`, columns base …
+// base + count − 1 (zero outside the row): the window a rows backward invocation reads.
+fn grad_window(row: u32, base: i32, count: i32) -> array<f32, ROW_WINDOW> {
+    let last = i32(p.out_w) - 1;
+    var win: array<f32, ROW_WINDOW>;
+    for (var j = 0; j < count; j++) {
+        let ox = base + j;
+        win[j] = select(0.0, f32(grad_output[row + u32(clamp(ox, 0, last))]), ox >= 0 && ox <= last);
+    }
+    return win;
+}
+
 // One output pixel of CONV_OUT_BLOCK channels per invocation.
 @compute @workgroup_size(ROW_LANES)
 fn conv_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -149,7 +178,6 @@ fn conv_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wor
         acc[o] = weights[p.out_c * taps + min(o0 + o, last_o)];
     }
     let ix0 = i32(x * CONV_S) - i32(p.pad_x);
-    let last_x = i32(p.in_w) - 1;
     for (var i = 0u; i < p.in_c; i++) {
         for (var ky = 0u; ky < CONV_K; ky++) {
             let iy = i32(y * CONV_S + ky) - i32(p.pad_y);
@@ -158,10 +186,7 @@ fn conv_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wor
             }
             let row = (i * p.in_h + u32(iy)) * p.in_w;
             for (var kx = 0u; kx < CONV_K; kx++) {
-                let ix = ix0 + i32(kx);
-                // Normalized, then zero-padded.
-                let raw = input[row + u32(clamp(ix, 0, last_x))] * p.scale[i % 3u] + p.shift[i % 3u];
-                let v = select(0.0, raw, ix >= 0 && ix <= last_x);
+                let v = stem_input(i, row, ix0 + i32(kx));
                 let tap = (i * CONV_K + ky) * CONV_K + kx;
                 for (var o = 0u; o < CONV_OUT_BLOCK; o++) {
                     acc[o] += weights[min(o0 + o, last_o) * taps + tap] * v;
@@ -172,14 +197,9 @@ fn conv_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wor
     if gid.x >= p.out_w {
         return;
     }
-    let pixels = p.out_h * p.out_w;
     for (var o = 0u; o < CONV_OUT_BLOCK; o++) {
         if o0 + o < p.out_c {
-            let idx = (o0 + o) * pixels + y * p.out_w + x;
-            output[idx] = output_t(activate(acc[o], p.act, p.cap));
-            if p.store_preact == 1u {
-                preact[idx] = preact_t(acc[o]);
-            }
+            store_stem_output(o0 + o, y * p.out_w + x, acc[o]);
         }
     }
 }
@@ -198,7 +218,6 @@ fn conv_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wo
     let first = window.x;
     let count = window.y;
     let base = window.z;
-    let last = i32(p.out_w) - 1;
     let out_pixels = p.out_h * p.out_w;
     var acc: array<f32, CONV_ROWS_IN * ROW_OUTS>;
     for (var ky = 0u; ky < CONV_K; ky++) {
@@ -207,12 +226,7 @@ fn conv_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wo
             continue;
         }
         for (var o = 0u; o < p.out_c; o++) {
-            let row = o * out_pixels + u32(sy) * p.out_w;
-            var win: array<f32, ROW_WINDOW>;
-            for (var j = 0; j < count; j++) {
-                let ox = base + j;
-                win[j] = select(0.0, f32(grad_output[row + u32(clamp(ox, 0, last))]), ox >= 0 && ox <= last);
-            }
+            let win = grad_window(o * out_pixels + u32(sy) * p.out_w, base, count);
             for (var i = 0u; i < CONV_ROWS_IN; i++) {
                 for (var kx = 0; kx < k; kx++) {
                     let w = weights[((o * CONV_ROWS_IN + i) * CONV_K + ky) * CONV_K + u32(kx)];

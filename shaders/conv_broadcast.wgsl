@@ -20,7 +20,6 @@ fn conv_broadcast_forward(@builtin(subgroup_invocation_id) lane: u32, @builtin(w
     let o_hi = min(o0 + BCAST_LANES + lane, p.out_c - 1u);
     var acc = broadcast16(weights[p.out_c * taps + o_lo], weights[p.out_c * taps + o_hi]);
     let ix0 = i32(x * CONV_S) - i32(p.pad_x);
-    let last_x = i32(p.in_w) - 1;
     for (var i = 0u; i < p.in_c; i++) {
         for (var ky = 0u; ky < CONV_K; ky++) {
             let iy = i32(y * CONV_S + ky) - i32(p.pad_y);
@@ -30,10 +29,7 @@ fn conv_broadcast_forward(@builtin(subgroup_invocation_id) lane: u32, @builtin(w
             }
             let row = (i * p.in_h + u32(iy)) * p.in_w;
             for (var kx = 0u; kx < CONV_K; kx++) {
-                let ix = ix0 + i32(kx);
-                // Normalized, then zero-padded.
-                let raw = input[row + u32(clamp(ix, 0, last_x))] * p.scale[i % 3u] + p.shift[i % 3u];
-                let v = select(0.0, raw, ix >= 0 && ix <= last_x);
+                let v = stem_input(i, row, ix0 + i32(kx));
                 let tap = (i * CONV_K + ky) * CONV_K + kx;
                 let w = broadcast16(weights[o_lo * taps + tap], weights[o_hi * taps + tap]);
                 for (var o = 0u; o < 16u; o++) {
@@ -45,14 +41,9 @@ fn conv_broadcast_forward(@builtin(subgroup_invocation_id) lane: u32, @builtin(w
     if wid.x * BCAST_LANES + lane >= p.out_w {
         return;
     }
-    let pixels = p.out_h * p.out_w;
     for (var o = 0u; o < 16u; o++) {
         if o0 + o < p.out_c {
-            let idx = (o0 + o) * pixels + y * p.out_w + x;
-            output[idx] = output_t(activate(acc[o], p.act, p.cap));
-            if p.store_preact == 1u {
-                preact[idx] = preact_t(acc[o]);
-            }
+            store_stem_output(o0 + o, y * p.out_w + x, acc[o]);
         }
     }
 }
@@ -72,7 +63,6 @@ fn conv_broadcast_backward(@builtin(subgroup_invocation_id) lane: u32, @builtin(
     let first = window.x;
     let count = window.y;
     let base = window.z;
-    let last = i32(p.out_w) - 1;
     let out_pixels = p.out_h * p.out_w;
     let per_channel = CONV_ROWS_IN * CONV_K * CONV_K;
     let o_lo = min(lane, p.out_c - 1u);
@@ -94,12 +84,7 @@ fn conv_broadcast_backward(@builtin(subgroup_invocation_id) lane: u32, @builtin(
             }
         }
         for (var o = 0u; o < p.out_c; o++) {
-            let row = o * out_pixels + u32(sy) * p.out_w;
-            var win: array<f32, ROW_WINDOW>;
-            for (var j = 0; j < count; j++) {
-                let ox = base + j;
-                win[j] = select(0.0, f32(grad_output[row + u32(clamp(ox, 0, last))]), ox >= 0 && ox <= last);
-            }
+            let win = grad_window(o * out_pixels + u32(sy) * p.out_w, base, count);
             for (var i = 0u; i < CONV_ROWS_IN; i++) {
                 for (var kx = 0; kx < k; kx++) {
                     let wv = w[i * CONV_K + u32(kx)][o];
