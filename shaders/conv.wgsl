@@ -204,6 +204,34 @@ fn conv_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wor
     }
 }
 
+// Adds kernel column kx of input channel i, weight w, to the ROW_OUTS neighbours it reaches
+// from the window `win` of dL/d(pre-activation) (whose first value is output `first` relative to
+// the neighbours').
+fn add_column_taps(acc: ptr<function, array<f32, CONV_ROWS_IN * ROW_OUTS>>, i: u32, kx: i32, w: f32,
+                   win: array<f32, ROW_WINDOW>, first: i32) {
+    let s = i32(CONV_S);
+    for (var t = 0; t < i32(ROW_OUTS); t++) {
+        let n = t + i32(CONV_PAD) - kx;
+        if n % s == 0 {
+            (*acc)[i * ROW_OUTS + u32(t)] += w * win[floor_div(n, s) - first];
+        }
+    }
+}
+
+// Adds the ROW_OUTS neighbours' gradients of every channel (times the input normalization's
+// scale) to the image gradient's row iy from column x0.
+fn add_image_gradient(iy: u32, x0: u32, acc: array<f32, CONV_ROWS_IN * ROW_OUTS>) {
+    let in_pixels = p.in_h * p.in_w;
+    for (var i = 0u; i < CONV_ROWS_IN; i++) {
+        for (var t = 0u; t < ROW_OUTS; t++) {
+            let x = x0 + t;
+            if x < p.in_w {
+                grad_input[i * in_pixels + iy * p.in_w + x] += acc[i * ROW_OUTS + t] * p.scale[i];
+            }
+        }
+    }
+}
+
 // The image gradient for ROW_OUTS neighbouring pixels of one row, all CONV_ROWS_IN channels, per
 // invocation: pixel x receives w · g[oy][ox] where ox · CONV_S + kx − CONV_PAD = x, so which
 // taps reach which neighbour, and where in the window of g, is known at compile time.
@@ -230,23 +258,10 @@ fn conv_rows_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(wo
             for (var i = 0u; i < CONV_ROWS_IN; i++) {
                 for (var kx = 0; kx < k; kx++) {
                     let w = weights[((o * CONV_ROWS_IN + i) * CONV_K + ky) * CONV_K + u32(kx)];
-                    for (var t = 0; t < i32(ROW_OUTS); t++) {
-                        let n = t + pad - kx;
-                        if n % s == 0 {
-                            acc[i * ROW_OUTS + u32(t)] += w * win[floor_div(n, s) - first];
-                        }
-                    }
+                    add_column_taps(&acc, i, kx, w, win, first);
                 }
             }
         }
     }
-    let in_pixels = p.in_h * p.in_w;
-    for (var i = 0u; i < CONV_ROWS_IN; i++) {
-        for (var t = 0u; t < ROW_OUTS; t++) {
-            let x = x0 + t;
-            if x < p.in_w {
-                grad_input[i * in_pixels + iy * p.in_w + x] += acc[i * ROW_OUTS + t] * p.scale[i];
-            }
-        }
-    }
+    add_image_gradient(iy, x0, acc);
 }

@@ -87,24 +87,10 @@ fn conv_broadcast_backward(@builtin(subgroup_invocation_id) lane: u32, @builtin(
             let win = grad_window(o * out_pixels + u32(sy) * p.out_w, base, count);
             for (var i = 0u; i < CONV_ROWS_IN; i++) {
                 for (var kx = 0; kx < k; kx++) {
-                    let wv = w[i * CONV_K + u32(kx)][o];
-                    for (var t = 0; t < i32(ROW_OUTS); t++) {
-                        let n = t + pad - kx;
-                        if n % s == 0 {
-                            acc[i * ROW_OUTS + u32(t)] += wv * win[floor_div(n, s) - first];
-                        }
-                    }
+                    add_column_taps(&acc, i, kx, w[i * CONV_K + u32(kx)][o], win, first);
                 }
             }
         }
     }
-    let in_pixels = p.in_h * p.in_w;
-    for (var i = 0u; i < CONV_ROWS_IN; i++) {
-        for (var t = 0u; t < ROW_OUTS; t++) {
-            let x = x0 + t;
-            if x < p.in_w {
-                grad_input[i * in_pixels + iy * p.in_w + x] += acc[i * ROW_OUTS + t] * p.scale[i];
-            }
-        }
-    }
+    add_image_gradient(iy, x0, acc);
 }
