@@ -30,6 +30,15 @@ pub struct Conv {
     pub cap: f32,
 }
 
+impl Conv {
+    /// Whether the derivative of the activation can be read from the layer's output instead of
+    /// a stored pre-activation: an unclamped ReLU, where relu'(z) = [z > 0] = [relu(z) > 0]
+    /// (a clamp hides whether z passed the cap; hard-swish is not invertible).
+    pub fn derivative_from_output(&self) -> bool {
+        self.activation == Activation::Relu && self.cap == f32::INFINITY
+    }
+}
+
 /// Squeeze-and-excite: mean → 1×1 conv + ReLU → 1×1 conv → gate → scale.
 ///
 /// gate = clamp(x + `gate_add`, 0, `gate_max`) · `gate_mul`; hard-sigmoid is 3, 6 and 1/6, but the

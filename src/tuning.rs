@@ -91,14 +91,15 @@ impl Tuner {
 
     /// The variant of `family` to use for `shape`, one of `variants` (the first is the default,
     /// used without measuring in [`Tune::Off`] mode or when it is the only one). `measure`
-    /// times one variant in milliseconds; a variant that fails to run is never chosen (and the
-    /// shape is measured again in the next process).
+    /// times one variant in milliseconds, given the best time of the shape so far (see
+    /// [`time_op`]); a variant that fails to run is never chosen (and the shape is measured
+    /// again in the next process).
     pub fn choose(
         &self,
         family: Family,
         shape: &str,
         variants: &[&str],
-        mut measure: impl FnMut(&str) -> Result<f64>,
+        mut measure: impl FnMut(&str, f64) -> Result<f64>,
     ) -> String {
         let first = variants.first().expect("a variant").to_string();
         if self.mode == Tune::Off || variants.len() == 1 {
@@ -116,8 +117,16 @@ impl Tuner {
             self.choices.lock().unwrap().push((key, Choice { measured: Vec::new(), ..c }));
             return variant;
         }
+        // The variants listed last (shaped for particular adapters) are timed first, so that a
+        // default that cannot win against them is dropped after one dispatch (see `time_op`).
+        let mut times = vec![None; variants.len()];
+        let mut best = f64::INFINITY;
+        for (i, v) in variants.iter().enumerate().rev() {
+            times[i] = measure(v, best).ok();
+            best = times[i].map_or(best, |ms| best.min(ms));
+        }
         let measured: Vec<(String, f64)> =
-            variants.iter().filter_map(|v| measure(v).ok().map(|ms| (v.to_string(), ms))).collect();
+            variants.iter().zip(times).filter_map(|(v, ms)| ms.map(|ms| (v.to_string(), ms))).collect();
         let Some((variant, ms)) = measured.iter().min_by(|a, b| a.1.total_cmp(&b.1)).cloned() else {
             return first;
         };
@@ -136,11 +145,12 @@ impl Tuner {
         family: Family,
         shape: &str,
         fitting: &[V],
-        mut measure: impl FnMut(V) -> Result<f64>,
+        mut measure: impl FnMut(V, f64) -> Result<f64>,
     ) -> V {
         let names: Vec<&str> = fitting.iter().map(|v| v.name()).collect();
         let by_name = |name: &str| fitting.iter().copied().find(|v| v.name() == name);
-        let chosen = self.choose(family, shape, &names, |name| measure(by_name(name).expect("a listed variant")));
+        let chosen =
+            self.choose(family, shape, &names, |name, best| measure(by_name(name).expect("a listed variant"), best));
         by_name(&chosen).unwrap_or(fitting[0])
     }
 
@@ -214,12 +224,18 @@ pub fn scratch_like(ctx: &GpuContext, like: &wgpu::Buffer) -> wgpu::Buffer {
 /// GPU-shaped ones on a CPU adapter) in half the time.
 const TIMING_BUDGET_MS: f64 = 20.0;
 
+/// A variant whose first dispatch takes more than this many times the best time of its shape so
+/// far is timed no further: it cannot win (on a CPU adapter the GPU-shaped variants take 5 to
+/// 50 times the best), and timing it again was a third of a large picture's first run.
+const HOPELESS: f64 = 3.0;
+
 /// Milliseconds one dispatch of `op` takes: its GPU time from timestamp queries where the
 /// adapter has them (`profile::run`), else the wall clock around its submission and completion;
-/// the best of three after one untimed dispatch (fewer once they have taken
-/// [`TIMING_BUDGET_MS`]). Errors reported before are set aside: an error here is this
-/// dispatch's.
-pub fn time_op(ctx: &GpuContext, op: &BoundOp) -> Result<f64> {
+/// the best of three after a first dispatch that warms caches up (fewer once they have taken
+/// [`TIMING_BUDGET_MS`]), or that first time alone when it is over [`HOPELESS`] times `best`,
+/// the best time of another variant of the shape. Errors reported before are set aside: an
+/// error here is this dispatch's.
+pub fn time_op(ctx: &GpuContext, op: &BoundOp, best: f64) -> Result<f64> {
     let commands = [Command::Dispatch(op.clone())];
     let once = || -> Result<f64> {
         let start = Instant::now();
@@ -227,16 +243,19 @@ pub fn time_op(ctx: &GpuContext, op: &BoundOp) -> Result<f64> {
         Ok(profile.gpu_ms.unwrap_or_else(|| start.elapsed().as_secs_f64() * 1e3))
     };
     ctx.with_errors_set_aside(|| {
-        once()?;
-        let (mut best, mut spent) = (f64::INFINITY, 0.0);
+        let first = once()?;
+        if first > HOPELESS * best {
+            return Ok(first);
+        }
+        let (mut fastest, mut spent) = (f64::INFINITY, 0.0);
         for _ in 0..3 {
             let ms = once()?;
-            best = best.min(ms);
+            fastest = fastest.min(ms);
             spent += ms;
             if spent >= TIMING_BUDGET_MS {
                 break;
             }
         }
-        Ok(best)
+        Ok(fastest)
     })
 }

@@ -264,7 +264,9 @@ fn conv_and_depthwise_at(ctx: &GpuContext, precision: Precision) {
                 let pre = reference::conv2d(&x, &linear, padding, scale, shift);
                 let dz = through_stored_activation(&gy, &pre, &conv, precision);
                 let want = reference::conv2d_backward(&x, &linear, padding, scale, shift, &dz);
-                let params = ConvParams::new(&conv, padding, [3, x.h, x.w], scale, shift, true);
+                // An unclamped ReLU's derivative is read from the output: no pre-activation stored.
+                let from_output = conv.derivative_from_output();
+                let params = ConvParams::new(&conv, padding, [3, x.h, x.w], scale, shift, !from_output);
                 // Forward (keeping the pre-activation), activation backward in place, input
                 // gradient; each variant from fresh buffers.
                 for variant in ConvVariant::offered(ctx) {
@@ -274,7 +276,8 @@ fn conv_and_depthwise_at(ctx: &GpuContext, precision: Precision) {
                         ctx.values_buffer("pre", y.data.len(), precision),
                         ctx.zeroed_buffer("gx", x.data.len()),
                     );
-                    let activation = ActivationBackward { preact_in: &pre, grad_inout: &gyb };
+                    let activation =
+                        ActivationBackward { preact_in: if from_output { &yb } else { &pre }, grad_inout: &gyb };
                     let forward = ConvForward { input: &xb, weights: &wb, output: &yb, preact: &pre };
                     let backward = ConvBackward { grad_output: &gyb, weights: &wb, grad_input: &gx };
                     let ops = [
@@ -303,7 +306,9 @@ fn conv_and_depthwise_at(ctx: &GpuContext, precision: Precision) {
                 let linear = linear_part(&conv);
                 let dz = through_stored_activation(&gy, &reference::depthwise(&x, &linear, padding), &conv, precision);
                 let want = reference::depthwise_backward(&x, &linear, padding, &dz);
-                let params = DepthwiseParams::new(&conv, padding, [x.h, x.w], true);
+                // An unclamped ReLU's derivative is read from the output: no pre-activation stored.
+                let from_output = conv.derivative_from_output();
+                let params = DepthwiseParams::new(&conv, padding, [x.h, x.w], !from_output);
                 for variant in DepthwiseVariant::ALL {
                     let (xb, wb, gyb) =
                         (values(ctx, &x, precision), conv_buffer(ctx, &conv), values(ctx, &gy, precision));
@@ -313,7 +318,8 @@ fn conv_and_depthwise_at(ctx: &GpuContext, precision: Precision) {
                         ctx.values_buffer("gx", x.data.len(), precision),
                     );
                     let forward = DepthwiseForward { input: &xb, weights: &wb, output: &yb, preact: &pre };
-                    let activation = ActivationBackward { preact_in: &pre, grad_inout: &gyb };
+                    let activation =
+                        ActivationBackward { preact_in: if from_output { &yb } else { &pre }, grad_inout: &gyb };
                     let backward = DepthwiseBackward { grad_output: &gyb, weights: &wb, grad_input: &gx };
                     let ops = [
                         k.depthwise.forward_variant(ctx, variant, forward, &params),
@@ -355,7 +361,9 @@ fn pointwise_and_squeeze_excite_at(ctx: &GpuContext, precision: Precision) {
             let linear = linear_part(&conv);
             let dz = through_stored_activation(&gy, &reference::pointwise(&x, &linear, None), &conv, precision);
             let want = reference::pointwise_backward(&x, &linear, &dz);
-            let forward = PointwiseParams::conv(&conv, h * w, true);
+            // An unclamped ReLU's derivative is read from the output: no pre-activation stored.
+            let from_output = conv.derivative_from_output();
+            let forward = PointwiseParams::conv(&conv, h * w, !from_output);
             let backward = forward.input_gradient();
             let (xb, wb, gyb) = (values(ctx, &x, precision), conv_buffer(ctx, &conv), values(ctx, &gy, precision));
             let (yb, pre, gx) = (
@@ -374,7 +382,7 @@ fn pointwise_and_squeeze_excite_at(ctx: &GpuContext, precision: Precision) {
                 // Fresh outputs: the pre-activation the backward reads is this variant's.
                 let (yb, pre) = (nan_values(ctx, cout * h * w, precision), nan_values(ctx, cout * h * w, precision));
                 let forward_buffers = ProductBuffers { output: &yb, aux: &pre, ..forward_buffers };
-                let backward_buffers = ProductBuffers { aux: &pre, ..backward_buffers };
+                let backward_buffers = ProductBuffers { aux: if from_output { &yb } else { &pre }, ..backward_buffers };
                 let ops = [
                     Command::Clear(gx.clone()),
                     Command::Dispatch(k.products.variant(ctx, variant, Operands::Features, forward_buffers, &forward)),

@@ -13,8 +13,8 @@ use neural_style::tuning::{CACHE_FILE, Tune, Tuner};
 const VARIANTS: [&str; 3] = ["tiled", "lanes4", "lanes8"];
 
 /// A measurement of the three variants (milliseconds by name) that counts its calls.
-fn timings<'a>(calls: &'a Cell<usize>, ms: [f64; 3]) -> impl FnMut(&str) -> anyhow::Result<f64> + 'a {
-    move |name| {
+fn timings<'a>(calls: &'a Cell<usize>, ms: [f64; 3]) -> impl FnMut(&str, f64) -> anyhow::Result<f64> + 'a {
+    move |name, _best| {
         calls.set(calls.get() + 1);
         Ok(ms[VARIANTS.iter().position(|v| *v == name).unwrap()])
     }
@@ -48,6 +48,23 @@ fn the_fastest_variant_is_chosen_cached_and_read_back_without_measuring() {
     assert_eq!(cache["adapter A"]["pointwise/m8 k8 n8"]["variant"], "lanes4");
     assert_eq!(cache["adapter A"]["gram/m8 k8 n8"]["variant"], "tiled");
     assert_eq!(cache["adapter B"]["pointwise/m8 k8 n8"]["variant"], "lanes8");
+}
+
+#[test]
+fn the_variants_are_timed_last_listed_first_each_against_the_best_time_so_far() {
+    let tuner = Tuner::new(Tune::Always, "adapter A".into(), None);
+    let mut seen = Vec::new();
+    let ms = [9.0, 2.0, 3.0];
+    let chosen = tuner.choose(Family::Pointwise, "s", &VARIANTS, |name, best| {
+        seen.push((name.to_string(), best));
+        Ok(ms[VARIANTS.iter().position(|v| *v == name).unwrap()])
+    });
+    assert_eq!(chosen, "lanes4");
+    let expected = [("lanes8", f64::INFINITY), ("lanes4", 3.0), ("tiled", 2.0)].map(|(n, b)| (n.to_string(), b));
+    assert_eq!(seen, expected);
+    // The report lists them in the family's order.
+    let names: Vec<String> = tuner.choices()[0].measured.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(names, VARIANTS);
 }
 
 #[test]
@@ -97,11 +114,11 @@ fn a_choice_another_process_recorded_first_is_adopted() {
     let early = Tuner::new(Tune::Auto, "a".into(), Some(dir.path().into()));
     // `late` measures lanes8 fastest; while it measures, `early` records lanes4.
     let mut early_measure = timings(&first, [9.0, 1.0, 5.0]);
-    let chosen = late.choose(Family::Depthwise, "s", &VARIANTS, |name| {
+    let chosen = late.choose(Family::Depthwise, "s", &VARIANTS, |name, best| {
         if name == "tiled" {
             assert_eq!(early.choose(Family::Depthwise, "s", &VARIANTS, &mut early_measure), "lanes4");
         }
-        timings(&second, [9.0, 5.0, 1.0])(name)
+        timings(&second, [9.0, 5.0, 1.0])(name, best)
     });
     assert_eq!(chosen, "lanes4", "the first recorded choice wins");
     // What `late` measured is still reported.
@@ -114,7 +131,7 @@ fn a_variant_that_fails_is_never_chosen_and_a_corrupt_cache_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(CACHE_FILE), "{ not json").unwrap();
     let tuner = Tuner::new(Tune::Auto, "a".into(), Some(dir.path().into()));
-    let chosen = tuner.choose(Family::Gram, "s", &VARIANTS, |name| {
+    let chosen = tuner.choose(Family::Gram, "s", &VARIANTS, |name, _| {
         if name == "lanes4" { anyhow::bail!("cannot run") } else { Ok(if name == "tiled" { 2.0 } else { 3.0 }) }
     });
     assert_eq!(chosen, "tiled");

@@ -47,30 +47,32 @@ impl ForwardPlan {
         let mut ops = Vec::new();
         for node in self.nodes.iter().rev() {
             match node {
-                Node::Stem { weights, params, preact, out } => {
-                    if let Some(preact) = preact {
+                Node::Stem { weights, params, derivative, out } => {
+                    if let Some(derivative) = derivative {
                         let p = params.activation_backward();
-                        let buffers = ActivationBackward { preact_in: preact, grad_inout: grad(*out) };
+                        let preact_in = derivative.source(value(*out));
+                        let buffers = ActivationBackward { preact_in, grad_inout: grad(*out) };
                         ops.push(k.conv.activation_backward(ctx, buffers, &p, Family::Stem));
                     }
                     let buffers = ConvBackward { grad_output: grad(*out), weights, grad_input: image_grad };
                     ops.push(k.conv.backward(ctx, buffers, &unscaled(params, gradient_scale)));
                 }
-                Node::Pointwise { weights, params, preact, input, out } => {
+                Node::Pointwise { weights, params, derivative, input, out } => {
                     // dX (in_c × pixels) += Wᵀ · (dY ⊙ act'(Z)).
                     let p = params.input_gradient();
                     let buffers = ProductBuffers {
                         input: grad(*out),
                         weights,
                         output: grad(*input),
-                        aux: preact.as_ref().unwrap_or(k.placeholder()),
+                        aux: derivative.as_ref().map_or(k.placeholder(), |d| d.source(value(*out))),
                     };
                     ops.push(k.products.product(ctx, buffers, &p));
                 }
-                Node::Depthwise { weights, params, preact, input, out } => {
-                    if let Some(preact) = preact {
+                Node::Depthwise { weights, params, derivative, input, out } => {
+                    if let Some(derivative) = derivative {
                         let p = params.activation_backward();
-                        let buffers = ActivationBackward { preact_in: preact, grad_inout: grad(*out) };
+                        let preact_in = derivative.source(value(*out));
+                        let buffers = ActivationBackward { preact_in, grad_inout: grad(*out) };
                         ops.push(k.conv.activation_backward(ctx, buffers, &p, Family::Depthwise));
                     }
                     let buffers = DepthwiseBackward { grad_output: grad(*out), weights, grad_input: grad(*input) };

@@ -106,25 +106,48 @@ pub struct PlanOptions {
     pub until: Option<LayerId>,
 }
 
+/// What the backward pass reads for the derivative of a layer's activation.
+enum Derivative {
+    /// The pre-activation, stored by the forward pass.
+    Preact(wgpu::Buffer),
+    /// The layer's own output (see [`Conv::derivative_from_output`]).
+    Output,
+}
+
+impl Derivative {
+    /// The buffer holding the activation's argument: the pre-activation, or `output`.
+    fn source<'a>(&'a self, output: &'a wgpu::Buffer) -> &'a wgpu::Buffer {
+        match self {
+            Derivative::Preact(preact) => preact,
+            Derivative::Output => output,
+        }
+    }
+}
+
+/// Whether the forward pass stores a pre-activation for `derivative`.
+fn stores_preact(derivative: &Option<Derivative>) -> bool {
+    matches!(derivative, Some(Derivative::Preact(_)))
+}
+
 /// One forward operation, as the backward pass needs to know it.
 enum Node {
     Stem {
         weights: wgpu::Buffer,
         params: ConvParams,
-        preact: Option<wgpu::Buffer>,
+        derivative: Option<Derivative>,
         out: usize,
     },
     Pointwise {
         weights: wgpu::Buffer,
         params: PointwiseParams,
-        preact: Option<wgpu::Buffer>,
+        derivative: Option<Derivative>,
         input: usize,
         out: usize,
     },
     Depthwise {
         weights: wgpu::Buffer,
         params: DepthwiseParams,
-        preact: Option<wgpu::Buffer>,
+        derivative: Option<Derivative>,
         input: usize,
         out: usize,
     },
@@ -271,26 +294,26 @@ impl ForwardPlan {
         self.nodes
             .iter()
             .map(|node| match node {
-                Node::Stem { params: p, preact, .. } => {
+                Node::Stem { params: p, derivative, .. } => {
                     let out = f64::from(p.out_c * p.out_h * p.out_w);
                     let flops = 2.0 * out * f64::from(p.in_c * p.kernel * p.kernel);
                     let weights = f64::from(p.out_c * p.in_c * p.kernel * p.kernel);
                     let input = f64::from(p.in_c * p.in_h * p.in_w);
-                    let pre = if preact.is_some() { 2.0 * out } else { 0.0 };
+                    let pre = if stores_preact(derivative) { 2.0 * out } else { 0.0 };
                     // Forward writes the output (and pre-activation); backward reads the output
                     // gradient (and pre-activation) and writes the image gradient.
                     Work::new(2.0 * flops, 2.0 * (input + weights + out) + 2.0 * pre)
                 }
-                Node::Pointwise { params: p, preact, .. } => {
+                Node::Pointwise { params: p, derivative, .. } => {
                     let (m, k, n) = (f64::from(p.m), f64::from(p.k), f64::from(p.n));
-                    let pre = if preact.is_some() { 2.0 * m * n } else { 0.0 };
+                    let pre = if stores_preact(derivative) { 2.0 * m * n } else { 0.0 };
                     // Backward accumulates into the input gradient: read and write.
                     Work::new(4.0 * m * k * n, (k * n + m * k + m * n) + (m * n + m * k + 2.0 * k * n) + pre)
                 }
-                Node::Depthwise { params: p, preact, .. } => {
+                Node::Depthwise { params: p, derivative, .. } => {
                     let out = f64::from(p.channels * p.out_h * p.out_w);
                     let input = f64::from(p.channels * p.in_h * p.in_w);
-                    let pre = if preact.is_some() { 2.0 * out } else { 0.0 };
+                    let pre = if stores_preact(derivative) { 2.0 * out } else { 0.0 };
                     let flops = 2.0 * out * f64::from(p.kernel * p.kernel);
                     Work::new(2.0 * flops, (input + out) + (out + 2.0 * input) + pre)
                 }
@@ -539,28 +562,50 @@ impl Builder<'_> {
         &self.layers[layer].info
     }
 
-    /// A pre-activation buffer when training a layer with an activation.
-    fn preact(&self, conv: &Conv, values: usize) -> Option<wgpu::Buffer> {
-        let train = self.train && conv.activation != arch::Activation::None;
-        train.then(|| self.ctx.values_buffer("preact", values, self.precision))
+    /// What the backward pass of a layer with `values` outputs needs for its activation's
+    /// derivative, when training a layer with an activation: a pre-activation buffer for the
+    /// forward pass to fill, or nothing beyond the output.
+    fn derivative(&self, conv: &Conv, values: usize) -> Option<Derivative> {
+        if !self.train || conv.activation == arch::Activation::None {
+            return None;
+        }
+        Some(if conv.derivative_from_output() {
+            Derivative::Output
+        } else {
+            Derivative::Preact(self.ctx.values_buffer("preact", values, self.precision))
+        })
+    }
+
+    /// The pre-activation buffer the forward pass of a layer writes (the placeholder if none).
+    fn preact_buffer<'a>(&'a self, derivative: &'a Option<Derivative>) -> &'a wgpu::Buffer {
+        match derivative {
+            Some(Derivative::Preact(preact)) => preact,
+            _ => self.k.placeholder(),
+        }
     }
 
     fn stem(&mut self, net: &Network, weights: &wgpu::Buffer, width: usize, height: usize, info: LayerInfo) -> usize {
         let out = self.layer(info);
         let s = &net.stem;
-        let preact = self.preact(s, info.channels * info.height * info.width);
-        let params =
-            ConvParams::new(s, net.padding, [3, height, width], net.input_scale, net.input_shift, preact.is_some());
+        let derivative = self.derivative(s, info.channels * info.height * info.width);
+        let params = ConvParams::new(
+            s,
+            net.padding,
+            [3, height, width],
+            net.input_scale,
+            net.input_shift,
+            stores_preact(&derivative),
+        );
         let buffers = ConvForward {
             input: &self.input,
             weights,
             output: self.buffer(out),
-            preact: preact.as_ref().unwrap_or(self.k.placeholder()),
+            preact: self.preact_buffer(&derivative),
         };
         let op = self.k.conv.forward(self.ctx, buffers, &params);
         self.ops.push(op);
         if self.train {
-            self.nodes.push(Node::Stem { weights: weights.clone(), params, preact, out });
+            self.nodes.push(Node::Stem { weights: weights.clone(), params, derivative, out });
         }
         out
     }
@@ -569,18 +614,18 @@ impl Builder<'_> {
     fn pointwise(&mut self, conv: &Conv, weights: &wgpu::Buffer, input: usize, info: LayerInfo) -> usize {
         let out = self.layer(info);
         let pixels = self.info(out).height * self.info(out).width;
-        let preact = self.preact(conv, conv.out_channels * pixels);
-        let params = PointwiseParams::conv(conv, pixels, preact.is_some());
+        let derivative = self.derivative(conv, conv.out_channels * pixels);
+        let params = PointwiseParams::conv(conv, pixels, stores_preact(&derivative));
         let buffers = ProductBuffers {
             input: self.buffer(input),
             weights,
             output: self.buffer(out),
-            aux: preact.as_ref().unwrap_or(self.k.placeholder()),
+            aux: self.preact_buffer(&derivative),
         };
         let op = self.k.products.product(self.ctx, buffers, &params);
         self.ops.push(op);
         if self.train {
-            self.nodes.push(Node::Pointwise { weights: weights.clone(), params, preact, input, out });
+            self.nodes.push(Node::Pointwise { weights: weights.clone(), params, derivative, input, out });
         }
         out
     }
@@ -608,18 +653,18 @@ impl Builder<'_> {
     ) -> usize {
         let out = self.layer(info);
         let inp = *self.info(input);
-        let preact = self.preact(conv, info.channels * info.height * info.width);
-        let params = DepthwiseParams::new(conv, net.padding, [inp.height, inp.width], preact.is_some());
+        let derivative = self.derivative(conv, info.channels * info.height * info.width);
+        let params = DepthwiseParams::new(conv, net.padding, [inp.height, inp.width], stores_preact(&derivative));
         let buffers = DepthwiseForward {
             input: self.buffer(input),
             weights,
             output: self.buffer(out),
-            preact: preact.as_ref().unwrap_or(self.k.placeholder()),
+            preact: self.preact_buffer(&derivative),
         };
         let op = self.k.depthwise.forward(self.ctx, buffers, &params);
         self.ops.push(op);
         if self.train {
-            self.nodes.push(Node::Depthwise { weights: weights.clone(), params, preact, input, out });
+            self.nodes.push(Node::Depthwise { weights: weights.clone(), params, derivative, input, out });
         }
         out
     }

@@ -315,12 +315,13 @@ impl StemConv {
     pub fn forward(&self, ctx: &GpuContext, buffers: ConvForward, p: &ConvParams) -> BoundOp {
         let fitting: Vec<_> = ConvVariant::offered(ctx).into_iter().filter(|v| v.fits(p, false)).collect();
         let variant =
-            ctx.tuner().pick(Family::Stem, &shape_key("forward", p, self.modules.precision()), &fitting, |v| {
+            ctx.tuner().pick(Family::Stem, &shape_key("forward", p, self.modules.precision()), &fitting, |v, best| {
                 // The buffers it writes are stand-ins: the plan's may hold values in use.
                 let (output, preact) = (scratch_like(ctx, buffers.output), scratch_like(ctx, buffers.preact));
                 time_op(
                     ctx,
                     &self.forward_variant(ctx, v, ConvForward { output: &output, preact: &preact, ..buffers }, p),
+                    best,
                 )
             });
         self.forward_variant(ctx, variant, buffers, p)
@@ -331,9 +332,13 @@ impl StemConv {
     pub fn backward(&self, ctx: &GpuContext, buffers: ConvBackward, p: &ConvParams) -> BoundOp {
         let fitting: Vec<_> = ConvVariant::offered(ctx).into_iter().filter(|v| v.fits(p, true)).collect();
         let variant =
-            ctx.tuner().pick(Family::Stem, &shape_key("backward", p, self.modules.precision()), &fitting, |v| {
+            ctx.tuner().pick(Family::Stem, &shape_key("backward", p, self.modules.precision()), &fitting, |v, best| {
                 let grad_input = scratch_like(ctx, buffers.grad_input);
-                time_op(ctx, &self.backward_variant(ctx, v, ConvBackward { grad_input: &grad_input, ..buffers }, p))
+                time_op(
+                    ctx,
+                    &self.backward_variant(ctx, v, ConvBackward { grad_input: &grad_input, ..buffers }, p),
+                    best,
+                )
             });
         self.backward_variant(ctx, variant, buffers, p)
     }

@@ -233,15 +233,20 @@ impl Depthwise {
 
     /// The depthwise convolution over `p`, in the variant the device's tuner chose.
     pub fn forward(&self, ctx: &GpuContext, buffers: DepthwiseForward, p: &DepthwiseParams) -> BoundOp {
-        let variant =
-            ctx.tuner().pick(Family::Depthwise, &shape_key("forward", p, self.modules.precision()), &fitting(p), |v| {
+        let variant = ctx.tuner().pick(
+            Family::Depthwise,
+            &shape_key("forward", p, self.modules.precision()),
+            &fitting(p),
+            |v, best| {
                 // The buffers it writes are stand-ins: the plan's may hold values in use.
                 let (output, preact) = (scratch_like(ctx, buffers.output), scratch_like(ctx, buffers.preact));
                 time_op(
                     ctx,
                     &self.forward_variant(ctx, v, DepthwiseForward { output: &output, preact: &preact, ..buffers }, p),
+                    best,
                 )
-            });
+            },
+        );
         self.forward_variant(ctx, variant, buffers, p)
     }
 
@@ -251,11 +256,12 @@ impl Depthwise {
             Family::Depthwise,
             &shape_key("backward", p, self.modules.precision()),
             &fitting(p),
-            |v| {
+            |v, best| {
                 let grad_input = scratch_like(ctx, buffers.grad_input);
                 time_op(
                     ctx,
                     &self.backward_variant(ctx, v, DepthwiseBackward { grad_input: &grad_input, ..buffers }, p),
+                    best,
                 )
             },
         );

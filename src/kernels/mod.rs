@@ -393,7 +393,7 @@ pub fn faster_precision(ctx: &GpuContext) -> anyhow::Result<Precision> {
         Family::Pointwise,
         "precision 96->40 128x128",
         &[Precision::F32, Precision::F16],
-        |precision| {
+        |precision, _| {
             let products = pointwise::Products::new(ctx, precision);
             let depthwise = depthwise::Depthwise::new(ctx, precision);
             let input = ctx.values_buffer("precision input", expanded as usize * pixels, precision);
@@ -430,8 +430,8 @@ pub fn faster_precision(ctx: &GpuContext) -> anyhow::Result<Precision> {
                 output: &output,
                 preact: &placeholder,
             };
-            Ok(crate::tuning::time_op(ctx, &products.product(ctx, buffers, &p))?
-                + crate::tuning::time_op(ctx, &depthwise.forward(ctx, dw_buffers, &dw))?)
+            Ok(crate::tuning::time_op(ctx, &products.product(ctx, buffers, &p), f64::INFINITY)?
+                + crate::tuning::time_op(ctx, &depthwise.forward(ctx, dw_buffers, &dw), f64::INFINITY)?)
         },
     );
     ctx.check_errors()?;

@@ -101,9 +101,11 @@ impl PointwiseParams {
     }
 
     /// The input gradient of this 1×1 convolution, added into: dX += Wᵀ · (dY ⊙ act'(Z)), the
-    /// activation derivative applied when the forward stored its pre-activation.
+    /// activation derivative applied when the layer has an activation (aux then holds Z, or the
+    /// output where that determines the derivative: `Conv::derivative_from_output`).
     pub fn input_gradient(&self) -> Self {
-        let grad_act = if self.flags & flags::STORE_PREACT != 0 { flags::GRAD_ACT_B } else { 0 };
+        let has_activation = self.act != super::activation_code(crate::arch::Activation::None);
+        let grad_act = if has_activation { flags::GRAD_ACT_B } else { 0 };
         Self {
             m: self.k,
             k: self.m,
@@ -546,11 +548,11 @@ impl Products {
         let layout = p.flags & !flags::STORE_PREACT;
         let shape = format!("m{} k{} n{} flags{layout} chunk{}", p.m, p.k, p.n, p.k_chunk);
         let shape = if operands == Operands::Floats { shape } else { super::precision_key(shape, precision) };
-        let variant = ctx.tuner().pick(family, &shape, &fitting, |variant| {
+        let variant = ctx.tuner().pick(family, &shape, &fitting, |variant, best| {
             // The buffers it writes are stand-ins: the plan's may hold values in use.
             let (output, aux) = (scratch_like(ctx, buffers.output), scratch_like(ctx, buffers.aux));
             let scratch = ProductBuffers { output: &output, aux: &aux, ..buffers };
-            time_op(ctx, &self.variant(ctx, variant, operands, scratch, p))
+            time_op(ctx, &self.variant(ctx, variant, operands, scratch, p), best)
         });
         self.variant(ctx, variant, operands, buffers, p)
     }

@@ -255,10 +255,10 @@ impl SqueezeExcite {
     /// Per-channel means, in the variant the device's tuner chose.
     pub fn channel_mean(&self, ctx: &GpuContext, buffers: ChannelMean, p: &SeParams) -> BoundOp {
         let key = shape_key("mean", p, self.precision);
-        let variant = ctx.tuner().pick(Family::SqueezeExcite, &key, &ReductionVariant::ALL, |v| {
+        let variant = ctx.tuner().pick(Family::SqueezeExcite, &key, &ReductionVariant::ALL, |v, best| {
             // The buffer it writes is a stand-in: the plan's may hold values in use.
             let output = scratch_like(ctx, buffers.output);
-            time_op(ctx, &self.channel_mean_variant(ctx, v, ChannelMean { output: &output, ..buffers }, p))
+            time_op(ctx, &self.channel_mean_variant(ctx, v, ChannelMean { output: &output, ..buffers }, p), best)
         });
         self.channel_mean_variant(ctx, variant, buffers, p)
     }
@@ -290,9 +290,9 @@ impl SqueezeExcite {
     /// dL/d gate, in the variant the device's tuner chose.
     pub fn channel_dot(&self, ctx: &GpuContext, buffers: ChannelDot, p: &SeParams) -> BoundOp {
         let key = shape_key("dot", p, self.precision);
-        let variant = ctx.tuner().pick(Family::SqueezeExcite, &key, &ReductionVariant::ALL, |v| {
+        let variant = ctx.tuner().pick(Family::SqueezeExcite, &key, &ReductionVariant::ALL, |v, best| {
             let output = scratch_like(ctx, buffers.output);
-            time_op(ctx, &self.channel_dot_variant(ctx, v, ChannelDot { output: &output, ..buffers }, p))
+            time_op(ctx, &self.channel_dot_variant(ctx, v, ChannelDot { output: &output, ..buffers }, p), best)
         });
         self.channel_dot_variant(ctx, variant, buffers, p)
     }
