@@ -23,7 +23,13 @@ fn luma(rgb: vec3<f32>) -> f32 {
 // One invocation per pixel of the planar RGB images ([3][pixels]).
 @compute @workgroup_size(WORKGROUP)
 fn original_colors(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        original_colors_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of original_colors.
+fn original_colors_at(i: u32) {
     let n = p.pixels;
     if i >= n {
         return;

@@ -33,8 +33,10 @@ fn activate_grad(z: f32, act: u32, cap: f32) -> f32 {
     return 1.0;
 }
 
-// The value index of an invocation in a flat dispatch: WORKGROUP-wide workgroups along x, folded
-// into rows of MAX_ROW_GROUPS workgroups along y (see `flat_grid` on the Rust side).
+// The index of an invocation in a flat dispatch: WORKGROUP-wide workgroups along x, folded into
+// rows of MAX_ROW_GROUPS workgroups along y (see `flat_grid` on the Rust side). Invocation i
+// handles values i·FLAT_VALUES … i·FLAT_VALUES + FLAT_VALUES − 1, each by a function `NAME_at`
+// (on lavapipe an invocation's setup costs as much as a copy of a value).
 fn flat_index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * MAX_ROW_GROUPS * WORKGROUP;
 }

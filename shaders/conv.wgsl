@@ -85,7 +85,13 @@ struct ActivationParams {
 // A flat dispatch (see flat_index).
 @compute @workgroup_size(WORKGROUP)
 fn activation_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        activation_backward_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of activation_backward.
+fn activation_backward_at(i: u32) {
     if i < act_p.n {
         grad_inout[i] = grad_inout_t(f32(grad_inout[i]) * activate_grad(f32(preact_in[i]), act_p.act, act_p.cap));
     }

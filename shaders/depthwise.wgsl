@@ -95,10 +95,12 @@ fn depthwise_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
 override DW_K: u32 = 3u;
 override DW_S: u32 = 1u;
 override DW_PAD: u32 = 1u;
+// Output rows per forward invocation, 1 … ROW_LINES.
+override DW_LINES: u32 = 2u;
 
 @compute @workgroup_size(ROW_LANES)
 fn depthwise_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    row_outputs(wid.z, wid.y, gid.x * ROW_OUTS);
+    row_outputs(wid.z, wid.y * DW_LINES, gid.x * ROW_OUTS);
 }
 
 // ---- Shaped for CPU-like adapters, channels along the lanes ----
@@ -109,22 +111,31 @@ fn depthwise_rows_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builti
 // rows kernels' 64-value workgroups would.
 @compute @workgroup_size(CHANNEL_LANES)
 fn depthwise_channels_forward(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    row_outputs(wid.z * CHANNEL_LANES + lane, wid.y, wid.x * ROW_OUTS);
+    row_outputs(wid.z * CHANNEL_LANES + lane, wid.y * DW_LINES, wid.x * ROW_OUTS);
 }
 
-// Outputs x0 … x0 + ROW_OUTS − 1 of row y of channel c (none past the last channel).
-fn row_outputs(c_in: u32, y: u32, x0: u32) {
+// Outputs x0 … x0 + ROW_OUTS − 1 of rows y0 … y0 + DW_LINES − 1 of channel c (none past the
+// last channel or row). Each input row is loaded once for every output row it reaches (stride
+// 1: DW_LINES + DW_K − 1 rows where DW_LINES separate rows would load DW_LINES · DW_K), and
+// each weight once.
+fn row_outputs(c_in: u32, y0: u32, x0: u32) {
     // Lanes past the last channel compute its values and store nothing.
     let c = min(c_in, p.channels - 1u);
     let bias = weights[p.channels * DW_K * DW_K + c];
-    var acc: array<f32, ROW_OUTS>;
-    for (var o = 0u; o < ROW_OUTS; o++) {
+    // Sized for the largest kernel, 5×5 (a local array's size is no override).
+    var w: array<f32, 25>;
+    for (var t = 0u; t < DW_K * DW_K; t++) {
+        w[t] = weights[c * DW_K * DW_K + t];
+    }
+    // acc[line · ROW_OUTS + o]: output row y0 + line, column x0 + o.
+    var acc: array<f32, ROW_LINES * ROW_OUTS>;
+    for (var o = 0u; o < ROW_LINES * ROW_OUTS; o++) {
         acc[o] = bias;
     }
     let base = i32(x0 * DW_S) - i32(p.pad_x);
     let last = i32(p.in_w) - 1;
-    for (var ky = 0u; ky < DW_K; ky++) {
-        let iy = i32(y * DW_S + ky) - i32(p.pad_y);
+    for (var r = 0u; r < (DW_LINES - 1u) * DW_S + DW_K; r++) {
+        let iy = i32(y0 * DW_S + r) - i32(p.pad_y);
         if iy < 0 || iy >= i32(p.in_h) {
             continue;
         }
@@ -134,20 +145,31 @@ fn row_outputs(c_in: u32, y: u32, x0: u32) {
             let ix = base + i32(j);
             win[j] = select(0.0, f32(input[row + u32(clamp(ix, 0, last))]), ix >= 0 && ix <= last);
         }
-        for (var kx = 0u; kx < DW_K; kx++) {
-            let w = weights[(c * DW_K + ky) * DW_K + kx];
-            for (var o = 0u; o < ROW_OUTS; o++) {
-                acc[o] += w * win[o * DW_S + kx];
+        for (var line = 0u; line < DW_LINES; line++) {
+            // This input row is kernel row ky of output row y0 + line.
+            let ky = i32(r) - i32(line * DW_S);
+            if ky < 0 || ky >= i32(DW_K) {
+                continue;
+            }
+            for (var kx = 0u; kx < DW_K; kx++) {
+                let wt = w[u32(ky) * DW_K + kx];
+                for (var o = 0u; o < ROW_OUTS; o++) {
+                    acc[line * ROW_OUTS + o] += wt * win[o * DW_S + kx];
+                }
             }
         }
     }
-    for (var o = 0u; o < ROW_OUTS; o++) {
-        let x = x0 + o;
-        if x < p.out_w && c_in < p.channels {
-            let idx = (c * p.out_h + y) * p.out_w + x;
-            output[idx] = output_t(activate(acc[o], p.act, p.cap));
-            if p.store_preact == 1u {
-                preact[idx] = preact_t(acc[o]);
+    for (var line = 0u; line < DW_LINES; line++) {
+        let y = y0 + line;
+        for (var o = 0u; o < ROW_OUTS; o++) {
+            let x = x0 + o;
+            if x < p.out_w && y < p.out_h && c_in < p.channels {
+                let idx = (c * p.out_h + y) * p.out_w + x;
+                let z = acc[line * ROW_OUTS + o];
+                output[idx] = output_t(activate(z, p.act, p.cap));
+                if p.store_preact == 1u {
+                    preact[idx] = preact_t(z);
+                }
             }
         }
     }

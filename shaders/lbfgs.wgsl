@@ -336,8 +336,7 @@ fn g_dot_y(slot: u32, accepted_slot: u32) -> f32 {
     return select(total(slot, G_Y), total(p.history, G_NEW_Y), slot == accepted_slot);
 }
 
-// ---- lbfgs_store_pair, lbfgs_direction, lbfgs_step: one invocation per value (a flat
-// dispatch, see flat_index) ----
+// ---- lbfgs_store_pair, lbfgs_direction, lbfgs_step: flat dispatches (see flat_index) ----
 
 @group(0) @binding(5) var<storage, read_write> page: array<f32>;
 @group(0) @binding(6) var<storage, read> scalars_in: array<f32>;
@@ -348,7 +347,13 @@ fn g_dot_y(slot: u32, accepted_slot: u32) -> f32 {
 // page; runs on every page before lbfgs_direction replaces d.
 @compute @workgroup_size(WORKGROUP)
 fn lbfgs_store_pair(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        lbfgs_store_pair_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of lbfgs_store_pair.
+fn lbfgs_store_pair_at(j: u32) {
     let slot = u32(scalars_in[ACCEPTED_SLOT]);
     if j >= p.n || scalars_in[IDLE] != 0.0 || scalars_in[ACCEPTED] != 1.0 || !on_page(slot) {
         return;
@@ -361,7 +366,13 @@ fn lbfgs_store_pair(@builtin(global_invocation_id) gid: vec3<u32>) {
 // keeps d).
 @compute @workgroup_size(WORKGROUP)
 fn lbfgs_direction(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        lbfgs_direction_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of lbfgs_direction.
+fn lbfgs_direction_at(j: u32) {
     if j >= p.n || scalars_in[IDLE] != 0.0 || scalars_in[BACKTRACK] != 0.0 {
         return;
     }
@@ -386,7 +397,13 @@ fn lbfgs_direction(@builtin(global_invocation_id) gid: vec3<u32>) {
 // the step's change and keeps g_prev (the gradient at the accepted point).
 @compute @workgroup_size(WORKGROUP)
 fn lbfgs_step(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        lbfgs_step_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of lbfgs_step.
+fn lbfgs_step_at(j: u32) {
     if j >= p.n || scalars_in[IDLE] != 0.0 {
         return;
     }

@@ -208,7 +208,13 @@ struct InteriorParams {
 
 @compute @workgroup_size(WORKGROUP)
 fn interior(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        interior_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of interior.
+fn interior_at(i: u32) {
     let plane = ip.height * ip.width;
     if i >= ip.channels * plane {
         return;

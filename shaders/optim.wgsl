@@ -17,7 +17,13 @@ struct AdamParams {
 // PyTorch's Adam (no weight decay, no amsgrad), then an optional clamp to [0, 1].
 @compute @workgroup_size(WORKGROUP)
 fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        adam_step_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of adam_step.
+fn adam_step_at(i: u32) {
     if i >= o.n {
         return;
     }
@@ -46,7 +52,13 @@ struct SquashParams {
 // image = sigmoid(u): the optimizer moves u freely, the image stays in (0, 1).
 @compute @workgroup_size(WORKGROUP)
 fn squash(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        squash_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of squash.
+fn squash_at(i: u32) {
     if i < sq.n {
         image[i] = 1.0 / (1.0 + exp(-u[i]));
     }
@@ -55,7 +67,13 @@ fn squash(@builtin(global_invocation_id) gid: vec3<u32>) {
 // dL/du = dL/dimage · image · (1 − image).
 @compute @workgroup_size(WORKGROUP)
 fn squash_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        squash_backward_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of squash_backward.
+fn squash_backward_at(i: u32) {
     if i < sq.n {
         let s = image[i];
         grad_u[i] = g[i] * s * (1.0 - s);

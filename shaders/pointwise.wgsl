@@ -189,7 +189,13 @@ struct ResidualParams {
 // dispatch (see flat_index).
 @compute @workgroup_size(WORKGROUP)
 fn residual_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        residual_forward_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of residual_forward.
+fn residual_forward_at(i: u32) {
     if i < rp.n {
         sum[i] = sum_t(f32(input[i]) + f32(addend[i]));
     }
@@ -198,7 +204,13 @@ fn residual_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 // Backward: each summand's gradient gains the sum's (sum += addend, addend = dL/d blockN).
 @compute @workgroup_size(WORKGROUP)
 fn residual_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        residual_backward_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of residual_backward.
+fn residual_backward_at(i: u32) {
     if i < rp.n {
         sum[i] = sum_t(f32(sum[i]) + f32(addend[i]));
     }

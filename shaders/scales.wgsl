@@ -16,7 +16,13 @@ struct ResizeParams {
 // Bilinear with half-pixel centers (PyTorch's align_corners=False), edges clamped.
 @compute @workgroup_size(WORKGROUP)
 fn resize_bilinear(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        resize_bilinear_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of resize_bilinear.
+fn resize_bilinear_at(i: u32) {
     let plane = rp.dst_w * rp.dst_h;
     if i >= 3u * plane {
         return;
@@ -51,7 +57,13 @@ fn mirror(padded: u32, pad: u32, size: u32) -> u32 {
 
 @compute @workgroup_size(WORKGROUP)
 fn mirror_pad(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        mirror_pad_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of mirror_pad.
+fn mirror_pad_at(i: u32) {
     let plane = rp.dst_w * rp.dst_h;
     if i >= 3u * plane {
         return;
@@ -83,7 +95,13 @@ fn preimages(x: u32, pad: u32, size: u32, out: ptr<function, array<u32, 3>>) -> 
 // padded size, rp.dst the image's.
 @compute @workgroup_size(WORKGROUP)
 fn mirror_pad_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        mirror_pad_backward_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of mirror_pad_backward.
+fn mirror_pad_backward_at(i: u32) {
     let plane = rp.dst_w * rp.dst_h;
     if i >= 3u * plane {
         return;
@@ -117,7 +135,13 @@ struct AverageParams {
 // u = logit(image), the image clamped to [1e-3, 1 − 1e-3] first (as `optimizer::logit`).
 @compute @workgroup_size(WORKGROUP)
 fn logit(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        logit_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of logit.
+fn logit_at(i: u32) {
     if i < ap.n {
         let v = clamp(image[i], 1e-3, 1.0 - 1e-3);
         averaged[i] = log(v / (1.0 - v));
@@ -127,7 +151,13 @@ fn logit(@builtin(global_invocation_id) gid: vec3<u32>) {
 // biased ← decay · biased + (1 − decay) · image; averaged = biased / (1 − decay^t).
 @compute @workgroup_size(WORKGROUP)
 fn average(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        average_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of average.
+fn average_at(i: u32) {
     if i < ap.n {
         let b = ap.decay * biased[i] + (1.0 - ap.decay) * image[i];
         biased[i] = b;
@@ -183,7 +213,13 @@ fn keep_select(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(WORKGROUP)
 fn keep_copy(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat_index(gid);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        keep_copy_at(flat_index(gid) * FLAT_VALUES + nth);
+    }
+}
+
+// One value of keep_copy.
+fn keep_copy_at(i: u32) {
     if i < kp.n && kept[KEPT_TAKEN] != 0.0 {
         result[i] = candidate[i];
     }

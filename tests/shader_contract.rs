@@ -103,6 +103,7 @@ fn override_values(name: &str) -> &'static [f64] {
         "DW_K" | "CONV_K" => &[3.0, 5.0],
         "DW_S" | "CONV_S" => &[1.0, 2.0],
         "DW_PAD" | "CONV_PAD" => &[0.0, 1.0, 2.0],
+        "DW_LINES" => &[1.0, 2.0],
         _ => panic!("no test values for the pipeline constant {name}"),
     }
 }
