@@ -7,19 +7,27 @@
 // each for every lane alike. The kernel size, stride and padding are the rows kernels' pipeline
 // constants.
 
-// Output pixel wid.x · BCAST_LANES + lane of row wid.y, output channels wid.z · 16 … + 15
-// (conv_rows_forward's, one pixel per lane).
+// Output pixels x0 + j · BCAST_LANES, j < BCAST_PIXELS (x0 = wid.x · BCAST_PIXELS · BCAST_LANES
+// + lane), of row wid.y, output channels wid.z · 16 … + 15 (conv_rows_forward's, several
+// pixels per lane: each broadcast weight feeds them all; at 4 the accumulators outgrow the
+// registers).
 @compute @workgroup_size(BCAST_LANES)
 fn conv_broadcast_forward(@builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let x = min(wid.x * BCAST_LANES + lane, p.out_w - 1u);
+    let x0 = wid.x * BCAST_PIXELS * BCAST_LANES + lane;
     let y = wid.y;
     let o0 = wid.z * 16u;
     let taps = p.in_c * CONV_K * CONV_K;
-    // Channels past out_c read the last one's weights; they are never stored.
+    // Channels past out_c read the last one's weights, pixels past out_w the last pixel's
+    // inputs; they are never stored.
     let o_lo = min(o0 + lane, p.out_c - 1u);
     let o_hi = min(o0 + BCAST_LANES + lane, p.out_c - 1u);
-    var acc = broadcast16(weights[p.out_c * taps + o_lo], weights[p.out_c * taps + o_hi]);
-    let ix0 = i32(x * CONV_S) - i32(p.pad_x);
+    let bias = broadcast16(weights[p.out_c * taps + o_lo], weights[p.out_c * taps + o_hi]);
+    var acc: array<array<f32, 16>, BCAST_PIXELS>;
+    var ix0: array<i32, BCAST_PIXELS>;
+    for (var px = 0u; px < BCAST_PIXELS; px++) {
+        acc[px] = bias;
+        ix0[px] = i32(min(x0 + px * BCAST_LANES, p.out_w - 1u) * CONV_S) - i32(p.pad_x);
+    }
     for (var i = 0u; i < p.in_c; i++) {
         for (var ky = 0u; ky < CONV_K; ky++) {
             let iy = i32(y * CONV_S + ky) - i32(p.pad_y);
@@ -29,21 +37,23 @@ fn conv_broadcast_forward(@builtin(subgroup_invocation_id) lane: u32, @builtin(w
             }
             let row = (i * p.in_h + u32(iy)) * p.in_w;
             for (var kx = 0u; kx < CONV_K; kx++) {
-                let v = stem_input(i, row, ix0 + i32(kx));
                 let tap = (i * CONV_K + ky) * CONV_K + kx;
                 let w = broadcast16(weights[o_lo * taps + tap], weights[o_hi * taps + tap]);
-                for (var o = 0u; o < 16u; o++) {
-                    acc[o] += w[o] * v;
+                for (var px = 0u; px < BCAST_PIXELS; px++) {
+                    let v = stem_input(i, row, ix0[px] + i32(kx));
+                    for (var o = 0u; o < 16u; o++) {
+                        acc[px][o] += w[o] * v;
+                    }
                 }
             }
         }
     }
-    if wid.x * BCAST_LANES + lane >= p.out_w {
-        return;
-    }
-    for (var o = 0u; o < 16u; o++) {
-        if o0 + o < p.out_c {
-            store_stem_output(o0 + o, y * p.out_w + x, acc[o]);
+    for (var px = 0u; px < BCAST_PIXELS; px++) {
+        let x = x0 + px * BCAST_LANES;
+        for (var o = 0u; o < 16u; o++) {
+            if x < p.out_w && o0 + o < p.out_c {
+                store_stem_output(o0 + o, y * p.out_w + x, acc[px][o]);
+            }
         }
     }
 }

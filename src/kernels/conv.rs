@@ -208,8 +208,12 @@ pub const ROWS_FORWARD: KernelSpec = KernelSpec {
 pub const ROWS_BACKWARD: KernelSpec =
     KernelSpec { entry: "conv_rows_backward", storage: ConvBackward::BINDINGS, ..ROWS_FORWARD };
 
-/// `conv_broadcast_forward`: one row segment of [`BCAST_LANES`] pixels per workgroup, the
-/// weights shared through subgroup broadcasts (`shaders/conv_broadcast.wgsl`).
+/// Output pixels per lane of `conv_broadcast_forward` (`BCAST_PIXELS` in WGSL), [`BCAST_LANES`]
+/// apart: each weight it loads and broadcasts feeds them all.
+pub const BCAST_PIXELS: u32 = 2;
+
+/// `conv_broadcast_forward`: one row segment of [`BCAST_PIXELS`] · [`BCAST_LANES`] pixels per
+/// workgroup, the weights shared through subgroup broadcasts (`shaders/conv_broadcast.wgsl`).
 pub const BROADCAST_FORWARD: KernelSpec = KernelSpec {
     entry: "conv_broadcast_forward",
     shader: Shader::ConvBroadcast,
@@ -364,7 +368,7 @@ impl StemConv {
                 self.rows_kernel(ctx, ROWS_FORWARD, p).bind(ctx, p, &buffers.buffers(), grid)
             }
             ConvVariant::Broadcast => {
-                let grid = [p.out_w.div_ceil(BCAST_LANES), p.out_h, p.out_c.div_ceil(OUT_BLOCK)];
+                let grid = [p.out_w.div_ceil(BCAST_LANES * BCAST_PIXELS), p.out_h, p.out_c.div_ceil(OUT_BLOCK)];
                 self.rows_kernel(ctx, BROADCAST_FORWARD, p).bind(ctx, p, &buffers.buffers(), grid)
             }
         }

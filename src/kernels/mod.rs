@@ -69,6 +69,7 @@ pub fn wgsl_constants() -> String {
                 ("GRAM_LANES", pointwise::GRAM_LANES),
                 ("BCAST_LANES", pointwise::BCAST_LANES),
                 ("BCAST_ROWS", pointwise::BCAST_ROWS),
+                ("BCAST_PIXELS", conv::BCAST_PIXELS),
                 ("ROW_LANES", depthwise::ROW_LANES),
                 ("ROW_OUTS", depthwise::ROW_OUTS),
                 ("ROW_LINES", depthwise::ROW_LINES),
