@@ -63,14 +63,17 @@ fn se_gate(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
 }
 
-// output[c][n] = input[c][n] · gate[c]; x over pixels, y over channels.
+// output[c][n] = input[c][n] · gate[c]; x over pixels (FLAT_VALUES per invocation), y over
+// channels.
 @compute @workgroup_size(WORKGROUP)
 fn channel_scale(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if gid.x >= p.pixels || gid.y >= p.channels {
-        return;
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        let n = gid.x * FLAT_VALUES + nth;
+        if n < p.pixels && gid.y < p.channels {
+            let idx = gid.y * p.pixels + n;
+            output[idx] = output_t(f32(input[idx]) * aux[gid.y]);
+        }
     }
-    let idx = gid.y * p.pixels + gid.x;
-    output[idx] = output_t(f32(input[idx]) * aux[gid.y]);
 }
 
 // ---- Backward ----
@@ -195,12 +198,16 @@ fn se_gate_backward(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
 }
 
-// grad_input[c][n] += grad[c][n] · gate[c] + dL/dmean[c] / pixels; x over pixels, y over channels.
+// grad_input[c][n] += grad[c][n] · gate[c] + dL/dmean[c] / pixels; x over pixels (FLAT_VALUES
+// per invocation), y over channels.
 @compute @workgroup_size(WORKGROUP)
 fn se_input_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if gid.x >= p.pixels || gid.y >= p.channels {
-        return;
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        let n = gid.x * FLAT_VALUES + nth;
+        if n < p.pixels && gid.y < p.channels {
+            let idx = gid.y * p.pixels + n;
+            let g = f32(grad_input[idx]) + f32(grad[idx]) * aux[gid.y] + f32(input[gid.y]) / f32(p.pixels);
+            grad_input[idx] = grad_input_t(g);
+        }
     }
-    let idx = gid.y * p.pixels + gid.x;
-    grad_input[idx] = grad_input_t(f32(grad_input[idx]) + f32(grad[idx]) * aux[gid.y] + f32(input[gid.y]) / f32(p.pixels));
 }

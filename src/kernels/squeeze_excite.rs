@@ -3,7 +3,9 @@
 //! classifier's global pooling.
 
 use super::depthwise::CHANNEL_LANES;
-use super::{BoundOp, Family, Kernel, KernelSpec, Modules, Precision, Shader, UniformParams, WORKGROUP, groups};
+use super::{
+    BoundOp, FLAT_VALUES, Family, Kernel, KernelSpec, Modules, Precision, Shader, UniformParams, WORKGROUP, groups,
+};
 use super::{kernel_bindings, uniform_params};
 use crate::gpu::GpuContext;
 use crate::model::SqueezeExcite as SeLayer;
@@ -327,9 +329,10 @@ fn lanes_grid(p: &SeParams) -> [u32; 3] {
     [p.channels.div_ceil(CHANNEL_LANES), 1, 1]
 }
 
-/// One invocation per value: x over pixels, y over channels.
+/// [`FLAT_VALUES`] consecutive pixels of one channel per invocation: x over pixels, y over
+/// channels.
 fn pixel_grid(p: &SeParams) -> [u32; 3] {
-    [groups(p.pixels as usize, WORKGROUP), p.channels, 1]
+    [groups((p.pixels as usize).div_ceil(FLAT_VALUES as usize), WORKGROUP), p.channels, 1]
 }
 
 #[cfg(test)]
