@@ -219,9 +219,39 @@ fn interior_at(i: u32) {
     if i >= ip.channels * plane {
         return;
     }
-    let y = (i % plane) / ip.width;
-    let x = i % ip.width;
+    interior_value[i] = interior_value_t(select(0.0, f32(value[i]), kept_pixel(i % plane)));
+}
+
+// Whether pixel `pix` of a plane lies inside the `margin` outermost rows and columns.
+fn kept_pixel(pix: u32) -> bool {
+    let y = pix / ip.width;
+    let x = pix - y * ip.width;
     let m = ip.margin;
-    let inside = y >= m && y + m < ip.height && x >= m && x + m < ip.width;
-    interior_value[i] = interior_value_t(select(0.0, f32(value[i]), inside));
+    return y >= m && y + m < ip.height && x >= m && x + m < ip.width;
+}
+
+// The style features transposed to pixel-major order, the border masked as `interior` masks it:
+// pixel_value[pix · channels + c] = value[c · plane + pix] (0 on the border). A Gram product
+// over this copy reads both of its operands along rows of `channels` neighbouring values, where
+// over the features themselves every lane reads another channel's plane: on a CPU adapter those
+// planes are a multiple of 4 KiB apart for most image sizes, and the loads of one step evict
+// each other from the cache. Each invocation copies FLAT_VALUES channels of one pixel.
+@group(0) @binding(6) var<storage, read_write> pixel_value: array<pixel_value_t>;
+
+@compute @workgroup_size(WORKGROUP)
+fn pixel_major(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let plane = ip.height * ip.width;
+    let i = flat_index(gid);
+    let block = i / plane;
+    let pix = i - block * plane;
+    if block * FLAT_VALUES >= ip.channels {
+        return;
+    }
+    let kept = kept_pixel(pix);
+    for (var nth = 0u; nth < FLAT_VALUES; nth++) {
+        let c = block * FLAT_VALUES + nth;
+        if c < ip.channels {
+            pixel_value[pix * ip.channels + c] = pixel_value_t(select(0.0, f32(value[c * plane + pix]), kept));
+        }
+    }
 }

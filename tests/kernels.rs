@@ -11,6 +11,7 @@ use neural_style::arch::{Activation, Padding};
 use neural_style::gpu::GpuContext;
 use neural_style::kernels::conv::{ConvForward, ConvParams, ConvVariant};
 use neural_style::kernels::depthwise::{DepthwiseForward, DepthwiseParams, DepthwiseVariant};
+use neural_style::kernels::losses::{InteriorParams, PixelMajor};
 use neural_style::kernels::pointwise::Operands;
 use neural_style::kernels::pointwise::{
     PointwiseParams, ProductBuffers, ProductVariant, ResidualForward, ResidualParams, flags,
@@ -246,65 +247,99 @@ fn gram_at(ctx: &GpuContext, precision: Precision) {
         let f = stored(rng.vec(c * hw, 1.0), precision);
         let gram = reference::gram(&Tensor::from_f32(c, hw, 1, &f), 0);
         let fb = ctx.values_storage("f", &f, precision);
-        let base = PointwiseParams {
-            m: c as u32,
-            k: hw as u32,
-            n: c as u32,
-            flags: flags::TRANSPOSE_B | flags::SYMMETRIC,
-            alpha: 1.0 / (c * hw) as f32,
-            ..Default::default()
-        };
-        let mut variants_run = Vec::new();
-        // Added into a matrix that already holds values.
-        let start = rng.vec(c * c, 1.0);
-        let want: Vec<f64> = gram.iter().zip(&start).map(|(g, s)| g + f64::from(*s)).collect();
-        let params = PointwiseParams { flags: base.flags | flags::ACCUMULATE, ..base };
-        let fits = |buffers: &ProductBuffers, v: &ProductVariant| v.fits(&params, Operands::Gram, buffers, precision);
-        let probe = ProductBuffers { input: &fb, weights: &fb, output: &fb, aux: k.placeholder() };
-        for variant in ProductVariant::offered(ctx).into_iter().filter(|v| fits(&probe, v)) {
-            let (variant, out) = (variant.name(), ctx.storage_buffer("gram", &start));
-            let buffers = ProductBuffers { input: &fb, weights: &fb, output: &out, aux: k.placeholder() };
-            let op = k.products.variant(
-                ctx,
-                ProductVariant::offered(ctx).into_iter().find(|v| v.name() == variant).unwrap(),
-                Operands::Gram,
-                buffers,
-                &params,
-            );
-            kernels::run(ctx, &[op]).unwrap();
-            // One f32 sum over tens of thousands of pixels drifts by ~1e-3: long sums are split.
-            if hw < 10000 {
-                check_within(
-                    &format!("accumulated gram {variant} {precision:?} c={c}"),
-                    &ctx.read_buffer(&out, c * c).unwrap(),
-                    &Tensor { c, h: c, w: 1, data: want.clone() },
-                    tolerance(precision, F16_GRAM),
-                );
-            }
-            variants_run.push(variant);
-        }
-        // Split over pixels into partial products.
-        let chunk = if hw > 10000 { 256 } else { 48 };
-        let splits = hw.div_ceil(chunk);
-        let params = PointwiseParams { k_chunk: chunk as u32, ..base };
-        let probe = ProductBuffers { input: &fb, weights: &fb, output: &fb, aux: k.placeholder() };
-        for variant in
-            ProductVariant::offered(ctx).into_iter().filter(|v| v.fits(&params, Operands::Gram, &probe, precision))
+        // The features as the network stores them (B read transposed), or transposed to
+        // [pixel][channel] by `pixel_major` (A read transposed).
+        let xb = ctx.values_buffer("f pixel-major", c * hw, precision);
+        let shape = InteriorParams { channels: c as u32, height: 1, width: hw as u32, margin: 0 };
+        kernels::run(ctx, &[k.losses.pixel_major(ctx, PixelMajor { value: &fb, pixel_value: &xb }, &shape)]).unwrap();
+        for (layout, features, transpose) in
+            [("channels", &fb, flags::TRANSPOSE_B), ("pixels", &xb, flags::TRANSPOSE_A)]
         {
-            // Every partial entry written by this variant (each mirror image too).
-            let partials = nan_buffer(ctx, splits * c * c);
-            let buffers = ProductBuffers { output: &partials, ..probe };
-            kernels::run(ctx, &[k.products.variant(ctx, variant, Operands::Gram, buffers, &params)]).unwrap();
-            let variant = variant.name();
-            let got = ctx.read_buffer(&partials, splits * c * c).unwrap();
-            let summed: Vec<f32> = (0..c * c).map(|i| (0..splits).map(|s| got[s * c * c + i]).sum()).collect();
-            let name = format!("split gram {variant} {precision:?} c={c}");
-            check_within(&name, &summed, &Tensor { c, h: c, w: 1, data: gram.clone() }, tolerance(precision, F16_GRAM));
+            let base = PointwiseParams {
+                m: c as u32,
+                k: hw as u32,
+                n: c as u32,
+                flags: transpose | flags::SYMMETRIC,
+                alpha: 1.0 / (c * hw) as f32,
+                ..Default::default()
+            };
+            let mut variants_run = Vec::new();
+            // Added into a matrix that already holds values.
+            let start = rng.vec(c * c, 1.0);
+            let want: Vec<f64> = gram.iter().zip(&start).map(|(g, s)| g + f64::from(*s)).collect();
+            let params = PointwiseParams { flags: base.flags | flags::ACCUMULATE, ..base };
+            let probe = ProductBuffers { input: features, weights: features, output: &fb, aux: k.placeholder() };
+            for variant in
+                ProductVariant::offered(ctx).into_iter().filter(|v| v.fits(&params, Operands::Gram, &probe, precision))
+            {
+                let out = ctx.storage_buffer("gram", &start);
+                let buffers = ProductBuffers { output: &out, ..probe };
+                kernels::run(ctx, &[k.products.variant(ctx, variant, Operands::Gram, buffers, &params)]).unwrap();
+                let variant = variant.name();
+                // One f32 sum over tens of thousands of pixels drifts by ~1e-3: long sums are split.
+                if hw < 10000 {
+                    check_within(
+                        &format!("accumulated gram {layout} {variant} {precision:?} c={c}"),
+                        &ctx.read_buffer(&out, c * c).unwrap(),
+                        &Tensor { c, h: c, w: 1, data: want.clone() },
+                        tolerance(precision, F16_GRAM),
+                    );
+                }
+                variants_run.push(variant);
+            }
+            // Split over pixels into partial products.
+            let chunk = if hw > 10000 { 256 } else { 48 };
+            let splits = hw.div_ceil(chunk);
+            let params = PointwiseParams { k_chunk: chunk as u32, ..base };
+            for variant in
+                ProductVariant::offered(ctx).into_iter().filter(|v| v.fits(&params, Operands::Gram, &probe, precision))
+            {
+                // Every partial entry written by this variant (each mirror image too).
+                let partials = nan_buffer(ctx, splits * c * c);
+                let buffers = ProductBuffers { output: &partials, ..probe };
+                kernels::run(ctx, &[k.products.variant(ctx, variant, Operands::Gram, buffers, &params)]).unwrap();
+                let variant = variant.name();
+                let got = ctx.read_buffer(&partials, splits * c * c).unwrap();
+                let summed: Vec<f32> = (0..c * c).map(|i| (0..splits).map(|s| got[s * c * c + i]).sum()).collect();
+                let name = format!("split gram {layout} {variant} {precision:?} c={c}");
+                let want = Tensor { c, h: c, w: 1, data: gram.clone() };
+                check_within(&name, &summed, &want, tolerance(precision, F16_GRAM));
+            }
+            // The lanes variants read the channel layout four pixels at a time: they fit when
+            // the pixels are a multiple of 4.
+            let lanes_run = variants_run.iter().any(|v| v.starts_with("lanes"));
+            assert_eq!(lanes_run, layout == "channels" && hw % 4 == 0, "{layout} c={c} hw={hw}: {variants_run:?}");
+            assert!(variants_run.contains(&"tiled") && variants_run.contains(&"tiled1"), "{variants_run:?}");
         }
-        // The lanes variants read four pixels at a time: they fit when the pixels are a multiple of 4.
-        let lanes_run = variants_run.iter().any(|v| v.starts_with("lanes"));
-        assert_eq!(lanes_run, hw % 4 == 0, "variants for c={c} hw={hw}: {variants_run:?}");
-        assert!(variants_run.contains(&"tiled") && variants_run.contains(&"tiled1"), "{variants_run:?}");
+    }
+}
+
+#[test]
+fn pixel_major_features_are_the_masked_features_transposed() {
+    each_precision(pixel_major_at);
+}
+
+fn pixel_major_at(ctx: &GpuContext, precision: Precision) {
+    let k = Kernels::with_precision(ctx, precision);
+    let mut rng = Rng::new(12);
+    // Channel counts below, at and past a multiple of four; margins 0 to past the middle.
+    for (c, h, w, margin) in [(3, 5, 7, 0), (4, 6, 6, 1), (9, 7, 11, 2), (16, 4, 5, 3)] {
+        let f = stored(rng.vec(c * h * w, 1.0), precision);
+        let fb = ctx.values_storage("f", &f, precision);
+        let xb = ctx.values_buffer("f pixel-major", c * h * w, precision);
+        let shape = InteriorParams { channels: c as u32, height: h as u32, width: w as u32, margin: margin as u32 };
+        kernels::run(ctx, &[k.losses.pixel_major(ctx, PixelMajor { value: &fb, pixel_value: &xb }, &shape)]).unwrap();
+        let inside = |y: usize, x: usize| y >= margin && y + margin < h && x >= margin && x + margin < w;
+        let want: Vec<f32> = (0..h * w)
+            .flat_map(|pix| (0..c).map(move |ch| (pix, ch)))
+            .map(|(pix, ch)| if inside(pix / w, pix % w) { f[ch * h * w + pix] } else { 0.0 })
+            .collect();
+        // A copy: exact in either precision.
+        assert_eq!(
+            ctx.read_values(&xb, c * h * w, precision).unwrap(),
+            want,
+            "pixel_major {precision:?} c{c} {h}x{w} margin {margin}"
+        );
     }
 }
 

@@ -2,7 +2,9 @@
 //! each spread over many workgroups that write per-workgroup partial sums, and the weighted total
 //! that adds those partials in a fixed order.
 
-use super::{BoundOp, Family, Kernel, KernelSpec, Modules, Precision, Shader, UniformParams, WORKGROUP, flat_grid};
+use super::{
+    BoundOp, FLAT_VALUES, Family, Kernel, KernelSpec, Modules, Precision, Shader, UniformParams, WORKGROUP, flat_grid,
+};
 use super::{kernel_bindings, uniform_params};
 use crate::gpu::GpuContext;
 
@@ -150,6 +152,16 @@ kernel_bindings! {
 }
 
 kernel_bindings! {
+    /// Buffers of `pixel_major`.
+    pub struct PixelMajor {
+        /// The layer's activations F, [channel][pixel].
+        value: 1 Read Activations,
+        /// F transposed to [pixel][channel], its border rows and columns set to 0.
+        pixel_value: 6 ReadWrite Activations,
+    }
+}
+
+kernel_bindings! {
     /// Buffers of `total_loss`.
     pub struct TotalLoss {
         /// The losses buffer: partials in, the four slots out.
@@ -184,8 +196,11 @@ pub const NORMALIZED_ADD: KernelSpec =
 pub const INTERIOR: KernelSpec =
     KernelSpec { entry: "interior", params: InteriorParams::LAYOUT, storage: Interior::BINDINGS, ..CONTENT };
 
+/// `pixel_major`.
+pub const PIXEL_MAJOR: KernelSpec = KernelSpec { entry: "pixel_major", storage: PixelMajor::BINDINGS, ..INTERIOR };
+
 /// Every kernel of the file.
-pub const SPECS: &[KernelSpec] = &[CONTENT, STYLE, TV, TOTAL, GRADIENT_L1, NORMALIZED_ADD, INTERIOR];
+pub const SPECS: &[KernelSpec] = &[CONTENT, STYLE, TV, TOTAL, GRADIENT_L1, NORMALIZED_ADD, INTERIOR, PIXEL_MAJOR];
 
 /// The kernels of `losses.wgsl`.
 pub struct Losses {
@@ -196,6 +211,7 @@ pub struct Losses {
     gradient_l1: Kernel,
     normalized_add: Kernel,
     interior: Kernel,
+    pixel_major: Kernel,
 }
 
 impl Losses {
@@ -210,6 +226,7 @@ impl Losses {
             gradient_l1: modules.kernel(ctx, GRADIENT_L1),
             normalized_add: modules.kernel(ctx, NORMALIZED_ADD),
             interior: modules.kernel(ctx, INTERIOR),
+            pixel_major: modules.kernel(ctx, PIXEL_MAJOR),
         }
     }
 
@@ -252,5 +269,15 @@ impl Losses {
     pub fn interior(&self, ctx: &GpuContext, buffers: Interior, p: &InteriorParams) -> BoundOp {
         let n = (p.channels * p.height * p.width) as usize;
         self.interior.bind(ctx, p, &buffers.buffers(), flat_grid(n))
+    }
+
+    /// A layer's activations transposed to [pixel][channel], the border masked as
+    /// [`Losses::interior`] masks it: what a Gram product reads with `TRANSPOSE_A` instead of
+    /// `TRANSPOSE_B`. Timed under [`Family::Gram`].
+    pub fn pixel_major(&self, ctx: &GpuContext, buffers: PixelMajor, p: &InteriorParams) -> BoundOp {
+        // FLAT_VALUES channels of one pixel per invocation.
+        let blocks = p.channels.div_ceil(FLAT_VALUES) * FLAT_VALUES;
+        let n = (blocks * p.height * p.width) as usize;
+        self.pixel_major.bind(ctx, p, &buffers.buffers(), flat_grid(n)).in_family(Family::Gram)
     }
 }

@@ -168,8 +168,9 @@ pub enum Operands {
     /// f32 weights (or the style residual R) times features B into features: 1×1 convolutions,
     /// their input gradients, the style gradient R·F.
     Features,
-    /// Features times features read transposed (`TRANSPOSE_B`, only these) into f32 (partial)
-    /// Gram matrices.
+    /// Features times features into f32 (partial) Gram matrices: features [channel][pixel] with
+    /// B read transposed (`TRANSPOSE_B`, only these), or features [pixel][channel] with A read
+    /// transposed (`TRANSPOSE_A`; `losses::pixel_major` writes them).
     Gram,
     /// Every operand f32 (the sum of a Gram matrix's partial products).
     Floats,
@@ -206,8 +207,8 @@ impl Operands {
     }
 }
 
-/// [`ProductBuffers`]' bindings for a Gram product (B read transposed): A and B the features,
-/// the output the f32 partial products.
+/// [`ProductBuffers`]' bindings for a Gram product: A and B the features, the output the f32
+/// partial products.
 pub const GRAM_BINDINGS: &[Binding] = &[
     Binding { name: "input", binding: 1, access: Access::Read, vec4: false, holds: Holds::Activations },
     Binding { name: "weights", binding: 2, access: Access::Read, vec4: false, holds: Holds::Activations },
@@ -464,6 +465,9 @@ impl ProductVariant {
         let shape = if has(flags::TRANSPOSE_B) {
             // gram_lanes: A and B both [row][k], four k at a time.
             !has(flags::TRANSPOSE_A) && !has(flags::GRAD_ACT_B) && p.k.is_multiple_of(4) && p.k_chunk.is_multiple_of(4)
+        } else if operands == Operands::Gram {
+            // A Gram product over pixel-major features: no lanes kernel reads that layout.
+            false
         } else {
             // pointwise_lanes: four columns per invocation, four k per step, A's vec4s along k
             // (or along m when transposed); no split of the reduction.
@@ -569,7 +573,14 @@ impl Products {
         assert!(variant.fits(p, operands, &buffers, self.precision()), "{} cannot compute {p:?}", variant.name());
         let symmetric = p.flags & flags::SYMMETRIC != 0;
         let transpose_b = p.flags & flags::TRANSPOSE_B != 0;
-        assert_eq!(transpose_b, operands == Operands::Gram, "only a Gram product reads B transposed: {p:?}");
+        let transpose_a = p.flags & flags::TRANSPOSE_A != 0;
+        // A Gram product reads features [channel][pixel] as B transposed, or features
+        // [pixel][channel] as A transposed; only a Gram product reads B transposed.
+        let gram_layout = transpose_a != transpose_b;
+        assert!(
+            if operands == Operands::Gram { gram_layout } else { !transpose_b },
+            "{operands:?} cannot compute {p:?}"
+        );
         let spec = operands.spec(variant);
         // A symmetric product is A·Aᵀ: scaling B by an activation derivative would break it.
         assert!(!symmetric || p.flags & flags::GRAD_ACT_B == 0, "a symmetric product cannot take GRAD_ACT_B");

@@ -9,12 +9,13 @@ use crate::engine::{FeatureNet, ForwardPlan, PlanOptions, Work};
 use crate::gpu::GpuContext;
 pub use crate::kernels::losses::LOSS_SLOTS;
 use crate::kernels::losses::{
-    ContentLoss, GradientL1, Interior, InteriorParams, LossParams, NormalizedAdd, StyleLoss, TotalLoss, TvLoss,
-    loss_groups,
+    ContentLoss, GradientL1, Interior, InteriorParams, LossParams, NormalizedAdd, PixelMajor, StyleLoss, TotalLoss,
+    TvLoss, loss_groups,
 };
 use crate::kernels::pointwise::{PointwiseParams, ProductBuffers, flags, product_tiles, tile_shape};
 use crate::kernels::scales::{Resize, ResizeParams, mirror_pad_size};
-use crate::kernels::{self, BoundOp, Command, Precision};
+use crate::kernels::{self, BoundOp, Command, Family, Precision};
+use crate::tuning::{Variant, scratch_like, time_op};
 
 /// How each layer's loss is scaled before the weights apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -139,8 +140,13 @@ fn mirror_padded(
 struct StyleFeatures {
     /// The `interior` dispatch, with a margin.
     mask: Option<BoundOp>,
-    /// The features the Gram product and the style gradient read.
+    /// The features the style gradient reads (and the Gram product in
+    /// [`GramLayout::Channels`]).
     buffer: wgpu::Buffer,
+    /// The layer's activations.
+    activations: wgpu::Buffer,
+    /// The layer's shape and margin.
+    shape: InteriorParams,
     /// Pixels per channel that count (the Gram matrix's normalization).
     pixels: usize,
 }
@@ -157,20 +163,99 @@ impl StyleFeatures {
         input: (usize, usize),
         pad: u32,
     ) -> Self {
-        let margin = spec.margin_for(info.height, info.width, input, pad);
-        if margin == 0 {
-            return Self { mask: None, buffer: f.clone(), pixels: info.height * info.width };
-        }
-        let p = InteriorParams {
+        let shape = InteriorParams {
             channels: info.channels as u32,
             height: info.height as u32,
             width: info.width as u32,
-            margin,
+            margin: spec.margin_for(info.height, info.width, input, pad),
         };
-        let values = info.channels * info.height * info.width;
-        let buffer = ctx.values_buffer("style features interior", values, fnet.kernels.precision());
-        let mask = fnet.kernels.losses.interior(ctx, Interior { value: f, interior_value: &buffer }, &p);
-        Self { mask: Some(mask), buffer, pixels: p.kept_pixels() }
+        let (mask, buffer) = if shape.margin == 0 {
+            (None, f.clone())
+        } else {
+            let values = info.channels * info.height * info.width;
+            let buffer = ctx.values_buffer("style features interior", values, fnet.kernels.precision());
+            let mask = fnet.kernels.losses.interior(ctx, Interior { value: f, interior_value: &buffer }, &shape);
+            (Some(mask), buffer)
+        };
+        Self { mask, buffer, activations: f.clone(), pixels: shape.kept_pixels(), shape }
+    }
+
+    /// The dispatches of the Gram product G (c×c) = scale · F Fᵀ / (c·pixels) (symmetric: half
+    /// the tiles), the sum over pixels split into chunks of `k_chunk` whose partial products
+    /// land one after another in `g` (see [`gram_split`]), in the layout the device's tuner
+    /// chose for the layer's shape (see [`GramLayout`]).
+    fn gram_ops(
+        &self,
+        ctx: &GpuContext,
+        fnet: &FeatureNet,
+        g: &wgpu::Buffer,
+        scale: f32,
+        k_chunk: u32,
+    ) -> Vec<BoundOp> {
+        let k = &fnet.kernels;
+        let InteriorParams { channels: c, height, width, margin } = self.shape;
+        let params = PointwiseParams {
+            m: c,
+            k: height * width,
+            n: c,
+            flags: flags::TRANSPOSE_B | flags::SYMMETRIC,
+            alpha: scale / (c as usize * self.pixels) as f32,
+            k_chunk,
+            ..Default::default()
+        };
+        let aux = k.placeholder();
+        let channels = |g: &wgpu::Buffer| {
+            let f = &self.buffer;
+            k.products.gram(ctx, ProductBuffers { input: f, weights: f, output: g, aux }, &params)
+        };
+        let pixels = |g: &wgpu::Buffer| {
+            let values = (c * height * width) as usize;
+            let x = ctx.values_buffer("style features pixel-major", values, k.precision());
+            let transpose =
+                k.losses.pixel_major(ctx, PixelMajor { value: &self.activations, pixel_value: &x }, &self.shape);
+            let p = PointwiseParams { flags: flags::TRANSPOSE_A | flags::SYMMETRIC, ..params };
+            let product = k.products.gram(ctx, ProductBuffers { input: &x, weights: &x, output: g, aux }, &p);
+            vec![transpose, product]
+        };
+        let shape = format!("layout c{c} {height}x{width} margin{margin}");
+        let shape = kernels::precision_key(shape, k.precision());
+        let layouts = [GramLayout::Channels, GramLayout::Pixels];
+        let layout = ctx.tuner().pick(Family::Gram, &shape, &layouts, |layout, best| {
+            let scratch = scratch_like(ctx, g);
+            let ops = match layout {
+                GramLayout::Channels => vec![channels(&scratch)],
+                GramLayout::Pixels => pixels(&scratch),
+            };
+            ops.iter().map(|op| time_op(ctx, op, best)).sum()
+        });
+        match layout {
+            GramLayout::Channels => vec![channels(g)],
+            GramLayout::Pixels => pixels(g),
+        }
+    }
+}
+
+/// Where a style layer's Gram product reads its features, chosen per layer shape by
+/// measurement: both compute the same matrix, summing in other orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GramLayout {
+    /// The features as the network stores them, [channel][pixel], with B read transposed: every
+    /// operand load reads one value from each of several channel planes (a GPU's tiled product
+    /// stages them in workgroup memory).
+    Channels,
+    /// A copy transposed to [pixel][channel] first (`losses::pixel_major`), read with A
+    /// transposed: each load reads neighbouring values. On a CPU adapter the channel planes are
+    /// a multiple of 4 KiB apart for most sizes, so the first layout's loads evict each other
+    /// from the cache.
+    Pixels,
+}
+
+impl Variant for GramLayout {
+    fn name(self) -> &'static str {
+        match self {
+            GramLayout::Channels => "channels",
+            GramLayout::Pixels => "pixels",
+        }
     }
 }
 
@@ -183,33 +268,6 @@ pub struct PlanarImage {
     pub height: usize,
     /// `3·width·height` values: all red, then green, then blue.
     pub data: Vec<f32>,
-}
-
-/// A Gram matrix product (symmetric: half the tiles): G (c×c) = scale · F Fᵀ / (c·pixels), F the
-/// style features of layer `info`, the sum over its pixels split into chunks of `k_chunk` whose
-/// partial products land one after another in `g` (see [`gram_split`]).
-fn gram_op(
-    ctx: &GpuContext,
-    fnet: &FeatureNet,
-    info: &LayerInfo,
-    f: &StyleFeatures,
-    g: &wgpu::Buffer,
-    scale: f32,
-    k_chunk: u32,
-) -> BoundOp {
-    let c = info.channels as u32;
-    let params = PointwiseParams {
-        m: c,
-        k: (info.height * info.width) as u32,
-        n: c,
-        flags: flags::TRANSPOSE_B | flags::SYMMETRIC,
-        alpha: scale / (c as usize * f.pixels) as f32,
-        k_chunk,
-        ..Default::default()
-    };
-    let k = &fnet.kernels;
-    let f = &f.buffer;
-    k.products.gram(ctx, ProductBuffers { input: f, weights: f, output: g, aux: k.placeholder() }, &params)
 }
 
 /// target (1×len) = Σ_s partials[s] (`splits` rows of `len`), or added into it with
@@ -364,7 +422,7 @@ impl Targets {
                     let partials = ctx.zeroed_buffer("target gram partials", splits as usize * c * c);
                     let features = StyleFeatures::new(ctx, fnet, spec, info, buffer, input, pad);
                     ops.extend(features.mask.clone());
-                    ops.push(gram_op(ctx, fnet, info, &features, &partials, *blend, k_chunk));
+                    ops.extend(features.gram_ops(ctx, fnet, &partials, *blend, k_chunk));
                     ops.push(sum_partials(ctx, fnet, &partials, splits, c * c, target, i > 0));
                 }
                 let mut encoder = ctx.device.create_command_encoder(&Default::default());
@@ -642,7 +700,7 @@ impl Objective {
                 ops.push(mask.clone());
                 work = work + Work::new(cf * hwf, 2.0 * cf * hwf);
             }
-            ops.push(gram_op(ctx, fnet, info, &features, &gram, 1.0, k_chunk));
+            ops.extend(features.gram_ops(ctx, fnet, &gram, 1.0, k_chunk));
             let unit = 4.0 / ((c * c) as f32 * (c * features.pixels) as f32);
             let unit_coef = weight * unit;
             // Normalized: R is the gradient of the layer's unweighted mean((G − A)²).
