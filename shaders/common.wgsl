@@ -44,19 +44,33 @@ fn flat_index(gid: vec3<u32>) -> u32 {
 // Workgroup memory is not zero-filled (the pipelines opt out, see `Kernel::with_constants`):
 // every kernel writes each workgroup value before any invocation reads it.
 var<workgroup> sum_scratch: array<f32, WORKGROUP>;
+var<workgroup> sum_parts: array<f32, SUM_PARTS>;
 
-// The sum of `v` over a WORKGROUP-invocation workgroup, returned to every invocation (a tree reduction;
-// the fixed order keeps results bit-reproducible).
+// Invocations that each add up WORKGROUP / SUM_PARTS values in workgroup_sum's first step.
+const SUM_PARTS: u32 = 16u;
+
+// The sum of `v` over a WORKGROUP-invocation workgroup, returned to every invocation: SUM_PARTS
+// invocations each add up a run of the values, then every invocation adds up their sums, in a
+// fixed order (results stay bit-reproducible). Two barriers where a tree reduction takes one
+// per halving: on a CPU adapter every barrier switches between the workgroup's invocations.
+// Callers that sum twice put a barrier between the two sums.
 fn workgroup_sum(lid: u32, v: f32) -> f32 {
     sum_scratch[lid] = v;
     workgroupBarrier();
-    for (var stride = WORKGROUP / 2u; stride > 0u; stride >>= 1u) {
-        if lid < stride {
-            sum_scratch[lid] += sum_scratch[lid + stride];
+    if lid < SUM_PARTS {
+        let run = WORKGROUP / SUM_PARTS;
+        var part = 0.0;
+        for (var i = lid * run; i < lid * run + run; i++) {
+            part += sum_scratch[i];
         }
-        workgroupBarrier();
+        sum_parts[lid] = part;
     }
-    return sum_scratch[0];
+    workgroupBarrier();
+    var total = 0.0;
+    for (var i = 0u; i < SUM_PARTS; i++) {
+        total += sum_parts[i];
+    }
+    return total;
 }
 
 // The output coordinate whose kernel tap `k` reads input coordinate `i` (out·stride + k − pad = i),
