@@ -11,7 +11,9 @@ struct ConvParams {
     out_h: u32, out_w: u32, kernel: u32, stride: u32,
     pad_y: u32, pad_x: u32, act: u32, cap: f32,
     // 1: also store the pre-activation (for the backward pass).
-    store_preact: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+    store_preact: u32,
+    // The image gradient (conv_backward): 1 adds into grad_input, 0 overwrites it.
+    accumulate: u32, _pad1: u32, _pad2: u32,
     scale: vec4<f32>,
     shift: vec4<f32>,
 }
@@ -131,7 +133,16 @@ fn conv_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    grad_input[i * in_pixels + pix] += acc * p.scale[i % 3u];
+    set_image_gradient(i * in_pixels + pix, acc * p.scale[i % 3u]);
+}
+
+// Stores image gradient value `idx`: added into what grad_input holds, or over it.
+fn set_image_gradient(idx: u32, v: f32) {
+    if p.accumulate == 1u {
+        grad_input[idx] += v;
+    } else {
+        grad_input[idx] = v;
+    }
 }
 
 // ---- Shaped for CPU-like adapters: rows ----
@@ -232,7 +243,7 @@ fn add_image_gradient(iy: u32, x0: u32, acc: array<f32, CONV_ROWS_IN * ROW_OUTS>
         for (var t = 0u; t < ROW_OUTS; t++) {
             let x = x0 + t;
             if x < p.in_w {
-                grad_input[i * in_pixels + iy * p.in_w + x] += acc[i * ROW_OUTS + t] * p.scale[i];
+                set_image_gradient(i * in_pixels + iy * p.in_w + x, acc[i * ROW_OUTS + t] * p.scale[i]);
             }
         }
     }

@@ -11,6 +11,8 @@ struct DepthwiseParams {
     pad_x: u32, act: u32, cap: f32,
     // 1: also store the pre-activation (for the backward pass).
     store_preact: u32,
+    // The input gradient: 1 adds into grad_input, 0 overwrites it.
+    accumulate: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: DepthwiseParams;
@@ -83,7 +85,16 @@ fn depthwise_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
             acc += weights[(c * k + ky) * k + kx] * f32(grad_output[c * out_pixels + oy * p.out_w + u32(sx)]);
         }
     }
-    grad_input[c * in_pixels + pix] = grad_input_t(f32(grad_input[c * in_pixels + pix]) + acc);
+    set_grad_input(c * in_pixels + pix, acc);
+}
+
+// Stores input gradient value `idx`: added into what grad_input holds, or over it.
+fn set_grad_input(idx: u32, v: f32) {
+    if p.accumulate == 1u {
+        grad_input[idx] = grad_input_t(f32(grad_input[idx]) + v);
+    } else {
+        grad_input[idx] = grad_input_t(v);
+    }
 }
 
 // ---- Shaped for CPU-like adapters: rows ----
@@ -226,7 +237,7 @@ fn row_input_gradient(c_in: u32, iy: u32, x0: u32) {
         let x = x0 + o;
         if x < p.in_w && c_in < p.channels {
             let idx = (c * p.in_h + iy) * p.in_w + x;
-            grad_input[idx] = grad_input_t(f32(grad_input[idx]) + acc[o]);
+            set_grad_input(idx, acc[o]);
         }
     }
 }

@@ -178,7 +178,8 @@ fn pointwise_forward(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(work
 // ---- The residual connection: blockN = blockN.project + block input ----
 
 struct ResidualParams {
-    n: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+    // Values; backward: 1 adds the addend into sum, 0 copies it there.
+    n: u32, accumulate: u32, _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> rp: ResidualParams;
@@ -212,7 +213,11 @@ fn residual_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
 // One value of residual_backward.
 fn residual_backward_at(i: u32) {
     if i < rp.n {
-        sum[i] = sum_t(f32(sum[i]) + f32(addend[i]));
+        if rp.accumulate == 1u {
+            sum[i] = sum_t(f32(sum[i]) + f32(addend[i]));
+        } else {
+            sum[i] = sum_t(f32(addend[i]));
+        }
     }
 }
 

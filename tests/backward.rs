@@ -11,7 +11,9 @@ use neural_style::gpu::GpuContext;
 use neural_style::kernels::conv::{ActivationBackward, ConvBackward, ConvForward, ConvParams, ConvVariant};
 use neural_style::kernels::depthwise::{DepthwiseBackward, DepthwiseForward, DepthwiseParams, DepthwiseVariant};
 use neural_style::kernels::losses::{ContentLoss, GRADIENT_SLOT, LOSS_SLOTS, LossParams, StyleLoss, TotalLoss, TvLoss};
-use neural_style::kernels::pointwise::{Operands, PointwiseParams, ProductBuffers, ProductVariant, flags};
+use neural_style::kernels::pointwise::{
+    Operands, PointwiseParams, ProductBuffers, ProductVariant, ResidualBackward, ResidualParams, flags,
+};
 use neural_style::kernels::squeeze_excite::{
     ChannelDot, ChannelMean, ReductionVariant, SeGate, SeGateBackward, SeInputBackward, SeParams,
 };
@@ -242,6 +244,39 @@ const F16_SQUEEZE_EXCITE: f64 = 1e-3;
 /// f16 bound of the loss gradients (content, style R·F) and the Gram partials.
 const F16_LOSSES: f64 = 1e-3;
 
+/// `grad` plus `before` where the kernel adds into what its buffer held (`accumulate` 1), else
+/// `grad` alone.
+fn added(grad: &Tensor, before: &Tensor, accumulate: u32) -> Tensor {
+    let data = grad.data.iter().zip(&before.data).map(|(g, b)| g + f64::from(accumulate) * b).collect();
+    Tensor { data, ..*grad }
+}
+
+#[test]
+fn gpu_residual_backward_adds_or_copies_the_block_output_gradient() {
+    each_precision(|ctx, precision| {
+        let k = Kernels::with_precision(ctx, precision);
+        let mut rng = Rng::new(8);
+        let n = 1037;
+        let (grad, before) =
+            (random_stored(&mut rng, [1, 1, n], 1.0, precision), random_stored(&mut rng, [1, 1, n], 1.0, precision));
+        for accumulate in [0, 1] {
+            let (addend, sum) = (values(ctx, &grad, precision), values(ctx, &before, precision));
+            let p = ResidualParams { accumulate, ..ResidualParams::new(n) };
+            kernels::run(
+                ctx,
+                &[k.products.residual_backward(ctx, ResidualBackward { addend: &addend, sum: &sum }, &p)],
+            )
+            .unwrap();
+            check_within(
+                &format!("residual backward {precision:?} accumulate {accumulate}"),
+                &ctx.read_values(&sum, n, precision).unwrap(),
+                &added(&grad, &before, accumulate),
+                tolerance(precision, F16_POINTWISE),
+            );
+        }
+    });
+}
+
 #[test]
 fn gpu_conv_and_depthwise_backward_match_reference() {
     each_precision(conv_and_depthwise_at);
@@ -252,9 +287,13 @@ fn conv_and_depthwise_at(ctx: &GpuContext, precision: Precision) {
     let mut rng = Rng::new(5);
     let scale = [2.0, 1.5, 0.7];
     let shift = [-1.0, -0.2, 0.3];
+    // Each case's input gradient either adds into what the buffer holds or overwrites it (its
+    // first writer), alternating so that every variant does both.
+    let mut case = 0;
     for padding in [Padding::TfSame, Padding::Symmetric] {
         for (kernel, stride) in [(3, 1), (3, 2), (5, 1), (5, 2)] {
             for act in ACTIVATIONS {
+                case += 1;
                 // Stem-style full convolution.
                 let x = random_tensor(&mut rng, 3, 23, 37, 1.0);
                 let conv = random_conv(&mut rng, [16, 3, kernel, stride], false, act, 1.5);
@@ -267,14 +306,18 @@ fn conv_and_depthwise_at(ctx: &GpuContext, precision: Precision) {
                 // An unclamped ReLU's derivative is read from the output: no pre-activation stored.
                 let from_output = conv.derivative_from_output();
                 let params = ConvParams::new(&conv, padding, [3, x.h, x.w], scale, shift, !from_output);
+                let before = random_tensor(&mut rng, 3, x.h, x.w, 1.0);
                 // Forward (keeping the pre-activation), activation backward in place, input
                 // gradient; each variant from fresh buffers.
-                for variant in ConvVariant::offered(ctx) {
+                for (i, variant) in ConvVariant::offered(ctx).into_iter().enumerate() {
+                    let accumulate = ((case + i) % 2) as u32;
+                    let params = ConvParams { accumulate, ..params };
+                    let want = added(&want, &before, accumulate);
                     let (xb, wb, gyb) = (buffer(ctx, &x), conv_buffer(ctx, &conv), values(ctx, &gy, precision));
                     let (yb, pre, gx) = (
                         ctx.values_buffer("y", y.data.len(), precision),
                         ctx.values_buffer("pre", y.data.len(), precision),
-                        ctx.zeroed_buffer("gx", x.data.len()),
+                        buffer(ctx, &before),
                     );
                     let activation =
                         ActivationBackward { preact_in: if from_output { &yb } else { &pre }, grad_inout: &gyb };
@@ -288,7 +331,7 @@ fn conv_and_depthwise_at(ctx: &GpuContext, precision: Precision) {
                     kernels::run(ctx, &ops).unwrap();
                     check_within(
                         &format!(
-                            "conv backward {} {precision:?} {padding:?} k{kernel} s{stride} {act:?}",
+                            "conv backward {} {precision:?} {padding:?} k{kernel} s{stride} {act:?} accumulate {accumulate}",
                             variant.name()
                         ),
                         &ctx.read_buffer(&gx, x.data.len()).unwrap(),
@@ -309,13 +352,17 @@ fn conv_and_depthwise_at(ctx: &GpuContext, precision: Precision) {
                 // An unclamped ReLU's derivative is read from the output: no pre-activation stored.
                 let from_output = conv.derivative_from_output();
                 let params = DepthwiseParams::new(&conv, padding, [x.h, x.w], !from_output);
-                for variant in DepthwiseVariant::ALL {
+                let before = random_stored(&mut rng, [c, x.h, x.w], 1.0, precision);
+                for (i, variant) in DepthwiseVariant::ALL.into_iter().enumerate() {
+                    let accumulate = ((case + i) % 2) as u32;
+                    let params = DepthwiseParams { accumulate, ..params };
+                    let want = added(&want, &before, accumulate);
                     let (xb, wb, gyb) =
                         (values(ctx, &x, precision), conv_buffer(ctx, &conv), values(ctx, &gy, precision));
                     let (yb, pre, gx) = (
                         ctx.values_buffer("y", y.data.len(), precision),
                         ctx.values_buffer("pre", y.data.len(), precision),
-                        ctx.values_buffer("gx", x.data.len(), precision),
+                        values(ctx, &before, precision),
                     );
                     let forward = DepthwiseForward { input: &xb, weights: &wb, output: &yb, preact: &pre };
                     let activation =
@@ -329,7 +376,7 @@ fn conv_and_depthwise_at(ctx: &GpuContext, precision: Precision) {
                     kernels::run(ctx, &ops).unwrap();
                     check_within(
                         &format!(
-                            "depthwise backward {} {precision:?} {padding:?} k{kernel} s{stride} {act:?}",
+                            "depthwise backward {} {precision:?} {padding:?} k{kernel} s{stride} {act:?} accumulate {accumulate}",
                             variant.name()
                         ),
                         &ctx.read_values(&gx, x.data.len(), precision).unwrap(),

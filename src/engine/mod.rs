@@ -6,6 +6,8 @@
 
 mod backward;
 
+pub use backward::GradientWrites;
+
 use std::collections::BTreeMap;
 
 use anyhow::{Result, anyhow, bail};
@@ -488,11 +490,6 @@ impl ForwardPlan {
             Some(g) => Ok(g),
             None => bail!("the plan was not made for training"),
         }
-    }
-
-    /// Every gradient buffer, the image's included: cleared before each backward pass.
-    pub fn all_grad_buffers(&self) -> impl Iterator<Item = &wgpu::Buffer> {
-        self.grads.iter().chain(self.image_grad.as_ref())
     }
 
     /// The gradient with respect to the input image (training plans only).

@@ -46,9 +46,9 @@ uniform_params! {
         pub cap: f32,
         /// 1: also store the pre-activation.
         pub store_preact: u32,
+        /// The image gradient: 1 adds into it, 0 overwrites it (its first writer).
+        pub accumulate: u32,
         /// Padding to 16 bytes.
-        pub _pad0: u32,
-        /// Padding.
         pub _pad1: u32,
         /// Padding.
         pub _pad2: u32,
@@ -86,7 +86,7 @@ impl ConvParams {
             act: super::activation_code(conv.activation),
             cap: conv.cap,
             store_preact: store_preact as u32,
-            _pad0: 0,
+            accumulate: 1,
             _pad1: 0,
             _pad2: 0,
             scale: [scale[0], scale[1], scale[2], 0.0],

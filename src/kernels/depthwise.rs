@@ -37,6 +37,14 @@ uniform_params! {
         pub cap: f32,
         /// 1: also store the pre-activation.
         pub store_preact: u32,
+        /// The input gradient: 1 adds into it, 0 overwrites it (its first writer).
+        pub accumulate: u32,
+        /// Padding to 16 bytes.
+        pub _pad0: u32,
+        /// Padding.
+        pub _pad1: u32,
+        /// Padding.
+        pub _pad2: u32,
     }
 }
 
@@ -58,6 +66,8 @@ impl DepthwiseParams {
             act: super::activation_code(conv.activation),
             cap: conv.cap,
             store_preact: store_preact as u32,
+            accumulate: 1,
+            ..Self::default()
         }
     }
 

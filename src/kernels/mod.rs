@@ -427,8 +427,7 @@ pub fn faster_precision(ctx: &GpuContext) -> anyhow::Result<Precision> {
                 pad_y: 2,
                 pad_x: 2,
                 act: 0,
-                cap: f32::MAX,
-                store_preact: 0,
+                ..Default::default()
             };
             let dw_weights = ctx.zeroed_buffer("precision depthwise weights", (expanded * 26) as usize);
             let dw_buffers = depthwise::DepthwiseForward {

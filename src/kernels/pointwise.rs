@@ -129,9 +129,10 @@ uniform_params! {
     pub struct ResidualParams {
         /// Values.
         pub n: u32,
+        /// Backward: 1 adds the block output's gradient into the summand's, 0 copies it there
+        /// (its first writer).
+        pub accumulate: u32,
         /// Padding to 16 bytes.
-        pub _pad0: u32,
-        /// Padding.
         pub _pad1: u32,
         /// Padding.
         pub _pad2: u32,
@@ -139,9 +140,9 @@ uniform_params! {
 }
 
 impl ResidualParams {
-    /// A residual connection over `n` values.
+    /// A residual connection over `n` values (its backward adding into the summands' gradients).
     pub fn new(n: usize) -> Self {
-        Self { n: n as u32, _pad0: 0, _pad1: 0, _pad2: 0 }
+        Self { n: n as u32, accumulate: 1, _pad1: 0, _pad2: 0 }
     }
 }
 

@@ -5,7 +5,7 @@
 use anyhow::{Result, bail};
 
 use crate::arch::{LayerId, LayerInfo};
-use crate::engine::{FeatureNet, ForwardPlan, PlanOptions, Work};
+use crate::engine::{FeatureNet, ForwardPlan, GradientWrites, PlanOptions, Work};
 use crate::gpu::GpuContext;
 pub use crate::kernels::losses::LOSS_SLOTS;
 use crate::kernels::losses::{
@@ -512,6 +512,9 @@ pub struct Objective {
     /// Buffers of the losses' own gradients that are added into (content losses under
     /// `normalize_gradients`): cleared with the layer gradients.
     own_grads: Vec<wgpu::Buffer>,
+    /// The layer gradients whose first writer adds into them: cleared before each evaluation
+    /// (the others are overwritten by their first writer, see `engine::GradientWrites`).
+    cleared_grads: Vec<wgpu::Buffer>,
     /// What the loss gradients entering the network are multiplied by (and the image gradient
     /// divided by): 1 in f32, a power of two in f16 (see [`Objective::calibrate`]).
     gradient_scale: f32,
@@ -644,6 +647,7 @@ impl Objective {
         ops.extend(forward.ops().iter().cloned());
         let mut weighted = Vec::new();
         let mut own_grads = Vec::new();
+        let mut writes = GradientWrites::default();
         let mut own_scaled = Vec::new();
         let pixels = (3 * width * height) as f64;
         // Network passes; TV (read the image, add into its gradient); losses' clears.
@@ -653,6 +657,8 @@ impl Objective {
             let (info, f) = forward.layer_buffer(id)?;
             let n = info.channels * info.height * info.width;
             let layer_grad = forward.grad_buffer(id)?;
+            // The content loss and the normalized share add into the layer's gradient.
+            writes.add(layer_grad);
             let unit_coef = layer_weight * 2.0 / n as f32;
             let coef = if normalize { own_scale * unit_coef } else { gradient_scale * spec.content_weight * unit_coef };
             let p = LossParams { count: n as u32, coef, layer_weight, groups, partial: partials(groups), ..totals };
@@ -724,11 +730,18 @@ impl Objective {
             // dF += R · F, or normalized: g = R · F, then its normalized share added into dF.
             let layer_grad = forward.grad_buffer(*id)?;
             let own = normalize.then(|| ctx.values_buffer("style loss gradient", c * hw, fnet.kernels.precision()));
+            // R·F overwrites where it is the layer gradient's first writer; the normalized share adds.
+            let accumulate = if normalize {
+                writes.add(layer_grad);
+                false
+            } else {
+                writes.accumulate(layer_grad)
+            };
             let p = PointwiseParams {
                 m: c as u32,
                 k: c as u32,
                 n: hw as u32,
-                flags: if normalize { 0 } else { flags::ACCUMULATE },
+                flags: if accumulate { flags::ACCUMULATE } else { 0 },
                 ..Default::default()
             };
             let output = own.as_ref().unwrap_or(layer_grad);
@@ -750,7 +763,7 @@ impl Objective {
                 work = work + Work::new(4.0 * n as f64, 4.0 * n as f64);
             }
         }
-        ops.extend(forward.backward_ops(ctx, k, gradient_scale)?);
+        ops.extend(forward.backward_ops(ctx, k, gradient_scale, &mut writes)?);
         // The stem's image gradient comes last (the backward pass walks the layers in reverse).
         let image_gradient_op = ops.len() - 1;
         let padded_grad = forward.image_grad().expect("training plan");
@@ -774,6 +787,7 @@ impl Objective {
             losses,
             weighted,
             own_grads,
+            cleared_grads: writes.cleared().to_vec(),
             gradient_scale,
             image_gradient_op,
             own_scaled,
@@ -846,12 +860,8 @@ impl Objective {
 
     /// The commands of one evaluation: clear the gradients and losses, then every dispatch.
     pub fn commands(&self) -> Vec<Command> {
-        let clears = self
-            .forward
-            .all_grad_buffers()
-            .chain(&self.own_grads)
-            .chain([&self.losses])
-            .map(|b| Command::Clear(b.clone()));
+        let clears =
+            self.cleared_grads.iter().chain(&self.own_grads).chain([&self.losses]).map(|b| Command::Clear(b.clone()));
         clears.chain(self.ops.iter().cloned().map(Command::Dispatch)).collect()
     }
 
