@@ -208,29 +208,32 @@ impl StyleFeatures {
             let f = &self.buffer;
             k.products.gram(ctx, ProductBuffers { input: f, weights: f, output: g, aux }, &params)
         };
-        let pixels = |g: &wgpu::Buffer| {
-            let values = (c * height * width) as usize;
-            let x = ctx.values_buffer("style features pixel-major", values, k.precision());
+        // The copy x is the size of the activations.
+        let pixels = |g: &wgpu::Buffer, x: &wgpu::Buffer| {
             let transpose =
-                k.losses.pixel_major(ctx, PixelMajor { value: &self.activations, pixel_value: &x }, &self.shape);
+                k.losses.pixel_major(ctx, PixelMajor { value: &self.activations, pixel_value: x }, &self.shape);
             let p = PointwiseParams { flags: flags::TRANSPOSE_A | flags::SYMMETRIC, ..params };
-            let product = k.products.gram(ctx, ProductBuffers { input: &x, weights: &x, output: g, aux }, &p);
+            let product = k.products.gram(ctx, ProductBuffers { input: x, weights: x, output: g, aux }, &p);
             vec![transpose, product]
         };
         let shape = format!("layout c{c} {height}x{width} margin{margin}");
         let shape = kernels::precision_key(shape, k.precision());
         let layouts = [GramLayout::Channels, GramLayout::Pixels];
         let layout = ctx.tuner().pick(Family::Gram, &shape, &layouts, |layout, best| {
+            // Stand-ins for the buffers the ops write, not counted in the plan's memory.
             let scratch = scratch_like(ctx, g);
             let ops = match layout {
                 GramLayout::Channels => vec![channels(&scratch)],
-                GramLayout::Pixels => pixels(&scratch),
+                GramLayout::Pixels => pixels(&scratch, &scratch_like(ctx, &self.activations)),
             };
             ops.iter().map(|op| time_op(ctx, op, best)).sum()
         });
         match layout {
             GramLayout::Channels => vec![channels(g)],
-            GramLayout::Pixels => pixels(g),
+            GramLayout::Pixels => {
+                let values = (c * height * width) as usize;
+                pixels(g, &ctx.values_buffer("style features pixel-major", values, k.precision()))
+            }
         }
     }
 }
